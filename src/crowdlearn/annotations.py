@@ -1,0 +1,736 @@
+"""The one in-memory form of crowdsourced labels: observed (item, annotator, label) triples.
+
+:class:`Annotations` stores three aligned integer arrays of the *observed* pairs only, plus the
+maps between integer indices and the original ids of items, annotators and classes. It never
+builds a dense ``n_items x n_annotators`` matrix; every derived view (CSR by item or by
+annotator, counts) costs O(number of labels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+__all__ = [
+    "Annotations",
+    "AnnotationsError",
+    "CSRView",
+    "Summary",
+    "OnDuplicate",
+]
+
+OnDuplicate = Literal["error", "first", "last"]
+IntArray = npt.NDArray[np.int64]
+
+
+class AnnotationsError(ValueError):
+    """Raised for crowdsourced-label input that does not satisfy the data model.
+
+    The message names the offending file, row/column and value where they are known, and what
+    was expected instead.
+    """
+
+
+def _as_index_array(values: npt.ArrayLike, name: str) -> IntArray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise AnnotationsError(f"{name} must be a 1-d array of integer indices, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise AnnotationsError(
+                f"{name}[{pos}] = {arr[pos]!r} is not an integer index (expected integers >= 0)"
+            )
+    elif arr.dtype.kind not in "iub":
+        raise AnnotationsError(
+            f"{name} must hold integer indices, got dtype {arr.dtype}; "
+            "use Annotations.from_ids(...) to map arbitrary ids to indices"
+        )
+    out = arr.astype(np.int64, copy=True)
+    if (out < 0).any():
+        pos = int(np.flatnonzero(out < 0)[0])
+        raise AnnotationsError(f"{name}[{pos}] = {int(out[pos])} is negative (expected indices >= 0)")
+    return out
+
+
+def _readonly(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    a.flags.writeable = False
+    return a
+
+
+def _default_ids(n: int) -> np.ndarray[Any, Any]:
+    return np.arange(n, dtype=np.int64)
+
+
+def _ids_array(ids: Sequence[Hashable] | np.ndarray[Any, Any] | None, n: int, name: str) -> np.ndarray[Any, Any]:
+    if ids is None:
+        return _readonly(_default_ids(n))
+    arr = np.asarray(ids)
+    if arr.dtype.kind == "U" or arr.dtype.kind == "S":
+        arr = arr.astype(object)
+    if arr.ndim != 1 or len(arr) != n:
+        raise AnnotationsError(f"{name} must have length {n}, got shape {arr.shape}")
+    uniq = pd.Index(arr)
+    if not uniq.is_unique:
+        dup = uniq[uniq.duplicated()][0]
+        raise AnnotationsError(f"{name} contains the id {dup!r} more than once; ids must be unique")
+    if pd.isna(uniq).any():
+        raise AnnotationsError(f"{name} contains a missing (NaN/None) id; ids must be present")
+    return _readonly(arr.copy())
+
+
+@dataclass(frozen=True)
+class CSRView:
+    """Compressed rows of the label arrays, grouped by item or by annotator.
+
+    Attributes
+    ----------
+    indptr : ndarray of shape (n_rows + 1,)
+        Row ``r`` owns positions ``order[indptr[r]:indptr[r + 1]]`` of the label arrays.
+    order : ndarray of shape (n_labels,)
+        Permutation of label positions sorted by row (stable, so original order within a row).
+    """
+
+    indptr: IntArray
+    order: IntArray
+
+    def positions(self, rows: npt.ArrayLike) -> IntArray:
+        """Label positions of the given rows, concatenated in the order of ``rows``.
+
+        Costs O(len(rows) + labels returned); no dense intermediate.
+        """
+        r = np.asarray(rows, dtype=np.int64)
+        starts = self.indptr[r]
+        lengths = self.indptr[r + 1] - starts
+        total = int(lengths.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64)
+        # position j of the output = starts[row(j)] + (j - offset(row(j)))
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        return self.order[offsets + np.arange(total, dtype=np.int64)]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts and distributions describing an :class:`Annotations` object."""
+
+    n_items: int
+    n_annotators: int
+    n_classes: int
+    n_labels: int
+    n_items_unlabeled: int
+    n_annotators_without_labels: int
+    labels_per_item: dict[str, float]
+    labels_per_annotator: dict[str, float]
+    class_counts: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON-serialisable)."""
+        return {
+            "n_items": self.n_items,
+            "n_annotators": self.n_annotators,
+            "n_classes": self.n_classes,
+            "n_labels": self.n_labels,
+            "n_items_unlabeled": self.n_items_unlabeled,
+            "n_annotators_without_labels": self.n_annotators_without_labels,
+            "labels_per_item": self.labels_per_item,
+            "labels_per_annotator": self.labels_per_annotator,
+            "class_counts": self.class_counts,
+        }
+
+    def __str__(self) -> str:
+        def dist(d: dict[str, float]) -> str:
+            return ", ".join(f"{k} {v:g}" for k, v in d.items())
+
+        lines = [
+            f"items:      {self.n_items} ({self.n_items_unlabeled} without labels)",
+            f"annotators: {self.n_annotators} ({self.n_annotators_without_labels} without labels)",
+            f"classes:    {self.n_classes}",
+            f"labels:     {self.n_labels}",
+            f"labels per item:      {dist(self.labels_per_item)}",
+            f"labels per annotator: {dist(self.labels_per_annotator)}",
+            "class counts: " + ", ".join(f"{k}: {v}" for k, v in self.class_counts.items()),
+        ]
+        return "\n".join(lines)
+
+
+def _describe(counts: IntArray) -> dict[str, float]:
+    if counts.size == 0:
+        return {"min": 0.0, "median": 0.0, "mean": 0.0, "max": 0.0}
+    return {
+        "min": float(counts.min()),
+        "median": float(np.median(counts)),
+        "mean": round(float(counts.mean()), 4),
+        "max": float(counts.max()),
+    }
+
+
+class Annotations:
+    """Crowdsourced labels as observed (item, annotator, label) triples.
+
+    Parameters
+    ----------
+    items, annotators, labels : array-like of int of shape (n_labels,)
+        Index of the item, of the annotator and of the class for each observed label.
+    n_items, n_annotators, n_classes : int, optional
+        Sizes of the three index spaces. Default to ``max index + 1`` (or the length of the
+        matching id array). Items or annotators with no label are allowed and kept.
+    item_ids, annotator_ids, classes : sequence, optional
+        Original ids (str or int) of each index. Default to ``0..n-1``. The order of
+        ``classes`` fixes the class index order.
+    on_duplicate : {"error", "first", "last"}, default="error"
+        What to do when the same (item, annotator) pair is observed more than once.
+
+    Notes
+    -----
+    All arrays are stored read-only, so derived views can be cached safely. Operations return
+    new objects. Nothing here ever allocates ``n_items x n_annotators`` memory.
+
+    Examples
+    --------
+    >>> ann = Annotations.from_ids(["a", "a", "b"], ["w1", "w2", "w1"], ["cat", "dog", "dog"])
+    >>> ann.n_items, ann.n_annotators, ann.n_classes, ann.n_labels
+    (2, 2, 2, 3)
+    >>> list(ann.classes)
+    ['cat', 'dog']
+    """
+
+    __slots__ = (
+        "items",
+        "annotators",
+        "labels",
+        "n_items",
+        "n_annotators",
+        "n_classes",
+        "item_ids",
+        "annotator_ids",
+        "classes",
+        "__dict__",
+    )
+
+    items: IntArray
+    annotators: IntArray
+    labels: IntArray
+    n_items: int
+    n_annotators: int
+    n_classes: int
+    item_ids: np.ndarray[Any, Any]
+    annotator_ids: np.ndarray[Any, Any]
+    classes: np.ndarray[Any, Any]
+
+    def __init__(
+        self,
+        items: npt.ArrayLike,
+        annotators: npt.ArrayLike,
+        labels: npt.ArrayLike,
+        *,
+        n_items: int | None = None,
+        n_annotators: int | None = None,
+        n_classes: int | None = None,
+        item_ids: Sequence[Hashable] | np.ndarray[Any, Any] | None = None,
+        annotator_ids: Sequence[Hashable] | np.ndarray[Any, Any] | None = None,
+        classes: Sequence[Hashable] | np.ndarray[Any, Any] | None = None,
+        on_duplicate: OnDuplicate = "error",
+    ) -> None:
+        it = _as_index_array(items, "items")
+        an = _as_index_array(annotators, "annotators")
+        lb = _as_index_array(labels, "labels")
+        if not (len(it) == len(an) == len(lb)):
+            raise AnnotationsError(
+                f"items, annotators and labels must have the same length, got {len(it)}, {len(an)}, {len(lb)}"
+            )
+        if on_duplicate not in ("error", "first", "last"):
+            raise AnnotationsError(f"on_duplicate must be 'error', 'first' or 'last', got {on_duplicate!r}")
+
+        def size(explicit: int | None, ids: Any, idx: IntArray, name: str) -> int:
+            inferred = int(idx.max()) + 1 if idx.size else 0
+            if explicit is None:
+                explicit = len(ids) if ids is not None else inferred
+            explicit = int(explicit)
+            if explicit < inferred:
+                pos = int(np.argmax(idx))
+                raise AnnotationsError(
+                    f"{name} index {int(idx[pos])} at position {pos} is out of range: "
+                    f"expected indices in [0, {explicit})"
+                )
+            return explicit
+
+        ni = size(n_items, item_ids, it, "item")
+        na = size(n_annotators, annotator_ids, an, "annotator")
+        nc = size(n_classes, classes, lb, "label")
+
+        # duplicates, vectorised: key = item * n_annotators + annotator
+        if it.size:
+            key = it * max(na, 1) + an
+            order = np.argsort(key, kind="stable")
+            sk = key[order]
+            dup_sorted = np.flatnonzero(sk[1:] == sk[:-1])
+            if dup_sorted.size:
+                if on_duplicate == "error":
+                    second = int(order[dup_sorted[0] + 1])
+                    first = int(order[dup_sorted[0]])
+                    iid = item_ids[it[second]] if item_ids is not None else int(it[second])
+                    aid = annotator_ids[an[second]] if annotator_ids is not None else int(an[second])
+                    raise AnnotationsError(
+                        f"duplicate (item, annotator) pair ({iid!r}, {aid!r}) at rows {first} and {second}; "
+                        "each annotator may label an item once (pass on_duplicate='first' or 'last' to keep one)"
+                    )
+                # keep one label per pair: first or last occurrence in the input order
+                if on_duplicate == "first":
+                    keep_sorted = np.ones(len(sk), dtype=bool)
+                    keep_sorted[dup_sorted + 1] = False
+                else:
+                    keep_sorted = np.ones(len(sk), dtype=bool)
+                    keep_sorted[dup_sorted] = False
+                keep = np.sort(order[keep_sorted])
+                it, an, lb = it[keep], an[keep], lb[keep]
+
+        self.items = _readonly(it)
+        self.annotators = _readonly(an)
+        self.labels = _readonly(lb)
+        self.n_items = ni
+        self.n_annotators = na
+        self.n_classes = nc
+        self.item_ids = _ids_array(item_ids, ni, "item_ids")
+        self.annotator_ids = _ids_array(annotator_ids, na, "annotator_ids")
+        self.classes = _ids_array(classes, nc, "classes")
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_ids(
+        cls,
+        items: Iterable[Hashable],
+        annotators: Iterable[Hashable],
+        labels: Iterable[Hashable],
+        *,
+        classes: Sequence[Hashable] | None = None,
+        item_ids: Sequence[Hashable] | None = None,
+        annotator_ids: Sequence[Hashable] | None = None,
+        on_duplicate: OnDuplicate = "error",
+    ) -> Annotations:
+        """Build from original ids (strings or ints) of items, annotators and labels.
+
+        Ids are indexed in order of first appearance unless ``item_ids`` / ``annotator_ids``
+        give the full list (which may include ids with no label). ``classes`` fixes the class
+        order; by default classes are sorted. A label not in ``classes`` is an error.
+        """
+        it_raw = pd.Series(list(items) if not isinstance(items, (np.ndarray, pd.Series)) else items)
+        an_raw = pd.Series(list(annotators) if not isinstance(annotators, (np.ndarray, pd.Series)) else annotators)
+        lb_raw = pd.Series(list(labels) if not isinstance(labels, (np.ndarray, pd.Series)) else labels)
+        for name, s in (("item", it_raw), ("annotator", an_raw), ("label", lb_raw)):
+            na = s.isna().to_numpy()
+            if na.any():
+                row = int(np.flatnonzero(na)[0])
+                raise AnnotationsError(f"row {row}: missing {name} id (NaN/empty); every label needs an {name}")
+        if not (len(it_raw) == len(an_raw) == len(lb_raw)):
+            raise AnnotationsError(
+                f"items, annotators and labels must have the same length, got {len(it_raw)}, {len(an_raw)}, {len(lb_raw)}"
+            )
+        it_idx, it_ids = _encode(it_raw, item_ids, "item")
+        an_idx, an_ids = _encode(an_raw, annotator_ids, "annotator")
+        if classes is None:
+            uniq = lb_raw.unique()
+            try:
+                classes_arr = np.asarray(sorted(uniq.tolist()), dtype=object)
+            except TypeError as exc:
+                kinds = sorted({type(v).__name__ for v in uniq.tolist()})
+                raise AnnotationsError(
+                    f"labels mix types ({', '.join(kinds)}); labels must all be integers or all be strings"
+                ) from exc
+            lb_idx, cl = _encode(lb_raw, list(classes_arr), "label")
+        else:
+            lb_idx, cl = _encode(lb_raw, classes, "label", what="declared classes")
+        return cls(
+            it_idx,
+            an_idx,
+            lb_idx,
+            item_ids=it_ids,
+            annotator_ids=an_ids,
+            classes=cl,
+            on_duplicate=on_duplicate,
+        )
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_labels(self) -> int:
+        """Number of observed (item, annotator, label) triples."""
+        return int(self.items.shape[0])
+
+    def __len__(self) -> int:
+        return self.n_labels
+
+    def __repr__(self) -> str:
+        return (
+            f"Annotations(n_items={self.n_items}, n_annotators={self.n_annotators}, "
+            f"n_classes={self.n_classes}, n_labels={self.n_labels})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Annotations):
+            return NotImplemented
+        return (
+            self.n_items == other.n_items
+            and self.n_annotators == other.n_annotators
+            and self.n_classes == other.n_classes
+            and np.array_equal(self.items, other.items)
+            and np.array_equal(self.annotators, other.annotators)
+            and np.array_equal(self.labels, other.labels)
+            and _ids_equal(self.item_ids, other.item_ids)
+            and _ids_equal(self.annotator_ids, other.annotator_ids)
+            and _ids_equal(self.classes, other.classes)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def same_content(self, other: Annotations) -> bool:
+        """True when both hold the same set of (item id, annotator id, class id) triples.
+
+        Ignores the order of labels and the index assigned to each id.
+        """
+        return bool(self.to_frame().sort_values(["item", "annotator"]).reset_index(drop=True).astype(str).equals(
+            other.to_frame().sort_values(["item", "annotator"]).reset_index(drop=True).astype(str)
+        ))
+
+    # ------------------------------------------------------------------ id maps
+    @cached_property
+    def _item_lookup(self) -> dict[Hashable, int]:
+        return {k: i for i, k in enumerate(self.item_ids.tolist())}
+
+    @cached_property
+    def _annotator_lookup(self) -> dict[Hashable, int]:
+        return {k: i for i, k in enumerate(self.annotator_ids.tolist())}
+
+    @cached_property
+    def _class_lookup(self) -> dict[Hashable, int]:
+        return {k: i for i, k in enumerate(self.classes.tolist())}
+
+    def item_index(self, ids: Iterable[Hashable]) -> IntArray:
+        """Indices of the given item ids; unknown ids raise :class:`AnnotationsError`."""
+        return _lookup(self._item_lookup, ids, "item")
+
+    def annotator_index(self, ids: Iterable[Hashable]) -> IntArray:
+        """Indices of the given annotator ids; unknown ids raise :class:`AnnotationsError`."""
+        return _lookup(self._annotator_lookup, ids, "annotator")
+
+    def class_index(self, ids: Iterable[Hashable]) -> IntArray:
+        """Indices of the given class ids; unknown classes raise :class:`AnnotationsError`."""
+        return _lookup(self._class_lookup, ids, "class")
+
+    # ------------------------------------------------------------------ derived views
+    @cached_property
+    def by_item(self) -> CSRView:
+        """CSR view grouping label positions by item (cached)."""
+        return _csr(self.items, self.n_items)
+
+    @cached_property
+    def by_annotator(self) -> CSRView:
+        """CSR view grouping label positions by annotator (cached)."""
+        return _csr(self.annotators, self.n_annotators)
+
+    @cached_property
+    def item_counts(self) -> IntArray:
+        """Number of labels of each item, shape (n_items,)."""
+        return _readonly(np.diff(self.by_item.indptr))
+
+    @cached_property
+    def annotator_counts(self) -> IntArray:
+        """Number of labels given by each annotator, shape (n_annotators,)."""
+        return _readonly(np.diff(self.by_annotator.indptr))
+
+    @cached_property
+    def class_counts(self) -> IntArray:
+        """Number of labels of each class, shape (n_classes,)."""
+        return _readonly(np.bincount(self.labels, minlength=self.n_classes).astype(np.int64))
+
+    def vote_counts(self, weights: npt.ArrayLike | None = None) -> npt.NDArray[np.float64]:
+        """Per-item class vote counts, shape (n_items, n_classes).
+
+        ``weights`` (shape (n_annotators,)) weighs each annotator's vote. Cost O(n_labels +
+        n_items * n_classes): the result is items x classes, never items x annotators.
+        """
+        w = None if weights is None else np.asarray(weights, dtype=np.float64)[self.annotators]
+        flat = np.bincount(
+            self.items * self.n_classes + self.labels, weights=w, minlength=self.n_items * self.n_classes
+        )
+        return flat.reshape(self.n_items, self.n_classes).astype(np.float64)
+
+    def labels_of(self, items: npt.ArrayLike) -> tuple[IntArray, IntArray, IntArray]:
+        """All observed labels of a batch of items in O(labels).
+
+        Parameters
+        ----------
+        items : array-like of int of shape (batch,)
+            Item indices.
+
+        Returns
+        -------
+        rows : ndarray of shape (n_batch_labels,)
+            Position in ``items`` (0..batch-1) of the item each label belongs to.
+        annotators, labels : ndarray of shape (n_batch_labels,)
+        """
+        b = np.asarray(items, dtype=np.int64)
+        pos = self.by_item.positions(b)
+        counts = self.item_counts[b]
+        rows = np.repeat(np.arange(len(b), dtype=np.int64), counts)
+        return rows, self.annotators[pos], self.labels[pos]
+
+    # ------------------------------------------------------------------ operations
+    def subset_items(self, items: npt.ArrayLike, *, reindex: bool = True) -> Annotations:
+        """Keep the labels of the given items.
+
+        Parameters
+        ----------
+        items : array-like of int or bool
+            Item indices (or a boolean mask of shape (n_items,)).
+        reindex : bool, default=True
+            If True the result has exactly the selected items, re-indexed ``0..len(items)-1`` in
+            the given order (their original ids are kept in ``item_ids``). If False the index
+            space and ids are unchanged and the other items simply lose their labels.
+        Annotators and classes keep their indices in both cases.
+        """
+        sel = self._selection(items, self.n_items, "item")
+        pos = np.sort(self.by_item.positions(sel))
+        if not reindex:
+            return self._with(self.items[pos], self.annotators[pos], self.labels[pos])
+        new_index = np.full(self.n_items, -1, dtype=np.int64)
+        new_index[sel] = np.arange(len(sel), dtype=np.int64)
+        return Annotations(
+            new_index[self.items[pos]],
+            self.annotators[pos],
+            self.labels[pos],
+            n_items=len(sel),
+            n_annotators=self.n_annotators,
+            n_classes=self.n_classes,
+            item_ids=self.item_ids[sel],
+            annotator_ids=self.annotator_ids,
+            classes=self.classes,
+        )
+
+    def subset_annotators(self, annotators: npt.ArrayLike, *, reindex: bool = True) -> Annotations:
+        """Keep the labels of the given annotators (indices or boolean mask).
+
+        With ``reindex=True`` annotators are re-indexed ``0..len-1`` in the given order; items
+        and classes keep their indices (items left without labels stay, unlabeled).
+        """
+        sel = self._selection(annotators, self.n_annotators, "annotator")
+        pos = np.sort(self.by_annotator.positions(sel))
+        if not reindex:
+            return self._with(self.items[pos], self.annotators[pos], self.labels[pos])
+        new_index = np.full(self.n_annotators, -1, dtype=np.int64)
+        new_index[sel] = np.arange(len(sel), dtype=np.int64)
+        return Annotations(
+            self.items[pos],
+            new_index[self.annotators[pos]],
+            self.labels[pos],
+            n_items=self.n_items,
+            n_annotators=len(sel),
+            n_classes=self.n_classes,
+            item_ids=self.item_ids,
+            annotator_ids=self.annotator_ids[sel],
+            classes=self.classes,
+        )
+
+    def subset_labels(self, mask: npt.ArrayLike) -> Annotations:
+        """Keep the labels selected by a boolean mask or positions; index spaces unchanged."""
+        m = np.asarray(mask)
+        if m.dtype == bool:
+            if m.shape != (self.n_labels,):
+                raise AnnotationsError(f"label mask must have shape ({self.n_labels},), got {m.shape}")
+            pos = np.flatnonzero(m)
+        else:
+            pos = self._selection(m, self.n_labels, "label position")
+        return self._with(self.items[pos], self.annotators[pos], self.labels[pos])
+
+    def split_holdout(
+        self, fraction: float = 0.1, *, seed: int | np.random.Generator | None = 0, min_keep: int = 1
+    ) -> tuple[Annotations, Annotations]:
+        """Hold out a fraction of each annotator's labels (seeded), e.g. for crowd-only validation.
+
+        Parameters
+        ----------
+        fraction : float in [0, 1)
+            Share of each annotator's labels moved to the held-out part (rounded down).
+        seed : int or Generator
+            Seed of the random choice.
+        min_keep : int, default=1
+            Each annotator keeps at least this many labels in the training part.
+
+        Returns
+        -------
+        train, held_out : Annotations
+            Same index spaces and ids as ``self``; together they hold every label exactly once.
+        """
+        if not 0.0 <= fraction < 1.0:
+            raise AnnotationsError(f"fraction must be in [0, 1), got {fraction!r}")
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        counts = self.annotator_counts
+        n_out = np.minimum(np.floor(counts * fraction).astype(np.int64), np.maximum(counts - min_keep, 0))
+        # random rank of each label within its annotator: sort by (annotator, random key)
+        key = rng.random(self.n_labels)
+        order = np.lexsort((key, self.annotators))
+        starts = self.by_annotator.indptr[:-1]
+        rank = np.empty(self.n_labels, dtype=np.int64)
+        rank[order] = np.arange(self.n_labels) - np.repeat(starts, counts)
+        held = rank < n_out[self.annotators]
+        return self.subset_labels(~held), self.subset_labels(held)
+
+    def concat(self, *others: Annotations, on_duplicate: OnDuplicate = "error") -> Annotations:
+        """Concatenate with other Annotations, matching items, annotators and classes by id.
+
+        Ids of ``self`` keep their indices; new ids are appended in order of appearance. Classes
+        must be compatible: the union keeps ``self``'s order and appends new classes.
+        """
+        parts = [self, *others]
+        item_ids = _union_ids([p.item_ids for p in parts])
+        ann_ids = _union_ids([p.annotator_ids for p in parts])
+        cls_ids = _union_ids([p.classes for p in parts])
+        it_map = {k: i for i, k in enumerate(item_ids.tolist())}
+        an_map = {k: i for i, k in enumerate(ann_ids.tolist())}
+        cl_map = {k: i for i, k in enumerate(cls_ids.tolist())}
+        its, ans, lbs = [], [], []
+        for p in parts:
+            its.append(np.array([it_map[k] for k in p.item_ids.tolist()], dtype=np.int64)[p.items])
+            ans.append(np.array([an_map[k] for k in p.annotator_ids.tolist()], dtype=np.int64)[p.annotators])
+            lbs.append(np.array([cl_map[k] for k in p.classes.tolist()], dtype=np.int64)[p.labels])
+        return Annotations(
+            np.concatenate(its),
+            np.concatenate(ans),
+            np.concatenate(lbs),
+            item_ids=item_ids,
+            annotator_ids=ann_ids,
+            classes=cls_ids,
+            on_duplicate=on_duplicate,
+        )
+
+    def to_frame(self, *, ids: bool = True) -> pd.DataFrame:
+        """Long table with columns ``item``, ``annotator``, ``label``.
+
+        With ``ids=True`` (default) the columns hold the original ids; otherwise the indices.
+        """
+        if not ids:
+            return pd.DataFrame({"item": self.items, "annotator": self.annotators, "label": self.labels})
+        return pd.DataFrame(
+            {
+                "item": self.item_ids[self.items],
+                "annotator": self.annotator_ids[self.annotators],
+                "label": self.classes[self.labels],
+            }
+        )
+
+    def summary(self) -> Summary:
+        """Counts, labels per item/annotator distribution and class balance."""
+        return Summary(
+            n_items=self.n_items,
+            n_annotators=self.n_annotators,
+            n_classes=self.n_classes,
+            n_labels=self.n_labels,
+            n_items_unlabeled=int((self.item_counts == 0).sum()),
+            n_annotators_without_labels=int((self.annotator_counts == 0).sum()),
+            labels_per_item=_describe(self.item_counts),
+            labels_per_annotator=_describe(self.annotator_counts),
+            class_counts={str(c): int(n) for c, n in zip(self.classes.tolist(), self.class_counts.tolist())},
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _with(self, items: IntArray, annotators: IntArray, labels: IntArray) -> Annotations:
+        return Annotations(
+            items,
+            annotators,
+            labels,
+            n_items=self.n_items,
+            n_annotators=self.n_annotators,
+            n_classes=self.n_classes,
+            item_ids=self.item_ids,
+            annotator_ids=self.annotator_ids,
+            classes=self.classes,
+        )
+
+    @staticmethod
+    def _selection(sel: npt.ArrayLike, n: int, name: str) -> IntArray:
+        arr = np.asarray(sel)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise AnnotationsError(f"{name} mask must have shape ({n},), got {arr.shape}")
+            return np.flatnonzero(arr).astype(np.int64)
+        idx = _as_index_array(arr.reshape(-1), f"{name} selection")
+        if idx.size and int(idx.max()) >= n:
+            raise AnnotationsError(f"{name} selection contains index {int(idx.max())}, expected < {n}")
+        if np.unique(idx).size != idx.size:
+            raise AnnotationsError(f"{name} selection contains repeated indices")
+        return idx
+
+
+def _csr(keys: IntArray, n: int) -> CSRView:
+    order = np.argsort(keys, kind="stable").astype(np.int64)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=n), out=indptr[1:])
+    return CSRView(indptr=_readonly(indptr), order=_readonly(order))
+
+
+def _ids_equal(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    return len(a) == len(b) and all(x == y for x, y in zip(a.tolist(), b.tolist()))
+
+
+def _union_ids(arrays: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+    seen: dict[Hashable, None] = {}
+    for a in arrays:
+        for k in a.tolist():
+            seen.setdefault(k, None)
+    keys = list(seen)
+    out = np.empty(len(keys), dtype=object)
+    out[:] = keys
+    if all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in keys):
+        return np.asarray(keys, dtype=np.int64)
+    return out
+
+
+def _lookup(table: dict[Hashable, int], ids: Iterable[Hashable], what: str) -> IntArray:
+    out = []
+    for k in ids:
+        try:
+            out.append(table[k])
+        except KeyError:
+            raise AnnotationsError(f"unknown {what} id {k!r}") from None
+    return np.asarray(out, dtype=np.int64)
+
+
+def _encode(
+    values: pd.Series,
+    declared: Sequence[Hashable] | None,
+    name: str,
+    what: str | None = None,
+) -> tuple[IntArray, np.ndarray[Any, Any]]:
+    """Map raw ids to indices; with ``declared`` the id list (and order) is fixed."""
+    if declared is None:
+        codes, uniques = pd.factorize(values, sort=False)
+        ids = np.empty(len(uniques), dtype=object)
+        ids[:] = list(uniques)
+        if len(ids) and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in ids.tolist()):
+            ids = np.asarray(ids.tolist(), dtype=np.int64)
+        return codes.astype(np.int64), ids
+    decl = np.empty(len(declared), dtype=object)
+    decl[:] = list(declared)
+    index = pd.Index(decl)
+    if not index.is_unique:
+        dup = index[index.duplicated()][0]
+        raise AnnotationsError(f"declared {name} ids contain {dup!r} more than once")
+    codes = index.get_indexer(values.astype(object))
+    if (codes < 0).any():
+        row = int(np.flatnonzero(codes < 0)[0])
+        shown = ", ".join(repr(c) for c in decl.tolist()[:20])
+        raise AnnotationsError(
+            f"row {row}: {name} {values.iloc[row]!r} is not one of the {what or 'declared ' + name + ' ids'} ({shown})"
+        )
+    ids: np.ndarray[Any, Any] = decl
+    if len(ids) and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in ids.tolist()):
+        ids = np.asarray(ids.tolist(), dtype=np.int64)
+    return codes.astype(np.int64), ids
