@@ -278,3 +278,35 @@ def test_answers_json_peerannot_layout(tmp_path: Path) -> None:
 def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_annotations(tmp_path / "nope.csv")
+
+
+@settings(max_examples=30, deadline=None)
+@given(ann=annotations_strategy())
+def test_dataframe_round_trip(ann: Annotations) -> None:
+    back = from_frame(ann.to_frame(), classes=ann.classes.tolist())
+    assert back == ann
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl"])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ann=annotations_strategy(), seed=st.integers(0, 2**16))
+def test_truth_round_trip(tmp_path: Path, fmt: str, ann: Annotations, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(-1, ann.n_classes, ann.n_items)
+    path = tmp_path / f"truth{EXT[fmt]}"
+    frame = pd.DataFrame({"item": ann.item_ids[truth >= 0], "label": ann.classes[truth[truth >= 0]]})
+    if fmt == "csv":
+        write_truth(truth, path, ann, overwrite=True)
+    else:
+        with atomic_write(path, mode="wb" if fmt == "parquet" else "w") as fh:
+            if fmt == "parquet":
+                frame.to_parquet(fh)
+            elif fmt == "jsonl":
+                frame.to_json(fh, orient="records", lines=True)
+            else:
+                frame.to_csv(fh, sep="\t", index=False)
+    if not (truth >= 0).any():
+        with pytest.raises(AnnotationsError, match="no rows|the file is empty"):
+            read_truth(path)
+        return
+    assert truth_array(read_truth(path), ann).tolist() == truth.tolist()
