@@ -10,12 +10,30 @@ DataFrame with columns ``task``, ``worker``, ``label`` (pandas outputs indexed b
 
 from crowdlearn.aggregate.base import BaseAggregator
 from crowdlearn.aggregate.dawid_skene import DawidSkene, OneCoinDawidSkene
+from crowdlearn.aggregate.glad import GLAD
+from crowdlearn.aggregate.mace import MACE
 from crowdlearn.aggregate.majority import MajorityVote, Wawa
+from crowdlearn.aggregate.spectral import SpectralError, spectral_confusions
 
 __all__ = [
+    "GLAD",
+    "MACE",
+    "METHODS",
     "BaseAggregator",
     "DawidSkene",
     "MajorityVote",
     "OneCoinDawidSkene",
+    "SpectralError",
     "Wawa",
+    "spectral_confusions",
 ]
+
+#: Short names of the aggregators (used by the command line): name -> class.
+METHODS: dict[str, type[BaseAggregator]] = {
+    "mv": MajorityVote,
+    "wawa": Wawa,
+    "ds": DawidSkene,
+    "onecoin": OneCoinDawidSkene,
+    "glad": GLAD,
+    "mace": MACE,
+}

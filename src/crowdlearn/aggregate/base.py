@@ -359,3 +359,37 @@ def check_em_params(n_iter: Any, tol: Any, smoothing: Any, owner: str) -> None:
     if not np.isfinite(tol) and tol > 0:
         raise ValueError(f"The 'tol' parameter of {owner} must be finite or -inf; got {tol!r}")
     check_number(smoothing, "smoothing", owner, low=0)
+
+
+def per_label_log_joint(ann: Annotations, log_match: FloatArray, log_other: FloatArray) -> FloatArray:
+    """Sum of per-label log-likelihoods where each label has one value for the class it names.
+
+    For each label ``(n, m, y)``: ``log p(y | true = y) = log_match`` and
+    ``log p(y | true = k != y) = log_other``. Returns the (n_items, K) array
+    ``sum over n's labels`` by two ``np.bincount`` scatter-adds, O(n_labels + n_items * K).
+    """
+    N, K = ann.n_items, ann.n_classes
+    base = np.bincount(ann.items, weights=log_other, minlength=N)
+    extra = np.bincount(ann.items * K + ann.labels, weights=log_match - log_other, minlength=N * K)
+    out: FloatArray = np.asarray(extra.reshape(N, K) + base[:, None], dtype=np.float64)
+    return out
+
+
+def soft_vote(ann: Annotations) -> FloatArray:
+    """Normalised vote counts (n_items, K); items without labels uniform."""
+    votes = ann.vote_counts()
+    tot = votes.sum(axis=1, keepdims=True)
+    soft: FloatArray = np.divide(votes, tot, out=np.full_like(votes, 1.0 / max(ann.n_classes, 1)), where=tot > 0)
+    return soft
+
+
+def learned_priors(posteriors: FloatArray, labelled: npt.NDArray[np.bool_], fixed: FloatArray | None) -> FloatArray:
+    """Fixed prior, or the mean posterior over labelled items (uniform if none are labelled)."""
+    if fixed is not None:
+        return fixed
+    n = int(labelled.sum())
+    K = posteriors.shape[1]
+    if n == 0:
+        return np.full(K, 1.0 / K)
+    out: FloatArray = (labelled.astype(np.float64) / n) @ posteriors
+    return out

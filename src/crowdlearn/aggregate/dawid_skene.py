@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from crowdlearn.aggregate.base import (
     safe_log,
     spmm,
 )
+from crowdlearn.aggregate.spectral import SpectralError, spectral_confusions
 from crowdlearn.annotations import Annotations, AnnotationsError
 
 __all__ = ["DawidSkene", "OneCoinDawidSkene", "ds_e_step", "ds_m_step", "known_label_array"]
@@ -139,7 +141,8 @@ class _DawidSkeneEM(BaseAggregator):
         soft: FloatArray = np.divide(votes, tot, out=np.full_like(votes, 1.0 / ann.n_classes), where=tot > 0)
         return soft
 
-    def _initial_confusions(self, ann: Annotations) -> FloatArray | None:
+    def _initial_confusions(self, ann: Annotations) -> tuple[FloatArray, FloatArray | None] | None:
+        """Starting (confusions, priors or None) for an initial E-step, or None to start from posteriors."""
         return None
 
     def _m_confusions(self, XT: Any, posteriors: FloatArray, M: int) -> FloatArray:
@@ -190,10 +193,13 @@ class _DawidSkeneEM(BaseAggregator):
             return T, ll
 
         history: list[float] = []
-        init_conf = self._initial_confusions(ann)
-        if init_conf is not None:
-            conf = init_conf
-            pri = fixed_priors if fixed_priors is not None else np.full(K, 1.0 / K)
+        init = self._initial_confusions(ann)
+        if init is not None:
+            conf, init_pri = init
+            if fixed_priors is not None:
+                pri = fixed_priors
+            else:
+                pri = init_pri if init_pri is not None else np.full(K, 1.0 / K)
             T, ll = e_step(conf, pri)
             history.append(ll)
         else:
@@ -247,8 +253,10 @@ class DawidSkene(_DawidSkeneEM):
         ``-inf``) disables the check: exactly ``n_iter`` iterations run.
     init : {"mv", "spectral"}, default="mv"
         Start from the soft majority vote (normalised vote counts), or from confusions
-        estimated by the spectral method (:func:`~crowdlearn.aggregate.spectral.spectral_confusions`).
-        Ignored when ``init_confusions`` is given.
+        estimated by the spectral method (:func:`~crowdlearn.aggregate.spectral.spectral_confusions`;
+        its class weights start the prior). If the moment matrices are singular (e.g. a class is
+        absent or fewer than 3 annotators) a ``RuntimeWarning`` is issued and the majority vote is
+        used. Ignored when ``init_confusions`` is given.
     init_confusions : array-like of shape (n_annotators, K, K), optional
         Column-stochastic starting confusions; EM then starts with an E-step.
     priors : "learn", "uniform" or array-like of shape (K,), default="learn"
@@ -308,12 +316,23 @@ class DawidSkene(_DawidSkeneEM):
     def _validate_params(self, ann: Annotations) -> None:
         owner = type(self).__name__
         check_em_params(self.n_iter, self.tol, self.smoothing, owner)
-        check_in(self.init, ("mv",), "init", owner)
+        check_in(self.init, ("mv", "spectral"), "init", owner)
         check_priors(self.priors, ann.n_classes, owner)
 
-    def _initial_confusions(self, ann: Annotations) -> FloatArray | None:
+    def _initial_confusions(self, ann: Annotations) -> tuple[FloatArray, FloatArray | None] | None:
         if self.init_confusions is not None:
-            return _check_confusions(self.init_confusions, ann, type(self).__name__)
+            return _check_confusions(self.init_confusions, ann, type(self).__name__), None
+        if self.init == "spectral":
+            try:
+                return spectral_confusions(
+                    ann, smoothing=max(float(self.smoothing), 1e-3), random_state=self.random_state
+                )
+            except SpectralError as exc:
+                warnings.warn(
+                    f"spectral initialisation failed ({exc}); starting from the majority vote instead",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         return None
 
     def _m_confusions(self, XT: Any, posteriors: FloatArray, M: int) -> FloatArray:

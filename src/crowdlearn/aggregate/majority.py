@@ -7,12 +7,35 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from crowdlearn.aggregate.base import BaseAggregator, FloatArray, break_ties, check_in
+from crowdlearn.aggregate.base import (
+    BaseAggregator,
+    FloatArray,
+    break_ties,
+    check_in,
+    label_matrix,
+    normalise_columns,
+    spmm,
+)
 from crowdlearn.annotations import Annotations
 
 __all__ = ["MajorityVote", "Wawa"]
 
 TIE_BREAKS = ("random", "first")
+
+
+#: Pseudo-count of the confusions estimated against the vote (as DawidSkene's default smoothing).
+VOTE_CONFUSION_SMOOTHING = 0.01
+
+
+def vote_confusions(ann: Annotations, probas: FloatArray) -> FloatArray:
+    """Confusions (n_annotators, K, K) of each annotator against the soft vote ``probas``.
+
+    Expected counts ``sum over labels (n, m, y = i) of probas[n, j]`` plus 0.01, columns
+    normalised (exactly one Dawid-Skene M-step from the vote).
+    """
+    M, K = ann.n_annotators, ann.n_classes
+    counts = spmm(label_matrix(ann).T, probas).reshape(M, K, K)
+    return normalise_columns(counts, VOTE_CONFUSION_SMOOTHING)
 
 
 def _vote(
@@ -54,6 +77,9 @@ class MajorityVote(BaseAggregator):
         Majority class index; items without labels get the most probable class under ``priors_``.
     probas_ : ndarray of shape (n_items, n_classes)
         Normalised (weighted) vote counts; items without labels get ``priors_``.
+    confusions_ : ndarray of shape (n_annotators, n_classes, n_classes)
+        Each annotator's confusions against the soft vote ``probas_`` (one Dawid-Skene M-step,
+        pseudo-count 0.01; column = true class, columns sum to 1).
     priors_ : ndarray of shape (n_classes,)
         Mean of ``probas_`` over labelled items (uniform if there are none).
     classes_, item_ids_, annotator_ids_ : ndarray
@@ -66,6 +92,8 @@ class MajorityVote(BaseAggregator):
     >>> MajorityVote().fit_predict(ann).tolist()
     [1, 0]
     """
+
+    confusions_: FloatArray
 
     def __init__(
         self,
@@ -92,6 +120,7 @@ class MajorityVote(BaseAggregator):
                     f"{self.annotator_ids_.tolist()[pos]!r} has weight {float(w[pos])!r}"
                 )
         self.probas_, self.priors_, self.labels_ = _vote(ann, w, self.tie_break, self.random_state)
+        self.confusions_ = vote_confusions(ann, self.probas_)
 
 
 class Wawa(BaseAggregator):
@@ -112,11 +141,12 @@ class Wawa(BaseAggregator):
     ----------
     skills_ : ndarray of shape (n_annotators,)
         Agreement of each annotator with the majority vote (0 for annotators without labels).
-    labels_, probas_, priors_ : ndarray
+    labels_, probas_, priors_, confusions_ : ndarray
         As in :class:`MajorityVote`, from the skill-weighted vote.
     """
 
     skills_: FloatArray
+    confusions_: FloatArray
 
     def __init__(self, *, tie_break: str = "random", random_state: int | np.random.Generator | None = 0) -> None:
         self.tie_break = tie_break
@@ -137,3 +167,4 @@ class Wawa(BaseAggregator):
         hits = np.bincount(ann.annotators, weights=agree, minlength=ann.n_annotators)
         self.skills_ = np.divide(hits, n, out=np.zeros(ann.n_annotators), where=n > 0)
         self.probas_, self.priors_, self.labels_ = _vote(ann, self.skills_, self.tie_break, rng)
+        self.confusions_ = vote_confusions(ann, self.probas_)
