@@ -13,6 +13,8 @@ from crowdlearn.aggregate.base import (
     check_number,
     check_priors,
     has_converged,
+    items_labelled,
+    labels_per_annotator,
     learned_priors,
     per_label_log_joint,
     posterior_from_log,
@@ -122,7 +124,7 @@ class GLAD(BaseAggregator):
         N, M, K = ann.n_items, ann.n_annotators, ann.n_classes
         fixed = check_priors(self.priors, K, type(self).__name__)
         it, an, lb = ann.items, ann.annotators, ann.labels
-        labelled = ann.item_counts > 0
+        labelled = items_labelled(ann)
         log_km1 = np.log(K - 1) if K > 1 else 0.0
         mu_a, mu_b = float(self.alpha_prior_mean), float(self.beta_prior_mean)
         alpha = np.full(M, mu_a)
@@ -179,7 +181,7 @@ class GLAD(BaseAggregator):
 
 
 def _item_averaged_confusions(ann: Annotations, p_correct: FloatArray) -> FloatArray:
-    n = ann.annotator_counts
+    n = labels_per_annotator(ann)
     tot = np.bincount(ann.annotators, weights=p_correct, minlength=ann.n_annotators)
     p = np.divide(tot, n, out=np.full(ann.n_annotators, 1.0 / max(ann.n_classes, 1)), where=n > 0)
     return one_coin_confusions(p, ann.n_classes)
