@@ -90,7 +90,7 @@ def test_counts_match_source(loaded: dict[str, CrowdDataset], name: str) -> None
     assert ds.truth.max() < n_classes
     assert ann.item_counts.min() >= 1  # every item has a crowd label
     info = get_info(name)
-    assert (info.n_items, info.n_annotators, info.n_classes) == (items, annotators, n_classes)
+    assert (info.n_items, info.n_annotators, info.n_labels, info.n_classes) == (items, annotators, labels, n_classes)
     assert ds.citation and ds.license
 
 

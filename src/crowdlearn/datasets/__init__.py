@@ -21,10 +21,12 @@ from crowdlearn.datasets._base import (
     get_info,
     list_datasets,
     load_dataset,
+    present,
     registry,
 )
 from crowdlearn.datasets.adult import load_adultcontent2
-from crowdlearn.datasets.cifar import load_cifar10n
+from crowdlearn.datasets.cifar import SoftLabels, load_cifar10h, load_cifar10n
+from crowdlearn.datasets.images import ImageDataset, as_torch_dataset, load_cifar10, load_fashion_mnist, load_mnist
 from crowdlearn.datasets.labelme import load_labelme
 from crowdlearn.datasets.music import load_music
 from crowdlearn.datasets.product import load_product
@@ -38,6 +40,9 @@ __all__ = [
     "DatasetInfo",
     "DatasetNotFoundError",
     "DownloadError",
+    "ImageDataset",
+    "SoftLabels",
+    "as_torch_dataset",
     "cache_dir",
     "data_root",
     "download",
@@ -45,14 +50,19 @@ __all__ = [
     "list_datasets",
     "load_adultcontent2",
     "load_bluebirds",
+    "load_cifar10",
+    "load_cifar10h",
     "load_cifar10n",
     "load_dataset",
     "load_dog",
+    "load_fashion_mnist",
     "load_labelme",
+    "load_mnist",
     "load_music",
     "load_product",
     "load_rte",
     "load_temp",
     "load_trec",
+    "present",
     "registry",
 ]

@@ -131,6 +131,15 @@ class Source:
     files: tuple[FileSpec, ...]
     origin: str
     manual: str = ""
+    #: A system-wide copy used when no root is given and the data root lacks the folder.
+    fallback: Path | None = None
+
+    def folder_under(self, root: str | os.PathLike[str] | None) -> Path:
+        """``data_root(root) / folder``, or ``fallback`` when no root is given and only it exists."""
+        own = data_root(root) / self.folder
+        if root is None and self.fallback is not None and not own.is_dir() and self.fallback.is_dir():
+            return self.fallback
+        return own
 
     def file(self, name: str) -> FileSpec:
         for spec in self.files:
@@ -241,6 +250,8 @@ def _missing_message(dataset: str, source: Source, folder: Path, missing: Sequen
     expected = ", ".join(s.name for s in source.files)
     if all(s.url for s in source.files):
         how = f"run `crowdlearn datasets download {dataset}` (needs network)"
+        if source.manual:
+            how += f", or {source.manual}"
     else:
         how = f"copy them by hand ({source.manual or source.origin})"
     return (
@@ -257,9 +268,11 @@ def locate(
     files: Iterable[str] | None = None,
     *,
     verify: bool = True,
+    folder: Path | None = None,
 ) -> Path:
     """Folder of ``source`` under the data root, after checking that ``files`` (default: all
     registered files) exist and, with ``verify``, have their recorded checksums.
+    ``folder`` overrides ``root / source.folder`` (e.g. a system-wide copy).
 
     Raises
     ------
@@ -268,7 +281,8 @@ def locate(
     ChecksumError
         A file's content differs from the recorded checksum.
     """
-    folder = data_root(root) / source.folder
+    if folder is None:
+        folder = source.folder_under(root)
     names = [s.name for s in source.files] if files is None else list(files)
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
@@ -281,7 +295,7 @@ def locate(
 
 def present(source: Source, root: str | os.PathLike[str] | None = None) -> bool:
     """True when every registered file of ``source`` exists under the data root (no checksums)."""
-    folder = data_root(root) / source.folder
+    folder = source.folder_under(root)
     return all((folder / s.name).is_file() for s in source.files)
 
 
