@@ -232,3 +232,15 @@ def test_root_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert data_root(tmp_path / "arg") == tmp_path / "arg"
     with pytest.raises(DatasetNotFoundError, match=r"\$CROWDLEARN_DATA"):
         load_dataset("dog")
+
+
+def test_docs_table_matches_registry() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "datasets.md").read_text()
+    table = doc.split("## The datasets", 1)[1].split("\n\n", 2)[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    documented = {r[0]: r for r in rows}
+    assert set(documented) == set(list_datasets())
+    for name, info in registry().items():
+        counts = (info.n_items, info.n_annotators, info.n_labels, info.n_classes)
+        assert documented[name][2:6] == ["-" if c is None else f"{c:,}" for c in counts], name
+        assert documented[name][8] == info.license or info.license.startswith(documented[name][8].split(" (")[0])
