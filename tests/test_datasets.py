@@ -163,7 +163,7 @@ def test_labelme_splits_and_features(data_dir: Path, loaded: dict[str, CrowdData
     assert (answers[:, np.setdiff1d(np.arange(77), cols)] == -1).all()
     names = (data_dir / "LabelMe" / "labels_valid_names.txt").read_text().split()
     assert [ds.classes[i] for i in ds.targets["valid"]] == names
-    bow = load_labelme(data_dir, features="bow", verify=False)
+    bow = load_dataset("LabelMe", data_dir, features="bow", verify=False)
     assert {k: v.shape for k, v in bow.features.items()} == {
         "train": (1000, 200),
         "valid": (500, 200),
@@ -244,3 +244,14 @@ def test_docs_table_matches_registry() -> None:
         counts = (info.n_items, info.n_annotators, info.n_labels, info.n_classes)
         assert documented[name][2:6] == ["-" if c is None else f"{c:,}" for c in counts], name
         assert documented[name][8] == info.license or info.license.startswith(documented[name][8].split(" (")[0])
+
+
+def test_original_ids_kept(loaded: dict[str, CrowdDataset]) -> None:
+    dog = loaded["dog"].annotations
+    assert list(dog.item_ids[:3]) == [1, 2, 3] and list(dog.annotator_ids[:2]) == [1, 2]
+    assert list(dog.classes) == [1, 2, 3, 4] and loaded["dog"].classes == ("1", "2", "3", "4")
+    rte = loaded["rte"].annotations
+    assert rte.item_ids.tolist() == sorted(rte.item_ids.tolist()) and rte.item_ids.dtype.kind == "i"
+    assert loaded["temp"].annotations.item_ids[0] == "100_1"
+    assert loaded["product"].annotations.item_ids.tolist() == sorted(loaded["product"].annotations.item_ids.tolist())
+    assert loaded["labelme"].annotations.item_ids[0] == "street_hexp30.jpg"

@@ -467,13 +467,6 @@ def atomic_save_npy(path: Path, array: np.ndarray[Any, Any]) -> None:
         Path(tmp_name).unlink(missing_ok=True)
 
 
-def truth_vector(n_items: int, index: npt.ArrayLike, values: npt.ArrayLike) -> IntArray:
-    """int64 array of shape (n_items,), ``-1`` except ``out[index] = values``."""
-    out = np.full(n_items, -1, dtype=np.int64)
-    out[np.asarray(index, dtype=np.int64)] = np.asarray(values, dtype=np.int64)
-    return out
-
-
 def load_dataset(name: str, root: str | os.PathLike[str] | None = None, **kwargs: Any) -> CrowdDataset:
     """Load a crowdsourced dataset by registry name (case-insensitive).
 

@@ -38,7 +38,13 @@ TEMP_SOURCE = _source(
 
 
 def _load(
-    name: str, source: Source, classes: tuple[int, ...], root: str | os.PathLike[str] | None, verify: bool
+    name: str,
+    source: Source,
+    classes: tuple[int, ...],
+    root: str | os.PathLike[str] | None,
+    verify: bool,
+    *,
+    int_ids: bool,
 ) -> CrowdDataset:
     file = source.files[0].name
     folder = locate(name, source, root, verify=verify)
@@ -47,9 +53,7 @@ def _load(
     need = {"!amt_worker_ids", "orig_id", "response", "gold"}
     if not need <= set(df.columns):
         raise ValueError(f"{path}: missing columns {sorted(need - set(df.columns))}")
-    items = df["orig_id"].to_numpy()
-    if name == "rte":
-        items = df["orig_id"].astype(int).to_numpy()
+    items = df["orig_id"].astype(int if int_ids else str).to_numpy()
     ann = long_to_annotations(items, df["!amt_worker_ids"], df["response"].to_numpy(), classes=classes)
     truth = truth_from_pairs(ann, items, df["gold"].to_numpy(), source=path)
     return CrowdDataset(
@@ -71,7 +75,7 @@ def load_rte(root: str | os.PathLike[str] | None = None, *, verify: bool = True)
     labels, classes ``("0", "1")`` (1 = the hypothesis is entailed), truth for all.
     Reads ``RTE/rte.standardized.tsv``.
     """
-    return _load("rte", RTE_SOURCE, (0, 1), root, verify)
+    return _load("rte", RTE_SOURCE, (0, 1), root, verify, int_ids=True)
 
 
 def load_temp(root: str | os.PathLike[str] | None = None, *, verify: bool = True) -> CrowdDataset:
@@ -80,7 +84,7 @@ def load_temp(root: str | os.PathLike[str] | None = None, *, verify: bool = True
     462 items (``item_ids`` like ``"42_0"``), 76 annotators, 4,620 labels, classes
     ``("1", "2")`` (the file's values), truth for all.
     """
-    return _load("temp", TEMP_SOURCE, (1, 2), root, verify)
+    return _load("temp", TEMP_SOURCE, (1, 2), root, verify, int_ids=False)
 
 
 RTE_INFO = register(
