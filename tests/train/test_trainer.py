@@ -94,7 +94,7 @@ def test_training_reduces_loss_and_records_validation() -> None:
 
 
 def test_early_stopping_stops_by_flag_and_restores_best() -> None:
-    x, y, ann = toy()
+    x, _y, ann = toy()
     lines: list[str] = []
 
     class WorseEachEpoch(Callback):
@@ -119,7 +119,7 @@ def test_early_stopping_stops_by_flag_and_restores_best() -> None:
 
 
 def test_epoch_printer_and_lambda_schedule() -> None:
-    x, y, ann = toy()
+    x, _y, ann = toy()
     lines: list[str] = []
     torch.manual_seed(0)
     model = CrowdModel(MLP(5, 3, hidden=(8,)), ConfusionMatrices(4, 3))
@@ -170,7 +170,7 @@ def test_resume_continues_the_same_run(tmp_path: Path) -> None:
 
 
 def test_divergence_raises_and_keeps_last_good_state(tmp_path: Path) -> None:
-    x, y, ann = toy()
+    x, _y, ann = toy()
 
     class NaNAtEpoch1(CrowdLoss):
         epoch = 0
