@@ -21,8 +21,8 @@ __all__ = [
     "Annotations",
     "AnnotationsError",
     "CSRView",
-    "Summary",
     "OnDuplicate",
+    "Summary",
 ]
 
 OnDuplicate = Literal["error", "first", "last"]
@@ -48,7 +48,7 @@ def _as_index_array(values: npt.ArrayLike, name: str) -> IntArray:
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             raise AnnotationsError(
-                f"{name}[{pos}] = {arr[pos]!r} is not an integer index (expected integers >= 0)"
+                f"{name}[{pos}] = {arr[pos].item()!r} is not an integer index (expected integers >= 0)"
             )
     elif arr.dtype.kind not in "iub":
         raise AnnotationsError(
@@ -127,6 +127,7 @@ class Summary:
     n_annotators: int
     n_classes: int
     n_labels: int
+    n_duplicates_dropped: int
     n_items_unlabeled: int
     n_annotators_without_labels: int
     labels_per_item: dict[str, float]
@@ -140,6 +141,7 @@ class Summary:
             "n_annotators": self.n_annotators,
             "n_classes": self.n_classes,
             "n_labels": self.n_labels,
+            "n_duplicates_dropped": self.n_duplicates_dropped,
             "n_items_unlabeled": self.n_items_unlabeled,
             "n_annotators_without_labels": self.n_annotators_without_labels,
             "labels_per_item": self.labels_per_item,
@@ -155,7 +157,12 @@ class Summary:
             f"items:      {self.n_items} ({self.n_items_unlabeled} without labels)",
             f"annotators: {self.n_annotators} ({self.n_annotators_without_labels} without labels)",
             f"classes:    {self.n_classes}",
-            f"labels:     {self.n_labels}",
+            f"labels:     {self.n_labels}"
+            + (
+                f" ({self.n_duplicates_dropped} repeated (item, annotator) labels dropped)"
+                if self.n_duplicates_dropped
+                else ""
+            ),
             f"labels per item:      {dist(self.labels_per_item)}",
             f"labels per annotator: {dist(self.labels_per_annotator)}",
             "class counts: " + ", ".join(f"{k}: {v}" for k, v in self.class_counts.items()),
@@ -205,16 +212,17 @@ class Annotations:
     """
 
     __slots__ = (
-        "items",
+        "__dict__",
+        "annotator_ids",
         "annotators",
+        "classes",
+        "item_ids",
+        "items",
         "labels",
-        "n_items",
         "n_annotators",
         "n_classes",
-        "item_ids",
-        "annotator_ids",
-        "classes",
-        "__dict__",
+        "n_duplicates_dropped",
+        "n_items",
     )
 
     items: IntArray
@@ -226,6 +234,7 @@ class Annotations:
     item_ids: np.ndarray[Any, Any]
     annotator_ids: np.ndarray[Any, Any]
     classes: np.ndarray[Any, Any]
+    n_duplicates_dropped: int
 
     def __init__(
         self,
@@ -269,6 +278,7 @@ class Annotations:
         nc = size(n_classes, classes, lb, "label")
 
         # duplicates, vectorised: key = item * n_annotators + annotator
+        dropped = 0
         if it.size:
             key = it * max(na, 1) + an
             order = np.argsort(key, kind="stable")
@@ -292,6 +302,7 @@ class Annotations:
                     keep_sorted = np.ones(len(sk), dtype=bool)
                     keep_sorted[dup_sorted] = False
                 keep = np.sort(order[keep_sorted])
+                dropped = len(it) - len(keep)
                 it, an, lb = it[keep], an[keep], lb[keep]
 
         self.items = _readonly(it)
@@ -303,6 +314,9 @@ class Annotations:
         self.item_ids = _ids_array(item_ids, ni, "item_ids")
         self.annotator_ids = _ids_array(annotator_ids, na, "annotator_ids")
         self.classes = _ids_array(classes, nc, "classes")
+        #: Labels removed because their (item, annotator) pair was repeated (``on_duplicate``
+        #: "first" or "last"); reported by :meth:`summary`, never silent.
+        self.n_duplicates_dropped = dropped
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -316,13 +330,20 @@ class Annotations:
         item_ids: Sequence[Hashable] | None = None,
         annotator_ids: Sequence[Hashable] | None = None,
         on_duplicate: OnDuplicate = "error",
+        source: str | None = None,
+        first_line: int = 0,
     ) -> Annotations:
         """Build from original ids (strings or ints) of items, annotators and labels.
 
         Ids are indexed in order of first appearance unless ``item_ids`` / ``annotator_ids``
         give the full list (which may include ids with no label). ``classes`` fixes the class
         order; by default classes are sorted. A label not in ``classes`` is an error.
+
+        ``source`` and ``first_line`` only shape error messages: row ``r`` of the input is
+        reported as ``{source}, line {r + first_line}`` (readers pass the file name and the
+        line number of the first data row).
         """
+        where = _Where(source, first_line)
         it_raw = pd.Series(list(items) if not isinstance(items, (np.ndarray, pd.Series)) else items)
         an_raw = pd.Series(list(annotators) if not isinstance(annotators, (np.ndarray, pd.Series)) else annotators)
         lb_raw = pd.Series(list(labels) if not isinstance(labels, (np.ndarray, pd.Series)) else labels)
@@ -330,10 +351,11 @@ class Annotations:
             na = s.isna().to_numpy()
             if na.any():
                 row = int(np.flatnonzero(na)[0])
-                raise AnnotationsError(f"row {row}: missing {name} id (NaN/empty); every label needs an {name}")
+                raise AnnotationsError(f"{where(row)}: missing {name} id (NaN/empty); every label needs an {name}")
         if not (len(it_raw) == len(an_raw) == len(lb_raw)):
             raise AnnotationsError(
-                f"items, annotators and labels must have the same length, got {len(it_raw)}, {len(an_raw)}, {len(lb_raw)}"
+                "items, annotators and labels must have the same length, "
+                f"got {len(it_raw)}, {len(an_raw)}, {len(lb_raw)}"
             )
         it_idx, it_ids = _encode(it_raw, item_ids, "item")
         an_idx, an_ids = _encode(an_raw, annotator_ids, "annotator")
@@ -344,11 +366,20 @@ class Annotations:
             except TypeError as exc:
                 kinds = sorted({type(v).__name__ for v in uniq.tolist()})
                 raise AnnotationsError(
-                    f"labels mix types ({', '.join(kinds)}); labels must all be integers or all be strings"
+                    f"{where.prefix()}labels mix types ({', '.join(kinds)}); "
+                    "labels must all be integers or all be strings"
                 ) from exc
-            lb_idx, cl = _encode(lb_raw, list(classes_arr), "label")
+            lb_idx, cl = _encode(lb_raw, list(classes_arr), "label", where=where)
         else:
-            lb_idx, cl = _encode(lb_raw, classes, "label", what="declared classes")
+            lb_idx, cl = _encode(lb_raw, classes, "label", what="declared classes", where=where)
+        dup = _first_duplicate(it_idx, an_idx, len(it_ids))
+        if dup is not None and on_duplicate == "error":
+            a, b = dup
+            raise AnnotationsError(
+                f"{where(b)}: duplicate (item, annotator) pair ({it_raw.iloc[b]!r}, {an_raw.iloc[b]!r}), "
+                f"first seen at {where(a).split(', ')[-1]}; each annotator may label an item once "
+                "(pass on_duplicate='first' or 'last' to keep one)"
+            )
         return cls(
             it_idx,
             an_idx,
@@ -396,9 +427,13 @@ class Annotations:
 
         Ignores the order of labels and the index assigned to each id.
         """
-        return bool(self.to_frame().sort_values(["item", "annotator"]).reset_index(drop=True).astype(str).equals(
-            other.to_frame().sort_values(["item", "annotator"]).reset_index(drop=True).astype(str)
-        ))
+        return bool(
+            self.to_frame()
+            .sort_values(["item", "annotator"])
+            .reset_index(drop=True)
+            .astype(str)
+            .equals(other.to_frame().sort_values(["item", "annotator"]).reset_index(drop=True).astype(str))
+        )
 
     # ------------------------------------------------------------------ id maps
     @cached_property
@@ -633,6 +668,7 @@ class Annotations:
             n_annotators=self.n_annotators,
             n_classes=self.n_classes,
             n_labels=self.n_labels,
+            n_duplicates_dropped=self.n_duplicates_dropped,
             n_items_unlabeled=int((self.item_counts == 0).sum()),
             n_annotators_without_labels=int((self.annotator_counts == 0).sum()),
             labels_per_item=_describe(self.item_counts),
@@ -703,11 +739,43 @@ def _lookup(table: dict[Hashable, int], ids: Iterable[Hashable], what: str) -> I
     return np.asarray(out, dtype=np.int64)
 
 
+class _Where:
+    """Formats 'file, line N' (or 'row N') for error messages."""
+
+    def __init__(self, source: str | None, first_line: int) -> None:
+        self.source = source
+        self.first_line = first_line
+
+    def __call__(self, row: int) -> str:
+        if self.source is None:
+            return f"row {row + self.first_line}"
+        return f"{self.source}, line {row + self.first_line}"
+
+    def prefix(self) -> str:
+        return f"{self.source}: " if self.source else ""
+
+
+def _first_duplicate(items: IntArray, annotators: IntArray, n_items: int) -> tuple[int, int] | None:
+    """Positions (first, second) of the earliest repeated (item, annotator) pair, or None."""
+    if items.size < 2:
+        return None
+    key = annotators * max(n_items, 1) + items
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    hit = np.flatnonzero(sk[1:] == sk[:-1])
+    if not hit.size:
+        return None
+    seconds = order[hit + 1]
+    j = int(np.argmin(seconds))
+    return int(order[hit[j]]), int(seconds[j])
+
+
 def _encode(
     values: pd.Series,
     declared: Sequence[Hashable] | None,
     name: str,
     what: str | None = None,
+    where: _Where | None = None,
 ) -> tuple[IntArray, np.ndarray[Any, Any]]:
     """Map raw ids to indices; with ``declared`` the id list (and order) is fixed."""
     if declared is None:
@@ -723,14 +791,15 @@ def _encode(
     if not index.is_unique:
         dup = index[index.duplicated()][0]
         raise AnnotationsError(f"declared {name} ids contain {dup!r} more than once")
-    codes = index.get_indexer(values.astype(object))
+    codes = index.get_indexer(pd.Index(values.astype(object)))
     if (codes < 0).any():
         row = int(np.flatnonzero(codes < 0)[0])
         shown = ", ".join(repr(c) for c in decl.tolist()[:20])
+        loc = (where or _Where(None, 0))(row)
         raise AnnotationsError(
-            f"row {row}: {name} {values.iloc[row]!r} is not one of the {what or 'declared ' + name + ' ids'} ({shown})"
+            f"{loc}: {name} {values.iloc[row]!r} is not one of the {what or 'declared ' + name + ' ids'} ({shown})"
         )
-    ids: np.ndarray[Any, Any] = decl
-    if len(ids) and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in ids.tolist()):
-        ids = np.asarray(ids.tolist(), dtype=np.int64)
-    return codes.astype(np.int64), ids
+    out_ids: np.ndarray[Any, Any] = decl
+    if len(decl) and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in decl.tolist()):
+        out_ids = np.asarray(decl.tolist(), dtype=np.int64)
+    return codes.astype(np.int64), out_ids

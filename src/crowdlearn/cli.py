@@ -6,14 +6,17 @@ and 2 on a usage error.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 
-from crowdlearn.annotations import AnnotationsError
+from crowdlearn.annotations import Annotations, AnnotationsError
+from crowdlearn.io import FORMATS, read_annotations
 
 app = typer.Typer(
     name="crowdlearn",
@@ -26,7 +29,14 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Exceptions that mean "the user's input is wrong": reported in one line, exit code 1.
-USER_ERRORS: tuple[type[BaseException], ...] = (AnnotationsError, FileNotFoundError, IsADirectoryError, ValueError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    AnnotationsError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    PermissionError,
+    ValueError,
+)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -48,6 +58,21 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from crowdlearn import __version__
+
+        typer.echo(f"crowdlearn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+) -> None:
+    """Deep learning from crowdsourced labels: CCEM, GeoCrowdNet, Dawid-Skene and friends."""
+
+
 def main() -> None:
     """Entry point of the ``crowdlearn`` script."""
     try:
@@ -55,3 +80,84 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def _column(value: str | None) -> str | int | None:
+    """Column options accept names or 0-based positions."""
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def _classes(value: str | None) -> list[str] | None:
+    return None if value is None else [c.strip() for c in value.split(",") if c.strip()]
+
+
+FormatOption = typer.Option(
+    None,
+    "--format",
+    "-f",
+    help="csv, tsv, txt, parquet, jsonl, wide-csv, wide-tsv, wide-txt or answers-json (default: from the extension)",
+)
+ItemColOption = typer.Option(None, "--item-col", help="item column name or 0-based position")
+AnnotatorColOption = typer.Option(None, "--annotator-col", help="annotator column name or 0-based position")
+LabelColOption = typer.Option(None, "--label-col", help="label column name or 0-based position")
+HeaderOption = typer.Option(
+    None, "--header/--no-header", help="first line names the columns (default: yes, except .txt and wide tables)"
+)
+SepOption = typer.Option(None, "--sep", help="field separator overriding the format's own")
+ClassesOption = typer.Option(None, "--classes", help="declared classes in index order, comma-separated")
+DuplicateOption = typer.Option("error", "--on-duplicate", help="error, first or last")
+
+
+def load_annotations_option(
+    file: Path,
+    fmt: str | None,
+    item_col: str | None,
+    annotator_col: str | None,
+    label_col: str | None,
+    header: bool | None,
+    sep: str | None,
+    classes: str | None,
+    on_duplicate: str,
+) -> Annotations:
+    """Read FILE with the shared command-line options (used by every command that reads labels)."""
+    if on_duplicate not in ("error", "first", "last"):
+        fail(f"--on-duplicate must be error, first or last, got {on_duplicate!r}", code=2)
+    if fmt is not None and fmt not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}", code=2)
+    return read_annotations(
+        file,
+        format=fmt,
+        item_col=_column(item_col),
+        annotator_col=_column(annotator_col),
+        label_col=_column(label_col),
+        header=header,
+        sep=sep,
+        classes=_classes(classes),
+        on_duplicate=on_duplicate,  # type: ignore[arg-type]
+    )
+
+
+@app.command()
+@user_errors
+def validate(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="label file"),
+    fmt: str | None = FormatOption,
+    item_col: str | None = ItemColOption,
+    annotator_col: str | None = AnnotatorColOption,
+    label_col: str | None = LabelColOption,
+    header: bool | None = HeaderOption,
+    sep: str | None = SepOption,
+    classes: str | None = ClassesOption,
+    on_duplicate: str = DuplicateOption,
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Check a label file and print its summary (exit 0 valid, 1 invalid, 2 usage error)."""
+    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    summary = ann.summary()
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        typer.echo(f"{file}: valid")
+        typer.echo(str(summary))

@@ -1,0 +1,766 @@
+"""Readers and writers of crowdsourced labels, with validation that names file, line and value.
+
+Formats
+-------
+long
+    One row per label with an item, an annotator and a label column: CSV (``.csv``), TSV
+    (``.tsv``), whitespace-separated text without header (``.txt``, columns item annotator
+    label unless told otherwise), Parquet (``.parquet``, needs ``pyarrow``), JSON Lines
+    (``.jsonl``) and pandas DataFrames. Column names are configurable; ``item/annotator/label``
+    and crowd-kit's ``task/worker/label`` are recognised as they are.
+wide
+    A table or array of shape (n_items, n_annotators) holding a class per cell, with a missing
+    marker (``-1``, ``NaN`` or an empty cell). Rows are items, columns annotators; rows and
+    columns with no label are kept as items/annotators without labels.
+answers-json
+    peerannot's ``answers.json``: ``{task: {worker: label}}``.
+truth
+    Two columns, item and label, for evaluation (:func:`read_truth`, :func:`truth_array`).
+
+Every writer is atomic: it writes a temporary file in the destination folder and renames it,
+so a crash never leaves a half-written output, and it refuses to overwrite unless asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Hashable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any, Literal, cast
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from crowdlearn.annotations import Annotations, AnnotationsError, OnDuplicate
+
+__all__ = [
+    "FORMATS",
+    "atomic_write",
+    "from_frame",
+    "from_wide",
+    "infer_format",
+    "read_annotations",
+    "read_answers_json",
+    "read_truth",
+    "read_wide",
+    "truth_array",
+    "write_annotations",
+    "write_answers_json",
+    "write_truth",
+    "write_wide",
+]
+
+Format = Literal["csv", "tsv", "txt", "parquet", "jsonl", "wide-csv", "wide-tsv", "wide-txt", "answers-json"]
+FORMATS: tuple[str, ...] = ("csv", "tsv", "txt", "parquet", "jsonl", "wide-csv", "wide-tsv", "wide-txt", "answers-json")
+
+_EXTENSIONS: dict[str, str] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".txt": "txt",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "answers-json",
+}
+
+#: Column names recognised without configuration, in order of preference.
+ITEM_COLUMNS = ("item", "task", "item_id", "task_id")
+ANNOTATOR_COLUMNS = ("annotator", "worker", "annotator_id", "worker_id")
+LABEL_COLUMNS = ("label", "class", "answer")
+
+_SEPARATORS = {"csv": ",", "tsv": "\t", "txt": r"\s+"}
+_INT_PATTERN = r"[+-]?\d+"
+
+
+# --------------------------------------------------------------------------- helpers
+def infer_format(path: str | os.PathLike[str]) -> str:
+    """Format name from the file extension (see :data:`FORMATS`)."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return _EXTENSIONS[suffix]
+    except KeyError:
+        raise AnnotationsError(
+            f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
+            f"pass format= one of {', '.join(FORMATS)}"
+        ) from None
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, expected a label file")
+    if path.stat().st_size == 0:
+        raise AnnotationsError(f"{path}: the file is empty (expected crowdsourced labels)")
+
+
+def _sniff_text(path: Path, fmt: str) -> None:
+    """Reject binary content in a file whose extension says text."""
+    with path.open("rb") as fh:
+        head = fh.read(8192)
+    kind = None
+    if head.startswith(b"PAR1"):
+        kind = "a Parquet file"
+    elif head.startswith(b"\x1f\x8b"):
+        kind = "gzip-compressed data"
+    elif head.startswith(b"PK\x03\x04"):
+        kind = "a zip archive"
+    elif b"\x00" in head:
+        kind = "binary data"
+    if kind is not None:
+        raise AnnotationsError(f"{path}: the extension says {fmt} text but the file holds {kind}")
+
+
+def _int_like(values: pd.Series) -> npt.NDArray[np.bool_]:
+    return cast(npt.NDArray[np.bool_], values.astype(str).str.fullmatch(_INT_PATTERN).to_numpy(dtype=bool))
+
+
+def _normalise_ids(values: pd.Series, what: str, source: str, first_line: int, column: str) -> pd.Series:
+    """Strings that all look like integers become int64; others stay strings. Empty -> error."""
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f":
+        finite = values.notna().to_numpy()
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise AnnotationsError(
+                f"{source}, line {row + first_line}, column {column!r}: missing {what} (NaN/empty); "
+                f"every label needs an {what}"
+            )
+        vals = values.to_numpy()
+        if np.all(vals == np.round(vals)):
+            return values.astype(np.int64)
+        bad = int(np.flatnonzero(vals != np.round(vals))[0])
+        if what == "label":
+            raise AnnotationsError(
+                f"{source}, line {bad + first_line}, column {column!r}: label {vals[bad]!r} is not a class "
+                "(expected integer class ids or class names)"
+            )
+        return values.astype(str)
+    s = values.astype(object)
+    empty = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        raise AnnotationsError(
+            f"{source}, line {row + first_line}, column {column!r}: missing {what} (NaN/empty); "
+            f"every label needs an {what}"
+        )
+    s = s.astype(str).str.strip()
+    ints = _int_like(s)
+    if ints.all():
+        return s.astype(np.int64)
+    if what == "label" and ints.any():
+        i = int(np.flatnonzero(ints)[0])
+        j = int(np.flatnonzero(~ints)[0])
+        raise AnnotationsError(
+            f"{source}, column {column!r}: mixed label types: integers (e.g. {s.iloc[i]!r} at line {i + first_line}) "
+            f"and strings (e.g. {s.iloc[j]!r} at line {j + first_line}); labels must all be class ids or all names"
+        )
+    return s
+
+
+def _normalise_classes(classes: Sequence[Hashable] | None) -> list[Hashable] | None:
+    if classes is None:
+        return None
+    out: list[Hashable] = []
+    for c in classes:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            out.append(int(c))
+        elif isinstance(c, str) and pd.Series([c]).str.fullmatch(_INT_PATTERN).iloc[0]:
+            out.append(int(c))
+        else:
+            out.append(c)
+    return out
+
+
+def _pick_column(
+    columns: Sequence[Any], given: str | int | None, candidates: tuple[str, ...], what: str, source: str
+) -> Any:
+    if given is not None:
+        if isinstance(given, int) and given not in columns:
+            if 0 <= given < len(columns):
+                return columns[given]
+        if given in columns:
+            return given
+        raise AnnotationsError(
+            f"{source}: missing column {given!r} for the {what}; found columns {list(map(str, columns))}"
+        )
+    lowered = {str(c).lower(): c for c in columns}
+    for cand in candidates:
+        if cand in lowered:
+            return lowered[cand]
+    raise AnnotationsError(
+        f"{source}: missing the {what} column (expected one of {list(candidates)}, or pass {what}_col=); "
+        f"found columns {list(map(str, columns))}"
+    )
+
+
+# --------------------------------------------------------------------------- long tables
+def from_frame(
+    df: pd.DataFrame,
+    *,
+    item_col: str | int | None = None,
+    annotator_col: str | int | None = None,
+    label_col: str | int | None = None,
+    classes: Sequence[Hashable] | None = None,
+    on_duplicate: OnDuplicate = "error",
+    source: str = "DataFrame",
+    first_line: int = 0,
+) -> Annotations:
+    """Annotations from a long DataFrame with one row per label.
+
+    Parameters
+    ----------
+    df : DataFrame of shape (n_labels, >= 3)
+        Columns ``item``/``annotator``/``label`` (or crowd-kit's ``task``/``worker``/``label``),
+        or the names (or positions) given.
+    classes : sequence, optional
+        The class ids in their index order; a label outside them is an error. Default: the
+        sorted distinct labels.
+    on_duplicate : {"error", "first", "last"}
+        What to do when an (item, annotator) pair occurs twice.
+    source, first_line : str, int
+        Used in error messages: data row ``r`` is reported as ``{source}, line {r + first_line}``.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise AnnotationsError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    if len(df) == 0:
+        raise AnnotationsError(f"{source}: no labels (the table has columns but no rows)")
+    cols = list(df.columns)
+    ic = _pick_column(cols, item_col, ITEM_COLUMNS, "item", source)
+    ac = _pick_column(cols, annotator_col, ANNOTATOR_COLUMNS, "annotator", source)
+    lc = _pick_column(cols, label_col, LABEL_COLUMNS, "label", source)
+    items = _normalise_ids(df[ic].reset_index(drop=True), "item", source, first_line, str(ic))
+    annotators = _normalise_ids(df[ac].reset_index(drop=True), "annotator", source, first_line, str(ac))
+    labels = _normalise_ids(df[lc].reset_index(drop=True), "label", source, first_line, str(lc))
+    return Annotations.from_ids(
+        items,
+        annotators,
+        labels,
+        classes=_normalise_classes(classes),
+        on_duplicate=on_duplicate,
+        source=source,
+        first_line=first_line,
+    )
+
+
+def _read_delimited(path: Path, fmt: str, header: bool, sep: str | None) -> tuple[pd.DataFrame, int]:
+    _sniff_text(path, fmt)
+    separator = sep if sep is not None else _SEPARATORS[fmt]
+    try:
+        df = pd.read_csv(
+            path,
+            sep=separator,
+            header=0 if header else None,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=True,
+            engine="python" if separator == r"\s+" else "c",
+        )
+    except pd.errors.EmptyDataError:
+        raise AnnotationsError(f"{path}: the file is empty (expected crowdsourced labels)") from None
+    except pd.errors.ParserError as exc:
+        raise AnnotationsError(f"{path}: not a well-formed {fmt} table ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise AnnotationsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return df, 2 if header else 1
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    _sniff_text(path, "jsonl")
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AnnotationsError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise AnnotationsError(
+                    f"{path}, line {lineno}: expected a JSON object per line, got {type(obj).__name__}"
+                )
+            rows.append(obj)
+    if not rows:
+        raise AnnotationsError(f"{path}: the file is empty (expected crowdsourced labels)")
+    return pd.DataFrame(rows)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head != b"PAR1":
+        raise AnnotationsError(f"{path}: the extension says Parquet but the file does not start with 'PAR1'")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise AnnotationsError(f"{path}: reading Parquet needs pyarrow: pip install 'crowdlearn[parquet]'") from None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise AnnotationsError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def read_annotations(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    item_col: str | int | None = None,
+    annotator_col: str | int | None = None,
+    label_col: str | int | None = None,
+    classes: Sequence[Hashable] | None = None,
+    on_duplicate: OnDuplicate = "error",
+    header: bool | None = None,
+    sep: str | None = None,
+    missing: Any = None,
+) -> Annotations:
+    """Read crowdsourced labels from a file.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    format : str, optional
+        One of :data:`FORMATS`; inferred from the extension when omitted (``.json`` is read as
+        peerannot's answers.json; wide tables need ``format="wide-csv"`` etc.).
+    item_col, annotator_col, label_col : str or int, optional
+        Column names (or 0-based positions) for long tables. Defaults: ``item``/``task``,
+        ``annotator``/``worker``, ``label``/``class``/``answer``; files without header
+        (``header=False``, the default for ``.txt``) use positions 0, 1, 2.
+    classes : sequence, optional
+        Declared classes in index order; a label outside them is an error.
+    on_duplicate : {"error", "first", "last"}
+        What to do with a repeated (item, annotator) pair.
+    header : bool, optional
+        Whether the first line names the columns. Default: True except for ``txt`` formats.
+    sep : str, optional
+        Field separator overriding the format's own (``,``, tab, whitespace).
+    missing : scalar, optional
+        Extra missing marker for wide tables (besides -1, NaN and empty cells).
+
+    Returns
+    -------
+    Annotations
+
+    Raises
+    ------
+    AnnotationsError
+        For content that is not valid labels; the message names file, line, column and value.
+    FileNotFoundError
+        When the file does not exist.
+    """
+    p = Path(path)
+    fmt = format or infer_format(p)
+    if fmt not in FORMATS:
+        raise AnnotationsError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    _check_file(p)
+    if fmt.startswith("wide-"):
+        return read_wide(p, sep=sep, header=bool(header), missing=missing, classes=classes, format=fmt)
+    if fmt == "answers-json":
+        return read_answers_json(p, classes=classes)
+    if fmt == "parquet":
+        df, first = _read_parquet(p), 2
+    elif fmt == "jsonl":
+        df, first = _read_jsonl(p), 1
+    else:
+        hdr = header if header is not None else fmt != "txt"
+        df, first = _read_delimited(p, fmt, hdr, sep)
+        if not hdr:
+            item_col = 0 if item_col is None else item_col
+            annotator_col = 1 if annotator_col is None else annotator_col
+            label_col = 2 if label_col is None else label_col
+    if len(df) == 0:
+        raise AnnotationsError(f"{p}: no labels (header only)")
+    return from_frame(
+        df,
+        item_col=item_col,
+        annotator_col=annotator_col,
+        label_col=label_col,
+        classes=classes,
+        on_duplicate=on_duplicate,
+        source=str(p),
+        first_line=first,
+    )
+
+
+# --------------------------------------------------------------------------- wide tables
+def from_wide(
+    table: npt.ArrayLike | pd.DataFrame,
+    *,
+    missing: Any = None,
+    classes: Sequence[Hashable] | None = None,
+    item_ids: Sequence[Hashable] | None = None,
+    annotator_ids: Sequence[Hashable] | None = None,
+    source: str = "array",
+    first_line: int = 0,
+) -> Annotations:
+    """Annotations from a wide array of shape (n_items, n_annotators).
+
+    Cells hold integer class indices (into ``classes`` when given, else the class id itself);
+    ``-1``, NaN, None, empty strings and ``missing`` mark an absent label. Every row is an item
+    and every column an annotator, even when it has no label. Only the observed cells are
+    turned into triples (the dense table is the input format, not an internal one).
+    """
+    if isinstance(table, pd.DataFrame):
+        annotator_ids = list(table.columns) if annotator_ids is None else annotator_ids
+        values = table.to_numpy()
+    else:
+        values = np.asarray(table)
+    if values.ndim != 2:
+        raise AnnotationsError(f"{source}: a wide table must be 2-d (items x annotators), got shape {values.shape}")
+    if values.dtype.kind in "OUS":
+        s = pd.DataFrame(values).astype(object)
+        blank = s.isna() | s.map(lambda v: isinstance(v, str) and v.strip() == "")
+        if missing is not None:
+            blank |= s.map(lambda v: str(v).strip() == str(missing))
+        filled = s.where(~blank, "-1").astype(str)
+        flat = filled.to_numpy().ravel()
+        num = pd.to_numeric(pd.Series(flat), errors="coerce")
+        bad = num.isna().to_numpy() | (num.to_numpy() != np.round(num.fillna(0).to_numpy()))
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            r, c = divmod(k, values.shape[1])
+            raise AnnotationsError(
+                f"{source}, line {r + first_line}, column {c + 1}: value {flat[k]!r} is not a class index "
+                "(expected an integer >= 0, or -1 / NaN / empty for a missing label)"
+            )
+        values = num.to_numpy(dtype=np.float64).reshape(values.shape)
+    values = values.astype(np.float64) if values.dtype.kind in "fiub" else values
+    obs = np.isfinite(values) & (values != -1)
+    if missing is not None:
+        with contextlib.suppress(TypeError, ValueError):
+            obs &= values != float(missing)
+    rows, cols = np.nonzero(obs)
+    vals = values[rows, cols]
+    bad = (vals < 0) | (vals != np.round(vals))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise AnnotationsError(
+            f"{source}, line {int(rows[k]) + first_line}, column {int(cols[k]) + 1}: value {vals[k].item()!r} is not a "
+            "class index (expected an integer >= 0, or -1 / NaN / empty for a missing label)"
+        )
+    labels = vals.astype(np.int64)
+    n_items, n_annotators = values.shape
+    cls: list[Hashable] | None = _normalise_classes(classes)
+    if cls is not None:
+        if labels.size and int(labels.max()) >= len(cls):
+            k = int(np.argmax(labels))
+            raise AnnotationsError(
+                f"{source}, line {int(rows[k]) + first_line}, column {int(cols[k]) + 1}: class index {labels[k]} is "
+                f"outside the {len(cls)} declared classes"
+            )
+        n_classes = len(cls)
+    else:
+        n_classes = int(labels.max()) + 1 if labels.size else 0
+    return Annotations(
+        rows,
+        cols,
+        labels,
+        n_items=n_items,
+        n_annotators=n_annotators,
+        n_classes=n_classes,
+        item_ids=item_ids,
+        annotator_ids=annotator_ids,
+        classes=cls,
+    )
+
+
+def read_wide(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    sep: str | None = None,
+    header: bool = False,
+    missing: Any = None,
+    classes: Sequence[Hashable] | None = None,
+) -> Annotations:
+    """Read a wide items x annotators table (see :func:`from_wide`).
+
+    ``format`` is ``wide-csv``, ``wide-tsv`` or ``wide-txt`` (whitespace); by default taken from
+    the extension. With ``header=True`` the first line holds annotator ids.
+    """
+    p = Path(path)
+    _check_file(p)
+    fmt = format or "wide-" + infer_format(p)
+    base = fmt.removeprefix("wide-")
+    if base not in _SEPARATORS:
+        raise AnnotationsError(f"{p}: wide tables are csv, tsv or txt, got format {fmt!r}")
+    _sniff_text(p, base)
+    separator = sep if sep is not None else _SEPARATORS[base]
+    rows: list[list[str]] = []
+    width = None
+    first_data_line = None
+    annotator_ids: list[str] | None = None
+    with p.open(encoding="utf-8", newline="") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            text = line.rstrip("\r\n")
+            if not text.strip():
+                continue
+            cells = text.split() if separator == r"\s+" else text.split(separator)
+            if header and annotator_ids is None:
+                annotator_ids = [c.strip() for c in cells]
+                width = len(cells)
+                continue
+            if width is None:
+                width = len(cells)
+            if first_data_line is None:
+                first_data_line = lineno
+            if len(cells) != width:
+                raise AnnotationsError(
+                    f"{p}, line {lineno}: {len(cells)} fields, expected {width} (one per annotator) — ragged table"
+                )
+            rows.append(cells)
+    if not rows:
+        raise AnnotationsError(f"{p}: no rows (expected an items x annotators table)")
+    table = np.asarray(rows, dtype=object)
+    return from_wide(
+        table,
+        missing=missing,
+        classes=classes,
+        annotator_ids=_normalise_classes(annotator_ids) if annotator_ids else None,
+        source=str(p),
+        first_line=first_data_line or 1,
+    )
+
+
+def write_wide(
+    annotations: Annotations,
+    path: str | os.PathLike[str],
+    *,
+    sep: str = ",",
+    header: bool = True,
+    overwrite: bool = False,
+) -> None:
+    """Write the items x annotators table of class indices, ``-1`` for missing.
+
+    The output is dense by nature of the format (n_items x n_annotators cells); it is built row
+    block by row block so memory stays bounded.
+    """
+    with atomic_write(path, overwrite=overwrite) as fh:
+        if header:
+            fh.write(sep.join(str(a) for a in annotations.annotator_ids.tolist()) + "\n")
+        block = 4096
+        for start in range(0, annotations.n_items, block):
+            stop = min(start + block, annotations.n_items)
+            rows, anns, labs = annotations.labels_of(np.arange(start, stop))
+            dense = np.full((stop - start, annotations.n_annotators), -1, dtype=np.int64)
+            dense[rows, anns] = labs
+            for r in dense:
+                fh.write(sep.join(map(str, r.tolist())) + "\n")
+
+
+# --------------------------------------------------------------------------- answers.json
+def read_answers_json(path: str | os.PathLike[str], *, classes: Sequence[Hashable] | None = None) -> Annotations:
+    """Read peerannot's ``answers.json``: ``{task: {worker: label}}``."""
+    p = Path(path)
+    _check_file(p)
+    _sniff_text(p, "json")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AnnotationsError(f"{p}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise AnnotationsError(f"{p}: not UTF-8 text ({exc.reason})") from None
+    if not isinstance(data, dict):
+        raise AnnotationsError(f"{p}: expected a JSON object {{task: {{worker: label}}}}, got {type(data).__name__}")
+    items: list[Any] = []
+    annotators: list[Any] = []
+    labels: list[Any] = []
+    for task, answers in data.items():
+        if not isinstance(answers, dict):
+            raise AnnotationsError(
+                f"{p}: task {task!r} maps to {type(answers).__name__}, expected an object {{worker: label}}"
+            )
+        for worker, label in answers.items():
+            items.append(task)
+            annotators.append(worker)
+            labels.append(label)
+    if not items:
+        raise AnnotationsError(f"{p}: no labels in the answers file")
+    df = pd.DataFrame({"item": items, "annotator": annotators, "label": labels})
+    return from_frame(df, classes=classes, source=str(p), first_line=0)
+
+
+def write_answers_json(annotations: Annotations, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Write peerannot's ``answers.json`` ({task: {worker: label}}), ids as strings."""
+    out: dict[str, dict[str, Any]] = {}
+    frame = annotations.to_frame()
+    for it, an, lb in zip(frame["item"].tolist(), frame["annotator"].tolist(), frame["label"].tolist()):
+        out.setdefault(str(it), {})[str(an)] = lb if isinstance(lb, (int, str)) else _json_scalar(lb)
+    with atomic_write(path, overwrite=overwrite) as fh:
+        json.dump(out, fh)
+
+
+def _json_scalar(v: Any) -> Any:
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return str(v)
+
+
+# --------------------------------------------------------------------------- writers (long)
+def write_annotations(
+    annotations: Annotations,
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    columns: tuple[str, str, str] = ("item", "annotator", "label"),
+    overwrite: bool = False,
+) -> None:
+    """Write a long table (csv, tsv, txt, parquet, jsonl) or answers.json / wide formats, atomically."""
+    p = Path(path)
+    fmt = format or infer_format(p)
+    if fmt == "answers-json":
+        write_answers_json(annotations, p, overwrite=overwrite)
+        return
+    if fmt.startswith("wide-"):
+        write_wide(annotations, p, sep={"wide-csv": ",", "wide-tsv": "\t"}.get(fmt, " "), overwrite=overwrite)
+        return
+    frame = annotations.to_frame()
+    frame.columns = list(columns)
+    if fmt == "parquet":
+        with atomic_write(p, mode="wb", overwrite=overwrite) as fh:
+            frame.to_parquet(fh, index=False)
+    elif fmt == "jsonl":
+        with atomic_write(p, overwrite=overwrite) as fh:
+            frame.to_json(fh, orient="records", lines=True)
+    elif fmt in ("csv", "tsv", "txt"):
+        sep = {"csv": ",", "tsv": "\t", "txt": " "}[fmt]
+        with atomic_write(p, overwrite=overwrite) as fh:
+            frame.to_csv(fh, sep=sep, index=False, header=fmt != "txt", lineterminator="\n")
+    else:
+        raise AnnotationsError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+# --------------------------------------------------------------------------- truth
+def read_truth(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    item_col: str | int | None = None,
+    label_col: str | int | None = None,
+    header: bool | None = None,
+    sep: str | None = None,
+) -> pd.Series:
+    """Read a truth file (item, label) into a Series indexed by item id.
+
+    Ids are normalised like :func:`read_annotations` (integer-looking strings become ints), so
+    the index matches ``Annotations.item_ids``. Repeated items are an error.
+    """
+    p = Path(path)
+    _check_file(p)
+    fmt = format or infer_format(p)
+    if fmt == "parquet":
+        df, first = _read_parquet(p), 2
+    elif fmt == "jsonl":
+        df, first = _read_jsonl(p), 1
+    elif fmt in _SEPARATORS:
+        hdr = header if header is not None else fmt != "txt"
+        df, first = _read_delimited(p, fmt, hdr, sep)
+        if not hdr:
+            item_col = 0 if item_col is None else item_col
+            label_col = 1 if label_col is None else label_col
+    else:
+        raise AnnotationsError(f"{p}: truth files are csv, tsv, txt, parquet or jsonl, got format {fmt!r}")
+    if len(df) == 0:
+        raise AnnotationsError(f"{p}: no rows in the truth file")
+    cols = list(df.columns)
+    ic = _pick_column(cols, item_col, (*ITEM_COLUMNS, "question"), "item", str(p))
+    lc = _pick_column(cols, label_col, (*LABEL_COLUMNS, "truth", "gold"), "label", str(p))
+    items = _normalise_ids(df[ic].reset_index(drop=True), "item", str(p), first, str(ic))
+    labels = _normalise_ids(df[lc].reset_index(drop=True), "label", str(p), first, str(lc))
+    dup = items.duplicated().to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise AnnotationsError(f"{p}, line {row + first}: item {items.iloc[row]!r} has a second truth label")
+    return pd.Series(labels.to_numpy(), index=pd.Index(items.to_numpy(), name="item"), name="label")
+
+
+def truth_array(truth: pd.Series, annotations: Annotations, *, strict: bool = False) -> npt.NDArray[np.int64]:
+    """Align truth to the annotations' items.
+
+    Returns
+    -------
+    ndarray of shape (n_items,)
+        Class index of each item's true label, ``-1`` where the truth does not cover the item.
+
+    Items in ``truth`` that are not among the annotations' items are ignored unless
+    ``strict=True``; a truth label outside the annotations' classes is always an error.
+    """
+    index = pd.Index(annotations.item_ids)
+    pos = index.get_indexer(truth.index)
+    if strict and (pos < 0).any():
+        k = int(np.flatnonzero(pos < 0)[0])
+        raise AnnotationsError(f"truth item {truth.index[k]!r} is not an item of the annotations")
+    classes = pd.Index(annotations.classes)
+    cls = classes.get_indexer(pd.Index(truth.to_numpy()))
+    known = pos >= 0
+    if (cls[known] < 0).any():
+        k = int(np.flatnonzero(known & (cls < 0))[0])
+        raise AnnotationsError(
+            f"truth label {truth.iloc[k]!r} of item {truth.index[k]!r} is not one of the classes "
+            f"{annotations.classes.tolist()[:20]}"
+        )
+    out = np.full(annotations.n_items, -1, dtype=np.int64)
+    out[pos[known]] = cls[known]
+    return out
+
+
+def write_truth(
+    truth: pd.Series | npt.ArrayLike,
+    path: str | os.PathLike[str],
+    annotations: Annotations | None = None,
+    *,
+    overwrite: bool = False,
+) -> None:
+    """Write a truth file (item, label) as CSV.
+
+    ``truth`` is a Series indexed by item id, or an array of class indices (``-1`` = unknown)
+    aligned with ``annotations``' items.
+    """
+    if isinstance(truth, pd.Series):
+        frame = pd.DataFrame({"item": truth.index.to_numpy(), "label": truth.to_numpy()})
+    else:
+        if annotations is None:
+            raise AnnotationsError("write_truth with an index array needs the annotations to map ids")
+        arr = np.asarray(truth, dtype=np.int64)
+        known = arr >= 0
+        frame = pd.DataFrame({"item": annotations.item_ids[known], "label": annotations.classes[arr[known]]})
+    with atomic_write(path, overwrite=overwrite) as fh:
+        frame.to_csv(fh, index=False, lineterminator="\n")
+
+
+# --------------------------------------------------------------------------- atomic output
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike[str], mode: str = "w", *, overwrite: bool = True, encoding: str = "utf-8"
+) -> Iterator[IO[Any]]:
+    """Write ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
+
+    With ``overwrite=False`` an existing file is an error (nothing is silently overwritten).
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{p}: already exists (pass overwrite=True / --force to replace it)")
+    if not p.parent.exists():
+        raise FileNotFoundError(f"{p.parent}: the output folder does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
