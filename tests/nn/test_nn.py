@@ -22,6 +22,15 @@ from crowdlearn.nn import (
 from crowdlearn.nn import functional as CF
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: the machine is shared, and tiny models gain nothing from more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _random_case(seed: int = 0, b: int = 5, m: int = 4, k: int = 3, e: int = 11):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(b, k, generator=g, dtype=torch.float64)
