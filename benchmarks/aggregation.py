@@ -131,7 +131,7 @@ def real_data(args: argparse.Namespace, tmp: Path) -> None:
 
     acc_rows, time_rows = [], []
     for name in args.datasets:
-        ds = load_dataset(name)
+        ds = load_dataset(name, root=os.environ.get("CROWDLEARN_DATA") or str(REPO.parent / "shared" / "data"))
         ann, truth = ds.annotations, ds.truth
         npz = tmp / f"{name}.npz"
         save_npz(npz, ann.items, ann.annotators, ann.labels, (ann.n_items, ann.n_annotators, ann.n_classes))
