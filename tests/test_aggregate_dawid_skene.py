@@ -253,3 +253,18 @@ def test_params_roundtrip() -> None:
     with pytest.raises(ValueError, match="Invalid parameter 'bogus'"):
         ds.set_params(bogus=1)
     assert "DawidSkene(" in repr(ds)
+
+
+def test_functional_steps_match_the_estimator(tiny: Annotations) -> None:
+    from crowdlearn.aggregate.base import label_matrix
+    from crowdlearn.aggregate.dawid_skene import ds_e_step, ds_m_step
+
+    X = label_matrix(tiny)
+    assert X.shape == (3, 4) and X.nnz == 5 and X[1, 1 * 2 + 1] == 1.0  # item 1, annotator 1, label 1
+    soft_mv = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    conf = ds_m_step(X.T, soft_mv, 2, 0.0)
+    ds = DawidSkene(n_iter=1, smoothing=0, tol=0).fit(tiny)
+    np.testing.assert_allclose(conf, ds.confusions_)
+    post, log_norm = ds_e_step(X, conf, np.log(ds.priors_))
+    np.testing.assert_allclose(post, ds.probas_)
+    assert log_norm.sum() == pytest.approx(ds.log_likelihood_[-1])
