@@ -200,3 +200,25 @@ def datasets_download(name: str = typer.Argument(..., help="dataset name"), root
     except DownloadError as exc:
         fail(str(exc))
     typer.echo(f"{name}: files verified under {where}")
+
+
+# --------------------------------------------------------------------------- crowdlearn demo
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("demo-report"), "--out", help="folder for report.md, results.json, confusions.png"),
+    epochs: int = typer.Option(60, "--epochs", min=1, help="training epochs of every deep model"),
+    seed: int = typer.Option(0, "--seed", help="seed of the data split, the crowd and the models"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the table"),
+) -> None:
+    """Run every method on scikit-learn's digits with a simulated crowd; print a table, write a report."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        fail("the demo needs scikit-learn for its data: pip install 'crowdlearn[sklearn]'")
+    from crowdlearn.demo import run_demo, table_markdown, write_report
+
+    result = run_demo(seed=seed, epochs=epochs, log=None if quiet else lambda m: typer.echo(m, err=True))
+    typer.echo(table_markdown(result))
+    written = write_report(result, out)
+    typer.echo("report: " + ", ".join(str(p) for p in written))
