@@ -186,3 +186,42 @@ def diagnose(
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
     report = run_diagnose(ann, min_labels=min_labels, specialist_threshold=threshold, n_directions=directions)
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else str(report))
+
+
+# --------------------------------------------------------------------------- crowdlearn datasets
+datasets_app = typer.Typer(help="Public crowdsourcing datasets: list them, download them.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+RootOption = typer.Option(None, "--root", help="data root (default: $CROWDLEARN_DATA, else the cache folder)")
+
+
+@datasets_app.command("list")
+def datasets_list(root: str | None = RootOption) -> None:
+    """Print every dataset with its counts and whether its files are present under the root."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crowdlearn.datasets import data_root, present, registry
+
+    table = Table(title=f"crowdlearn datasets (root: {data_root(root)})")
+    for col in ("name", "task", "items", "annotators", "labels", "classes", "features", "present"):
+        table.add_column(col, justify="right" if col in ("items", "annotators", "labels", "classes") else "left")
+    for name, info in registry().items():
+        here = all(present(s, root) for s in info.sources)
+        counts = (info.n_items, info.n_annotators, info.n_labels, info.n_classes)
+        table.add_row(
+            name, info.task, *("-" if c is None else f"{c:,}" for c in counts), info.features, "yes" if here else "no"
+        )
+    Console().print(table)
+
+
+@datasets_app.command("download")
+@user_errors
+def datasets_download(name: str = typer.Argument(..., help="dataset name"), root: str | None = RootOption) -> None:
+    """Fetch, verify (SHA-256) and unpack the files of dataset NAME under the data root."""
+    from crowdlearn.datasets import DownloadError, download
+
+    try:
+        where = download(name, root)
+    except DownloadError as exc:
+        fail(str(exc))
+    typer.echo(f"{name}: files verified under {where}")

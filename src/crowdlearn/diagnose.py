@@ -21,7 +21,6 @@ unknown true quantities, and estimates of them can look better or worse than the
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -260,9 +259,9 @@ def scatter_proxy(
 
 # ---------------------------------------------------------------------------- diagnose
 def _dawid_skene_confusions(annotations: Annotations) -> FloatArray:
-    # imported lazily: aggregate is a sibling layer and optional for users who pass confusions
-    aggregate = importlib.import_module("crowdlearn.aggregate")
-    model = aggregate.DawidSkene().fit(annotations)
+    from crowdlearn.aggregate import DawidSkene
+
+    model = DawidSkene().fit(annotations)
     return np.asarray(model.confusions_, dtype=np.float64)
 
 

@@ -1,0 +1,738 @@
+"""scikit-learn style estimators over the crowd layers and the one trainer.
+
+:class:`CrowdClassifier` learns, end to end and at once, a classifier ``f`` for the true class
+and every annotator's confusion matrix from crowdsourced labels (coupled cross-entropy
+minimization and GeoCrowdNet: S. Ibrahim, T. Nguyen, X. Fu, "Deep Learning From Crowdsourced
+Labels: Coupled Cross-Entropy Minimization, Identifiability, and Regularization", ICLR 2023).
+
+scikit-learn is not required: :class:`ParamsMixin` implements ``get_params``/``set_params``
+from the keyword-only ``__init__`` signature, so ``sklearn.base.clone`` works on these objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from crowdlearn.annotations import Annotations
+from crowdlearn.nn import (
+    MLP,
+    ConfusionMatrices,
+    CrowdLoss,
+    CrowdModel,
+    GeoCrowdNetFLoss,
+    GeoCrowdNetWLoss,
+    IdentityHead,
+    TraceRegLoss,
+)
+from crowdlearn.nn.functional import DEFAULT_RIDGE
+from crowdlearn.train import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    EpochPrinter,
+    History,
+    Inputs,
+    ProgressBar,
+    Trainer,
+    ValidationSet,
+)
+
+__all__ = ["METHODS", "CrowdClassifier", "NotFittedError", "ParamsMixin"]
+
+Method = Literal["ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce"]
+METHODS: tuple[str, ...] = ("ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce")
+BACKBONES: tuple[str, ...] = ("mlp", "linear")
+SAVE_FORMAT = "crowdlearn-crowdclassifier"
+SAVE_VERSION = 1
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An estimator method that needs a fitted model was called before ``fit``."""
+
+
+class ParamsMixin:
+    """``get_params``/``set_params`` read from the keyword-only ``__init__`` signature.
+
+    Subclasses' ``__init__`` must only store each parameter under its own name.
+    """
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        names = []
+        for p in sig.parameters.values():
+            if p.name == "self":
+                continue
+            if p.kind is not p.KEYWORD_ONLY:
+                raise TypeError(f"{cls.__name__}.__init__ parameters must be keyword-only, {p.name!r} is not")
+            names.append(p.name)
+        return sorted(names)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters of this estimator (``deep`` also lists nested estimators' as ``name__param``)."""
+        out: dict[str, Any] = {}
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update({f"{name}__{k}": v for k, v in value.get_params().items()})
+            out[name] = value
+        return out
+
+    def set_params(self, **params: Any) -> ParamsMixin:
+        """Set parameters (``name`` or ``nested__name``); returns self."""
+        valid = self._get_param_names()
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for {type(self).__name__}; valid parameters: {', '.join(valid)}"
+                )
+            if sub:
+                getattr(self, name).set_params(**{sub: value})
+            else:
+                setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        shown = []
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            default = sig.parameters[name].default
+            same = value is default
+            if not same:
+                try:
+                    same = bool(value == default)
+                except Exception:
+                    same = False
+            if not same:
+                shown.append(f"{name}={type(value).__name__ if isinstance(value, nn.Module) else repr(value)}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _param_error(cls: str, name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(f"The {name!r} parameter of {cls} must be {expected}. Got {value!r} instead.")
+
+
+def _ids_to_json(ids: np.ndarray[Any, Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in ids.tolist():
+        if isinstance(v, (bool, np.bool_)):
+            out.append(bool(v))
+        elif isinstance(v, (int, np.integer)):
+            out.append(int(v))
+        elif isinstance(v, (float, np.floating)):
+            out.append(float(v))
+        else:
+            out.append(str(v))
+    return out
+
+
+def _ids_from_json(values: list[Any]) -> np.ndarray[Any, Any]:
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
+class CrowdClassifier(ParamsMixin):
+    """Classifier and annotator confusion matrices learned end to end from crowd labels.
+
+    The model: a backbone ``f`` (inputs -> class probabilities, ``K`` classes) and, for every
+    annotator ``m``, a column-stochastic ``A_m`` with ``A_m[i, j] = P(m says i | true class j)``;
+    annotator ``m``'s label on item ``x`` follows ``A_m f(x)``. Training minimizes over the
+    observed (item, annotator, label) triples only:
+
+    - ``"ccem"``: coupled cross-entropy ``-(1/|S|) sum log (A_m f(x_n))_y``;
+    - ``"geocrowdnet-f"``: CCEM ``- lam * log det(F F^T + eps I)``, ``F`` (K, B) the batch predictions;
+    - ``"geocrowdnet-w"``: CCEM ``- lam * log det(W^T W + eps I)``, ``W`` (MK, K) the stacked ``A_m``;
+    - ``"tracereg"``: CCEM ``+ lam * sum_m trace(A_m)`` (Tanno et al., CVPR 2019);
+    - ``"ce"``: no annotator model (every ``A_m`` fixed to the identity): plain cross-entropy on
+      the crowd labels. Fitted on aggregated labels (one label per item) it is the two-stage
+      baseline "aggregate, then train".
+
+    Methods from Ibrahim, Nguyen & Fu, ICLR 2023 (arXiv 2306.03288).
+
+    Parameters
+    ----------
+    method : {"ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce"}, default="geocrowdnet-f"
+    backbone : None, {"mlp", "linear"} or torch.nn.Module, default=None
+        The classifier, mapping a batch of inputs to ``K`` logits. None or ``"mlp"``: for 2-d
+        feature arrays, the MLP of Ibrahim et al. ``BN(D, affine=False) -> Linear 128 -> ReLU ->
+        Dropout 0.5 -> BN(128, affine=False) -> Linear K``; ``"linear"``: ``BN(D) -> Linear K``.
+        A module is deep-copied at ``fit`` (the given one is not trained).
+    lam : float, default=0.01
+        Regularization weight (unused by "ccem" and "ce").
+    epochs : int, default=100
+    lr : float, default=1e-3
+        Adam learning rate of the backbone.
+    confusion_lr : float or None, default=None
+        Learning rate of the confusion logits (None: ``lr``).
+    batch_size : int, default=128
+        Items per minibatch (each with all its labels).
+    weight_decay : float, default=1e-4
+        Adam weight decay of the backbone (the confusion logits are not decayed).
+    init : {"identity", "uniform", "mv", "ds"} or array of shape (M, K, K), default="identity"
+        Initial confusion matrices: logits ``init_scale * I`` (Ibrahim et al. use scale 1), zero
+        logits (uniform columns: CCEM can collapse from there), the confusions of majority-vote
+        or Dawid-Skene (:mod:`crowdlearn.aggregate`) fitted on the training labels, or given
+        column-stochastic matrices (smoothed by 1e-2 before the log).
+    init_scale : float, default=1.0
+        Diagonal logit of ``init="identity"``.
+    schedule : {"constant", "cosine"} or None, default=None
+        Learning-rate schedule over epochs.
+    eps : float, default=1e-6
+        Ridge of the log-determinants.
+    validation : {"auto", "truth", "holdout", "none"}, default="auto"
+        Model selection: ``"truth"`` picks the epoch with the best accuracy on ``X_val, y_val``;
+        ``"holdout"`` moves ``holdout_fraction`` of each annotator's labels out of training and
+        picks the epoch with the lowest negative log-likelihood of those held-out labels (no
+        truth needed); ``"none"`` keeps the last epoch; ``"auto"`` is "truth" when ``X_val`` and
+        ``y_val`` are given, else "holdout".
+    holdout_fraction : float, default=0.1
+    patience : int or None, default=None
+        Stop when the validation metric has not improved for this many epochs.
+    device : str, default="auto"
+        "auto" (cuda, then mps, then cpu), "cpu", "cuda", ...
+    amp : bool, default=False
+        Mixed precision on CUDA.
+    seed : int, default=0
+        Seeds weights, shuffling, dropout and the holdout split.
+    checkpoint_dir : str or None, default=None
+        Save a resumable checkpoint there after every epoch; ``fit(..., resume=True)`` continues it.
+    verbose : {0, 1, 2}, default=0
+        0 silent, 1 a progress bar, 2 one line per epoch (through ``sink``).
+    sink : callable or None, default=None
+        Receives text messages (None: ``print``).
+
+    Attributes
+    ----------
+    model_ : CrowdModel
+        The trained backbone and head.
+    confusions_ : ndarray of shape (n_annotators, n_classes, n_classes)
+        Learned ``A_m`` (columns sum to 1), annotators in ``annotator_ids_`` order, classes in
+        ``classes_`` order.
+    classes_ : ndarray of shape (n_classes,)
+    annotator_ids_ : ndarray of shape (n_annotators,)
+    n_classes_, n_annotators_ : int
+    n_features_in_ : int or None
+        Columns of ``X`` for 2-d inputs.
+    input_shape_ : tuple of int or None
+        Shape of one input row (None for a Dataset).
+    priors_ : ndarray of shape (n_classes,)
+        Mean predicted class probabilities over the training items.
+    annotator_counts_ : ndarray of shape (n_annotators,)
+        Labels given by each annotator.
+    history_ : History
+        One dict per epoch (losses, validation metric, ``*_best`` flags).
+    best_epoch_ : int or None
+        Epoch selected by the validation rule (None without validation).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crowdlearn import Annotations
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 60); X = rng.normal(size=(60, 3)) + y[:, None]
+    >>> ann = Annotations(np.repeat(np.arange(60), 2), np.tile([0, 1], 60), np.repeat(y, 2))
+    >>> clf = CrowdClassifier(method="ccem", epochs=2, validation="none").fit(X, ann)
+    >>> clf.confusions_.shape
+    (2, 2, 2)
+    """
+
+    _name: ClassVar[str] = "CrowdClassifier"
+
+    def __init__(
+        self,
+        *,
+        method: Method = "geocrowdnet-f",
+        backbone: str | nn.Module | None = None,
+        lam: float = 0.01,
+        epochs: int = 100,
+        lr: float = 1e-3,
+        confusion_lr: float | None = None,
+        batch_size: int = 128,
+        weight_decay: float = 1e-4,
+        init: str | np.ndarray[Any, Any] = "identity",
+        init_scale: float = 1.0,
+        schedule: str | None = None,
+        eps: float = DEFAULT_RIDGE,
+        validation: str = "auto",
+        holdout_fraction: float = 0.1,
+        patience: int | None = None,
+        device: str = "auto",
+        amp: bool = False,
+        seed: int = 0,
+        checkpoint_dir: str | None = None,
+        verbose: int = 0,
+        sink: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.method = method
+        self.backbone = backbone
+        self.lam = lam
+        self.epochs = epochs
+        self.lr = lr
+        self.confusion_lr = confusion_lr
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.init = init
+        self.init_scale = init_scale
+        self.schedule = schedule
+        self.eps = eps
+        self.validation = validation
+        self.holdout_fraction = holdout_fraction
+        self.patience = patience
+        self.device = device
+        self.amp = amp
+        self.seed = seed
+        self.checkpoint_dir = checkpoint_dir
+        self.verbose = verbose
+        self.sink = sink
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self) -> None:
+        c = self._name
+
+        def number(name: str, lo: float, *, strict: bool, allow_none: bool = False, integer: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            kind = int if integer else (int, float)
+            ok = (
+                isinstance(v, kind) and not isinstance(v, bool) and math.isfinite(v) and (v > lo if strict else v >= lo)
+            )
+            if not ok:
+                what = "an int" if integer else "a float"
+                rel = ">" if strict else ">="
+                raise _param_error(c, name, f"{what} {rel} {lo:g}" + (" or None" if allow_none else ""), v)
+
+        if self.method not in METHODS:
+            raise _param_error(c, "method", f"one of {', '.join(map(repr, METHODS))}", self.method)
+        if not (self.backbone is None or isinstance(self.backbone, nn.Module) or self.backbone in BACKBONES):
+            raise _param_error(c, "backbone", f"None, one of {BACKBONES} or a torch.nn.Module", self.backbone)
+        number("lam", 0, strict=False)
+        number("epochs", 0, strict=False, integer=True)
+        number("lr", 0, strict=True)
+        number("confusion_lr", 0, strict=True, allow_none=True)
+        number("batch_size", 1, strict=False, integer=True)
+        number("weight_decay", 0, strict=False)
+        number("init_scale", -1e9, strict=False)
+        number("eps", 0, strict=True)
+        number("patience", 1, strict=False, allow_none=True, integer=True)
+        number("seed", 0, strict=False, integer=True)
+        if not (isinstance(self.init, np.ndarray) or self.init in ("identity", "uniform", "mv", "ds")):
+            raise _param_error(c, "init", "'identity', 'uniform', 'mv', 'ds' or an (M, K, K) array", self.init)
+        if self.schedule not in (None, "constant", "cosine"):
+            raise _param_error(c, "schedule", "None, 'constant' or 'cosine'", self.schedule)
+        if self.validation not in ("auto", "truth", "holdout", "none"):
+            raise _param_error(c, "validation", "'auto', 'truth', 'holdout' or 'none'", self.validation)
+        hf = self.holdout_fraction
+        if not (isinstance(hf, (int, float)) and 0 < hf < 1):
+            raise _param_error(c, "holdout_fraction", "a float in (0, 1)", hf)
+        if self.verbose not in (0, 1, 2):
+            raise _param_error(c, "verbose", "0, 1 or 2", self.verbose)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                f"This {self._name} instance is not fitted yet; call fit(X, annotations) before using this method."
+            )
+
+    def _class_indices(self, y: npt.ArrayLike, classes: np.ndarray[Any, Any], name: str) -> npt.NDArray[np.int64]:
+        """Map class ids (or indices, when the class ids are not integers) to indices."""
+        arr = np.asarray(y)
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be 1-d, got shape {arr.shape}")
+        lookup = {k: i for i, k in enumerate(classes.tolist())}
+        ids_are_ints = all(isinstance(k, (int, np.integer)) for k in classes.tolist())
+        if not ids_are_ints and arr.dtype.kind in "iu":
+            bad = (arr < 0) | (arr >= len(classes))
+            if bad.any():
+                pos = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"{name}[{pos}] = {arr[pos]} is not a class index in [0, {len(classes)})")
+            return arr.astype(np.int64)
+        out = np.empty(len(arr), dtype=np.int64)
+        for i, v in enumerate(arr.tolist()):
+            if v not in lookup:
+                raise ValueError(f"{name}[{i}] = {v!r} is not one of the classes {list(classes.tolist())[:20]}")
+            out[i] = lookup[v]
+        return out
+
+    def _check_X(self, X: Any, n_rows: int | None, what: str) -> Inputs:
+        inputs = X if isinstance(X, Inputs) else Inputs(X)
+        if n_rows is not None and len(inputs) != n_rows:
+            raise ValueError(
+                f"{what} has {len(inputs)} rows but the annotations have {n_rows} items; "
+                "row n of X must hold the input of item n (annotations.item_ids[n])"
+            )
+        return inputs
+
+    def _check_predict_X(self, X: Any) -> Inputs:
+        self._check_fitted()
+        inputs = self._check_X(X, None, "X")
+        if self.input_shape_ is not None:
+            shape = inputs.shape
+            if shape is None or tuple(shape[1:]) != tuple(self.input_shape_):
+                got = "a Dataset" if shape is None else f"rows of shape {tuple(shape[1:])}"
+                if self.n_features_in_ is not None and shape is not None and len(shape) == 2:
+                    got = f"{shape[1]} features"
+                    expected = f"{self.n_features_in_} features"
+                else:
+                    expected = f"rows of shape {tuple(self.input_shape_)}"
+                raise ValueError(f"X has {got}, but {self._name} was fitted with {expected}")
+        return inputs
+
+    # ------------------------------------------------------------------ building blocks
+    def _make_backbone(self, inputs: Inputs, n_classes: int) -> nn.Module:
+        if isinstance(self.backbone, nn.Module):
+            return copy.deepcopy(self.backbone)
+        shape = inputs.shape
+        if shape is None or len(shape) != 2:
+            raise ValueError(
+                f"the built-in backbone {self.backbone or 'mlp'!r} needs a 2-d feature array X; "
+                "for images, text or a torch Dataset pass backbone=<a torch.nn.Module mapping inputs to logits>"
+            )
+        return _builtin_backbone(self.backbone or "mlp", shape[1], n_classes)
+
+    def _initial_confusions(self, annotations: Annotations) -> str | np.ndarray[Any, Any]:
+        if isinstance(self.init, np.ndarray):
+            return self.init
+        if self.init in ("mv", "ds"):
+            import importlib
+
+            aggregate: Any = importlib.import_module("crowdlearn.aggregate")
+            agg = aggregate.MajorityVote() if self.init == "mv" else aggregate.DawidSkene()
+            conf: np.ndarray[Any, Any] = np.asarray(agg.fit(annotations).confusions_, dtype=np.float64)
+            return conf
+        return str(self.init)
+
+    def _make_head(self, n_annotators: int, n_classes: int, init: str | np.ndarray[Any, Any]) -> nn.Module:
+        if self.method == "ce":
+            return IdentityHead(n_annotators, n_classes)
+        return ConfusionMatrices(n_annotators, n_classes, init=init, scale=float(self.init_scale))
+
+    def _make_criterion(self) -> CrowdLoss:
+        lam = float(self.lam)
+        if self.method == "geocrowdnet-f":
+            return GeoCrowdNetFLoss(lam, eps=float(self.eps))
+        if self.method == "geocrowdnet-w":
+            return GeoCrowdNetWLoss(lam, eps=float(self.eps))
+        if self.method == "tracereg":
+            return TraceRegLoss(lam)
+        return CrowdLoss()
+
+    # ------------------------------------------------------------------ fit / predict
+    def fit(
+        self,
+        X: Any,
+        annotations: Annotations,
+        X_val: Any = None,
+        y_val: npt.ArrayLike | None = None,
+        *,
+        resume: bool = False,
+    ) -> CrowdClassifier:
+        """Learn the classifier and the confusion matrices.
+
+        Parameters
+        ----------
+        X : ndarray or Tensor of shape (n_items, ...) or torch Dataset of length n_items
+            Inputs aligned with ``annotations``' items (row ``n`` is item ``n``).
+        annotations : Annotations
+            The crowd labels.
+        X_val : like X, optional
+            Validation inputs with known truth (for model selection).
+        y_val : array-like of shape (n_val,), optional
+            Their true classes (class ids as in ``annotations.classes``; or indices ``0..K-1``
+            when the class ids are not integers).
+        resume : bool, default=False
+            Continue the run saved in ``checkpoint_dir``.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        if not isinstance(annotations, Annotations):
+            raise TypeError(f"annotations must be a crowdlearn.Annotations, got {type(annotations).__name__}")
+        k, m = annotations.n_classes, annotations.n_annotators
+        if k < 2:
+            raise ValueError(f"the annotations have {k} class(es); need at least 2")
+        if annotations.n_labels == 0:
+            raise ValueError("the annotations hold no labels")
+        inputs = self._check_X(X, annotations.n_items, "X")
+        if (X_val is None) != (y_val is None):
+            raise ValueError("pass both X_val and y_val (validation items with true labels), or neither")
+        mode = self.validation
+        if mode == "auto":
+            mode = "truth" if X_val is not None else "holdout"
+        if mode == "truth" and X_val is None:
+            raise ValueError("validation='truth' needs X_val and y_val")
+        if resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+
+        train_ann = annotations
+        valid: ValidationSet | None = None
+        monitor: tuple[str, Literal["min", "max"]] | None = None
+        if mode == "truth":
+            yv = self._class_indices(np.asarray(y_val), annotations.classes, "y_val")
+            valid = ValidationSet(self._check_X(X_val, len(yv), "X_val"), y=yv)
+            monitor = ("valid_acc", "max")
+        elif mode == "holdout":
+            train_ann, held = annotations.split_holdout(float(self.holdout_fraction), seed=int(self.seed))
+            if held.n_labels == 0:
+                raise ValueError(
+                    f"holdout_fraction={self.holdout_fraction} holds out no labels (annotators have too few); "
+                    "raise it, pass X_val/y_val, or use validation='none'"
+                )
+            valid = ValidationSet(inputs, annotations=held)
+            monitor = ("valid_loss", "min")
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.seed))
+            backbone = self._make_backbone(inputs, k)
+            head = self._make_head(m, k, self._initial_confusions(train_ann))
+        model = CrowdModel(backbone, head)
+        self._check_backbone_output(model, inputs, k)
+
+        callbacks: list[Callback] = []
+        if monitor is not None:
+            callbacks.append(EarlyStopping(monitor[0], mode=monitor[1], patience=self.patience))
+        if self.checkpoint_dir is not None:
+            callbacks.append(Checkpoint(self.checkpoint_dir))
+        if self.verbose == 1:
+            callbacks.append(ProgressBar())
+        elif self.verbose == 2:
+            callbacks.append(EpochPrinter())
+        trainer = Trainer(
+            model,
+            self._make_criterion(),
+            epochs=int(self.epochs),
+            batch_size=int(self.batch_size),
+            lr=float(self.lr),
+            confusion_lr=None if self.confusion_lr is None else float(self.confusion_lr),
+            weight_decay=float(self.weight_decay),
+            schedule=self.schedule,  # type: ignore[arg-type]
+            device=self.device,
+            amp=bool(self.amp),
+            seed=int(self.seed),
+            callbacks=callbacks,
+            sink=self.sink or print,
+        )
+        history = trainer.fit(inputs, train_ann, valid=valid, resume_from=self.checkpoint_dir if resume else None)
+
+        self.model_ = trainer.model.cpu()
+        self.history_ = history
+        self.best_epoch_ = callbacks[0].best_epoch_ if monitor is not None else None  # type: ignore[attr-defined]
+        self.classes_ = annotations.classes.copy()
+        self.annotator_ids_ = annotations.annotator_ids.copy()
+        self.n_classes_ = k
+        self.n_annotators_ = m
+        shape = inputs.shape
+        self.input_shape_ = tuple(shape[1:]) if shape is not None else None
+        self.n_features_in_ = shape[1] if shape is not None and len(shape) == 2 else None
+        self.annotator_counts_ = annotations.annotator_counts.copy()
+        self.confusions_ = self._confusions_from_model()
+        proba = self._proba(inputs)
+        labelled = annotations.item_counts > 0
+        self.priors_ = proba[labelled].mean(axis=0) if labelled.any() else proba.mean(axis=0)
+        return self
+
+    def _check_backbone_output(self, model: CrowdModel, inputs: Inputs, k: int) -> None:
+        idx = np.arange(min(2, len(inputs)), dtype=np.int64)
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            out = model(inputs.get(idx))
+        model.train(was)
+        if out.ndim != 2 or out.shape[1] != k:
+            raise ValueError(
+                f"the backbone outputs shape {tuple(out.shape)} for a batch of {len(idx)}, but the annotations have "
+                f"{k} classes (labels 0..{k - 1}); the backbone must map a batch to (batch, {k}) logits"
+            )
+
+    def _confusions_from_model(self) -> np.ndarray[Any, Any]:
+        head = self.model_.head
+        if isinstance(head, ConfusionMatrices):
+            return np.asarray(head.confusions().detach().cpu().numpy(), dtype=np.float64)
+        eye = np.eye(self.n_classes_)
+        return np.repeat(eye[None], self.n_annotators_, axis=0)
+
+    def _proba(self, inputs: Inputs) -> np.ndarray[Any, Any]:
+        device = next(self.model_.parameters()).device
+        self.model_.eval()
+        out = []
+        bs = max(int(self.batch_size), 256)
+        with torch.no_grad():
+            for start in range(0, len(inputs), bs):
+                idx = np.arange(start, min(start + bs, len(inputs)), dtype=np.int64)
+                out.append(self.model_(inputs.get(idx).to(device)).float().softmax(dim=1).cpu().numpy())
+        if not out:
+            raise ValueError("X has no rows")
+        return np.concatenate(out).astype(np.float64)
+
+    def predict_proba(self, X: Any) -> np.ndarray[Any, Any]:
+        """Class probabilities ``f(x)``, shape (n, n_classes), columns in ``classes_`` order."""
+        return self._proba(self._check_predict_X(X))
+
+    def predict(self, X: Any) -> np.ndarray[Any, Any]:
+        """Most probable class id (from ``classes_``) of each row, shape (n,)."""
+        self._check_fitted()
+        out: np.ndarray[Any, Any] = self.classes_[self.predict_proba(X).argmax(axis=1)]
+        return out
+
+    def score(self, X: Any, y: npt.ArrayLike) -> float:
+        """Accuracy of :meth:`predict` against true classes ``y`` (shape (n,))."""
+        pred = self.predict_proba(X).argmax(axis=1)
+        yi = self._class_indices(y, self.classes_, "y")
+        if len(yi) != len(pred):
+            raise ValueError(f"X has {len(pred)} rows but y has {len(yi)} labels")
+        return float(np.mean(pred == yi))
+
+    def annotator_report(self) -> pd.DataFrame:
+        """Per-annotator summary of the learned confusions.
+
+        Returns
+        -------
+        DataFrame indexed by annotator id with columns
+            ``n_labels`` (labels given), ``accuracy`` (estimated ``sum_j priors_[j] A_m[j, j]``),
+            ``spammer_score`` (distance of ``A_m`` from the nearest rank-one matrix, 0 for a
+            spammer whose answers ignore the true class, 1 for a perfect annotator; see
+            :func:`crowdlearn.metrics.spammer_score`).
+        """
+        self._check_fitted()
+        from crowdlearn.metrics import annotator_accuracy, spammer_score
+
+        return pd.DataFrame(
+            {
+                "n_labels": self.annotator_counts_.astype(np.int64),
+                "accuracy": annotator_accuracy(self.confusions_, self.priors_),
+                "spammer_score": spammer_score(self.confusions_),
+            },
+            index=pd.Index(self.annotator_ids_, name="annotator"),
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted model to one safetensors file (weights) with JSON metadata.
+
+        The metadata hold the parameters, class and annotator ids, priors and the history.
+        Nothing is pickled. A user ``backbone`` module is not serialised: only its weights are
+        saved, and :meth:`load` needs the same architecture passed as ``backbone=``.
+        """
+        self._check_fitted()
+        params = {}
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            if name == "sink":
+                continue
+            if name == "backbone" and isinstance(value, nn.Module):
+                value = {"user_module": type(value).__name__}
+            elif name == "init" and isinstance(value, np.ndarray):
+                value = {"array": True}
+            params[name] = value
+        meta = {
+            "format": SAVE_FORMAT,
+            "version": SAVE_VERSION,
+            "params": params,
+            "classes": _ids_to_json(self.classes_),
+            "annotator_ids": _ids_to_json(self.annotator_ids_),
+            "input_shape": list(self.input_shape_) if self.input_shape_ is not None else None,
+            "n_features_in": self.n_features_in_,
+            "priors": self.priors_.tolist(),
+            "annotator_counts": self.annotator_counts_.tolist(),
+            "best_epoch": self.best_epoch_,
+            "history": self.history_.to_list(),
+        }
+        tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.model_.state_dict().items()}
+        if isinstance(self.init, np.ndarray):
+            tensors["param.init"] = torch.as_tensor(np.ascontiguousarray(self.init))
+        target = Path(path)
+        tmp = target.with_name(target.name + ".tmp")
+        save_file(tensors, str(tmp), metadata={"crowdlearn": json.dumps(meta)})
+        os.replace(tmp, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, backbone: nn.Module | None = None) -> CrowdClassifier:
+        """Read a file written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : path
+        backbone : torch.nn.Module, optional
+            Required when the model was fitted with a user backbone: a module of the same
+            architecture (its weights are replaced by the saved ones).
+        """
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("crowdlearn")
+            if raw is None:
+                raise ValueError(f"{path} is not a CrowdClassifier file (no crowdlearn metadata)")
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        meta = json.loads(raw)
+        if meta.get("format") != SAVE_FORMAT or meta.get("version") != SAVE_VERSION:
+            raise ValueError(f"{path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r}")
+        params = dict(meta["params"])
+        if isinstance(params.get("backbone"), dict):
+            if backbone is None:
+                raise ValueError(
+                    f"{path} was fitted with a user backbone ({params['backbone']['user_module']}); "
+                    "pass backbone=<a module of the same architecture> to load it"
+                )
+            params["backbone"] = backbone
+        if isinstance(params.get("init"), dict):
+            params["init"] = tensors["param.init"].numpy()
+        est = cls(**params)
+        classes = _ids_from_json(meta["classes"])
+        annotator_ids = _ids_from_json(meta["annotator_ids"])
+        k, m = len(classes), len(annotator_ids)
+        shape = meta["input_shape"]
+        if isinstance(params["backbone"], nn.Module):
+            body = copy.deepcopy(params["backbone"])
+        else:
+            if shape is None or len(shape) != 1:
+                raise ValueError(f"{path}: a built-in backbone needs 2-d inputs, saved input shape {shape}")
+            body = _builtin_backbone(params["backbone"] or "mlp", int(shape[0]), k)
+        init: str | np.ndarray[Any, Any] = "identity"
+        model = CrowdModel(body, est._make_head(m, k, init))
+        state = {key[len("model.") :]: v for key, v in tensors.items() if key.startswith("model.")}
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: the saved weights do not fit the backbone: {exc}") from exc
+        model.eval()
+        est.model_ = model
+        est.history_ = History(meta["history"])
+        est.best_epoch_ = meta["best_epoch"]
+        est.classes_ = classes
+        est.annotator_ids_ = annotator_ids
+        est.n_classes_ = k
+        est.n_annotators_ = m
+        est.input_shape_ = tuple(shape) if shape is not None else None
+        est.n_features_in_ = meta["n_features_in"]
+        est.priors_ = np.asarray(meta["priors"], dtype=np.float64)
+        est.annotator_counts_ = np.asarray(meta["annotator_counts"], dtype=np.int64)
+        est.confusions_ = est._confusions_from_model()
+        return est
+
+
+def _builtin_backbone(name: str, n_features: int, n_classes: int) -> nn.Module:
+    if name == "mlp":
+        return MLP(n_features, n_classes, hidden=(128,), dropout=0.5, batch_norm=True, input_norm=True, affine=False)
+    if name == "linear":
+        return MLP(n_features, n_classes, hidden=(), dropout=0.0, input_norm=True, affine=False)
+    raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES} or a torch.nn.Module")

@@ -1,0 +1,27 @@
+"""Torch building blocks: the confusion layer, crowd losses and regularizers, backbones.
+
+Imports torch only (never :mod:`crowdlearn.train` or the estimators).
+"""
+
+from crowdlearn.nn import functional
+from crowdlearn.nn.backbones import MLP, LeNet, SmallResNet, paper_mlp
+from crowdlearn.nn.confusion import DEFAULT_SMOOTHING, ConfusionMatrices, IdentityHead
+from crowdlearn.nn.losses import CoupledCrossEntropy, CrowdLoss, GeoCrowdNetFLoss, GeoCrowdNetWLoss, TraceRegLoss
+from crowdlearn.nn.model import CrowdModel
+
+__all__ = [
+    "DEFAULT_SMOOTHING",
+    "MLP",
+    "ConfusionMatrices",
+    "CoupledCrossEntropy",
+    "CrowdLoss",
+    "CrowdModel",
+    "GeoCrowdNetFLoss",
+    "GeoCrowdNetWLoss",
+    "IdentityHead",
+    "LeNet",
+    "SmallResNet",
+    "TraceRegLoss",
+    "functional",
+    "paper_mlp",
+]

@@ -1,0 +1,223 @@
+"""Pure functions behind the crowd layers: coupled cross-entropy and the volume regularizers.
+
+Notation (Ibrahim, Nguyen & Fu, "Deep Learning From Crowdsourced Labels: Coupled Cross-Entropy
+Minimization, Identifiability, and Regularization", ICLR 2023):
+
+- ``K`` classes, ``M`` annotators, a minibatch of ``B`` items with ``E`` observed labels;
+- ``f(x)`` in the simplex: the classifier's class posterior (``log_probs`` is ``log f``);
+- ``A_m`` (``K x K``), column-stochastic: ``A_m[i, j] = P(annotator m says i | true class j)``;
+- ``P(annotator m says y | x) = (A_m f(x))_y``.
+
+Everything is computed in log space: ``log (A_m f(x))_y = logsumexp_j (log A_m[y, j] + log f_j(x))``,
+so ``log(0)`` never appears, and only on the observed (item, annotator) pairs: the cost is
+``O(E K^2)``, never ``B x M x K``.
+
+None of these functions mutates its inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DEFAULT_RIDGE",
+    "Reduction",
+    "annotator_log_probs",
+    "coupled_cross_entropy",
+    "log_confusions",
+    "logdet_volume_f",
+    "logdet_volume_w",
+    "trace_regularizer",
+]
+
+Reduction = Literal["none", "mean", "sum"]
+
+#: Ridge ``eps`` added to the Gram matrices before the log-determinant (``G + eps * I``).
+#: With probabilities in ``[0, 1]`` the Gram entries are O(1) or larger, so ``1e-6`` changes the
+#: value of a well-conditioned Gram matrix by a relative ``~1e-6`` while bounding the log-det of a
+#: rank-deficient one below by ``K log(eps)`` (finite, with finite gradients).
+DEFAULT_RIDGE = 1e-6
+
+
+def _reduce(values: Tensor, reduction: Reduction) -> Tensor:
+    if reduction == "mean":
+        if values.numel() == 0:
+            raise ValueError("cannot average a loss over zero observed labels (the batch has no labels)")
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "none":
+        return values
+    raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def log_confusions(logits: Tensor) -> Tensor:
+    """Log confusion matrices from unconstrained logits.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (M, K, K)
+        ``logits[m, i, j]``; the softmax is taken over the row index ``i`` (dim 1).
+
+    Returns
+    -------
+    Tensor of shape (M, K, K)
+        ``log A_m[i, j]``; ``exp`` of every column sums to 1.
+    """
+    if logits.ndim != 3 or logits.shape[1] != logits.shape[2]:
+        raise ValueError(f"confusion logits must have shape (M, K, K), got {tuple(logits.shape)}")
+    return torch.log_softmax(logits, dim=1)
+
+
+def annotator_log_probs(log_probs: Tensor, log_conf: Tensor, annotators: Tensor) -> Tensor:
+    """Log distribution of each observed annotator's label given the item.
+
+    Parameters
+    ----------
+    log_probs : Tensor of shape (E, K)
+        ``log f(x_n)`` of the item of each observed pair (rows repeated per label).
+    log_conf : Tensor of shape (M, K, K)
+        ``log A_m`` (see :func:`log_confusions`).
+    annotators : Tensor of int64 of shape (E,)
+        Annotator index ``m_e`` of each pair.
+
+    Returns
+    -------
+    Tensor of shape (E, K)
+        ``out[e, i] = log (A_{m_e} f(x_{n_e}))_i``, computed as
+        ``logsumexp_j(log A_{m_e}[i, j] + log f_j)``; ``O(E K^2)``.
+    """
+    if log_probs.ndim != 2:
+        raise ValueError(f"log_probs must have shape (E, K), got {tuple(log_probs.shape)}")
+    if annotators.shape != (log_probs.shape[0],):
+        raise ValueError(
+            f"annotators must have shape ({log_probs.shape[0]},) to match log_probs, got {tuple(annotators.shape)}"
+        )
+    if log_conf.ndim != 3 or log_conf.shape[1:] != (log_probs.shape[1], log_probs.shape[1]):
+        raise ValueError(
+            f"log_conf must have shape (M, {log_probs.shape[1]}, {log_probs.shape[1]}), got {tuple(log_conf.shape)}"
+        )
+    gathered = log_conf.index_select(0, annotators)  # (E, K, K)
+    return torch.logsumexp(gathered + log_probs.unsqueeze(1), dim=2)
+
+
+def coupled_cross_entropy(
+    log_probs: Tensor,
+    log_conf: Tensor,
+    rows: Tensor,
+    annotators: Tensor,
+    labels: Tensor,
+    *,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Coupled cross-entropy (CCEM) over the observed labels of a minibatch.
+
+    ``-(1/E) sum_e log (A_{m_e} f(x_{n_e}))_{y_e}`` (``reduction="mean"``).
+    See :class:`crowdlearn.nn.CoupledCrossEntropy`.
+
+    Parameters
+    ----------
+    log_probs : Tensor of shape (B, K)
+        ``log f(x)`` of the batch items (e.g. ``log_softmax`` of the logits).
+    log_conf : Tensor of shape (M, K, K)
+        ``log A_m`` (see :func:`log_confusions`).
+    rows : Tensor of int64 of shape (E,)
+        Row of ``log_probs`` (item in the batch) of each observed label.
+    annotators : Tensor of int64 of shape (E,)
+        Annotator index of each label, in ``[0, M)``.
+    labels : Tensor of int64 of shape (E,)
+        Class said by the annotator, in ``[0, K)``.
+    reduction : {"none", "mean", "sum"}, default="mean"
+
+    Returns
+    -------
+    Tensor
+        Scalar, or shape (E,) with ``reduction="none"``.
+    """
+    if not (rows.shape == annotators.shape == labels.shape) or rows.ndim != 1:
+        raise ValueError(
+            "rows, annotators and labels must be 1-d with the same length, got shapes "
+            f"{tuple(rows.shape)}, {tuple(annotators.shape)}, {tuple(labels.shape)}"
+        )
+    per_pair = annotator_log_probs(log_probs.index_select(0, rows), log_conf, annotators)  # (E, K)
+    nll = -per_pair.gather(1, labels.unsqueeze(1)).squeeze(1)
+    return _reduce(nll, reduction)
+
+
+def _ridge_logdet(gram: Tensor, eps: float) -> Tensor:
+    """``log det(gram + eps I)`` in float64 (K x K is tiny; float32 loses the small eigenvalues)."""
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0 so the log-determinant stays finite, got {eps!r}")
+    k = gram.shape[-1]
+    g = gram.to(torch.float64) + eps * torch.eye(k, dtype=torch.float64, device=gram.device)
+    sign, logabsdet = torch.linalg.slogdet(g)
+    # gram + eps*I is symmetric positive definite; a non-positive sign means the input was not finite
+    return torch.where(sign > 0, logabsdet, torch.full_like(logabsdet, float("nan"))).to(gram.dtype)
+
+
+def logdet_volume_f(probs: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor:
+    """``log det(F F^T + eps I)`` for the batch predictions ``F = probs^T`` (GeoCrowdNet(F)).
+
+    GeoCrowdNet(F) minimizes ``CCEM - lambda * logdet_volume_f(probs)``.
+
+    Parameters
+    ----------
+    probs : Tensor of shape (B, K)
+        Predicted class probabilities ``f(x_n)`` of the batch (rows in the simplex).
+    eps : float, default=DEFAULT_RIDGE (1e-6)
+        Ridge added to the ``K x K`` Gram matrix: keeps the value finite and differentiable when
+        ``B < K`` or when the predictions collapse onto fewer than ``K`` directions.
+
+    Returns
+    -------
+    Tensor
+        Scalar (same dtype as ``probs``; computed in float64).
+    """
+    if probs.ndim != 2:
+        raise ValueError(f"probs must have shape (B, K), got {tuple(probs.shape)}")
+    return _ridge_logdet(probs.transpose(0, 1) @ probs, eps)
+
+
+def logdet_volume_w(confusions: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor:
+    """``log det(W^T W + eps I)`` with ``W = [A_1; ...; A_M]`` of shape (MK, K) (GeoCrowdNet(W)).
+
+    GeoCrowdNet(W) minimizes ``CCEM - lambda * logdet_volume_w(confusions)``. ``W^T W`` equals
+    ``sum_m A_m^T A_m`` and is formed that way (``O(M K^3)``).
+
+    Parameters
+    ----------
+    confusions : Tensor of shape (M, K, K)
+        Column-stochastic confusion matrices ``A_m`` (probabilities, not logits).
+    eps : float, default=DEFAULT_RIDGE (1e-6)
+        Ridge added to the ``K x K`` Gram matrix.
+
+    Returns
+    -------
+    Tensor
+        Scalar.
+    """
+    if confusions.ndim != 3 or confusions.shape[1] != confusions.shape[2]:
+        raise ValueError(f"confusions must have shape (M, K, K), got {tuple(confusions.shape)}")
+    gram = torch.einsum("mij,mik->jk", confusions, confusions)
+    return _ridge_logdet(gram, eps)
+
+
+def trace_regularizer(confusions: Tensor) -> Tensor:
+    """``sum_m trace(A_m)`` (TraceReg, Tanno et al., CVPR 2019: loss = CCEM + lambda * this).
+
+    Parameters
+    ----------
+    confusions : Tensor of shape (M, K, K)
+        Column-stochastic confusion matrices.
+
+    Returns
+    -------
+    Tensor
+        Scalar.
+    """
+    if confusions.ndim != 3 or confusions.shape[1] != confusions.shape[2]:
+        raise ValueError(f"confusions must have shape (M, K, K), got {tuple(confusions.shape)}")
+    return torch.diagonal(confusions, dim1=1, dim2=2).sum()

@@ -1,0 +1,31 @@
+"""The one training loop: batches over items with their observed labels, callbacks, checkpoints.
+
+Imports :mod:`crowdlearn.nn` and :class:`~crowdlearn.annotations.Annotations` only.
+"""
+
+from crowdlearn.train.batching import Batch, Inputs, ValidationSet, item_batches, make_batch
+from crowdlearn.train.callbacks import Callback, Checkpoint, EarlyStopping, EpochPrinter, LambdaSchedule, ProgressBar
+from crowdlearn.train.checkpoint import load_checkpoint, save_checkpoint
+from crowdlearn.train.history import History
+from crowdlearn.train.trainer import Schedule, Trainer, TrainingDivergedError, resolve_device
+
+__all__ = [
+    "Batch",
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "EpochPrinter",
+    "History",
+    "Inputs",
+    "LambdaSchedule",
+    "ProgressBar",
+    "Schedule",
+    "Trainer",
+    "TrainingDivergedError",
+    "ValidationSet",
+    "item_batches",
+    "load_checkpoint",
+    "make_batch",
+    "resolve_device",
+    "save_checkpoint",
+]

@@ -1,0 +1,157 @@
+"""Minibatches over items, each with all of its observed labels (via the CSR view)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from crowdlearn.annotations import Annotations
+
+__all__ = ["Batch", "Inputs", "ValidationSet", "item_batches", "make_batch"]
+
+IntArray = npt.NDArray[np.int64]
+
+
+class Inputs:
+    """Uniform access to the inputs of items: a numpy array, a tensor, or a torch ``Dataset``.
+
+    Parameters
+    ----------
+    data : ndarray, Tensor or Dataset
+        Row ``n`` (or ``data[n]``) is the input of item ``n``. A dataset item may be a tensor or a
+        tuple whose first element is the input (e.g. ``(image, target)``).
+    """
+
+    def __init__(self, data: Any) -> None:
+        self.dataset: Dataset[Any] | None = None
+        self.tensor: Tensor | None = None
+        if isinstance(data, Dataset):
+            self.dataset = data
+        elif isinstance(data, Tensor):
+            self.tensor = data
+        else:
+            arr = np.asarray(data)
+            if arr.dtype.kind not in "fiub":
+                raise TypeError(f"inputs must be numeric (array, tensor or torch Dataset), got dtype {arr.dtype}")
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+                raise ValueError(f"inputs contain a non-finite value at index {tuple(bad)}")
+            self.tensor = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+    def __len__(self) -> int:
+        if self.tensor is not None:
+            return int(self.tensor.shape[0])
+        assert self.dataset is not None
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """Shape of an array/tensor input; None for a Dataset."""
+        return tuple(self.tensor.shape) if self.tensor is not None else None
+
+    def get(self, index: IntArray) -> Tensor:
+        """Inputs of the given items, stacked along a new first dimension."""
+        if self.tensor is not None:
+            return self.tensor[torch.from_numpy(index)]
+        assert self.dataset is not None
+        rows = []
+        for i in index.tolist():
+            item = self.dataset[i]
+            rows.append(item[0] if isinstance(item, (tuple, list)) else item)
+        return torch.stack([torch.as_tensor(r) for r in rows])
+
+
+@dataclass
+class Batch:
+    """One minibatch.
+
+    Attributes
+    ----------
+    items : ndarray of shape (B,)
+        Item indices.
+    x : Tensor of shape (B, ...)
+        Their inputs.
+    rows, annotators, labels : Tensor of int64 of shape (E,)
+        Every observed label of those items: row in the batch, annotator, class.
+    """
+
+    items: IntArray
+    x: Tensor
+    rows: Tensor
+    annotators: Tensor
+    labels: Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            self.items,
+            self.x.to(device),
+            self.rows.to(device),
+            self.annotators.to(device),
+            self.labels.to(device),
+        )
+
+
+@dataclass
+class ValidationSet:
+    """Data for model selection: items with true labels, or held-out crowd labels.
+
+    Attributes
+    ----------
+    inputs : Inputs
+        Inputs of the validation items.
+    y : ndarray of shape (n,) or None
+        True classes (with truth), aligned with ``inputs``.
+    annotations : Annotations or None
+        Held-out crowd labels whose items are aligned with ``inputs`` (without truth).
+    """
+
+    inputs: Inputs
+    y: IntArray | None = None
+    annotations: Annotations | None = None
+
+    def __post_init__(self) -> None:
+        if (self.y is None) == (self.annotations is None):
+            raise ValueError("ValidationSet needs exactly one of y (true labels) or annotations (held-out labels)")
+        n = len(self.inputs)
+        if self.y is not None and len(self.y) != n:
+            raise ValueError(f"validation inputs have {n} rows but y has {len(self.y)} labels")
+        if self.annotations is not None and self.annotations.n_items != n:
+            raise ValueError(
+                f"validation inputs have {n} rows but the annotations have {self.annotations.n_items} items"
+            )
+
+
+def item_batches(items: IntArray, batch_size: int, *, generator: torch.Generator | None = None) -> list[IntArray]:
+    """Split ``items`` into batches, shuffled with ``generator`` when given.
+
+    A trailing batch of a single item is merged into the previous one (batch normalization
+    cannot train on one item).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if generator is not None:
+        perm = torch.randperm(len(items), generator=generator).numpy()
+        items = items[perm]
+    out = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    if len(out) > 1 and len(out[-1]) == 1:
+        out[-2] = np.concatenate([out[-2], out[-1]])
+        out.pop()
+    return out
+
+
+def make_batch(inputs: Inputs, annotations: Annotations, items: IntArray) -> Batch:
+    """The batch of ``items`` with all their observed labels (``O(labels)`` via ``labels_of``)."""
+    rows, annotators, labels = annotations.labels_of(items)
+    return Batch(
+        items=items,
+        x=inputs.get(items),
+        rows=torch.from_numpy(rows),
+        annotators=torch.from_numpy(annotators),
+        labels=torch.from_numpy(labels),
+    )

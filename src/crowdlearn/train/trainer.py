@@ -1,0 +1,376 @@
+"""The one training loop every crowd method uses.
+
+Methods differ by the model's head and by the loss (:mod:`crowdlearn.nn.losses`); the loop is
+written once, in overridable steps (``fit -> fit_loop -> run_epoch -> train_step`` and
+``run_validation -> validation_step``, ``get_loss``), with callbacks around them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from crowdlearn.annotations import Annotations
+from crowdlearn.nn.losses import CrowdLoss
+from crowdlearn.nn.model import CrowdModel
+from crowdlearn.train.batching import Batch, Inputs, ValidationSet, item_batches, make_batch
+from crowdlearn.train.callbacks import Callback
+from crowdlearn.train.history import History
+
+__all__ = ["Schedule", "Trainer", "TrainingDivergedError", "resolve_device"]
+
+Schedule = Literal["constant", "cosine"] | Callable[[int], float] | None
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite.
+
+    The model is left with the weights it had at the end of the last completed epoch (the last
+    state with finite losses) and the trainer's history stops at that epoch; a
+    :class:`~crowdlearn.train.Checkpoint` folder keeps its last (good) checkpoint.
+
+    Attributes
+    ----------
+    epoch, batch : int
+        Where the non-finite loss appeared (0-based).
+    parts : dict of str to float
+        The loss values of that batch.
+    """
+
+    def __init__(self, epoch: int, batch: int, parts: dict[str, float]) -> None:
+        self.epoch = epoch
+        self.batch = batch
+        self.parts = parts
+        shown = ", ".join(f"{k}={v:.6g}" for k, v in parts.items())
+        super().__init__(
+            f"training diverged: non-finite loss at epoch {epoch}, batch {batch} ({shown}); the model was reset "
+            f"to its state after the last completed epoch. Try a smaller learning rate or regularization weight."
+        )
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> cuda if available, else mps if available, else cpu."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'mps' or a torch device string, got {device!r}"
+        ) from exc
+
+
+class Trainer:
+    """Trains a :class:`~crowdlearn.nn.CrowdModel` with a crowd loss on observed labels.
+
+    Parameters
+    ----------
+    model : CrowdModel
+        Backbone (inputs -> logits) plus head (log f -> annotators' label distribution).
+    criterion : CrowdLoss
+        Called as ``criterion(model, logits, rows, annotators, labels) -> dict`` with ``"loss"``.
+    epochs : int, default=100
+    batch_size : int, default=128
+        Items per batch; each batch carries all observed labels of its items.
+    lr : float, default=1e-3
+        Adam learning rate of the backbone.
+    confusion_lr : float or None, default=None
+        Learning rate of the head's parameters (None: ``lr``).
+    weight_decay : float, default=1e-4
+        Adam weight decay of the backbone. The head is not decayed (decay would pull the
+        confusion logits toward uniform columns).
+    schedule : {"constant", "cosine"}, callable or None, default=None
+        Learning-rate factor per epoch (``fn(epoch) -> factor``); ``"cosine"`` decays to 0.
+    device : str or torch.device, default="auto"
+    amp : bool, default=False
+        Mixed precision (float16 autocast + gradient scaling) on CUDA; ignored elsewhere.
+    seed : int, default=0
+        Seeds shuffling and dropout (the caller seeds the initial weights).
+    deterministic : bool, default=False
+        Use ``torch.use_deterministic_algorithms`` while training.
+    callbacks : sequence of Callback
+        Called in order at each hook.
+    sink : callable, default=print
+        Receives the text messages (epoch lines, the early-stopping message).
+    """
+
+    def __init__(
+        self,
+        model: CrowdModel,
+        criterion: CrowdLoss,
+        *,
+        epochs: int = 100,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        confusion_lr: float | None = None,
+        weight_decay: float = 1e-4,
+        schedule: Schedule = None,
+        device: str | torch.device = "auto",
+        amp: bool = False,
+        seed: int = 0,
+        deterministic: bool = False,
+        callbacks: Sequence[Callback] = (),
+        sink: Callable[[str], Any] = print,
+    ) -> None:
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs!r}")
+        if lr <= 0 or (confusion_lr is not None and confusion_lr <= 0):
+            raise ValueError(f"learning rates must be > 0, got lr={lr!r}, confusion_lr={confusion_lr!r}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.criterion = criterion
+        self.epochs = int(epochs)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.confusion_lr = float(confusion_lr) if confusion_lr is not None else float(lr)
+        self.weight_decay = float(weight_decay)
+        self.schedule = schedule
+        self.amp = bool(amp) and self.device.type == "cuda"
+        self.seed = int(seed)
+        self.deterministic = deterministic
+        self.callbacks = list(callbacks)
+        self.sink = sink
+        self.history = History()
+        self.stop_training = False
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.optimizer = self.make_optimizer()
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self._good_state: dict[str, Tensor] | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam with two parameter groups: backbone (lr, weight decay) and head (confusion_lr)."""
+        head = [p for p in self.model.head.parameters() if p.requires_grad]
+        head_ids = {id(p) for p in head}
+        body = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
+        groups: list[dict[str, Any]] = [{"params": body, "lr": self.lr, "weight_decay": self.weight_decay}]
+        if head:
+            groups.append({"params": head, "lr": self.confusion_lr, "weight_decay": 0.0})
+        return torch.optim.Adam(groups)
+
+    def lr_factor(self, epoch: int) -> float:
+        """Learning-rate multiplier of ``epoch`` under ``schedule``."""
+        if self.schedule is None or self.schedule == "constant":
+            return 1.0
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+        if callable(self.schedule):
+            return float(self.schedule(epoch))
+        raise ValueError(f"schedule must be 'constant', 'cosine', a callable or None, got {self.schedule!r}")
+
+    def notify(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` on every callback."""
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(
+        self,
+        X: Any,
+        annotations: Annotations,
+        *,
+        valid: ValidationSet | None = None,
+        resume_from: str | os.PathLike[str] | None = None,
+    ) -> History:
+        """Train on ``X`` (inputs aligned with ``annotations``' items) and return the history.
+
+        Parameters
+        ----------
+        X : ndarray or Tensor of shape (n_items, ...), or torch Dataset of length n_items
+        annotations : Annotations
+        valid : ValidationSet, optional
+            Adds ``valid_loss`` (and ``valid_acc`` with true labels) to every epoch.
+        resume_from : path, optional
+            Folder written by :class:`~crowdlearn.train.Checkpoint`: continue that run.
+        """
+        inputs = X if isinstance(X, Inputs) else Inputs(X)
+        if len(inputs) != annotations.n_items:
+            raise ValueError(
+                f"X has {len(inputs)} rows but the annotations have {annotations.n_items} items; "
+                "row n of X must be the input of item n"
+            )
+        n_head = getattr(self.model.head, "n_annotators", None)
+        if n_head is not None and n_head != annotations.n_annotators:
+            raise ValueError(
+                f"the model's head has {n_head} annotators but the annotations have {annotations.n_annotators}"
+            )
+        k = getattr(self.model.head, "n_classes", None)
+        if k is not None and annotations.n_labels and int(annotations.labels.max()) >= k:
+            raise ValueError(f"label {int(annotations.labels.max())} is out of range for a model with {k} classes")
+        with torch.random.fork_rng(devices=[]), self._determinism():
+            torch.manual_seed(self.seed)
+            start = 0
+            if resume_from is not None:
+                start = self.resume(resume_from)
+            self.fit_loop(inputs, annotations, valid, start)
+        return self.history
+
+    def _determinism(self) -> AbstractContextManager[Any]:
+        if not self.deterministic:
+            return nullcontext()
+        trainer = self
+
+        class _Ctx:
+            def __enter__(self) -> None:
+                self.prev = torch.are_deterministic_algorithms_enabled()
+                torch.use_deterministic_algorithms(True)
+
+            def __exit__(self, *exc: object) -> None:
+                torch.use_deterministic_algorithms(self.prev)
+
+        del trainer
+        return _Ctx()
+
+    def resume(self, dirname: str | os.PathLike[str]) -> int:
+        """Load a checkpoint; returns the next epoch to run."""
+        from crowdlearn.train.checkpoint import load_checkpoint
+
+        return load_checkpoint(self, dirname)
+
+    def fit_loop(self, inputs: Inputs, annotations: Annotations, valid: ValidationSet | None, start: int) -> None:
+        """Epochs ``start..epochs-1`` with callbacks; stops when ``stop_training`` is set."""
+        labelled = np.flatnonzero(annotations.item_counts > 0).astype(np.int64)
+        if labelled.size == 0:
+            raise ValueError("the annotations hold no labels; nothing to train on")
+        self.notify("on_train_begin")
+        try:
+            for epoch in range(start, self.epochs):
+                if self.stop_training:
+                    break
+                self._good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.history.new_epoch(epoch)
+                for group, base in zip(self.optimizer.param_groups, (self.lr, self.confusion_lr), strict=False):
+                    group["lr"] = base * self.lr_factor(epoch)
+                self.notify("on_epoch_begin", epoch)
+                self.run_epoch(inputs, annotations, labelled, epoch)
+                if valid is not None:
+                    for key, value in self.run_validation(valid).items():
+                        self.history.record(key, value)
+                self.notify("on_epoch_end", epoch)
+        except TrainingDivergedError as err:
+            if self._good_state is not None:
+                self.model.load_state_dict(self._good_state)
+            if self.history.epochs and self.history[-1]["epoch"] == err.epoch:
+                self.history.epochs.pop()
+            self.notify("on_train_abort", err)
+            raise
+        except BaseException as err:
+            self.notify("on_train_abort", err)
+            raise
+        self.notify("on_train_end")
+
+    def run_epoch(self, inputs: Inputs, annotations: Annotations, items: np.ndarray[Any, Any], epoch: int) -> None:
+        """One pass over the labelled items; records ``train_loss`` (mean over batches) etc."""
+        self.model.train()
+        sums: dict[str, float] = {}
+        batches = item_batches(items, self.batch_size, generator=self.generator)
+        for b, idx in enumerate(batches):
+            batch = make_batch(inputs, annotations, idx).to(self.device)
+            parts = self.train_step(batch, epoch, b)
+            self.history.record_batch(parts)
+            for key, v in parts.items():
+                sums[key] = sums.get(key, 0.0) + v
+            self.notify("on_batch_end", b, parts)
+        for key, v in sums.items():
+            self.history.record(f"train_{key}", v / len(batches))
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """Mixed-precision context (CUDA with ``amp=True``) or a no-op."""
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return nullcontext()
+
+    def train_step(self, batch: Batch, epoch: int, batch_index: int) -> dict[str, float]:
+        """Forward, loss, backward and optimizer step on one batch; returns the loss parts."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = self.model(batch.x)
+        parts = self.get_loss(logits, batch)
+        values = {k: float(v.detach()) for k, v in parts.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            raise TrainingDivergedError(epoch, batch_index, values)
+        loss = parts["loss"]
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()  # type: ignore[no-untyped-call]
+            self.optimizer.step()
+        return values
+
+    def get_loss(self, logits: Tensor, batch: Batch) -> dict[str, Tensor]:
+        """The criterion on one batch: a dict of scalar tensors with ``"loss"``."""
+        parts: dict[str, Tensor] = self.criterion(
+            self.model, logits.float(), batch.rows, batch.annotators, batch.labels
+        )
+        return parts
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def predict_logits(self, X: Any, *, batch_size: int | None = None) -> Tensor:
+        """Classifier logits of every row of ``X`` in eval mode, shape (n, K), on the CPU."""
+        inputs = X if isinstance(X, Inputs) else Inputs(X)
+        self.model.eval()
+        bs = batch_size or max(self.batch_size, 256)
+        out = []
+        for start in range(0, len(inputs), bs):
+            idx = np.arange(start, min(start + bs, len(inputs)), dtype=np.int64)
+            with self.autocast():
+                out.append(self.model(inputs.get(idx).to(self.device)).float().cpu())
+        if not out:
+            raise ValueError("X has no rows")
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def validation_step(self, batch: Batch, y: Tensor | None) -> dict[str, float]:
+        """Sums over one validation batch: ``loss_sum``, ``n`` and (with truth) ``correct``."""
+        with self.autocast():
+            logits = self.model(batch.x).float()
+        if y is not None:
+            loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+            correct = (logits.argmax(1) == y).sum()
+            return {"loss_sum": float(loss), "n": float(len(y)), "correct": float(correct)}
+        logp = self.model.crowd_log_probs(logits, batch.rows, batch.annotators)
+        nll = -logp.gather(1, batch.labels.unsqueeze(1)).sum()
+        return {"loss_sum": float(nll), "n": float(batch.labels.numel())}
+
+    def run_validation(self, valid: ValidationSet) -> dict[str, float]:
+        """``valid_loss`` (cross-entropy on truth, or NLL of held-out crowd labels) and ``valid_acc``."""
+        self.model.eval()
+        n_rows = len(valid.inputs)
+        totals: dict[str, float] = {}
+        bs = max(self.batch_size, 256)
+        for start in range(0, n_rows, bs):
+            idx = np.arange(start, min(start + bs, n_rows), dtype=np.int64)
+            if valid.y is not None:
+                batch = Batch(idx, valid.inputs.get(idx), *(torch.zeros(0, dtype=torch.int64),) * 3)
+                y = torch.from_numpy(valid.y[idx]).to(self.device)
+            else:
+                assert valid.annotations is not None
+                batch = make_batch(valid.inputs, valid.annotations, idx)
+                y = None
+            for key, v in self.validation_step(batch.to(self.device), y).items():
+                totals[key] = totals.get(key, 0.0) + v
+        if totals.get("n", 0.0) == 0:
+            raise ValueError("the validation data hold no labels")
+        out = {"valid_loss": totals["loss_sum"] / totals["n"]}
+        if "correct" in totals:
+            out["valid_acc"] = totals["correct"] / totals["n"]
+        return out
