@@ -163,6 +163,31 @@ def validate(
         typer.echo(str(summary))
 
 
+@app.command()
+@user_errors
+def diagnose(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="label file"),
+    fmt: str | None = FormatOption,
+    item_col: str | None = ItemColOption,
+    annotator_col: str | None = AnnotatorColOption,
+    label_col: str | None = LabelColOption,
+    header: bool | None = HeaderOption,
+    sep: str | None = SepOption,
+    classes: str | None = ClassesOption,
+    on_duplicate: str = DuplicateOption,
+    min_labels: int | None = typer.Option(None, "--min-labels", help="fewest labels to estimate a matrix"),
+    threshold: float = typer.Option(0.9, "--threshold", help="near-specialist closeness threshold in (0, 1]"),
+    directions: int = typer.Option(64, "--directions", help="directions sampled by the scatter proxy"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Identifiability diagnostics from Dawid-Skene confusions: specialists, coverage, connectivity."""
+    from crowdlearn.diagnose import diagnose as run_diagnose
+
+    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    report = run_diagnose(ann, min_labels=min_labels, specialist_threshold=threshold, n_directions=directions)
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else str(report))
+
+
 # --------------------------------------------------------------------------- crowdlearn datasets
 datasets_app = typer.Typer(help="Public crowdsourcing datasets: list them, download them.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
