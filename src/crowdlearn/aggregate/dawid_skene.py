@@ -18,6 +18,7 @@ from crowdlearn.aggregate.base import (
     check_in,
     check_priors,
     has_converged,
+    items_labelled,
     label_matrix,
     normalise_columns,
     posterior_from_log,
@@ -154,7 +155,7 @@ class _DawidSkeneEM(BaseAggregator):
         fixed_priors = check_priors(self.priors, K, type(self).__name__)
         X = label_matrix(ann)
         XT = X.T  # CSC view, no copy; CSC @ dense is as fast as CSR @ dense
-        labelled = ann.item_counts > 0
+        labelled = items_labelled(ann)
         known_idx = np.flatnonzero(known >= 0) if known is not None else np.zeros(0, dtype=np.int64)
         known_cls = known[known_idx] if known is not None else np.zeros(0, dtype=np.int64)
         if known_idx.size:
