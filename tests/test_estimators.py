@@ -201,3 +201,14 @@ def test_verbose_lines_go_to_sink(small) -> None:
     lines: list[str] = []
     CrowdClassifier(epochs=2, verbose=2, sink=lines.append, validation="none").fit(x, ann)
     assert [ln.split(" ")[:2] for ln in lines] == [["epoch", "1/2"], ["epoch", "2/2"]]
+
+
+def test_lambda_schedules(small) -> None:
+    x, _, ann, _ = small
+    clf = CrowdClassifier(method="geocrowdnet-f", lam=0.2, epochs=4, lam_schedule="decay", validation="none")
+    lams = clf.fit(x, ann).history_[:, "lam"]
+    assert lams == pytest.approx([0.2, 0.15, 0.1, 0.05])
+    clf.set_params(lam_schedule="warmup", epochs=20)
+    assert clf.fit(x, ann).history_[:, "lam"][:3] == pytest.approx([0.1, 0.2, 0.2])
+    with pytest.raises(ValueError, match="The 'lam_schedule' parameter"):
+        CrowdClassifier(lam_schedule="cyclic").fit(x, ann)

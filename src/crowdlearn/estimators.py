@@ -47,6 +47,7 @@ from crowdlearn.train import (
     EpochPrinter,
     History,
     Inputs,
+    LambdaSchedule,
     ProgressBar,
     Trainer,
     ValidationSet,
@@ -197,6 +198,10 @@ class CrowdClassifier(ParamsMixin):
         Diagonal logit of ``init="identity"``.
     schedule : {"constant", "cosine"} or None, default=None
         Learning-rate schedule over epochs.
+    lam_schedule : {"constant", "decay", "warmup"} or None, default=None
+        Schedule of the regularization weight over epochs ``e = 0..epochs-1``: ``"decay"``
+        ``lam * (1 - e / epochs)``; ``"warmup"`` ``lam * min(1, (e + 1) / (0.1 * epochs))``;
+        None or ``"constant"`` keeps ``lam``.
     eps : float, default=1e-6
         Ridge of the log-determinants.
     validation : {"auto", "truth", "holdout", "none"}, default="auto"
@@ -272,6 +277,7 @@ class CrowdClassifier(ParamsMixin):
         init: str | np.ndarray[Any, Any] = "identity",
         init_scale: float = 1.0,
         schedule: str | None = None,
+        lam_schedule: str | None = None,
         eps: float = DEFAULT_RIDGE,
         validation: str = "auto",
         holdout_fraction: float = 0.1,
@@ -294,6 +300,7 @@ class CrowdClassifier(ParamsMixin):
         self.init = init
         self.init_scale = init_scale
         self.schedule = schedule
+        self.lam_schedule = lam_schedule
         self.eps = eps
         self.validation = validation
         self.holdout_fraction = holdout_fraction
@@ -340,6 +347,8 @@ class CrowdClassifier(ParamsMixin):
             raise _param_error(c, "init", "'identity', 'uniform', 'mv', 'ds' or an (M, K, K) array", self.init)
         if self.schedule not in (None, "constant", "cosine"):
             raise _param_error(c, "schedule", "None, 'constant' or 'cosine'", self.schedule)
+        if self.lam_schedule not in (None, "constant", "decay", "warmup"):
+            raise _param_error(c, "lam_schedule", "None, 'constant', 'decay' or 'warmup'", self.lam_schedule)
         if self.validation not in ("auto", "truth", "holdout", "none"):
             raise _param_error(c, "validation", "'auto', 'truth', 'holdout' or 'none'", self.validation)
         hf = self.holdout_fraction
@@ -427,6 +436,14 @@ class CrowdClassifier(ParamsMixin):
             return IdentityHead(n_annotators, n_classes)
         return ConfusionMatrices(n_annotators, n_classes, init=init, scale=float(self.init_scale))
 
+    def _lam_schedule(self) -> Callable[[int], float] | None:
+        lam, epochs = float(self.lam), max(int(self.epochs), 1)
+        if self.lam_schedule == "decay":
+            return lambda e: lam * (1.0 - e / epochs)
+        if self.lam_schedule == "warmup":
+            return lambda e: lam * min(1.0, (e + 1) / max(0.1 * epochs, 1.0))
+        return None
+
     def _make_criterion(self) -> CrowdLoss:
         lam = float(self.lam)
         if self.method == "geocrowdnet-f":
@@ -513,6 +530,9 @@ class CrowdClassifier(ParamsMixin):
         callbacks: list[Callback] = []
         if monitor is not None:
             callbacks.append(EarlyStopping(monitor[0], mode=monitor[1], patience=self.patience))
+        lam_fn = self._lam_schedule()
+        if lam_fn is not None:
+            callbacks.append(LambdaSchedule(lam_fn))
         if self.checkpoint_dir is not None:
             callbacks.append(Checkpoint(self.checkpoint_dir))
         if self.verbose == 1:
