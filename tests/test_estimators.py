@@ -212,3 +212,19 @@ def test_lambda_schedules(small) -> None:
     assert clf.fit(x, ann).history_[:, "lam"][:3] == pytest.approx([0.1, 0.2, 0.2])
     with pytest.raises(ValueError, match="The 'lam_schedule' parameter"):
         CrowdClassifier(lam_schedule="cyclic").fit(x, ann)
+
+
+def test_posterior_confusions_hand_case_and_refine() -> None:
+    from crowdlearn.estimators import posterior_confusions
+
+    # two items, certain priors; annotator 0 says 1 for item 0 (class 0) and 1 for item 1 (class 1)
+    ann = Annotations([0, 1], [0, 0], [1, 1], n_items=2, n_annotators=1, n_classes=2)
+    proba = np.array([[1.0, 0.0], [0.0, 1.0]])
+    out = posterior_confusions(proba, ann, np.full((1, 2, 2), 0.5), 1)
+    np.testing.assert_allclose(out[0], [[0.0, 0.0], [1.0, 1.0]])
+    x, _, ann3, conf = control_design(seed=3, n=400)
+    base = CrowdClassifier(method="ccem", epochs=5, lr=1e-2, validation="none").fit(x, ann3)
+    refined = CrowdClassifier(method="ccem", epochs=5, lr=1e-2, validation="none", refine_confusions=10).fit(x, ann3)
+    np.testing.assert_array_equal(refined.predict_proba(x), base.predict_proba(x))
+    assert confusion_estimation_error(refined.confusions_, conf) < confusion_estimation_error(base.confusions_, conf)
+    np.testing.assert_allclose(refined.confusions_.sum(axis=1), 1.0, rtol=1e-6)
