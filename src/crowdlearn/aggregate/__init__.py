@@ -1,0 +1,39 @@
+"""Truth inference without features: majority vote, Dawid-Skene and its peers.
+
+Every aggregator follows one surface: ``fit(annotations) -> self``; fitted ``labels_``
+(n_items,), ``probas_`` (n_items, K), ``priors_`` (K,), and where meaningful ``confusions_``
+(n_annotators, K, K; column = true class, columns sum to 1), ``skills_`` (n_annotators,) and
+``log_likelihood_``; ``fit_predict`` and ``fit_predict_proba``. Input is an
+:class:`~crowdlearn.annotations.Annotations` object (numpy outputs) or a crowd-kit style
+DataFrame with columns ``task``, ``worker``, ``label`` (pandas outputs indexed by task).
+"""
+
+from crowdlearn.aggregate.base import BaseAggregator
+from crowdlearn.aggregate.dawid_skene import DawidSkene, OneCoinDawidSkene
+from crowdlearn.aggregate.glad import GLAD
+from crowdlearn.aggregate.mace import MACE
+from crowdlearn.aggregate.majority import MajorityVote, Wawa
+from crowdlearn.aggregate.spectral import SpectralError, spectral_confusions
+
+__all__ = [
+    "GLAD",
+    "MACE",
+    "METHODS",
+    "BaseAggregator",
+    "DawidSkene",
+    "MajorityVote",
+    "OneCoinDawidSkene",
+    "SpectralError",
+    "Wawa",
+    "spectral_confusions",
+]
+
+#: Short names of the aggregators (used by the command line): name -> class.
+METHODS: dict[str, type[BaseAggregator]] = {
+    "mv": MajorityVote,
+    "wawa": Wawa,
+    "ds": DawidSkene,
+    "onecoin": OneCoinDawidSkene,
+    "glad": GLAD,
+    "mace": MACE,
+}

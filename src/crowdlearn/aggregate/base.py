@@ -1,0 +1,395 @@
+"""Shared machinery of the aggregators: input conversion, parameters, vectorized EM pieces.
+
+Every aggregator accepts either an :class:`~crowdlearn.annotations.Annotations` object or a
+crowd-kit style :class:`pandas.DataFrame` with columns ``task``, ``worker``, ``label``. Fitted
+attributes are always numpy arrays indexed by the item / annotator / class *indices* of the
+annotations; ``fit_predict`` and ``fit_predict_proba`` return numpy arrays for
+:class:`Annotations` input and pandas objects indexed by task id for DataFrame input (as
+crowd-kit does), so a crowd-kit user switches with one import.
+
+The numerics work on the observed (item, annotator, label) triples only. The central object is
+the one-hot label matrix ``X`` (scipy CSR of shape ``(n_items, n_annotators * K)``, a single 1 at
+column ``m * K + y`` for each label), so that with ``A`` the stacked confusions
+
+* E-step: ``log p(labels of n | true j) = (X @ log A.reshape(M * K, K))[n, j]``
+* M-step: ``counts = X.T @ posteriors`` reshaped to ``(M, K, K)`` (column = true class).
+
+Cost per EM iteration is O(n_labels * K) time and O(n_items * K) extra memory.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from crowdlearn.annotations import Annotations, AnnotationsError
+
+__all__ = [
+    "BaseAggregator",
+    "FloatArray",
+    "IntArray",
+    "PriorSpec",
+    "as_annotations",
+    "label_matrix",
+    "posterior_from_log",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+#: ``"learn"`` (estimated in each M-step), ``"uniform"`` or a fixed array of shape (n_classes,).
+PriorSpec = Literal["learn", "uniform"] | npt.ArrayLike
+
+FRAME_COLUMNS = ("task", "worker", "label")
+
+
+def as_annotations(data: Annotations | pd.DataFrame) -> tuple[Annotations, bool]:
+    """Convert the input of ``fit`` to :class:`Annotations`.
+
+    Returns the annotations and whether the input was a DataFrame (then outputs are pandas).
+    A DataFrame must have columns ``task``, ``worker``, ``label`` (crowd-kit's long format).
+    """
+    if isinstance(data, Annotations):
+        return data, False
+    if isinstance(data, pd.DataFrame):
+        missing = [c for c in FRAME_COLUMNS if c not in data.columns]
+        if missing:
+            raise AnnotationsError(
+                f"DataFrame is missing column(s) {missing}; expected crowd-kit style columns "
+                f"'task', 'worker', 'label', got {list(data.columns)}"
+            )
+        return Annotations.from_ids(data["task"], data["worker"], data["label"]), True
+    raise TypeError(
+        f"expected an Annotations object or a pandas DataFrame with columns task, worker, label; "
+        f"got {type(data).__name__}"
+    )
+
+
+def label_matrix(ann: Annotations) -> sp.csr_matrix:
+    """One-hot label matrix ``X`` of shape (n_items, n_annotators * n_classes), CSR, float64.
+
+    Row ``n`` has a 1 at column ``m * K + y`` for each label ``y`` given by annotator ``m`` to
+    item ``n``; ``nnz == n_labels``. Built from the cached by-item CSR view, no sort.
+    """
+    K = ann.n_classes
+    order = ann.by_item.order
+    cols = ann.annotators[order] * K + ann.labels[order]
+    idx_dtype = np.int32 if max(ann.n_annotators * K, ann.n_labels) < 2**31 - 1 else np.int64
+    return sp.csr_matrix(
+        (np.ones(ann.n_labels, dtype=np.float64), cols.astype(idx_dtype), ann.by_item.indptr.astype(idx_dtype)),
+        shape=(ann.n_items, ann.n_annotators * K),
+    )
+
+
+def posterior_from_log(log_joint: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Normalise unnormalised log posteriors row by row, in place, with a max shift.
+
+    Parameters
+    ----------
+    log_joint : ndarray of shape (n_items, n_classes)
+        ``log prior_j + log p(labels of item n | true class j)``; overwritten by the posterior.
+
+    Returns
+    -------
+    posterior : ndarray of shape (n_items, n_classes)
+        The same array, rows summing to 1.
+    log_norm : ndarray of shape (n_items,)
+        ``logsumexp_j log_joint[n, j]``: the log-likelihood of each item's labels; their sum
+        is the observed-data log-likelihood.
+    """
+    # the max shift keeps exp() from underflowing to 0 for items with many labels
+    shift = row_max(log_joint)
+    if not np.all(np.isfinite(shift)):
+        bad = int(np.flatnonzero(~np.isfinite(shift))[0])
+        raise FloatingPointError(
+            f"item {bad} has zero likelihood under every class (all log-probabilities are -inf); "
+            "use a positive smoothing or check fixed priors/initial confusions for zeros"
+        )
+    np.subtract(log_joint, shift[:, None], out=log_joint)
+    np.exp(log_joint, out=log_joint)
+    # row sums as a BLAS mat-vec: numpy's axis=1 reduction is slow for few columns
+    norm = log_joint @ np.ones(log_joint.shape[1])
+    log_joint /= norm[:, None]
+    return log_joint, shift + np.log(norm)
+
+
+def spmm(sparse: Any, dense: FloatArray) -> FloatArray:
+    """``sparse @ dense`` as a float64 ndarray (scipy sparse times a dense 2-d array)."""
+    return np.asarray(sparse @ dense, dtype=np.float64)
+
+
+def row_max(a: FloatArray) -> FloatArray:
+    """Row maxima of a (n, K) array, column by column (much faster than ``max(axis=1)`` for small K)."""
+    out = a[:, 0].copy()
+    for k in range(1, a.shape[1]):
+        np.maximum(out, a[:, k], out=out)
+    return out
+
+
+def normalise_columns(counts: FloatArray, smoothing: float) -> FloatArray:
+    """``(counts + smoothing)`` normalised over axis -2 (columns sum to 1); empty columns uniform."""
+    c = counts + smoothing
+    tot = c.sum(axis=-2, keepdims=True)
+    K = c.shape[-2]
+    out: FloatArray = np.divide(c, tot, out=np.full_like(c, 1.0 / K), where=tot > 0)
+    return out
+
+
+def safe_log(a: FloatArray) -> FloatArray:
+    """Elementwise log with ``log(0) = -inf`` and no warning."""
+    with np.errstate(divide="ignore"):
+        return np.log(a)
+
+
+def check_priors(priors: Any, n_classes: int, owner: str) -> FloatArray | None:
+    """Validate the ``priors`` parameter; return a fixed prior or None for ``"learn"``."""
+    if isinstance(priors, str):
+        if priors == "learn":
+            return None
+        if priors == "uniform":
+            return np.full(n_classes, 1.0 / n_classes)
+        raise ValueError(f"The 'priors' parameter of {owner} must be 'learn', 'uniform' or an array; got {priors!r}")
+    p = np.asarray(priors, dtype=np.float64)
+    if p.shape != (n_classes,):
+        raise ValueError(f"The 'priors' parameter of {owner} must have shape ({n_classes},), got {p.shape}")
+    if (p < 0).any() or not np.isclose(p.sum(), 1.0):
+        raise ValueError(f"The 'priors' parameter of {owner} must be non-negative and sum to 1, got {p.tolist()}")
+    return p
+
+
+def check_in(value: Any, allowed: tuple[Any, ...], name: str, owner: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"The '{name}' parameter of {owner} must be one of {list(allowed)}; got {value!r}")
+
+
+def check_number(
+    value: Any, name: str, owner: str, *, low: float | None = None, strict: bool = False, integer: bool = False
+) -> None:
+    kinds: tuple[type, ...] = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        what = "an int" if integer else "a number"
+        raise ValueError(f"The '{name}' parameter of {owner} must be {what}; got {value!r}")
+    numeric: Any = value
+    v = float(numeric)
+    if low is not None and (v <= low if strict else v < low):
+        op = ">" if strict else ">="
+        raise ValueError(f"The '{name}' parameter of {owner} must be {op} {low}; got {value!r}")
+
+
+class BaseAggregator:
+    """Common surface of all aggregators (fit / fit_predict / fit_predict_proba, params).
+
+    Subclasses implement :meth:`_fit` on :class:`Annotations` and set ``labels_``,
+    ``probas_``, ``priors_`` (and method-specific attributes).
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_items,)
+        Aggregated class index of each item.
+    probas_ : ndarray of shape (n_items, n_classes)
+        Posterior (or normalised vote) of each class for each item; rows sum to 1.
+    priors_ : ndarray of shape (n_classes,)
+        Class prior.
+    classes_ : ndarray of shape (n_classes,)
+        Original class ids, in class-index order.
+    item_ids_ : ndarray of shape (n_items,)
+        Original item ids, in item-index order.
+    annotator_ids_ : ndarray of shape (n_annotators,)
+        Original annotator ids.
+    """
+
+    labels_: IntArray
+    probas_: FloatArray
+    priors_: FloatArray
+    classes_: np.ndarray[Any, Any]
+    item_ids_: np.ndarray[Any, Any]
+    annotator_ids_: np.ndarray[Any, Any]
+    _frame_output: bool
+
+    # ------------------------------------------------------------------ params (sklearn style)
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters given to ``__init__`` (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> BaseAggregator:
+        """Set parameters (scikit-learn convention); unknown names raise ``ValueError``."""
+        valid = set(self._get_param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}; valid: {sorted(valid)}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, annotations: Annotations | pd.DataFrame) -> BaseAggregator:
+        """Learn from crowd labels.
+
+        Parameters
+        ----------
+        annotations : Annotations or DataFrame
+            The labels; a DataFrame needs columns ``task``, ``worker``, ``label``.
+
+        Returns
+        -------
+        self
+        """
+        ann = self._start_fit(annotations)
+        self._fit(ann)
+        return self
+
+    def fit_predict(self, annotations: Annotations | pd.DataFrame, **fit_params: Any) -> Any:
+        """Fit and return the aggregated labels.
+
+        Returns
+        -------
+        ndarray of shape (n_items,) with class indices (Annotations input), or a
+        :class:`pandas.Series` of class ids indexed by task, named ``agg_label`` (DataFrame input).
+        """
+        self.fit(annotations, **fit_params)
+        return self._labels_output()
+
+    def fit_predict_proba(self, annotations: Annotations | pd.DataFrame, **fit_params: Any) -> Any:
+        """Fit and return the posterior over classes.
+
+        Returns
+        -------
+        ndarray of shape (n_items, n_classes) (Annotations input), or a :class:`pandas.DataFrame`
+        indexed by task with one column per class id (DataFrame input).
+        """
+        self.fit(annotations, **fit_params)
+        return self._probas_output()
+
+    # ------------------------------------------------------------------ helpers
+    def _start_fit(self, annotations: Annotations | pd.DataFrame) -> Annotations:
+        ann, frame = as_annotations(annotations)
+        if ann.n_classes < 1:
+            raise AnnotationsError(f"{type(self).__name__} needs at least one class; the annotations have none")
+        self._validate_params(ann)
+        self._frame_output = frame
+        self.classes_ = ann.classes
+        self.item_ids_ = ann.item_ids
+        self.annotator_ids_ = ann.annotator_ids
+        return ann
+
+    def _validate_params(self, ann: Annotations) -> None:
+        """Check the parameters against the data; overridden by subclasses."""
+
+    def _fit(self, ann: Annotations) -> None:
+        raise NotImplementedError
+
+    def _labels_output(self) -> Any:
+        if not self._frame_output:
+            return self.labels_
+        return pd.Series(self.classes_[self.labels_], index=pd.Index(self.item_ids_, name="task"), name="agg_label")
+
+    def _probas_output(self) -> Any:
+        if not self._frame_output:
+            return self.probas_
+        return pd.DataFrame(
+            self.probas_,
+            index=pd.Index(self.item_ids_, name="task"),
+            columns=pd.Index(self.classes_, name="label"),
+        )
+
+    def _per_annotator(self, values: Any, name: str, n_annotators: int) -> FloatArray:
+        """An array (n_annotators,) or a Series/Mapping keyed by annotator id -> float array."""
+        if isinstance(values, (pd.Series, Mapping)):
+            s = pd.Series(values, dtype=np.float64)
+            missing = [a for a in self.annotator_ids_.tolist() if a not in s.index]
+            if missing:
+                raise ValueError(f"The '{name}' parameter has no value for annotator id(s) {missing[:10]}")
+            return np.asarray(s.loc[list(self.annotator_ids_)].to_numpy(dtype=np.float64), dtype=np.float64)
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.shape != (n_annotators,):
+            raise ValueError(
+                f"The '{name}' parameter must have shape ({n_annotators},) (one per annotator), got {arr.shape}"
+            )
+        return arr
+
+
+def break_ties(scores: FloatArray, tie_break: str, rng: np.random.Generator, rtol: float = 1e-12) -> IntArray:
+    """Row-wise argmax of ``scores`` (n_rows, K) with ties broken by ``tie_break``.
+
+    ``"first"``: the smallest class index among the tied maxima. ``"random"``: uniformly among
+    them, using ``rng`` (seeded by the caller). Values within ``rtol * max(1, |max|)`` of the row
+    maximum count as tied (weighted votes accumulate rounding error).
+    """
+    if scores.shape[1] == 0:
+        return np.zeros(scores.shape[0], dtype=np.int64)
+    mx = scores.max(axis=1, keepdims=True)
+    tied = scores >= mx - rtol * np.maximum(1.0, np.abs(mx))
+    if tie_break == "first":
+        first: IntArray = np.argmax(tied, axis=1).astype(np.int64)
+        return first
+    keys = rng.random(scores.shape)
+    keys[~tied] = -1.0
+    chosen: IntArray = np.argmax(keys, axis=1).astype(np.int64)
+    return chosen
+
+
+def has_converged(history: list[float], tol: float) -> bool:
+    """EM stopping rule on the observed-data log-likelihood history.
+
+    True when the last change is at most ``tol * max(1, |last|)`` (a relative tolerance).
+    ``tol <= 0`` disables the rule, so exactly ``n_iter`` iterations run (equal-work timing).
+    """
+    if tol <= 0 or len(history) < 2:
+        return False
+    return abs(history[-1] - history[-2]) <= tol * max(1.0, abs(history[-1]))
+
+
+def check_em_params(n_iter: Any, tol: Any, smoothing: Any, owner: str) -> None:
+    """Validate the common EM parameters."""
+    check_number(n_iter, "n_iter", owner, low=0, integer=True)
+    check_number(tol, "tol", owner)
+    if not np.isfinite(tol) and tol > 0:
+        raise ValueError(f"The 'tol' parameter of {owner} must be finite or -inf; got {tol!r}")
+    check_number(smoothing, "smoothing", owner, low=0)
+
+
+def per_label_log_joint(ann: Annotations, log_match: FloatArray, log_other: FloatArray) -> FloatArray:
+    """Sum of per-label log-likelihoods where each label has one value for the class it names.
+
+    For each label ``(n, m, y)``: ``log p(y | true = y) = log_match`` and
+    ``log p(y | true = k != y) = log_other``. Returns the (n_items, K) array
+    ``sum over n's labels`` by two ``np.bincount`` scatter-adds, O(n_labels + n_items * K).
+    """
+    N, K = ann.n_items, ann.n_classes
+    base = np.bincount(ann.items, weights=log_other, minlength=N)
+    extra = np.bincount(ann.items * K + ann.labels, weights=log_match - log_other, minlength=N * K)
+    out: FloatArray = np.asarray(extra.reshape(N, K) + base[:, None], dtype=np.float64)
+    return out
+
+
+def soft_vote(ann: Annotations) -> FloatArray:
+    """Normalised vote counts (n_items, K); items without labels uniform."""
+    votes = ann.vote_counts()
+    tot = votes.sum(axis=1, keepdims=True)
+    soft: FloatArray = np.divide(votes, tot, out=np.full_like(votes, 1.0 / max(ann.n_classes, 1)), where=tot > 0)
+    return soft
+
+
+def learned_priors(posteriors: FloatArray, labelled: npt.NDArray[np.bool_], fixed: FloatArray | None) -> FloatArray:
+    """Fixed prior, or the mean posterior over labelled items (uniform if none are labelled)."""
+    if fixed is not None:
+        return fixed
+    n = int(labelled.sum())
+    K = posteriors.shape[1]
+    if n == 0:
+        return np.full(K, 1.0 / K)
+    out: FloatArray = (labelled.astype(np.float64) / n) @ posteriors
+    return out
