@@ -228,3 +228,14 @@ def test_posterior_confusions_hand_case_and_refine() -> None:
     np.testing.assert_array_equal(refined.predict_proba(x), base.predict_proba(x))
     assert confusion_estimation_error(refined.confusions_, conf) < confusion_estimation_error(base.confusions_, conf)
     np.testing.assert_allclose(refined.confusions_.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("init", ["mv", "ds"])
+def test_initialization_from_aggregators(small, init: str) -> None:
+    from crowdlearn.aggregate import DawidSkene, MajorityVote
+
+    x, _, ann, _ = small
+    clf = CrowdClassifier(method="ccem", epochs=0, init=init, validation="none").fit(x, ann)
+    agg = MajorityVote() if init == "mv" else DawidSkene()
+    expected = 0.99 * agg.fit(ann).confusions_ + 0.01 / 3
+    np.testing.assert_allclose(clf.confusions_, expected, rtol=1e-5, atol=1e-7)
