@@ -195,6 +195,7 @@ def diagonally_dominant_confusions(
     *,
     accuracy: tuple[float, float] = (0.5, 0.8),
     min_entry: float = 0.01,
+    max_closeness: float | None = None,
     rng: RNGLike = None,
 ) -> FloatArray:
     """Diagonally dominant confusions with every entry positive (no specialist, no zero).
@@ -202,7 +203,11 @@ def diagonally_dominant_confusions(
     Each column ``j`` has ``A[j, j] ~ Uniform(accuracy)`` and the rest ``1 - A[j, j]`` split by a
     Dirichlet(1) draw mixed with a uniform floor so every entry is at least ``min_entry``.
     Columns whose largest off-diagonal entry is not below the diagonal are redrawn, so the
-    diagonal is strictly the largest entry of its column. Used by the F-SSC design.
+    diagonal is strictly the largest entry of its column. With ``max_closeness``, the
+    off-diagonal entries of rows whose specialist closeness ``A[i, i] / sum_j A[i, j]`` exceeds it
+    are raised (columns renormalised) so no annotator is a near-specialist; the diagonal is then
+    usually, not always, still the largest entry of its column. Used by the F-SSC design
+    (``max_closeness=0.75``).
     """
     _check_sizes(n_annotators, n_classes)
     lo, hi = accuracy
@@ -225,6 +230,9 @@ def diagonally_dominant_confusions(
                 off = np.full(K - 1, (1.0 - d) / (K - 1))
             col = np.insert(off, j, d)
             A[m, :, j] = col
+    if max_closeness is not None:
+        _check_prob(max_closeness, "max_closeness")
+        return _cap_row_closeness(A, max_closeness)
     return A
 
 
@@ -726,7 +734,7 @@ def simulate_design(
         A = class_specialist_confusions(M, K, rng=g)
         truth: TruthKind = "hard"
     elif name == "f-ssc":
-        A = _cap_row_closeness(diagonally_dominant_confusions(M, K, rng=g), 0.75)
+        A = diagonally_dominant_confusions(M, K, max_closeness=0.75, rng=g)
         truth = "ambiguous"
     elif name == "w-ssc":
         A = wssc_confusions(M, K, rng=g)
