@@ -12,21 +12,20 @@ Observation patterns never build an ``n_items x n_annotators`` array: their cost
 proportional to the number of labels drawn (plus ``O(n_items)`` per annotator for choosing
 items without replacement).
 
-Families and designs (see ``MODEL.md``):
+Confusion families (see ``MODEL.md``):
 
-================================  =============================================================
-:func:`separable_uniform_confusions`  one near-specialist ``I + gamma U`` (column-normalised),
-                                      the rest near-uniform
-:func:`hammer_spammer_confusions`     near-perfect hammers and rank-one spammers
-:func:`diagonally_dominant_confusions` diagonal largest in every column, all entries > 0
-:func:`symmetric_flip_confusions`     ``(1 - e) I + e / (K - 1) (1 1^T - I)``
-:func:`pair_flip_confusions`          class j is reported as j + 1 (mod K) with prob. e
-:func:`random_confusions`             every column ~ Dirichlet
-:func:`class_specialist_confusions`   annotators exact specialists (row k = c e_k^T) for
-                                      chosen classes
-:func:`wssc_confusions`               every row has one or two zeros, spread out, no
-                                      specialist (the W-SSC design)
-================================  =============================================================
+- :func:`separable_uniform_confusions`: one near-specialist ``I + gamma U`` (column-normalised),
+  the rest near-uniform;
+- :func:`hammer_spammer_confusions`: near-perfect hammers and rank-one spammers;
+- :func:`diagonally_dominant_confusions`: diagonal largest in every column, all entries > 0;
+- :func:`symmetric_flip_confusions`: ``(1 - e) I + e / (K - 1) (1 1^T - I)``;
+- :func:`pair_flip_confusions`: class j is reported as j + 1 (mod K) with probability e;
+- :func:`random_confusions`: every column ~ Dirichlet;
+- :func:`class_specialist_confusions`: exact specialists (row k = c e_k^T) for chosen classes;
+- :func:`wssc_confusions`: every row has one or two zeros, spread out, no near-specialist (the
+  W-SSC design).
+
+Designs that separate CCEM and GeoCrowdNet: :func:`simulate_design`.
 """
 
 from __future__ import annotations
