@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--p", nargs="+", type=float, default=[0.05, 0.1, 0.3])
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--methods", nargs="+", default=list(LAMBDAS))
+    ap.add_argument("--methods", nargs="*", default=list(LAMBDAS), help="deep methods (none: DS only)")
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--random-init-all", action="store_true", help="random init on every size, not only the first")
