@@ -231,6 +231,7 @@ def diagnose(
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
     min_labels: int | None = typer.Option(None, "--min-labels", help="fewest labels to estimate a matrix"),
+    min_class_labels: int = typer.Option(5, "--min-class-labels", help="fewest labels of a class for a specialist"),
     threshold: float = typer.Option(0.9, "--threshold", help="near-specialist closeness threshold in (0, 1]"),
     directions: int = typer.Option(64, "--directions", help="directions sampled by the scatter proxy"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
@@ -239,7 +240,13 @@ def diagnose(
     from crowdlearn.diagnose import diagnose as run_diagnose
 
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
-    report = run_diagnose(ann, min_labels=min_labels, specialist_threshold=threshold, n_directions=directions)
+    report = run_diagnose(
+        ann,
+        min_labels=min_labels,
+        min_class_labels=min_class_labels,
+        specialist_threshold=threshold,
+        n_directions=directions,
+    )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else str(report))
 
 
