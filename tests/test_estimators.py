@@ -201,3 +201,41 @@ def test_verbose_lines_go_to_sink(small) -> None:
     lines: list[str] = []
     CrowdClassifier(epochs=2, verbose=2, sink=lines.append, validation="none").fit(x, ann)
     assert [ln.split(" ")[:2] for ln in lines] == [["epoch", "1/2"], ["epoch", "2/2"]]
+
+
+def test_lambda_schedules(small) -> None:
+    x, _, ann, _ = small
+    clf = CrowdClassifier(method="geocrowdnet-f", lam=0.2, epochs=4, lam_schedule="decay", validation="none")
+    lams = clf.fit(x, ann).history_[:, "lam"]
+    assert lams == pytest.approx([0.2, 0.15, 0.1, 0.05])
+    clf.set_params(lam_schedule="warmup", epochs=20)
+    assert clf.fit(x, ann).history_[:, "lam"][:3] == pytest.approx([0.1, 0.2, 0.2])
+    with pytest.raises(ValueError, match="The 'lam_schedule' parameter"):
+        CrowdClassifier(lam_schedule="cyclic").fit(x, ann)
+
+
+def test_posterior_confusions_hand_case_and_refine() -> None:
+    from crowdlearn.estimators import posterior_confusions
+
+    # two items, certain priors; annotator 0 says 1 for item 0 (class 0) and 1 for item 1 (class 1)
+    ann = Annotations([0, 1], [0, 0], [1, 1], n_items=2, n_annotators=1, n_classes=2)
+    proba = np.array([[1.0, 0.0], [0.0, 1.0]])
+    out = posterior_confusions(proba, ann, np.full((1, 2, 2), 0.5), 1)
+    np.testing.assert_allclose(out[0], [[0.0, 0.0], [1.0, 1.0]])
+    x, _, ann3, conf = control_design(seed=3, n=400)
+    base = CrowdClassifier(method="ccem", epochs=5, lr=1e-2, validation="none").fit(x, ann3)
+    refined = CrowdClassifier(method="ccem", epochs=5, lr=1e-2, validation="none", refine_confusions=10).fit(x, ann3)
+    np.testing.assert_array_equal(refined.predict_proba(x), base.predict_proba(x))
+    assert confusion_estimation_error(refined.confusions_, conf) < confusion_estimation_error(base.confusions_, conf)
+    np.testing.assert_allclose(refined.confusions_.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("init", ["mv", "ds"])
+def test_initialization_from_aggregators(small, init: str) -> None:
+    from crowdlearn.aggregate import DawidSkene, MajorityVote
+
+    x, _, ann, _ = small
+    clf = CrowdClassifier(method="ccem", epochs=0, init=init, validation="none").fit(x, ann)
+    agg = MajorityVote() if init == "mv" else DawidSkene()
+    expected = 0.99 * agg.fit(ann).confusions_ + 0.01 / 3
+    np.testing.assert_allclose(clf.confusions_, expected, rtol=1e-5, atol=1e-7)

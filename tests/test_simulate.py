@@ -194,3 +194,13 @@ def test_machine_annotators_small() -> None:
     np.testing.assert_allclose(crowd.confusions.sum(axis=1), 1.0)
     assert np.trace(crowd.confusions[0]) / 10 > 0.8  # 3-NN on 300 digits is strong
     assert list(ann.annotator_ids) == ["0-knn", "1-logreg"]
+
+
+def test_wssc_and_fssc_designs_have_no_near_specialist() -> None:
+    for A in (
+        wssc_confusions(10, 4, rng=15),
+        simulate_design("f-ssc", n_items=10, n_annotators=10, n_classes=4, p=0.5, rng=15).confusions,
+    ):
+        diag = np.diagonal(A, axis1=1, axis2=2)
+        assert np.all(diag / A.sum(axis=2) <= 0.75 + 1e-6)
+        np.testing.assert_allclose(A.sum(axis=1), 1.0)

@@ -218,6 +218,38 @@ def aggregate(
             json.dump(doc, fh, indent=1)
 
 
+@app.command()
+@user_errors
+def diagnose(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="label file"),
+    fmt: str | None = FormatOption,
+    item_col: str | None = ItemColOption,
+    annotator_col: str | None = AnnotatorColOption,
+    label_col: str | None = LabelColOption,
+    header: bool | None = HeaderOption,
+    sep: str | None = SepOption,
+    classes: str | None = ClassesOption,
+    on_duplicate: str = DuplicateOption,
+    min_labels: int | None = typer.Option(None, "--min-labels", help="fewest labels to estimate a matrix"),
+    min_class_labels: int = typer.Option(5, "--min-class-labels", help="fewest labels of a class for a specialist"),
+    threshold: float = typer.Option(0.9, "--threshold", help="near-specialist closeness threshold in (0, 1]"),
+    directions: int = typer.Option(64, "--directions", help="directions sampled by the scatter proxy"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Identifiability diagnostics from Dawid-Skene confusions: specialists, coverage, connectivity."""
+    from crowdlearn.diagnose import diagnose as run_diagnose
+
+    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    report = run_diagnose(
+        ann,
+        min_labels=min_labels,
+        min_class_labels=min_class_labels,
+        specialist_threshold=threshold,
+        n_directions=directions,
+    )
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else str(report))
+
+
 # --------------------------------------------------------------------------- crowdlearn datasets
 datasets_app = typer.Typer(help="Public crowdsourcing datasets: list them, download them.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
@@ -255,3 +287,25 @@ def datasets_download(name: str = typer.Argument(..., help="dataset name"), root
     except DownloadError as exc:
         fail(str(exc))
     typer.echo(f"{name}: files verified under {where}")
+
+
+# --------------------------------------------------------------------------- crowdlearn demo
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("demo-report"), "--out", help="folder for report.md, results.json, confusions.png"),
+    epochs: int = typer.Option(60, "--epochs", min=1, help="training epochs of every deep model"),
+    seed: int = typer.Option(0, "--seed", help="seed of the data split, the crowd and the models"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the table"),
+) -> None:
+    """Run every method on scikit-learn's digits with a simulated crowd; print a table, write a report."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        fail("the demo needs scikit-learn for its data: pip install 'crowdlearn[sklearn]'")
+    from crowdlearn.demo import run_demo, table_markdown, write_report
+
+    result = run_demo(seed=seed, epochs=epochs, log=None if quiet else lambda m: typer.echo(m, err=True))
+    typer.echo(table_markdown(result))
+    written = write_report(result, out)
+    typer.echo("report: " + ", ".join(str(p) for p in written))

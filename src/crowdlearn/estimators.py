@@ -47,12 +47,13 @@ from crowdlearn.train import (
     EpochPrinter,
     History,
     Inputs,
+    LambdaSchedule,
     ProgressBar,
     Trainer,
     ValidationSet,
 )
 
-__all__ = ["METHODS", "CrowdClassifier", "NotFittedError", "ParamsMixin"]
+__all__ = ["METHODS", "CrowdClassifier", "NotFittedError", "ParamsMixin", "posterior_confusions"]
 
 Method = Literal["ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce"]
 METHODS: tuple[str, ...] = ("ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce")
@@ -197,8 +198,17 @@ class CrowdClassifier(ParamsMixin):
         Diagonal logit of ``init="identity"``.
     schedule : {"constant", "cosine"} or None, default=None
         Learning-rate schedule over epochs.
+    lam_schedule : {"constant", "decay", "warmup"} or None, default=None
+        Schedule of the regularization weight over epochs ``e = 0..epochs-1``: ``"decay"``
+        ``lam * (1 - e / epochs)``; ``"warmup"`` ``lam * min(1, (e + 1) / (0.1 * epochs))``;
+        None or ``"constant"`` keeps ``lam``.
     eps : float, default=1e-6
         Ridge of the log-determinants.
+    refine_confusions : int, default=0
+        After training, this many EM iterations re-estimate the confusion matrices with the
+        trained classifier as the prior of each training item's true class:
+        ``q_n ∝ f(x_n) ⊙ prod_{(n, m, y)} A_m[y, :]``, then ``A_m[i, j] ∝ sum_{n: m said i} q_n(j)``
+        (observed pairs only; the classifier is unchanged). 0 keeps the end-to-end estimate.
     validation : {"auto", "truth", "holdout", "none"}, default="auto"
         Model selection: ``"truth"`` picks the epoch with the best accuracy on ``X_val, y_val``;
         ``"holdout"`` moves ``holdout_fraction`` of each annotator's labels out of training and
@@ -272,7 +282,9 @@ class CrowdClassifier(ParamsMixin):
         init: str | np.ndarray[Any, Any] = "identity",
         init_scale: float = 1.0,
         schedule: str | None = None,
+        lam_schedule: str | None = None,
         eps: float = DEFAULT_RIDGE,
+        refine_confusions: int = 0,
         validation: str = "auto",
         holdout_fraction: float = 0.1,
         patience: int | None = None,
@@ -294,7 +306,9 @@ class CrowdClassifier(ParamsMixin):
         self.init = init
         self.init_scale = init_scale
         self.schedule = schedule
+        self.lam_schedule = lam_schedule
         self.eps = eps
+        self.refine_confusions = refine_confusions
         self.validation = validation
         self.holdout_fraction = holdout_fraction
         self.patience = patience
@@ -336,10 +350,13 @@ class CrowdClassifier(ParamsMixin):
         number("eps", 0, strict=True)
         number("patience", 1, strict=False, allow_none=True, integer=True)
         number("seed", 0, strict=False, integer=True)
+        number("refine_confusions", 0, strict=False, integer=True)
         if not (isinstance(self.init, np.ndarray) or self.init in ("identity", "uniform", "mv", "ds")):
             raise _param_error(c, "init", "'identity', 'uniform', 'mv', 'ds' or an (M, K, K) array", self.init)
         if self.schedule not in (None, "constant", "cosine"):
             raise _param_error(c, "schedule", "None, 'constant' or 'cosine'", self.schedule)
+        if self.lam_schedule not in (None, "constant", "decay", "warmup"):
+            raise _param_error(c, "lam_schedule", "None, 'constant', 'decay' or 'warmup'", self.lam_schedule)
         if self.validation not in ("auto", "truth", "holdout", "none"):
             raise _param_error(c, "validation", "'auto', 'truth', 'holdout' or 'none'", self.validation)
         hf = self.holdout_fraction
@@ -427,6 +444,14 @@ class CrowdClassifier(ParamsMixin):
             return IdentityHead(n_annotators, n_classes)
         return ConfusionMatrices(n_annotators, n_classes, init=init, scale=float(self.init_scale))
 
+    def _lam_schedule(self) -> Callable[[int], float] | None:
+        lam, epochs = float(self.lam), max(int(self.epochs), 1)
+        if self.lam_schedule == "decay":
+            return lambda e: lam * (1.0 - e / epochs)
+        if self.lam_schedule == "warmup":
+            return lambda e: lam * min(1.0, (e + 1) / max(0.1 * epochs, 1.0))
+        return None
+
     def _make_criterion(self) -> CrowdLoss:
         lam = float(self.lam)
         if self.method == "geocrowdnet-f":
@@ -513,6 +538,9 @@ class CrowdClassifier(ParamsMixin):
         callbacks: list[Callback] = []
         if monitor is not None:
             callbacks.append(EarlyStopping(monitor[0], mode=monitor[1], patience=self.patience))
+        lam_fn = self._lam_schedule()
+        if lam_fn is not None:
+            callbacks.append(LambdaSchedule(lam_fn))
         if self.checkpoint_dir is not None:
             callbacks.append(Checkpoint(self.checkpoint_dir))
         if self.verbose == 1:
@@ -551,6 +579,10 @@ class CrowdClassifier(ParamsMixin):
         proba = self._proba(inputs)
         labelled = annotations.item_counts > 0
         self.priors_ = proba[labelled].mean(axis=0) if labelled.any() else proba.mean(axis=0)
+        if self.refine_confusions and isinstance(self.model_.head, ConfusionMatrices):
+            refined = posterior_confusions(proba, annotations, self.confusions_, int(self.refine_confusions))
+            self.model_.head.reset_parameters(init=refined, smoothing=1e-10)
+            self.confusions_ = self._confusions_from_model()
         return self
 
     def _check_backbone_output(self, model: CrowdModel, inputs: Inputs, k: int) -> None:
@@ -728,6 +760,43 @@ class CrowdClassifier(ParamsMixin):
         est.annotator_counts_ = np.asarray(meta["annotator_counts"], dtype=np.int64)
         est.confusions_ = est._confusions_from_model()
         return est
+
+
+def posterior_confusions(
+    proba: np.ndarray[Any, Any], annotations: Annotations, confusions: np.ndarray[Any, Any], n_iter: int
+) -> np.ndarray[Any, Any]:
+    """EM re-estimate of the confusions with fixed per-item class priors (e.g. a classifier's ``f(x)``).
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n_items, K)
+        Prior class probabilities of each item.
+    annotations : Annotations
+    confusions : ndarray of shape (M, K, K)
+        Starting confusions (column-stochastic).
+    n_iter : int
+        EM iterations: ``q_n ∝ proba_n ⊙ prod A_m[y, :]`` over the item's labels (log space), then
+        ``A_m[i, j] ∝ sum over m's labels i of q_n(j)``; a column without mass becomes uniform.
+
+    Returns
+    -------
+    ndarray of shape (M, K, K)
+    """
+    k = proba.shape[1]
+    tiny = 1e-300
+    log_prior = np.log(np.maximum(proba, tiny))
+    a = np.asarray(confusions, dtype=np.float64)
+    for _ in range(n_iter):
+        logq = log_prior.copy()
+        np.add.at(logq, annotations.items, np.log(np.maximum(a[annotations.annotators, annotations.labels, :], tiny)))
+        logq -= logq.max(axis=1, keepdims=True)
+        q = np.exp(logq)
+        q /= q.sum(axis=1, keepdims=True)
+        counts = np.zeros_like(a)
+        np.add.at(counts, (annotations.annotators, annotations.labels), q[annotations.items])
+        totals = counts.sum(axis=1, keepdims=True)
+        a = np.where(totals > 0, counts / np.where(totals > 0, totals, 1.0), 1.0 / k)
+    return a
 
 
 def _builtin_backbone(name: str, n_features: int, n_classes: int) -> nn.Module:

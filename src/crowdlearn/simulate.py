@@ -12,21 +12,20 @@ Observation patterns never build an ``n_items x n_annotators`` array: their cost
 proportional to the number of labels drawn (plus ``O(n_items)`` per annotator for choosing
 items without replacement).
 
-Families and designs (see ``MODEL.md``):
+Confusion families (see ``MODEL.md``):
 
-================================  =============================================================
-:func:`separable_uniform_confusions`  one near-specialist ``I + gamma U`` (column-normalised),
-                                      the rest near-uniform
-:func:`hammer_spammer_confusions`     near-perfect hammers and rank-one spammers
-:func:`diagonally_dominant_confusions` diagonal largest in every column, all entries > 0
-:func:`symmetric_flip_confusions`     ``(1 - e) I + e / (K - 1) (1 1^T - I)``
-:func:`pair_flip_confusions`          class j is reported as j + 1 (mod K) with prob. e
-:func:`random_confusions`             every column ~ Dirichlet
-:func:`class_specialist_confusions`   annotators exact specialists (row k = c e_k^T) for
-                                      chosen classes
-:func:`wssc_confusions`               every row has one or two zeros, spread out, no
-                                      specialist (the W-SSC design)
-================================  =============================================================
+- :func:`separable_uniform_confusions`: one near-specialist ``I + gamma U`` (column-normalised),
+  the rest near-uniform;
+- :func:`hammer_spammer_confusions`: near-perfect hammers and rank-one spammers;
+- :func:`diagonally_dominant_confusions`: diagonal largest in every column, all entries > 0;
+- :func:`symmetric_flip_confusions`: ``(1 - e) I + e / (K - 1) (1 1^T - I)``;
+- :func:`pair_flip_confusions`: class j is reported as j + 1 (mod K) with probability e;
+- :func:`random_confusions`: every column ~ Dirichlet;
+- :func:`class_specialist_confusions`: exact specialists (row k = c e_k^T) for chosen classes;
+- :func:`wssc_confusions`: every row has one or two zeros, spread out, no near-specialist (the
+  W-SSC design).
+
+Designs that separate CCEM and GeoCrowdNet: :func:`simulate_design`.
 """
 
 from __future__ import annotations
@@ -195,6 +194,7 @@ def diagonally_dominant_confusions(
     *,
     accuracy: tuple[float, float] = (0.5, 0.8),
     min_entry: float = 0.01,
+    max_closeness: float | None = None,
     rng: RNGLike = None,
 ) -> FloatArray:
     """Diagonally dominant confusions with every entry positive (no specialist, no zero).
@@ -202,7 +202,11 @@ def diagonally_dominant_confusions(
     Each column ``j`` has ``A[j, j] ~ Uniform(accuracy)`` and the rest ``1 - A[j, j]`` split by a
     Dirichlet(1) draw mixed with a uniform floor so every entry is at least ``min_entry``.
     Columns whose largest off-diagonal entry is not below the diagonal are redrawn, so the
-    diagonal is strictly the largest entry of its column. Used by the F-SSC design.
+    diagonal is strictly the largest entry of its column. With ``max_closeness``, the
+    off-diagonal entries of rows whose specialist closeness ``A[i, i] / sum_j A[i, j]`` exceeds it
+    are raised (columns renormalised) so no annotator is a near-specialist; the diagonal is then
+    usually, not always, still the largest entry of its column. Used by the F-SSC design
+    (``max_closeness=0.75``).
     """
     _check_sizes(n_annotators, n_classes)
     lo, hi = accuracy
@@ -225,6 +229,9 @@ def diagonally_dominant_confusions(
                 off = np.full(K - 1, (1.0 - d) / (K - 1))
             col = np.insert(off, j, d)
             A[m, :, j] = col
+    if max_closeness is not None:
+        _check_prob(max_closeness, "max_closeness")
+        return _cap_row_closeness(A, max_closeness)
     return A
 
 
@@ -301,21 +308,43 @@ def class_specialist_confusions(
     return _normalize_columns(A)
 
 
+def _cap_row_closeness(A: FloatArray, cap: float) -> FloatArray:
+    """Raise the off-diagonal (non-zero) entries of rows whose specialist closeness
+    ``A[i, i] / sum_j A[i, j]`` exceeds ``cap``, renormalising columns, until none does."""
+    A = _normalize_columns(A.copy())
+    K = A.shape[1]
+    eye = np.eye(K, dtype=bool)
+    for _ in range(200):
+        diag = np.diagonal(A, axis1=1, axis2=2)
+        off = A.sum(axis=2) - diag
+        close = diag / np.maximum(diag + off, 1e-300)
+        viol = (close > cap + 1e-9) & (off > 0)
+        if not viol.any():
+            break
+        scale = np.where(viol, 1.02 * diag * (1 - cap) / (cap * np.maximum(off, 1e-300)), 1.0)
+        A = np.where(eye[None], A, A * scale[:, :, None])
+        A = _normalize_columns(A)
+    return A
+
+
 def wssc_confusions(
     n_annotators: int,
     n_classes: int,
     *,
     zeros_per_row: tuple[int, int] = (1, 2),
     accuracy: tuple[float, float] = (0.5, 0.8),
+    max_closeness: float = 0.75,
     rng: RNGLike = None,
 ) -> FloatArray:
     """The W-SSC design: every row has one or two zeros, at spread-out places, and no specialist.
 
     Starts from :func:`diagonally_dominant_confusions`; in every row ``i`` of every annotator a
     random number (in ``zeros_per_row``) of off-diagonal entries is set to 0 at random columns,
-    always leaving at least one positive off-diagonal entry so no row is a multiple of ``e_i``;
-    columns are then renormalised. The stacked rows of all annotators spread over the faces of
-    the simplex, which is what the sufficiently-scattered condition on ``W`` asks for.
+    always leaving at least one positive off-diagonal entry; then the remaining off-diagonal
+    entries of any row whose specialist closeness ``A[i, i] / sum_j A[i, j]`` exceeds
+    ``max_closeness`` are raised (columns renormalised) so no row is even a *near*-specialist.
+    The stacked rows of all annotators spread over the faces of the simplex, which is what the
+    sufficiently-scattered condition on ``W`` asks for.
     """
     _check_sizes(n_annotators, n_classes)
     K = n_classes
@@ -324,6 +353,7 @@ def wssc_confusions(
         raise ValueError(
             f"zeros_per_row must be (low, high) with 1 <= low <= high <= n_classes - 2 = {K - 2}, got {zeros_per_row!r}"
         )
+    _check_prob(max_closeness, "max_closeness")
     g = _rng(rng)
     A = diagonally_dominant_confusions(n_annotators, K, accuracy=accuracy, rng=g)
     for m in range(n_annotators):
@@ -331,7 +361,7 @@ def wssc_confusions(
             others = np.delete(np.arange(K), i)
             z = g.choice(others, size=int(g.integers(lo, hi + 1)), replace=False)
             A[m, i, z] = 0.0
-    return _normalize_columns(A)
+    return _cap_row_closeness(A, max_closeness)
 
 
 CONFUSION_FAMILIES: dict[str, Callable[..., FloatArray]] = {
@@ -690,7 +720,8 @@ def simulate_design(
 
     - ``"control"``: class-specialist annotators for every class (:func:`class_specialist_confusions`)
       and hard (anchor) items: all methods should recover the confusions.
-    - ``"f-ssc"``: diagonally dominant, all-positive confusions (no specialist) and items
+    - ``"f-ssc"``: diagonally dominant, all-positive confusions (no near-specialist: every row's
+      closeness ``A[i, i] / sum_j A[i, j]`` is at most 0.75) and items
       ambiguous between 2-3 classes (no anchor; F sufficiently scattered): favours GeoCrowdNet(F).
     - ``"w-ssc"``: :func:`wssc_confusions` (rows with zeros, no specialist) and soft items (no
       anchor, F not scattered): favours GeoCrowdNet(W).
@@ -702,7 +733,7 @@ def simulate_design(
         A = class_specialist_confusions(M, K, rng=g)
         truth: TruthKind = "hard"
     elif name == "f-ssc":
-        A = diagonally_dominant_confusions(M, K, rng=g)
+        A = diagonally_dominant_confusions(M, K, max_closeness=0.75, rng=g)
         truth = "ambiguous"
     elif name == "w-ssc":
         A = wssc_confusions(M, K, rng=g)

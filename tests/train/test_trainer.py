@@ -216,3 +216,14 @@ def test_input_errors_and_dataset_inputs() -> None:
     ds = torch.utils.data.TensorDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y))
     h = make_trainer(epochs=1).fit(ds, ann)
     assert len(h) == 1
+
+
+def test_deterministic_flag_is_restored_and_runs_repeat() -> None:
+    x, _y, ann = toy()
+    before = torch.are_deterministic_algorithms_enabled()
+    a = make_trainer(epochs=2, deterministic=True)
+    a.fit(x, ann)
+    assert torch.are_deterministic_algorithms_enabled() == before
+    b = make_trainer(epochs=2, deterministic=True)
+    b.fit(x, ann)
+    assert a.history[:, "train_loss"] == b.history[:, "train_loss"]

@@ -224,7 +224,6 @@ class Trainer:
     def _determinism(self) -> AbstractContextManager[Any]:
         if not self.deterministic:
             return nullcontext()
-        trainer = self
 
         class _Ctx:
             def __enter__(self) -> None:
@@ -234,7 +233,6 @@ class Trainer:
             def __exit__(self, *exc: object) -> None:
                 torch.use_deterministic_algorithms(self.prev)
 
-        del trainer
         return _Ctx()
 
     def resume(self, dirname: str | os.PathLike[str]) -> int:
