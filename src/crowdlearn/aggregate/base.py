@@ -321,10 +321,12 @@ class BaseAggregator:
         """An array (n_annotators,) or a Series/Mapping keyed by annotator id -> float array."""
         if isinstance(values, (pd.Series, Mapping)):
             s = pd.Series(values, dtype=np.float64)
-            missing = [a for a in self.annotator_ids_.tolist() if a not in s.index]
-            if missing:
-                raise ValueError(f"The '{name}' parameter has no value for annotator id(s) {missing[:10]}")
-            return np.asarray(s.loc[list(self.annotator_ids_)].to_numpy(dtype=np.float64), dtype=np.float64)
+            aligned = s.reindex(self.annotator_ids_)
+            absent = np.flatnonzero(~pd.Index(self.annotator_ids_).isin(s.index))
+            if absent.size:
+                missing = self.annotator_ids_[absent[:10]].tolist()
+                raise ValueError(f"The '{name}' parameter has no value for annotator id(s) {missing}")
+            return np.asarray(aligned.to_numpy(dtype=np.float64), dtype=np.float64)
         arr = np.asarray(values, dtype=np.float64)
         if arr.shape != (n_annotators,):
             raise ValueError(
