@@ -201,6 +201,8 @@ def test_verbose_lines_go_to_sink(small) -> None:
     lines: list[str] = []
     CrowdClassifier(epochs=2, verbose=2, sink=lines.append, validation="none").fit(x, ann)
     assert [ln.split(" ")[:2] for ln in lines] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    bar = CrowdClassifier(epochs=2, verbose=1, validation="none").fit(x, ann)  # rich progress bar
+    assert len(bar.history_) == 2
 
 
 def test_lambda_schedules(small) -> None:
