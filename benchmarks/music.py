@@ -155,7 +155,7 @@ def run(dataset: str, protocol: str, seeds: int, epochs: int, batch_size: int, r
     ds_mae: list[float] = []
     agg_labels: dict[str, list[np.ndarray]] = {"MV -> MLP": [], "DS -> MLP": [], "MLP on true labels": []}
     for split in splits:
-        ds = DawidSkene().fit(split.ann)
+        ds = DawidSkene(smoothing=0.01).fit(split.ann)  # the same smoothed DS as CrowdClassifier(init="ds")
         ds_mae.append(confusion_mae(ds.confusions_, split))
         agg_labels["MV -> MLP"].append(MajorityVote().fit(split.ann).labels_)
         agg_labels["DS -> MLP"].append(ds.labels_)

@@ -179,9 +179,25 @@ def test_two_and_twenty_classes(K: int) -> None:
 
 
 def test_items_with_one_label_and_empty_input() -> None:
-    ann = Annotations([0, 1, 2], [0, 1, 2], [2, 0, 1], n_classes=3)
-    ds = DawidSkene().fit(ann)
-    assert ds.labels_.tolist() == [2, 0, 1]
+    A = random_confusions(np.random.default_rng(10), 8, 3, diag=0.8)
+    ann, _ = simulate(300, A, 4, seed=10)
+    # 30 extra items with a single label each, from the annotators' own confusions
+    rng = np.random.default_rng(11)
+    extra_truth = rng.integers(0, 3, 30)
+    extra_ann = rng.integers(0, 8, 30)
+    extra_lab = np.array([rng.choice(3, p=A[m, :, t]) for m, t in zip(extra_ann, extra_truth, strict=True)])
+    both = Annotations(
+        np.concatenate([ann.items, 300 + np.arange(30)]),
+        np.concatenate([ann.annotators, extra_ann]),
+        np.concatenate([ann.labels, extra_lab]),
+        n_classes=3,
+    )
+    ds = DawidSkene().fit(both)
+    # a single label from a good annotator decides its item
+    assert ds.labels_[300:].tolist() == extra_lab.tolist()
+    # annotators with a single label each: the model is not identifiable, but EM runs and stays finite
+    lone = DawidSkene().fit(Annotations([0, 1, 2], [0, 1, 2], [2, 0, 1], n_classes=3))
+    assert np.all(np.isfinite(lone.probas_)) and np.all(np.isfinite(lone.log_likelihood_))
     empty = Annotations([], [], [], n_items=2, n_annotators=1, n_classes=2)
     ds = DawidSkene().fit(empty)
     np.testing.assert_allclose(ds.probas_, 0.5)

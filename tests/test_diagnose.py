@@ -20,7 +20,8 @@ def test_specialist_for_every_class_means_ccem_suffices() -> None:
     report = diagnose(crowd.annotations, confusions=A, posteriors=crowd.true_posteriors, n_directions=16)
     assert "CCEM suffices" in report.recommendation
     assert report.missing_specialists == [] and report.missing_anchors == []
-    assert [c.best_specialist for c in report.classes] == ["0", "1", "2", "3"]
+    # annotators k and k + 4 are the exact specialists of class k
+    assert [int(c.best_specialist or -1) % 4 for c in report.classes] == [0, 1, 2, 3]
     assert all(c.specialist_closeness == 1.0 and c.anchor_closeness == 1.0 for c in report.classes)
     assert report.w_scatter.min_radius == pytest.approx(1.0)
     assert report.n_components == 1
@@ -74,6 +75,9 @@ def test_graph_components_and_few_labels() -> None:
     assert report.largest_component_share == pytest.approx(0.8)
     assert report.few_label_annotators == {"2": 1}
     assert report.n_items_without_labels == 1
+    # every annotator said each class at most once: no specialist candidate at the default 5
+    assert all(c.best_specialist is None for c in report.classes)
+    assert report.missing_specialists == [0, 1]
     assert "2 components" in report.recommendation
 
 
@@ -83,6 +87,8 @@ def test_diagnose_errors() -> None:
         diagnose(ann, confusions=np.ones((1, 2, 2)))
     with pytest.raises(ValueError, match=r"posteriors must have shape \(2, 2\)"):
         diagnose(ann, confusions=np.tile(np.eye(2), (2, 1, 1)), posteriors=np.ones((3, 2)))
+    with pytest.raises(ValueError, match="min_class_labels must be >= 0"):
+        diagnose(ann, confusions=np.tile(np.eye(2), (2, 1, 1)), min_class_labels=-1)
     with pytest.raises(ValueError, match="specialist_threshold must be in"):
         diagnose(ann, confusions=np.tile(np.eye(2), (2, 1, 1)), specialist_threshold=0)
 

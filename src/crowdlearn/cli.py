@@ -165,6 +165,61 @@ def validate(
 
 @app.command()
 @user_errors
+def aggregate(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="label file"),
+    method: str = typer.Option("ds", "--method", "-m", help="mv, wawa, ds, onecoin, glad or mace"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV of item, label, confidence (default: stdout)"),
+    proba: bool = typer.Option(False, "--proba", help="add one posterior column per class (p_<class>)"),
+    confusions: Path | None = typer.Option(None, "--confusions", help="write the confusion matrices as JSON"),
+    force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
+    fmt: str | None = FormatOption,
+    item_col: str | None = ItemColOption,
+    annotator_col: str | None = AnnotatorColOption,
+    label_col: str | None = LabelColOption,
+    header: bool | None = HeaderOption,
+    sep: str | None = SepOption,
+    classes: str | None = ClassesOption,
+    on_duplicate: str = DuplicateOption,
+) -> None:
+    """Infer each item's label from crowd labels (majority vote, Dawid-Skene, GLAD, MACE, ...)."""
+    import pandas as pd
+
+    from crowdlearn.aggregate import METHODS
+    from crowdlearn.io import atomic_write
+
+    if method not in METHODS:
+        fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
+    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    agg: Any = METHODS[method]().fit(ann)
+    probas = agg.probas_
+    table = pd.DataFrame(
+        {"item": ann.item_ids, "label": ann.classes[agg.labels_], "confidence": probas[range(len(probas)), agg.labels_]}
+    )
+    if proba:
+        for k, c in enumerate(ann.classes.tolist()):
+            table[f"p_{c}"] = probas[:, k]
+    if out is None:
+        typer.echo(table.to_csv(index=False, lineterminator="\n"), nl=False)
+    else:
+        with atomic_write(out, overwrite=force) as fh:
+            table.to_csv(fh, index=False, lineterminator="\n")
+    if confusions is not None:
+        doc = {
+            "method": method,
+            "convention": "matrix[i][j] = P(annotator says class i | true class j); columns sum to 1",
+            "classes": ann.classes.tolist(),
+            "priors": agg.priors_.tolist(),
+            "annotators": [
+                {"annotator": a, "matrix": m.tolist()}
+                for a, m in zip(ann.annotator_ids.tolist(), agg.confusions_, strict=True)
+            ],
+        }
+        with atomic_write(confusions, overwrite=force) as fh:
+            json.dump(doc, fh, indent=1)
+
+
+@app.command()
+@user_errors
 def diagnose(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="label file"),
     fmt: str | None = FormatOption,
@@ -176,6 +231,7 @@ def diagnose(
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
     min_labels: int | None = typer.Option(None, "--min-labels", help="fewest labels to estimate a matrix"),
+    min_class_labels: int = typer.Option(5, "--min-class-labels", help="fewest labels of a class for a specialist"),
     threshold: float = typer.Option(0.9, "--threshold", help="near-specialist closeness threshold in (0, 1]"),
     directions: int = typer.Option(64, "--directions", help="directions sampled by the scatter proxy"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
@@ -184,7 +240,13 @@ def diagnose(
     from crowdlearn.diagnose import diagnose as run_diagnose
 
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
-    report = run_diagnose(ann, min_labels=min_labels, specialist_threshold=threshold, n_directions=directions)
+    report = run_diagnose(
+        ann,
+        min_labels=min_labels,
+        min_class_labels=min_class_labels,
+        specialist_threshold=threshold,
+        n_directions=directions,
+    )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else str(report))
 
 

@@ -55,6 +55,8 @@ class ClassDiagnosis:
     specialist_closeness : float
         ``A[m, k, k] / sum_j A[m, k, j]`` for that annotator, in [0, 1]: 1 is an exact
         specialist (it says ``k`` only for true ``k``).
+    specialist_n_labels : int
+        Labels of this class given by that annotator.
     specialist_rate : float
         ``A[m, k, k]``: how often that annotator says ``k`` for a true ``k`` item (a specialist
         that rarely says ``k`` gives little information).
@@ -71,6 +73,7 @@ class ClassDiagnosis:
     best_specialist: str | None
     specialist_closeness: float
     specialist_rate: float
+    specialist_n_labels: int
     best_anchor: str | None
     anchor_closeness: float | None
 
@@ -162,10 +165,16 @@ class DiagnosisReport:
             few = ", ".join(f"{k} ({v})" for k, v in list(self.few_label_annotators.items())[:10])
             more = "" if len(self.few_label_annotators) <= 10 else f", ... {len(self.few_label_annotators)} in all"
             lines.append(f"annotators with fewer than {self.min_labels} labels (not used as specialists): {few}{more}")
-        lines.append("class | labels | best specialist (closeness, rate) | best anchor (closeness)")
+        lines.append(
+            "class | labels | best specialist (closeness, rate, its labels of the class) | best anchor (closeness)"
+        )
         for c in self.classes:
-            spec = "-" if c.best_specialist is None else f"{c.best_specialist} ({c.specialist_closeness:.3f}, "
-            spec += "" if c.best_specialist is None else f"{c.specialist_rate:.2f})"
+            spec = "-"
+            if c.best_specialist is not None:
+                spec = (
+                    f"{c.best_specialist} ({c.specialist_closeness:.3f}, {c.specialist_rate:.2f}, "
+                    f"{c.specialist_n_labels} labels)"
+                )
             anc = "n/a" if c.anchor_closeness is None else f"{c.best_anchor} ({c.anchor_closeness:.3f})"
             lines.append(f"{c.name} | {c.n_labels} | {spec} | {anc}")
         w = self.w_scatter
@@ -285,6 +294,7 @@ def diagnose(
     confusions: npt.ArrayLike | None = None,
     posteriors: npt.ArrayLike | None = None,
     min_labels: int | None = None,
+    min_class_labels: int = 5,
     specialist_threshold: float = 0.9,
     anchor_threshold: float = 0.9,
     n_directions: int = 64,
@@ -307,6 +317,9 @@ def diagnose(
     min_labels : int, optional
         Annotators with fewer labels are listed and not used as specialists or in ``W``
         (their matrix cannot be estimated). Default ``max(10, 2 * n_classes)``.
+    min_class_labels : int, default=5
+        An annotator is a specialist candidate for class ``k`` only if it said ``k`` at least this
+        many times (a row estimated from a few labels looks exact by chance).
     specialist_threshold, anchor_threshold : float, default=0.9
         Closeness below which a class counts as lacking a near-specialist / near-anchor.
     n_directions : int, default=64
@@ -326,6 +339,8 @@ def diagnose(
     min_lab = max(10, 2 * K) if min_labels is None else int(min_labels)
     if min_lab < 0:
         raise ValueError(f"min_labels must be >= 0, got {min_labels!r}")
+    if min_class_labels < 0:
+        raise ValueError(f"min_class_labels must be >= 0, got {min_class_labels!r}")
     if confusions is None:
         A = _dawid_skene_confusions(annotations)
         source = "dawid-skene"
@@ -350,13 +365,18 @@ def diagnose(
     row_sums = A.sum(axis=2)  # (M, K): mass of row k
     diag = np.diagonal(A, axis1=1, axis2=2)  # (M, K)
     closeness = np.where(row_sums > 0, diag / np.where(row_sums > 0, row_sums, 1.0), 0.0)
+    # labels of class k given by annotator m: a "specialist" row estimated from a handful of
+    # labels is exact by chance, so it needs min_class_labels of them
+    said = np.bincount(annotations.annotators * K + annotations.labels, minlength=M * K).reshape(M, K)
     closeness[~enough] = -1.0
+    closeness[said < min_class_labels] = -1.0
 
     classes = []
     class_counts = annotations.class_counts
     missing_spec, missing_anchor = [], []
     for k in range(K):
-        m = int(np.argmax(closeness[:, k])) if M else -1
+        # best closeness, ties broken by more labels of class k
+        m = int(np.lexsort((-said[:, k], -closeness[:, k]))[0]) if M else -1
         has = M > 0 and closeness[m, k] >= 0
         spec_close = float(closeness[m, k]) if has else 0.0
         if spec_close < specialist_threshold:
@@ -375,6 +395,7 @@ def diagnose(
                 best_specialist=str(annotations.annotator_ids[m]) if has else None,
                 specialist_closeness=spec_close,
                 specialist_rate=float(diag[m, k]) if has else 0.0,
+                specialist_n_labels=int(said[m, k]) if has else 0,
                 best_anchor=anchor_id,
                 anchor_closeness=anchor_close,
             )

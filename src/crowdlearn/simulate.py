@@ -12,21 +12,20 @@ Observation patterns never build an ``n_items x n_annotators`` array: their cost
 proportional to the number of labels drawn (plus ``O(n_items)`` per annotator for choosing
 items without replacement).
 
-Families and designs (see ``MODEL.md``):
+Confusion families (see ``MODEL.md``):
 
-================================  =============================================================
-:func:`separable_uniform_confusions`  one near-specialist ``I + gamma U`` (column-normalised),
-                                      the rest near-uniform
-:func:`hammer_spammer_confusions`     near-perfect hammers and rank-one spammers
-:func:`diagonally_dominant_confusions` diagonal largest in every column, all entries > 0
-:func:`symmetric_flip_confusions`     ``(1 - e) I + e / (K - 1) (1 1^T - I)``
-:func:`pair_flip_confusions`          class j is reported as j + 1 (mod K) with prob. e
-:func:`random_confusions`             every column ~ Dirichlet
-:func:`class_specialist_confusions`   annotators exact specialists (row k = c e_k^T) for
-                                      chosen classes
-:func:`wssc_confusions`               every row has one or two zeros, spread out, no
-                                      specialist (the W-SSC design)
-================================  =============================================================
+- :func:`separable_uniform_confusions`: one near-specialist ``I + gamma U`` (column-normalised),
+  the rest near-uniform;
+- :func:`hammer_spammer_confusions`: near-perfect hammers and rank-one spammers;
+- :func:`diagonally_dominant_confusions`: diagonal largest in every column, all entries > 0;
+- :func:`symmetric_flip_confusions`: ``(1 - e) I + e / (K - 1) (1 1^T - I)``;
+- :func:`pair_flip_confusions`: class j is reported as j + 1 (mod K) with probability e;
+- :func:`random_confusions`: every column ~ Dirichlet;
+- :func:`class_specialist_confusions`: exact specialists (row k = c e_k^T) for chosen classes;
+- :func:`wssc_confusions`: every row has one or two zeros, spread out, no near-specialist (the
+  W-SSC design).
+
+Designs that separate CCEM and GeoCrowdNet: :func:`simulate_design`.
 """
 
 from __future__ import annotations
@@ -195,6 +194,7 @@ def diagonally_dominant_confusions(
     *,
     accuracy: tuple[float, float] = (0.5, 0.8),
     min_entry: float = 0.01,
+    max_closeness: float | None = None,
     rng: RNGLike = None,
 ) -> FloatArray:
     """Diagonally dominant confusions with every entry positive (no specialist, no zero).
@@ -202,7 +202,11 @@ def diagonally_dominant_confusions(
     Each column ``j`` has ``A[j, j] ~ Uniform(accuracy)`` and the rest ``1 - A[j, j]`` split by a
     Dirichlet(1) draw mixed with a uniform floor so every entry is at least ``min_entry``.
     Columns whose largest off-diagonal entry is not below the diagonal are redrawn, so the
-    diagonal is strictly the largest entry of its column. Used by the F-SSC design.
+    diagonal is strictly the largest entry of its column. With ``max_closeness``, the
+    off-diagonal entries of rows whose specialist closeness ``A[i, i] / sum_j A[i, j]`` exceeds it
+    are raised (columns renormalised) so no annotator is a near-specialist; the diagonal is then
+    usually, not always, still the largest entry of its column. Used by the F-SSC design
+    (``max_closeness=0.75``).
     """
     _check_sizes(n_annotators, n_classes)
     lo, hi = accuracy
@@ -225,6 +229,9 @@ def diagonally_dominant_confusions(
                 off = np.full(K - 1, (1.0 - d) / (K - 1))
             col = np.insert(off, j, d)
             A[m, :, j] = col
+    if max_closeness is not None:
+        _check_prob(max_closeness, "max_closeness")
+        return _cap_row_closeness(A, max_closeness)
     return A
 
 
@@ -726,7 +733,7 @@ def simulate_design(
         A = class_specialist_confusions(M, K, rng=g)
         truth: TruthKind = "hard"
     elif name == "f-ssc":
-        A = _cap_row_closeness(diagonally_dominant_confusions(M, K, rng=g), 0.75)
+        A = diagonally_dominant_confusions(M, K, max_closeness=0.75, rng=g)
         truth = "ambiguous"
     elif name == "w-ssc":
         A = wssc_confusions(M, K, rng=g)

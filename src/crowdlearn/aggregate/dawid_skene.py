@@ -18,6 +18,7 @@ from crowdlearn.aggregate.base import (
     check_in,
     check_priors,
     has_converged,
+    items_labelled,
     label_matrix,
     normalise_columns,
     posterior_from_log,
@@ -154,7 +155,7 @@ class _DawidSkeneEM(BaseAggregator):
         fixed_priors = check_priors(self.priors, K, type(self).__name__)
         X = label_matrix(ann)
         XT = X.T  # CSC view, no copy; CSC @ dense is as fast as CSR @ dense
-        labelled = ann.item_counts > 0
+        labelled = items_labelled(ann)
         known_idx = np.flatnonzero(known >= 0) if known is not None else np.zeros(0, dtype=np.int64)
         known_cls = known[known_idx] if known is not None else np.zeros(0, dtype=np.int64)
         if known_idx.size:
@@ -261,10 +262,14 @@ class DawidSkene(_DawidSkeneEM):
         Column-stochastic starting confusions; EM then starts with an E-step.
     priors : "learn", "uniform" or array-like of shape (K,), default="learn"
         Learn the class prior (mean posterior over labelled items), or keep it fixed.
-    smoothing : float, default=0.01
+    smoothing : float, default=1e-6
         Pseudo-count added to every cell of each annotator's expected count matrix before
         normalising (a symmetric Dirichlet(1 + smoothing) MAP estimate). Keeps log(0) out of the
-        E-step for annotators who never used a class. 0 gives plain maximum likelihood.
+        E-step for annotators who never used a class; 0 gives plain maximum likelihood. The
+        default is practically maximum likelihood (crowd-kit clips at 1e-10): on the real
+        datasets of docs/benchmarks.md it reproduces crowd-kit's converged EM labels, while
+        0.01-0.1 move accuracies by up to +-0.01 either way (e.g. AdultContent2 0.7477 -> 0.7387,
+        LabelMe 0.789 -> 0.790, Music 0.767 -> 0.750 at 0.1).
     random_state : int or None, default=0
         Seed of the spectral initialisation.
 
@@ -302,7 +307,7 @@ class DawidSkene(_DawidSkeneEM):
         init: str = "mv",
         init_confusions: npt.ArrayLike | None = None,
         priors: PriorSpec = "learn",
-        smoothing: float = 0.01,
+        smoothing: float = 1e-6,
         random_state: int | None = 0,
     ) -> None:
         self.n_iter = n_iter
@@ -366,7 +371,7 @@ class OneCoinDawidSkene(_DawidSkeneEM):
         n_iter: int = 100,
         tol: float = 1e-7,
         priors: PriorSpec = "learn",
-        smoothing: float = 0.01,
+        smoothing: float = 1e-6,
     ) -> None:
         self.n_iter = n_iter
         self.tol = tol

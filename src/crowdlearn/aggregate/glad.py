@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -13,11 +15,12 @@ from crowdlearn.aggregate.base import (
     check_number,
     check_priors,
     has_converged,
+    items_labelled,
+    labels_per_annotator,
     learned_priors,
     per_label_log_joint,
     posterior_from_log,
     safe_log,
-    soft_vote,
 )
 from crowdlearn.aggregate.dawid_skene import one_coin_confusions
 from crowdlearn.annotations import Annotations
@@ -26,7 +29,8 @@ __all__ = ["GLAD"]
 
 
 def _log_sigmoid(x: FloatArray) -> FloatArray:
-    out: FloatArray = -np.logaddexp(0.0, -x)
+    """``log(1 / (1 + exp(-x)))`` without overflow: ``min(x, 0) - log1p(exp(-|x|))``."""
+    out: FloatArray = np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
     return out
 
 
@@ -38,10 +42,10 @@ class GLAD(BaseAggregator):
     :math:`\sigma(\alpha_m \beta_n)`; a wrong label is uniform over the other ``K - 1`` classes.
     EM: the E-step is two scatter-adds over the labels; the M-step maximises the expected
     complete-data log-likelihood plus Gaussian log-priors :math:`\alpha_m \sim N(\mu_\alpha, 1)`,
-    :math:`b_n \sim N(\mu_b, 1)` by ``m_step_iter`` rounds of alternating block Fisher scoring
+    :math:`b_n \sim N(\mu_b, 1)` by ``m_step_iter`` rounds of alternating block Newton steps
     (given :math:`b` the :math:`\alpha_m` decouple and vice versa, so every parameter takes a
-    1-d step gradient / (expected information + 1); steps in :math:`b` are clipped to
-    [-2, 2]); O(n_labels) per round, a generalized EM.
+    1-d Newton step, halved per parameter until its own objective does not fall); O(n_labels)
+    per evaluation, a monotone generalized EM.
 
     Reference: J. Whitehill, P. Ruvolo, T. Wu, J. Bergsma, J. Movellan, "Whose vote should count
     more: optimal integration of labels from labelers of unknown expertise", NeurIPS 2009.
@@ -57,9 +61,11 @@ class GLAD(BaseAggregator):
     beta_prior_mean : float, default=1.0
         Mean of the Gaussian prior of each ``log beta`` (variance 1), i.e. ``beta = e`` a priori.
     m_step_iter : int, default=3
-        Fisher-scoring rounds per M-step.
-    priors : "learn", "uniform" or array-like of shape (K,), default="learn"
-        Class prior, learned as the mean posterior or fixed.
+        Alternating Newton rounds per M-step.
+    priors : "learn", "uniform" or array-like of shape (K,), default="uniform"
+        Class prior: fixed (uniform by default, as in the paper and crowd-kit) or learned as the
+        mean posterior. Learning it lets GLAD's symmetric solutions drift on small data
+        (Bluebirds: 0.574 accuracy with "learn", 0.722 with "uniform").
 
     Attributes
     ----------
@@ -95,7 +101,7 @@ class GLAD(BaseAggregator):
         alpha_prior_mean: float = 1.0,
         beta_prior_mean: float = 1.0,
         m_step_iter: int = 3,
-        priors: PriorSpec = "learn",
+        priors: PriorSpec = "uniform",
     ) -> None:
         self.n_iter = n_iter
         self.tol = tol
@@ -122,15 +128,20 @@ class GLAD(BaseAggregator):
         N, M, K = ann.n_items, ann.n_annotators, ann.n_classes
         fixed = check_priors(self.priors, K, type(self).__name__)
         it, an, lb = ann.items, ann.annotators, ann.labels
-        labelled = ann.item_counts > 0
+        labelled = items_labelled(ann)
         log_km1 = np.log(K - 1) if K > 1 else 0.0
         mu_a, mu_b = float(self.alpha_prior_mean), float(self.beta_prior_mean)
         alpha = np.full(M, mu_a)
         b = np.full(N, mu_b)
 
+        def label_ll(x: FloatArray, match: FloatArray) -> FloatArray:
+            out: FloatArray = match * _log_sigmoid(x) + (1.0 - match) * _log_sigmoid(-x)
+            return out
+
         def m_step(match: FloatArray) -> None:
-            # alternating block Fisher scoring: given b the alphas decouple (and vice versa), so
-            # each parameter takes a 1-d step g / (expected information + prior precision)
+            # alternating block Newton: given b the alphas decouple (and vice versa), so each
+            # parameter takes a 1-d Newton step, halved (per parameter) until its own objective
+            # does not decrease: a monotone generalized M-step.
             nonlocal alpha, b
             for _ in range(int(self.m_step_iter)):
                 beta = np.exp(b)
@@ -139,13 +150,25 @@ class GLAD(BaseAggregator):
                 r, w = match - sg, sg * (1.0 - sg)
                 g_a = np.bincount(an, weights=r * beta[it], minlength=M) - (alpha - mu_a)
                 h_a = np.bincount(an, weights=w * beta[it] ** 2, minlength=M) + 1.0
-                alpha = alpha + g_a / h_a
+
+                def q_alpha(a_: FloatArray, beta: FloatArray = beta) -> FloatArray:
+                    ll = np.bincount(an, weights=label_ll(a_[an] * beta[it], match), minlength=M)
+                    out: FloatArray = ll - 0.5 * (a_ - mu_a) ** 2
+                    return out
+
+                alpha = _halving_step(q_alpha, alpha, g_a / h_a)
                 x = alpha[an] * beta[it]
                 sg = np.exp(_log_sigmoid(x))
                 r, w = match - sg, sg * (1.0 - sg)
                 g_b = np.bincount(it, weights=r * x, minlength=N) - (b - mu_b)
                 h_b = np.bincount(it, weights=w * x**2, minlength=N) + 1.0
-                b = b + np.clip(g_b / h_b, -2.0, 2.0)
+
+                def q_b(b_: FloatArray, alpha: FloatArray = alpha) -> FloatArray:
+                    ll = np.bincount(it, weights=label_ll(alpha[an] * np.exp(b_)[it], match), minlength=N)
+                    out: FloatArray = ll - 0.5 * (b_ - mu_b) ** 2
+                    return out
+
+                b = _halving_step(q_b, b, g_b / h_b)
 
         def e_step(pri: FloatArray) -> tuple[FloatArray, float]:
             x = alpha[an] * np.exp(b)[it]
@@ -154,8 +177,10 @@ class GLAD(BaseAggregator):
             T, log_norm = posterior_from_log(log_joint)
             return T, float(log_norm.sum())
 
-        T = soft_vote(ann)
-        pri = learned_priors(T, labelled, fixed)
+        # start as the paper does: an E-step at the prior means of alpha and b (an equal-weight
+        # vote with soft accuracy sigmoid(mu_a * e^mu_b)), with the fixed or uniform prior
+        pri = fixed if fixed is not None else np.full(K, 1.0 / K)
+        T, _ = e_step(pri)
         history: list[float] = []
         n_done = 0
         for _ in range(self.n_iter):
@@ -178,8 +203,30 @@ class GLAD(BaseAggregator):
         self.confusions_ = _item_averaged_confusions(ann, np.exp(_log_sigmoid(alpha[an] * self.betas_[it])))
 
 
+def _halving_step(
+    objective: Callable[[FloatArray], FloatArray], value: FloatArray, step: FloatArray, max_halvings: int = 20
+) -> FloatArray:
+    """``value + t * step`` with ``t`` halved per coordinate until its objective does not fall.
+
+    ``objective`` returns one value per coordinate (the coordinates' objectives are separable).
+    Coordinates that never improve keep their value.
+    """
+    q0 = objective(value)
+    floor = q0 - 1e-12 * (1.0 + np.abs(q0))  # rounding noise is not a decrease
+    t = np.ones_like(value)
+    for _ in range(max_halvings):
+        new = value + t * step
+        bad = objective(new) < floor
+        if not bad.any():
+            return new
+        t[bad] *= 0.5
+    t[objective(value + t * step) < floor] = 0.0
+    out: FloatArray = value + t * step
+    return out
+
+
 def _item_averaged_confusions(ann: Annotations, p_correct: FloatArray) -> FloatArray:
-    n = ann.annotator_counts
+    n = labels_per_annotator(ann)
     tot = np.bincount(ann.annotators, weights=p_correct, minlength=ann.n_annotators)
     p = np.divide(tot, n, out=np.full(ann.n_annotators, 1.0 / max(ann.n_classes, 1)), where=n > 0)
     return one_coin_confusions(p, ann.n_classes)

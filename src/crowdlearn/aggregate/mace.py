@@ -13,6 +13,8 @@ from crowdlearn.aggregate.base import (
     check_number,
     check_priors,
     has_converged,
+    items_labelled,
+    labels_per_annotator,
     learned_priors,
     per_label_log_joint,
     posterior_from_log,
@@ -115,8 +117,8 @@ class MACE(BaseAggregator):
         M, K = ann.n_annotators, ann.n_classes
         fixed = check_priors(self.priors, K, type(self).__name__)
         it, an, lb = ann.items, ann.annotators, ann.labels
-        labelled = ann.item_counts > 0
-        n_m = ann.annotator_counts.astype(np.float64)
+        labelled = items_labelled(ann)
+        n_m = labels_per_annotator(ann).astype(np.float64)
         a = float(self.competence_smoothing)
         s = float(self.smoothing)
         theta = np.full(M, 0.5)

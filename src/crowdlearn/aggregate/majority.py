@@ -13,6 +13,7 @@ from crowdlearn.aggregate.base import (
     break_ties,
     check_in,
     label_matrix,
+    labels_per_annotator,
     normalise_columns,
     spmm,
 )
@@ -163,7 +164,7 @@ class Wawa(BaseAggregator):
         )
         _, _, mv = _vote(ann, None, self.tie_break, rng)
         agree = (ann.labels == mv[ann.items]).astype(np.float64)
-        n = ann.annotator_counts
+        n = labels_per_annotator(ann)
         hits = np.bincount(ann.annotators, weights=agree, minlength=ann.n_annotators)
         self.skills_ = np.divide(hits, n, out=np.zeros(ann.n_annotators), where=n > 0)
         self.probas_, self.priors_, self.labels_ = _vote(ann, self.skills_, self.tie_break, rng)

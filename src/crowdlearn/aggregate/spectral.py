@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from crowdlearn.aggregate.base import FloatArray, label_matrix, normalise_columns, spmm
+from crowdlearn.aggregate.base import FloatArray, label_matrix, labels_per_annotator, normalise_columns, spmm
 from crowdlearn.annotations import Annotations
 
 __all__ = ["SpectralError", "spectral_confusions"]
@@ -154,11 +154,12 @@ def spectral_confusions(
     M, K = ann.n_annotators, ann.n_classes
     if K < 2:
         raise SpectralError(f"the spectral method needs at least 2 classes, got {K}")
-    active = np.flatnonzero(ann.annotator_counts > 0)
+    counts = labels_per_annotator(ann)
+    active = np.flatnonzero(counts > 0)
     if active.size < 3:
         raise SpectralError(f"the spectral method needs at least 3 annotators with labels, got {active.size}")
     rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
-    order = active[np.argsort(-ann.annotator_counts[active], kind="stable")]
+    order = active[np.argsort(-counts[active], kind="stable")]
     group_of = np.full(M, -1, dtype=np.int64)
     group_of[order] = np.arange(order.size) % 3
     Z = [_group_votes(ann, group_of, g) for g in range(3)]

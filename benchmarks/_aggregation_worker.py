@@ -1,0 +1,105 @@
+"""Child process of benchmarks/aggregation.py: run one side (ours or crowd-kit) on one input.
+
+Runs under either interpreter (our virtualenv, or the crowd-kit one), so only numpy and pandas are
+imported at the top; crowdlearn or crowdkit are imported by the side that needs them. Reads an
+``.npz`` with int arrays ``items``, ``annotators``, ``labels`` and sizes; writes a JSON with the
+wall time of each method (including building the method's input object from the int arrays:
+``Annotations`` for ours, the task/worker/label DataFrame for crowd-kit), the EM iterations and
+this process's peak RSS, plus an ``.npz`` of predicted labels (-1 where a method gave none).
+
+    python _aggregation_worker.py ours|crowdkit INPUT.npz OUTPUT_PREFIX METHOD[:N_ITER] ...
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_ours(data: Any, method: str, n_iter: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    from crowdlearn.aggregate import GLAD, MACE, DawidSkene, MajorityVote, OneCoinDawidSkene, Wawa
+    from crowdlearn.annotations import Annotations
+
+    t0 = time.perf_counter()
+    ann = Annotations(
+        data["items"],
+        data["annotators"],
+        data["labels"],
+        n_items=int(data["n_items"]),
+        n_annotators=int(data["n_annotators"]),
+        n_classes=int(data["n_classes"]),
+    )
+    em: dict[str, Any] = {} if n_iter is None else {"n_iter": n_iter, "tol": 0.0}
+    agg: Any = {
+        "mv": lambda: MajorityVote(),
+        "mv-first": lambda: MajorityVote(tie_break="first"),
+        "wawa": lambda: Wawa(),
+        "ds": lambda: DawidSkene(**em),
+        "ds-spectral": lambda: DawidSkene(init="spectral", **em),
+        "onecoin": lambda: OneCoinDawidSkene(**em),
+        "glad": lambda: GLAD(**em),
+        "mace": lambda: MACE(**em),
+    }[method]()
+    labels = agg.fit_predict(ann)
+    seconds = time.perf_counter() - t0
+    return np.asarray(labels), {"seconds": seconds, "n_iter": getattr(agg, "n_iter_", None)}
+
+
+def run_crowdkit(data: Any, method: str, n_iter: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    import crowdkit.aggregation as ck
+    import crowdkit.aggregation.classification.wawa as ck_wawa
+
+    # Wawa calls sklearn's check_is_fitted on a non-estimator; it crashes under scikit-learn
+    # >= 1.6 (see PEERS.md). Patch the check out, as PEERS.md did for its Wawa* column.
+    ck_wawa.check_is_fitted = lambda *args, **kwargs: None  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    df = pd.DataFrame({"task": data["items"], "worker": data["annotators"], "label": data["labels"]})
+    em: dict[str, Any] = {} if n_iter is None else {"n_iter": n_iter, "tol": -np.inf}
+    agg: Any = {
+        "mv": lambda: ck.MajorityVote(),
+        "wawa": lambda: ck.Wawa(),
+        "ds": lambda: ck.DawidSkene(**em) if em else ck.DawidSkene(),
+        "onecoin": lambda: ck.OneCoinDawidSkene(**em) if em else ck.OneCoinDawidSkene(),
+        "glad": lambda: ck.GLAD(**em) if em else ck.GLAD(),
+        "mace": lambda: ck.MACE(),
+    }[method]()
+    pred = agg.fit_predict(df)
+    seconds = time.perf_counter() - t0
+    n_items = int(data["n_items"])
+    labels = pred.reindex(np.arange(n_items)).fillna(-1).to_numpy().astype(np.int64)
+    return labels, {"seconds": seconds, "n_iter": None}
+
+
+def main(argv: list[str]) -> None:
+    side, path, out = argv[0], argv[1], argv[2]
+    with np.load(path) as f:
+        data = {k: f[k] for k in f.files}
+    results: dict[str, Any] = {"rss_after_load_mb": peak_rss_mb(), "methods": {}}
+    preds: dict[str, np.ndarray] = {}
+    for spec in argv[3:]:
+        method, _, it = spec.partition(":")
+        n_iter = int(it) if it else None
+        run = run_ours if side == "ours" else run_crowdkit
+        labels, info = run(data, method, n_iter)
+        info["peak_rss_mb"] = peak_rss_mb()
+        results["methods"][spec] = info
+        preds[spec.replace(":", "_")] = labels
+        # write after every method so a timeout keeps what finished
+        np.savez(out + ".npz", **preds)
+        with open(out + ".json", "w") as fh:
+            json.dump(results, fh)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
