@@ -133,7 +133,16 @@ def grid(method: str, lrs: tuple[float, ...], lams: tuple[float, ...], suffix: s
     ]
 
 
-def run(dataset: str, protocol: str, seeds: int, epochs: int, batch_size: int, root: str | None, variants: bool) -> str:
+def run(
+    dataset: str,
+    protocol: str,
+    seeds: int,
+    epochs: int,
+    batch_size: int,
+    root: str | None,
+    variants: bool,
+    wd_only: bool,
+) -> str:
     splits = [load(dataset, s, root, protocol) for s in range(seeds)]
     base = {"epochs": epochs, "batch_size": batch_size, "weight_decay": 1e-4}
     cands: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -150,12 +159,18 @@ def run(dataset: str, protocol: str, seeds: int, epochs: int, batch_size: int, r
         )
     for label in ("MV -> MLP", "DS -> MLP", "MLP on true labels"):
         cands[label] = [(f"lr={lr:g}", {"method": "ce", "lr": lr}) for lr in LRS]
+    if wd_only:  # one extra family only: a stronger weight decay of the backbone
+        cands = {
+            "GeoCrowdNet(F), DS init, weight decay 1e-3": grid(
+                "geocrowdnet-f", LRS, LAMS, ", wd=1e-3", init="ds", weight_decay=1e-3
+            )
+        }
 
     results: dict[str, dict[str, Result]] = {}
     ds_mae: list[float] = []
     agg_labels: dict[str, list[np.ndarray]] = {"MV -> MLP": [], "DS -> MLP": [], "MLP on true labels": []}
     for split in splits:
-        ds = DawidSkene().fit(split.ann)
+        ds = DawidSkene(smoothing=0.01).fit(split.ann)  # the same smoothed DS as CrowdClassifier(init="ds")
         ds_mae.append(confusion_mae(ds.confusions_, split))
         agg_labels["MV -> MLP"].append(MajorityVote().fit(split.ann).labels_)
         agg_labels["DS -> MLP"].append(ds.labels_)
@@ -166,7 +181,7 @@ def run(dataset: str, protocol: str, seeds: int, epochs: int, batch_size: int, r
             r = Result()
             for seed, split in enumerate(splits):
                 ann = single_label_annotations(agg_labels[name][seed], split.ann) if name in agg_labels else split.ann
-                val, test, clf = fit_score(split, ann, seed=seed, **base, **params)
+                val, test, clf = fit_score(split, ann, seed=seed, **{**base, **params})
                 r.val.append(val)
                 r.test.append(test)
                 if name not in agg_labels:
@@ -209,6 +224,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--protocol", choices=["truth", "crowd"], default="truth", help="model selection rule")
     parser.add_argument("--variants", action="store_true", help="also DS init, a separate confusion lr, lam decay")
+    parser.add_argument(
+        "--weight-decay-only", action="store_true", help="only GeoCrowdNet(F), DS init, weight decay 1e-3"
+    )
     default_root = os.environ.get("CROWDLEARN_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument(
         "--root", default=default_root, help="data folder (default: $CROWDLEARN_DATA or ../shared/data)"
@@ -218,7 +236,10 @@ def main() -> None:
     start = time.time()
     datasets = ["music", "labelme"] if args.dataset == "both" else [args.dataset]
     tables = [
-        run(d, args.protocol, args.seeds, args.epochs, args.batch_size, args.root, args.variants) for d in datasets
+        run(
+            d, args.protocol, args.seeds, args.epochs, args.batch_size, args.root, args.variants, args.weight_decay_only
+        )
+        for d in datasets
     ]
     print("\n\n".join(tables))
     print(f"\nCommand: PYTHONPATH=src python {' '.join(sys.argv)}  ({time.time() - start:.0f} s)")

@@ -201,6 +201,8 @@ def test_verbose_lines_go_to_sink(small) -> None:
     lines: list[str] = []
     CrowdClassifier(epochs=2, verbose=2, sink=lines.append, validation="none").fit(x, ann)
     assert [ln.split(" ")[:2] for ln in lines] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    bar = CrowdClassifier(epochs=2, verbose=1, validation="none").fit(x, ann)  # rich progress bar
+    assert len(bar.history_) == 2
 
 
 def test_lambda_schedules(small) -> None:
@@ -236,6 +238,6 @@ def test_initialization_from_aggregators(small, init: str) -> None:
 
     x, _, ann, _ = small
     clf = CrowdClassifier(method="ccem", epochs=0, init=init, validation="none").fit(x, ann)
-    agg = MajorityVote() if init == "mv" else DawidSkene()
+    agg = MajorityVote() if init == "mv" else DawidSkene(smoothing=0.01)
     expected = 0.99 * agg.fit(ann).confusions_ + 0.01 / 3
     np.testing.assert_allclose(clf.confusions_, expected, rtol=1e-5, atol=1e-7)

@@ -192,7 +192,8 @@ class CrowdClassifier(ParamsMixin):
     init : {"identity", "uniform", "mv", "ds"} or array of shape (M, K, K), default="identity"
         Initial confusion matrices: logits ``init_scale * I`` (Ibrahim et al. use scale 1), zero
         logits (uniform columns: CCEM can collapse from there), the confusions of majority-vote
-        or Dawid-Skene (:mod:`crowdlearn.aggregate`) fitted on the training labels, or given
+        or Dawid-Skene (:mod:`crowdlearn.aggregate`, ``DawidSkene(smoothing=0.01)``) fitted on the
+        training labels, or given
         column-stochastic matrices (smoothed by 1e-2 before the log).
     init_scale : float, default=1.0
         Diagonal logit of ``init="identity"``.
@@ -434,7 +435,9 @@ class CrowdClassifier(ParamsMixin):
             import importlib
 
             aggregate: Any = importlib.import_module("crowdlearn.aggregate")
-            agg = aggregate.MajorityVote() if self.init == "mv" else aggregate.DawidSkene()
+            # a smoothed (MAP, pseudo-count 0.01) Dawid-Skene: annotators with a handful of labels
+            # get no hard zeros, which would otherwise become the most extreme logits
+            agg = aggregate.MajorityVote() if self.init == "mv" else aggregate.DawidSkene(smoothing=0.01)
             conf: np.ndarray[Any, Any] = np.asarray(agg.fit(annotations).confusions_, dtype=np.float64)
             return conf
         return str(self.init)
