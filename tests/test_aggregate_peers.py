@@ -70,6 +70,32 @@ def test_mace_hand_case_two_labels() -> None:
         MACE(smoothing=0).fit(ann)
 
 
+def test_mace_variational_bayes(spammy: tuple[Annotations, np.ndarray]) -> None:
+    ann, truth = spammy
+    em = MACE().fit(ann)
+    vb = MACE(method="vb", priors="uniform").fit(ann)
+    assert (vb.labels_ == truth).mean() > (em.labels_ == truth).mean() - 0.01
+    assert vb.competences_[:8].max() < 0.3 < vb.competences_[8:].min()
+    np.testing.assert_allclose(vb.strategies_.sum(axis=1), 1.0)
+    np.testing.assert_allclose(vb.confusions_.sum(axis=1), 1.0)
+    np.testing.assert_allclose(vb.probas_.sum(axis=1), 1.0)
+    # a stronger competence prior pulls every competence towards 1/2
+    strong = MACE(method="vb", competence_prior=1000.0).fit(ann)
+    assert np.abs(strong.competences_ - 0.5).max() < np.abs(vb.competences_ - 0.5).max()
+    with pytest.raises(ValueError, match=r"'method' parameter of MACE must be one of \['em', 'vb'\]; got 'gibbs'"):
+        MACE(method="gibbs").fit(ann)
+    with pytest.raises(ValueError, match="'strategy_prior' parameter of MACE must be > 0"):
+        MACE(method="vb", strategy_prior=0).fit(ann)
+
+
+def test_mace_vb_hand_case_two_labels() -> None:
+    # item 2 has one label from annotator 0, who agrees with annotator 1 elsewhere
+    ann = Annotations([0, 0, 1, 1, 2], [0, 1, 0, 1, 0], [0, 0, 1, 1, 1], n_classes=2)
+    vb = MACE(method="vb", priors="uniform").fit(ann)
+    assert vb.labels_.tolist() == [0, 1, 1]
+    assert vb.n_iter_ < 100
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_handles_degenerate_inputs(name: str) -> None:
     cls = METHODS[name]

@@ -15,9 +15,15 @@ docs/benchmarks.md:
   PEERS.md's crowd-kit run counted the 2,922 repeated pairs twice (92,721 labels). The reference
   is crowd-kit run on the same deduplicated labels by benchmarks/aggregation.py. Only 333 items
   have truth there (one item = 0.003).
-* Known gaps, asserted at their measured size so that they cannot grow: MACE on CIFAR-10N
-  (crowd-kit's variational MACE with 10 random restarts is 0.0035 better than our deterministic
-  EM on the 3-way split items), and MACE / Wawa on AdultContent2 (2 and 1 of 333 items).
+* MACE: crowd-kit's result depends on how the labels are coded (it gathers expected spam counts
+  in sorted-name order but uses them in first-appearance order; benchmarks/mace.py). Re-run on the
+  same labels recoded in first-appearance order (the paper's model), crowd-kit gives the
+  ``CROWDKIT_MACE_RECODED`` numbers, which our ``MACE(method="vb", priors="uniform")`` must
+  reach on every dataset. Our default (EM) MACE is held to crowd-kit's raw numbers except on
+  CIFAR-10N, where the raw 0.9143 is a coding artefact (recoded: 0.9112) and the recoded number is
+  the reference.
+* Known gaps, asserted at their measured size so that they cannot grow: default (EM) MACE and Wawa
+  on AdultContent2 (2 and 1 of 333 items; ``method="vb"`` reaches 0.7838 there).
 """
 
 from __future__ import annotations
@@ -47,15 +53,30 @@ PEERS: dict[str, tuple[float | None, ...]] = {
     "labelme": (0.7660, 0.7640, 0.7920, 0.7890, 0.7670, 0.7750, 0.7730),
     "cifar10n": (0.9118, 0.9130, 0.9196, 0.9195, 0.9069, 0.9130, 0.9143),
 }
-COLUMN = {"mv": 0, "wawa": 1, "ds": 2, "ds100": 3, "onecoin": 4, "glad": 5, "mace": 6}
+# crowd-kit 1.4.2 MACE(n_restarts=1) on the same labels recoded in first-appearance order
+# (benchmarks/mace.py; its 10 default restarts re-use one seed, so they are identical runs)
+CROWDKIT_MACE_RECODED = {
+    "bluebirds": 0.8611,
+    "dog": 0.8302,
+    "rte": 0.9263,
+    "temp": 0.9437,
+    "product": 0.8162,
+    "trec-relevance": 0.7086,
+    "adultcontent2": 0.7838,
+    "music": 0.8000,
+    "labelme": 0.7790,
+    "cifar10n": 0.9112,
+}
+COLUMN = {"mv": 0, "wawa": 1, "ds": 2, "ds100": 3, "onecoin": 4, "glad": 5, "mace": 6, "mace_vb": 7}
 # (dataset, method) -> reference replacing the PEERS.md number (see the module docstring)
 REFERENCE_OVERRIDES: dict[tuple[str, str], float] = {
     # crowd-kit's default DS stops early on its wrong bound; its converged run (DS-100it) is the
     # reference, and we equal it
     ("labelme", "ds"): 0.7890,
     ("adultcontent2", "ds"): 0.7477,
-    # known gaps (docs/benchmarks.md): crowd-kit's variational MACE with random restarts
-    ("cifar10n", "mace"): 0.9143 - 0.0035,
+    # crowd-kit's raw MACE number there is a label-coding artefact; its recoded run is the reference
+    ("cifar10n", "mace"): CROWDKIT_MACE_RECODED["cifar10n"],
+    # known gaps (docs/benchmarks.md)
     ("adultcontent2", "mace"): 0.7598 - 0.0060,  # 2 of 333 items
     ("adultcontent2", "wawa"): 0.7658 - 0.0030,  # 1 of 333 items (tie order)
 }
@@ -77,6 +98,7 @@ def results(data_dir: Path) -> dict[str, dict[str, float]]:
         "onecoin": OneCoinDawidSkene(),
         "glad": GLAD(),
         "mace": MACE(),
+        "mace_vb": MACE(method="vb", priors="uniform"),
     }
     for name in PEERS:
         ds = load_dataset(name, root=data_dir)
@@ -93,7 +115,10 @@ def results(data_dir: Path) -> dict[str, dict[str, float]]:
 def test_accuracy_at_least_crowdkit(results: dict[str, dict[str, float]], method: str) -> None:
     short = []
     for name, peers in PEERS.items():
-        ref = REFERENCE_OVERRIDES.get((name, method), peers[COLUMN[method]])
+        if method == "mace_vb":
+            ref: float | None = CROWDKIT_MACE_RECODED[name]
+        else:
+            ref = REFERENCE_OVERRIDES.get((name, method), peers[COLUMN[method]])
         if ref is not None and results[name][method] < ref - TOL:
             short.append(f"{name}: {results[name][method]:.4f} < {ref:.4f} - {TOL}")
     assert not short, short
