@@ -15,6 +15,12 @@ Selection rules (``--protocol``):
   seed) are moved out of training (their crowd labels are unused) and serve as validation.
 - ``crowd`` (no truth anywhere): all training items; 10% of each annotator's labels are held out
   inside ``fit``; the epoch and the grid point with the lowest held-out negative log-likelihood win.
+- ``cv`` (truth, no items wasted): 5-fold cross-validation on the training items' true labels
+  (held-out fold's crowd labels unused) picks, per method, the (config, number of epochs) with the
+  best mean fold accuracy over a small grid (GeoCrowdNet F/W, DS init); that config is retrained on
+  all training items for that many epochs with each seed and scored on the test set.
+``--grid wide`` (truth/crowd protocols) runs only GeoCrowdNet(F), DS init, confusion lr 1e-2 over
+lambda in {0.1, 0.2, 0.3, 0.5} x weight decay in {1e-4, 1e-3}.
 Grid: lr in {1e-3, 1e-2} and lambda in {1e-3, 1e-2, 1e-1, 0.2}; Adam, weight decay 1e-4,
 100 epochs, batch 128, the paper's MLP (BN -> 128 -> ReLU -> Dropout 0.5 -> BN -> K).
 Confusion MAE: mean absolute entry error against each annotator's empirical confusion computed
@@ -22,8 +28,8 @@ from the truth of the training items, over annotators with >= 20 labels, no clas
 (averaged over seeds); "after EM refit" re-estimates the confusions with 10 EM iterations using
 the trained classifier's predictions as item priors (``CrowdClassifier(refine_confusions=10)``).
 
-Run:  PYTHONPATH=src python benchmarks/music.py [--dataset music|labelme|both] [--protocol truth|crowd]
-      [--seeds 5] [--variants]
+Run:  PYTHONPATH=src python benchmarks/music.py [--dataset music|labelme|both] [--protocol truth|crowd|cv]
+      [--seeds 5] [--variants] [--grid default|wide] [--folds 5]
 """
 
 from __future__ import annotations
