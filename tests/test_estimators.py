@@ -216,6 +216,18 @@ def test_lambda_schedules(small) -> None:
         CrowdClassifier(lam_schedule="cyclic").fit(x, ann)
 
 
+def test_mixup_reaches_the_trainer_and_is_validated(small) -> None:
+    x, _y, ann, _ = small
+    plain = CrowdClassifier(method="ccem", epochs=3, validation="none").fit(x, ann)
+    mixed = CrowdClassifier(method="ccem", epochs=3, validation="none", mixup=0.5).fit(x, ann)
+    again = CrowdClassifier(method="ccem", epochs=3, validation="none", mixup=0.5).fit(x, ann)
+    assert mixed.history_[:, "train_loss"] != pytest.approx(plain.history_[:, "train_loss"])
+    assert mixed.history_[:, "train_loss"] == again.history_[:, "train_loss"]
+    np.testing.assert_array_equal(mixed.predict_proba(x), again.predict_proba(x))
+    with pytest.raises(ValueError, match="The 'mixup' parameter of CrowdClassifier must be a float >= 0. Got -1"):
+        CrowdClassifier(mixup=-1).fit(x, ann)
+
+
 def test_posterior_confusions_hand_case_and_refine() -> None:
     from crowdlearn.estimators import posterior_confusions
 

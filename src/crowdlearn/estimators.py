@@ -205,6 +205,12 @@ class CrowdClassifier(ParamsMixin):
         None or ``"constant"`` keeps ``lam``.
     eps : float, default=1e-6
         Ridge of the log-determinants.
+    mixup : float, default=0.0
+        Mixup on the crowd labels (``Beta(mixup, mixup)`` mixing weights; 0 disables it): each
+        training batch feeds convex combinations of pairs of its items, and every observed label
+        of both items counts with its item's weight (see :class:`~crowdlearn.train.Trainer`).
+        Requires inputs that can be added (feature arrays, image tensors); it acts as a
+        regularizer of the classifier against label noise.
     refine_confusions : int, default=0
         After training, this many EM iterations re-estimate the confusion matrices with the
         trained classifier as the prior of each training item's true class:
@@ -285,6 +291,7 @@ class CrowdClassifier(ParamsMixin):
         schedule: str | None = None,
         lam_schedule: str | None = None,
         eps: float = DEFAULT_RIDGE,
+        mixup: float = 0.0,
         refine_confusions: int = 0,
         validation: str = "auto",
         holdout_fraction: float = 0.1,
@@ -309,6 +316,7 @@ class CrowdClassifier(ParamsMixin):
         self.schedule = schedule
         self.lam_schedule = lam_schedule
         self.eps = eps
+        self.mixup = mixup
         self.refine_confusions = refine_confusions
         self.validation = validation
         self.holdout_fraction = holdout_fraction
@@ -349,6 +357,7 @@ class CrowdClassifier(ParamsMixin):
         number("weight_decay", 0, strict=False)
         number("init_scale", -1e9, strict=False)
         number("eps", 0, strict=True)
+        number("mixup", 0, strict=False)
         number("patience", 1, strict=False, allow_none=True, integer=True)
         number("seed", 0, strict=False, integer=True)
         number("refine_confusions", 0, strict=False, integer=True)
@@ -559,6 +568,7 @@ class CrowdClassifier(ParamsMixin):
             confusion_lr=None if self.confusion_lr is None else float(self.confusion_lr),
             weight_decay=float(self.weight_decay),
             schedule=self.schedule,  # type: ignore[arg-type]
+            mixup=float(self.mixup),
             device=self.device,
             amp=bool(self.amp),
             seed=int(self.seed),

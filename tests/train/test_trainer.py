@@ -227,3 +227,57 @@ def test_deterministic_flag_is_restored_and_runs_repeat() -> None:
     b = make_trainer(epochs=2, deterministic=True)
     b.fit(x, ann)
     assert a.history[:, "train_loss"] == b.history[:, "train_loss"]
+
+
+def test_mixup_loss_is_the_weighted_loss_of_both_items_labels() -> None:
+    """One mixed batch against a hand computation with the same draws (CCEM and GeoCrowdNet(F))."""
+    x, _y, ann = toy(n=10)
+    for criterion in (CrowdLoss(), GeoCrowdNetFLoss(lam=0.1)):
+        trainer = make_trainer(mixup=0.4)
+        trainer.criterion = criterion
+        trainer.model.eval()  # no dropout: the same forward twice
+        batch = make_batch(Inputs(x), ann, np.arange(10, dtype=np.int64))
+        state = trainer.generator.get_state()
+        got = trainer.mixup_loss(batch)
+
+        replay = torch.Generator()
+        replay.set_state(state)
+        draw = int(torch.randint(0, 2**62, (1,), generator=replay))
+        t = float(np.random.default_rng(draw).beta(0.4, 0.4))
+        perm = torch.randperm(10, generator=replay)
+        logits = trainer.model(t * batch.x + (1 - t) * batch.x[perm])
+        # dense reference: for every observed (item j, annotator, label), row j with weight t and
+        # the row r with perm[r] == j with weight 1 - t
+        rows_other = torch.tensor([int(torch.nonzero(perm == j)[0]) for j in batch.rows.tolist()])
+        own = criterion(trainer.model, logits, batch.rows, batch.annotators, batch.labels)
+        other = criterion(trainer.model, logits, rows_other, batch.annotators, batch.labels)
+        assert 0.0 < t < 1.0
+        for key in own:
+            torch.testing.assert_close(got[key], t * own[key] + (1 - t) * other[key])
+        assert set(got) == set(own)
+
+
+def test_mixup_trains_repeats_with_the_seed_and_resumes(tmp_path: Path) -> None:
+    x, y, ann = toy()
+    valid = ValidationSet(Inputs(x), y=y)
+    plain = make_trainer(epochs=4)
+    plain.fit(x, ann)
+    a = make_trainer(epochs=4, mixup=1.0)
+    a.fit(x, ann, valid=valid)
+    b = make_trainer(epochs=4, mixup=1.0)
+    b.fit(x, ann, valid=valid)
+    assert a.history[:, "train_loss"] == b.history[:, "train_loss"]
+    assert a.history[:, "train_loss"] != pytest.approx(plain.history[:, "train_loss"])
+    assert a.history[-1]["valid_acc"] > 0.6  # it still learns the classes
+
+    first = make_trainer(epochs=2, mixup=1.0, callbacks=[Checkpoint(tmp_path / "m")])
+    first.fit(x, ann, valid=valid)
+    resumed = make_trainer(epochs=4, mixup=1.0, callbacks=[Checkpoint(tmp_path / "m")])
+    resumed.fit(x, ann, valid=valid, resume_from=tmp_path / "m")
+    assert resumed.history[:, "train_loss"] == pytest.approx(a.history[:, "train_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
+def test_mixup_must_be_a_finite_non_negative_float(bad: float) -> None:
+    with pytest.raises(ValueError, match="mixup must be a finite float >= 0"):
+        make_trainer(mixup=bad)

@@ -102,6 +102,12 @@ class Trainer:
         Seeds shuffling and dropout (the caller seeds the initial weights).
     deterministic : bool, default=False
         Use ``torch.use_deterministic_algorithms`` while training.
+    mixup : float, default=0.0
+        Mixup (Zhang et al., ICLR 2018) on the observed labels: when > 0, every training batch
+        draws ``t ~ Beta(mixup, mixup)`` and a permutation ``p`` of its rows, feeds
+        ``t * x + (1 - t) * x[p]``, and the loss is ``t * loss(labels of row r at r) +
+        (1 - t) * loss(labels of row p[r] at r)``: each mixed row carries the labels of both
+        items it mixes, weighted. 0 disables it. Validation and prediction never mix.
     callbacks : sequence of Callback
         Called in order at each hook.
     sink : callable, default=print
@@ -123,6 +129,7 @@ class Trainer:
         amp: bool = False,
         seed: int = 0,
         deterministic: bool = False,
+        mixup: float = 0.0,
         callbacks: Sequence[Callback] = (),
         sink: Callable[[str], Any] = print,
     ) -> None:
@@ -132,6 +139,8 @@ class Trainer:
             raise ValueError(f"learning rates must be > 0, got lr={lr!r}, confusion_lr={confusion_lr!r}")
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        if not (mixup >= 0 and math.isfinite(mixup)):
+            raise ValueError(f"mixup must be a finite float >= 0 (0 disables it), got {mixup!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.criterion = criterion
@@ -144,6 +153,7 @@ class Trainer:
         self.amp = bool(amp) and self.device.type == "cuda"
         self.seed = int(seed)
         self.deterministic = deterministic
+        self.mixup = float(mixup)
         self.callbacks = list(callbacks)
         self.sink = sink
         self.history = History()
@@ -297,9 +307,12 @@ class Trainer:
     def train_step(self, batch: Batch, epoch: int, batch_index: int) -> dict[str, float]:
         """Forward, loss, backward and optimizer step on one batch; returns the loss parts."""
         self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            logits = self.model(batch.x)
-        parts = self.get_loss(logits, batch)
+        if self.mixup > 0:
+            parts = self.mixup_loss(batch)
+        else:
+            with self.autocast():
+                logits = self.model(batch.x)
+            parts = self.get_loss(logits, batch)
         values = {k: float(v.detach()) for k, v in parts.items()}
         if not all(math.isfinite(v) for v in values.values()):
             raise TrainingDivergedError(epoch, batch_index, values)
@@ -319,6 +332,23 @@ class Trainer:
             self.model, logits.float(), batch.rows, batch.annotators, batch.labels
         )
         return parts
+
+    def mixup_loss(self, batch: Batch) -> dict[str, Tensor]:
+        """Loss parts of one mixed batch (see ``mixup``); draws from the trainer's generator."""
+        n = batch.x.shape[0]
+        # t ~ Beta(a, a) from a numpy generator seeded by the (checkpointed) torch generator
+        draw = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        t = float(np.random.default_rng(draw).beta(self.mixup, self.mixup))
+        perm = torch.randperm(n, generator=self.generator)
+        inverse = torch.empty_like(perm)
+        inverse[perm] = torch.arange(n)
+        perm, inverse = perm.to(self.device), inverse.to(self.device)
+        with self.autocast():
+            logits = self.model(t * batch.x + (1.0 - t) * batch.x[perm])
+        # item j's labels sit on row j with weight t and on row inverse[j] (where p[r] = j) with 1 - t
+        own = self.get_loss(logits, batch)
+        other = self.get_loss(logits, Batch(batch.items, batch.x, inverse[batch.rows], batch.annotators, batch.labels))
+        return {k: t * own[k] + (1.0 - t) * other[k] for k in own}
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
