@@ -21,6 +21,10 @@ Selection rules (``--protocol``):
   all training items for that many epochs with each seed and scored on the test set.
 ``--grid wide`` (truth/crowd protocols) runs only GeoCrowdNet(F), DS init, confusion lr 1e-2 over
 lambda in {0.1, 0.2, 0.3, 0.5} x weight decay in {1e-4, 1e-3}.
+``--grid levers`` (truth protocol) starts from the best validation-selected GeoCrowdNet(F) row of
+the dataset (DS init) and changes one thing at a time -- cosine learning rate, batch size, a
+wider MLP, mixup, square-root features (LabelMe's non-negative VGG activations), fixed DS
+confusions -- and reports every row (no selection among them).
 Grid: lr in {1e-3, 1e-2} and lambda in {1e-3, 1e-2, 1e-1, 0.2}; Adam, weight decay 1e-4,
 100 epochs, batch 128, the paper's MLP (BN -> 128 -> ReLU -> Dropout 0.5 -> BN -> K).
 Confusion MAE: mean absolute entry error against each annotator's empirical confusion computed
@@ -29,7 +33,7 @@ from the truth of the training items, over annotators with >= 20 labels, no clas
 the trained classifier's predictions as item priors (``CrowdClassifier(refine_confusions=10)``).
 
 Run:  PYTHONPATH=src python benchmarks/music.py [--dataset music|labelme|both] [--protocol truth|crowd|cv]
-      [--seeds 5] [--variants] [--grid default|wide] [--folds 5]
+      [--seeds 5] [--variants] [--grid default|wide|levers] [--folds 5]
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from crowdlearn.aggregate import DawidSkene, MajorityVote
 from crowdlearn.datasets import load_labelme, load_music
 from crowdlearn.estimators import CrowdClassifier, posterior_confusions
 from crowdlearn.metrics import empirical_confusions
+from crowdlearn.nn import MLP
 
 METHODS = {
     "CCEM": "ccem",
@@ -241,6 +246,77 @@ def run(
     return "\n".join(lines)
 
 
+#: best validation-selected GeoCrowdNet(F) row per dataset (tables above): the levers' starting point
+LEVER_BASE = {
+    "music": {"method": "geocrowdnet-f", "lr": 1e-2, "lam": 0.01, "init": "ds"},
+    "labelme": {"method": "geocrowdnet-f", "lr": 1e-3, "lam": 0.2, "init": "ds", "confusion_lr": 1e-2},
+}
+
+
+def sqrt_split(split: Split) -> Split:
+    """Square-root ("power") normalisation of non-negative features (pooled CNN activations)."""
+    for part in (split.x_train, split.x_val, split.x_test):
+        if part is not None and part.min() < 0:
+            raise ValueError("square-root features need non-negative inputs")
+    xv = None if split.x_val is None else np.sqrt(split.x_val)
+    return Split(np.sqrt(split.x_train), split.ann, split.truth, xv, split.y_val, np.sqrt(split.x_test), split.y_test)
+
+
+def run_levers(dataset: str, seeds: int, epochs: int, batch_size: int, root: str | None) -> str:
+    """One change at a time from the dataset's best GeoCrowdNet(F) row; every row reported."""
+    splits = [load(dataset, s, root, "truth") for s in range(seeds)]
+    base = {"epochs": epochs, "batch_size": batch_size, "weight_decay": 1e-4, **LEVER_BASE[dataset]}
+    n_features, k = splits[0].x_train.shape[1], splits[0].ann.n_classes
+
+    def wide(seed: int) -> MLP:  # a module is copied as given at fit: seed its initial weights here
+        torch.manual_seed(seed)
+        return MLP(n_features, k, hidden=(512,), dropout=0.5, batch_norm=True, input_norm=True, affine=False)
+
+    levers: list[tuple[str, dict[str, Any], bool]] = [
+        ("base row", {}, False),
+        ("cosine learning rate", {"schedule": "cosine"}, False),
+        ("cosine, 200 epochs", {"schedule": "cosine", "epochs": 2 * epochs}, False),
+        ("batch 32", {"batch_size": 32}, False),
+        ("batch 64", {"batch_size": 64}, False),
+        ("MLP with 512 hidden units", {"backbone": wide}, False),  # called per seed below
+        ("backbone weight decay 1e-3", {"weight_decay": 1e-3}, False),
+        ("mixup 0.2", {"mixup": 0.2}, False),
+        ("mixup 1.0", {"mixup": 1.0}, False),
+        ("confusions fixed at DS (confusion lr 1e-6)", {"confusion_lr": 1e-6}, False),
+        ("MLP with 512 hidden units, mixup 0.2", {"backbone": wide, "mixup": 0.2}, False),
+    ]
+    if dataset == "labelme":
+        levers += [
+            ("square-root features", {}, True),
+            ("square-root features, mixup 1.0", {"mixup": 1.0}, True),
+            ("square-root features, MLP with 512 hidden units, mixup 0.2", {"backbone": wide, "mixup": 0.2}, True),
+        ]
+    desc = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in LEVER_BASE[dataset].items())
+    lines = [
+        f"### {dataset}: one change at a time from GeoCrowdNet(F) ({desc}), selection on validation truth"
+        f" ({seeds} seeds, {epochs} epochs, batch {batch_size})",
+        "",
+        "| change | valid acc (mean) | test acc % (mean ± std) | min / max test % | confusion MAE |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, params, sqrt in levers:
+        r = Result()
+        for seed, split in enumerate(splits):
+            sp = sqrt_split(split) if sqrt else split
+            run_params = {key: v(seed) if callable(v) else v for key, v in params.items()}
+            val, test, clf = fit_score(sp, sp.ann, seed=seed, **{**base, **run_params})
+            r.val.append(val)
+            r.test.append(test)
+            r.mae.append(confusion_mae(clf.confusions_, sp))
+        print(f"  levers {dataset} {label:45s} val {np.mean(r.val):.4f} test {np.mean(r.test):.4f}", file=sys.stderr)
+        t = 100 * np.asarray(r.test)
+        lines.append(
+            f"| {label} | {np.mean(r.val):.4f} | {t.mean():.1f} ± {t.std():.1f} | {t.min():.1f} / {t.max():.1f}"
+            f" | {np.mean(r.mae):.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def cv_grid() -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """Small grid of the cross-validation protocol: GeoCrowdNet (F) and (W), DS init."""
     out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -314,9 +390,10 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5, help="folds of --protocol cv")
     parser.add_argument(
         "--grid",
-        choices=["default", "wide"],
+        choices=["default", "wide", "levers"],
         default="default",
-        help="wide: only GeoCrowdNet(F), DS init, confusion lr 1e-2, lambda in {0.1..0.5} x weight decay",
+        help="wide: only GeoCrowdNet(F), DS init, confusion lr 1e-2, lambda in {0.1..0.5} x weight decay; "
+        "levers: one change at a time from the best GeoCrowdNet(F) row (truth protocol)",
     )
     parser.add_argument("--variants", action="store_true", help="also DS init, a separate confusion lr, lam decay")
     parser.add_argument(
@@ -327,12 +404,16 @@ def main() -> None:
         "--root", default=default_root, help="data folder (default: $CROWDLEARN_DATA or ../shared/data)"
     )
     args = parser.parse_args()
+    if args.grid == "levers" and args.protocol != "truth":
+        parser.error("--grid levers runs with --protocol truth")
     torch.set_num_threads(1)
     start = time.time()
     datasets = ["music", "labelme"] if args.dataset == "both" else [args.dataset]
     tables = [
         run_cv(d, args.seeds, args.folds, args.epochs, args.batch_size, args.root)
         if args.protocol == "cv"
+        else run_levers(d, args.seeds, args.epochs, args.batch_size, args.root)
+        if args.grid == "levers"
         else run(
             d,
             args.protocol,

@@ -1,0 +1,120 @@
+"""How much do the crowd labels add beyond the features? (Music and LabelMe, truth used for analysis only.)
+
+The end-to-end models train the classifier on the posterior of each item's class,
+``q_n ∝ f(x_n) ⊙ prod_{(n, m, y)} A_m[y, :]`` (the gradient of the coupled cross-entropy with
+respect to the logits is ``f - q``). This script measures how accurate that posterior can be on
+the training items, with a classifier prior that has NOT seen the item's labels:
+
+1. 5-fold cross-fitting: the best validation-selected GeoCrowdNet(F) row of the dataset (DS init,
+   see docs/benchmarks.md) is trained on 4 folds and predicts the 5th, giving every training item a
+   prior ``f(x_n)`` from a model that never saw its labels;
+2. that prior is combined with the item's crowd labels through three sets of confusions: the
+   end-to-end estimate (the same model trained on all training items), Dawid-Skene's, and an
+   *oracle*: each annotator's empirical confusion from the true labels (add-one smoothed);
+3. the annotators' raw label accuracy is split by whether the cross-fitted classifier gets the
+   item right: class-conditional noise (the model's assumption) predicts equal accuracies.
+
+Music: the 560 training items of the truth protocol (20% of the 700 moved to validation, per
+seed, as in benchmarks/music.py); LabelMe: the 1,000 training items, 500 validation items.
+
+Run:  PYTHONPATH=src python benchmarks/crowd_signal.py [--dataset music|labelme|both] [--seeds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crowdlearn import Annotations
+from crowdlearn.aggregate import DawidSkene, MajorityVote
+from crowdlearn.estimators import CrowdClassifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from music import LEVER_BASE, load  # the same splits and base rows
+
+FOLDS = 5
+
+
+def posterior(prior: np.ndarray, ann: Annotations, conf: np.ndarray) -> np.ndarray:
+    """``q_n ∝ prior_n ⊙ prod A_m[y, :]`` over the item's observed labels (log space)."""
+    logq = np.log(np.maximum(prior, 1e-300))
+    np.add.at(logq, ann.items, np.log(np.maximum(conf[ann.annotators, ann.labels, :], 1e-300)))
+    return np.asarray(logq.argmax(axis=1))
+
+
+def one_seed(dataset: str, seed: int, root: str | None) -> dict[str, float]:
+    split = load(dataset, seed, root, "truth")
+    x, ann, truth = split.x_train, split.ann, split.truth
+    params: dict[str, Any] = {**LEVER_BASE[dataset], "epochs": 100, "batch_size": 128, "weight_decay": 1e-4}
+
+    def fit(idx: np.ndarray) -> CrowdClassifier:
+        return CrowdClassifier(validation="truth", seed=seed, **params).fit(
+            x[idx], ann.subset_items(idx), split.x_val, split.y_val
+        )
+
+    parts = np.array_split(np.random.default_rng(3000 + seed).permutation(ann.n_items), FOLDS)
+    prior = np.zeros((ann.n_items, ann.n_classes))
+    for f in range(FOLDS):
+        rest = np.sort(np.concatenate([parts[g] for g in range(FOLDS) if g != f]))
+        prior[parts[f]] = fit(rest).predict_proba(x[parts[f]])
+    full = fit(np.arange(ann.n_items))
+    counts = np.zeros((ann.n_annotators, ann.n_classes, ann.n_classes))  # [m, said, true]
+    np.add.at(counts, (ann.annotators, ann.labels, truth[ann.items]), 1.0)
+    oracle = (counts + 1.0) / (counts + 1.0).sum(axis=1, keepdims=True)
+    ds = DawidSkene(smoothing=0.01).fit(ann)
+    wrong = prior.argmax(axis=1) != truth
+    label_ok = ann.labels == truth[ann.items]
+    return {
+        "majority vote": float(np.mean(MajorityVote().fit(ann).labels_ == truth)),
+        "Dawid-Skene": float(np.mean(ds.labels_ == truth)),
+        "cross-fitted classifier alone": float(np.mean(~wrong)),
+        "classifier x end-to-end confusions": float(np.mean(posterior(prior, ann, full.confusions_) == truth)),
+        "classifier x Dawid-Skene confusions": float(np.mean(posterior(prior, ann, ds.confusions_) == truth)),
+        "classifier x oracle confusions": float(np.mean(posterior(prior, ann, oracle) == truth)),
+        "test accuracy of the full model": full.score(split.x_test, split.y_test),
+        "label acc, items the classifier gets right": float(label_ok[~wrong[ann.items]].mean()),
+        "label acc, items the classifier gets wrong": float(label_ok[wrong[ann.items]].mean()),
+        "share of items the classifier gets wrong": float(wrong.mean()),
+    }
+
+
+def run(dataset: str, seeds: int, root: str | None) -> str:
+    rows = [one_seed(dataset, s, root) for s in range(seeds)]
+    desc = ", ".join(f"{k}={v}" for k, v in LEVER_BASE[dataset].items())
+    lines = [
+        f"### {dataset}: accuracy of the class posterior on the training items ({seeds} seeds; {desc})",
+        "",
+        "| quantity | mean | std |",
+        "|---|---:|---:|",
+    ]
+    for key in rows[0]:
+        v = 100 * np.array([r[key] for r in rows])
+        lines.append(f"| {key} | {v.mean():.1f} % | {v.std():.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=["music", "labelme", "both"], default="both")
+    parser.add_argument("--seeds", type=int, default=5)
+    default_root = os.environ.get("CROWDLEARN_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument(
+        "--root", default=default_root, help="data folder (default: $CROWDLEARN_DATA or ../shared/data)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    start = time.time()
+    datasets = ["music", "labelme"] if args.dataset == "both" else [args.dataset]
+    print("\n\n".join(run(d, args.seeds, args.root) for d in datasets))
+    print(f"\nCommand: PYTHONPATH=src python {' '.join(sys.argv)}  ({time.time() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
