@@ -182,8 +182,6 @@ def aggregate(
     on_duplicate: str = DuplicateOption,
 ) -> None:
     """Infer each item's label from crowd labels (majority vote, Dawid-Skene, GLAD, MACE, ...)."""
-    import pandas as pd
-
     from crowdlearn.aggregate import METHODS
     from crowdlearn.io import atomic_write
 
@@ -191,31 +189,197 @@ def aggregate(
         fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
     agg: Any = METHODS[method]().fit(ann)
-    probas = agg.probas_
-    table = pd.DataFrame(
-        {"item": ann.item_ids, "label": ann.classes[agg.labels_], "confidence": probas[range(len(probas)), agg.labels_]}
-    )
-    if proba:
-        for k, c in enumerate(ann.classes.tolist()):
-            table[f"p_{c}"] = probas[:, k]
+    table = _prediction_table(ann.item_ids, ann.classes, agg.probas_, proba, agg.labels_)
     if out is None:
         typer.echo(table.to_csv(index=False, lineterminator="\n"), nl=False)
     else:
         with atomic_write(out, overwrite=force) as fh:
             table.to_csv(fh, index=False, lineterminator="\n")
     if confusions is not None:
-        doc = {
-            "method": method,
-            "convention": "matrix[i][j] = P(annotator says class i | true class j); columns sum to 1",
-            "classes": ann.classes.tolist(),
-            "priors": agg.priors_.tolist(),
-            "annotators": [
-                {"annotator": a, "matrix": m.tolist()}
-                for a, m in zip(ann.annotator_ids.tolist(), agg.confusions_, strict=True)
-            ],
-        }
-        with atomic_write(confusions, overwrite=force) as fh:
-            json.dump(doc, fh, indent=1)
+        _write_confusions(confusions, method, ann.classes, agg.priors_, ann.annotator_ids, agg.confusions_, force)
+
+
+def _write_confusions(
+    path: Path, method: str, classes: Any, priors: Any, annotator_ids: Any, matrices: Any, force: bool
+) -> None:
+    """JSON of the confusion matrices (M, K, K), one entry per annotator, written atomically."""
+    from crowdlearn.io import atomic_write
+
+    doc = {
+        "method": method,
+        "convention": "matrix[i][j] = P(annotator says class i | true class j); columns sum to 1",
+        "classes": classes.tolist(),
+        "priors": priors.tolist(),
+        "annotators": [
+            {"annotator": a, "matrix": m.tolist()} for a, m in zip(annotator_ids.tolist(), matrices, strict=True)
+        ],
+    }
+    with atomic_write(path, overwrite=force) as fh:
+        json.dump(doc, fh, indent=1)
+
+
+def _refuse_existing(force: bool, *paths: Path | None) -> None:
+    """Fail before any work when an output exists and --force is not given."""
+    for path in paths:
+        if path is not None and path.exists() and not force:
+            fail(f"{path}: already exists (pass --force to replace it)")
+
+
+def _prediction_table(ids: Any, classes: Any, proba: Any, with_proba: bool, best: Any = None) -> Any:
+    """DataFrame item, label, confidence (+ p_<class> columns) from (N, K) probabilities.
+
+    ``best`` (N,) gives the chosen class indices (e.g. an aggregator's tie-broken labels);
+    default the argmax of ``proba``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    best = np.asarray(proba).argmax(axis=1) if best is None else np.asarray(best)
+    table = pd.DataFrame({"item": ids, "label": classes[best], "confidence": proba[np.arange(len(best)), best]})
+    if with_proba:
+        for k, c in enumerate(classes.tolist()):
+            table[f"p_{c}"] = proba[:, k]
+    return table
+
+
+FeaturesOption = typer.Option(
+    ...,
+    "--features",
+    "-x",
+    exists=True,
+    dir_okay=False,
+    readable=True,
+    help="item features: .npy (row i = item id i) or csv/tsv/parquet with an item column and numeric columns",
+)
+
+
+@app.command()
+@user_errors
+def train(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="label file"),
+    features: Path = FeaturesOption,
+    out: Path = typer.Option(..., "--out", "-o", help="model file to write (safetensors + JSON metadata)"),
+    method: str = typer.Option(
+        "geocrowdnet-f", "--method", "-m", help="ccem, geocrowdnet-f, geocrowdnet-w, tracereg or ce"
+    ),
+    lam: float = typer.Option(0.01, "--lam", help="regularization weight (GeoCrowdNet, TraceReg)"),
+    epochs: int = typer.Option(100, "--epochs", min=1, help="training epochs"),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate of the classifier"),
+    confusion_lr: float | None = typer.Option(None, "--confusion-lr", help="learning rate of the confusions"),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="items per batch"),
+    init: str = typer.Option("identity", "--init", help="initial confusions: identity, uniform, mv or ds"),
+    mixup: float = typer.Option(0.0, "--mixup", help="mixup Beta parameter (0: off)"),
+    validation: str = typer.Option(
+        "holdout", "--validation", help="holdout (held-out crowd labels pick the epoch) or none (last epoch)"
+    ),
+    seed: int = typer.Option(0, "--seed", help="seed of the weights, shuffling and holdout split"),
+    truth: Path | None = typer.Option(
+        None, "--truth", exists=True, dir_okay=False, help="true labels of some items: accuracy is reported only"
+    ),
+    predictions: Path | None = typer.Option(
+        None, "--predictions", help="CSV of item, label, confidence for every feature row"
+    ),
+    confusions: Path | None = typer.Option(None, "--confusions", help="write the learned confusions as JSON"),
+    force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
+    progress: bool = typer.Option(False, "--progress", help="show a progress bar"),
+    fmt: str | None = FormatOption,
+    item_col: str | None = ItemColOption,
+    annotator_col: str | None = AnnotatorColOption,
+    label_col: str | None = LabelColOption,
+    header: bool | None = HeaderOption,
+    sep: str | None = SepOption,
+    classes: str | None = ClassesOption,
+    on_duplicate: str = DuplicateOption,
+) -> None:
+    """Learn a classifier and every annotator's confusion matrix end to end (CCEM, GeoCrowdNet, ...)."""
+    from crowdlearn.estimators import METHODS, CrowdClassifier
+    from crowdlearn.io import align_features, read_features, read_truth
+    from crowdlearn.train import TrainingDivergedError
+
+    if method not in METHODS:
+        fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
+    if init not in ("identity", "uniform", "mv", "ds"):
+        fail(f"--init must be identity, uniform, mv or ds, got {init!r}", code=2)
+    if validation not in ("holdout", "none"):
+        fail(f"--validation must be holdout or none, got {validation!r}", code=2)
+    _refuse_existing(force, out, predictions, confusions)
+    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    ids, X = read_features(features)
+    X_items, unlabelled = align_features(ann, ids, X)
+    clf = CrowdClassifier(
+        method=method,  # type: ignore[arg-type]
+        lam=lam,
+        epochs=epochs,
+        lr=lr,
+        confusion_lr=confusion_lr,
+        batch_size=batch_size,
+        init=init,
+        mixup=mixup,
+        validation=validation,
+        seed=seed,
+        verbose=1 if progress else 0,
+    )
+    try:
+        clf.fit(X_items, ann)
+    except TrainingDivergedError as exc:
+        fail(f"{exc} Nothing was written.")
+    clf.save(out)
+    typer.echo(
+        f"trained {method} on {ann.n_items} items, {ann.n_labels} labels, {ann.n_annotators} annotators, "
+        f"{ann.n_classes} classes; {X.shape[1]} features"
+    )
+    if len(unlabelled):
+        typer.echo(f"{len(unlabelled)} feature rows have no labels: not used for training (predicted below)")
+    if clf.best_epoch_ is not None:
+        h = clf.history_[clf.best_epoch_]
+        typer.echo(f"selected epoch {clf.best_epoch_ + 1} of {epochs}: held-out label NLL {h['valid_loss']:.4f}")
+    proba = clf.predict_proba(X)
+    if truth is not None:
+        import numpy as np
+        import pandas as pd
+
+        series = read_truth(truth)
+        pos = pd.Index(ids).get_indexer(series.index)
+        known = pos >= 0
+        if not known.any():
+            fail(f"{truth}: none of its items has a feature row")
+        predicted = clf.classes_[proba[pos[known]].argmax(axis=1)]
+        acc = float(np.mean(predicted == series.to_numpy()[known]))
+        typer.echo(f"accuracy on the {int(known.sum())} items of {truth.name} with features: {acc:.4f}")
+    typer.echo(f"model written to {out}")
+    if predictions is not None:
+        from crowdlearn.io import atomic_write
+
+        with atomic_write(predictions, overwrite=force) as fh:
+            _prediction_table(ids, clf.classes_, proba, False).to_csv(fh, index=False, lineterminator="\n")
+        typer.echo(f"predictions written to {predictions}")
+    if confusions is not None:
+        _write_confusions(confusions, method, clf.classes_, clf.priors_, clf.annotator_ids_, clf.confusions_, force)
+        typer.echo(f"confusions written to {confusions}")
+
+
+@app.command()
+@user_errors
+def predict(
+    model: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="model file from `train`"),
+    features: Path = FeaturesOption,
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV of item, label, confidence (default: stdout)"),
+    proba: bool = typer.Option(False, "--proba", help="add one probability column per class (p_<class>)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
+) -> None:
+    """Predict the class of every feature row with a model written by `crowdlearn train`."""
+    from crowdlearn.estimators import CrowdClassifier
+    from crowdlearn.io import atomic_write, read_features
+
+    _refuse_existing(force, out)
+    clf = CrowdClassifier.load(model)
+    ids, X = read_features(features)
+    table = _prediction_table(ids, clf.classes_, clf.predict_proba(X), proba)
+    if out is None:
+        typer.echo(table.to_csv(index=False, lineterminator="\n"), nl=False)
+    else:
+        with atomic_write(out, overwrite=force) as fh:
+            table.to_csv(fh, index=False, lineterminator="\n")
 
 
 @app.command()

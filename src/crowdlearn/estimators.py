@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -723,11 +723,16 @@ class CrowdClassifier(ParamsMixin):
             Required when the model was fitted with a user backbone: a module of the same
             architecture (its weights are replaced by the saved ones).
         """
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get("crowdlearn")
-            if raw is None:
-                raise ValueError(f"{path} is not a CrowdClassifier file (no crowdlearn metadata)")
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                raw = (fh.metadata() or {}).get("crowdlearn")
+                if raw is None:
+                    raise ValueError(f"{path} is not a CrowdClassifier file (no crowdlearn metadata)")
+                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        except SafetensorError as exc:
+            raise ValueError(f"{path} is not a CrowdClassifier file (not readable as safetensors: {exc})") from None
         meta = json.loads(raw)
         if meta.get("format") != SAVE_FORMAT or meta.get("version") != SAVE_VERSION:
             raise ValueError(f"{path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r}")

@@ -39,12 +39,14 @@ from crowdlearn.annotations import Annotations, AnnotationsError, OnDuplicate
 
 __all__ = [
     "FORMATS",
+    "align_features",
     "atomic_write",
     "from_frame",
     "from_wide",
     "infer_format",
     "read_annotations",
     "read_answers_json",
+    "read_features",
     "read_truth",
     "read_wide",
     "truth_array",
@@ -712,6 +714,128 @@ def truth_array(truth: pd.Series, annotations: Annotations, *, strict: bool = Fa
     out = np.full(annotations.n_items, -1, dtype=np.int64)
     out[pos[known]] = cls[known]
     return out
+
+
+# --------------------------------------------------------------------------- features
+def read_features(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    item_col: str | int | None = None,
+    header: bool | None = None,
+    sep: str | None = None,
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32]]:
+    """Read per-item feature vectors.
+
+    Formats: ``.npy`` (a 2-d numeric array, read with ``allow_pickle=False``; row ``i`` is the
+    item with integer id ``i``), or a csv / tsv / txt / parquet table with one item-id column
+    (``item_col``; default a column named ``item`` or ``task``, else the first column) and
+    numeric feature columns.
+
+    Returns
+    -------
+    item_ids : ndarray of shape (N,)
+        Item ids, normalised like :func:`read_annotations` (integer-looking strings become ints).
+    X : ndarray of float32, shape (N, D)
+
+    Raises
+    ------
+    AnnotationsError
+        Naming the file, line, column and value: a non-numeric or non-finite feature value, a
+        repeated or missing item id, an array that is not 2-d.
+    """
+    p = Path(path)
+    _check_file(p)
+    fmt = format or (p.suffix.lower() == ".npy" and "npy") or infer_format(p)
+    if fmt == "npy":
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except ValueError as exc:
+            raise AnnotationsError(f"{p}: not a plain numeric .npy array ({exc})") from None
+        if arr.ndim != 2 or arr.dtype.kind not in "iuf" or arr.shape[0] == 0:
+            raise AnnotationsError(
+                f"{p}: expected a 2-d numeric array (items x features), got shape {arr.shape} dtype {arr.dtype}"
+            )
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row, col = (int(v[0]) for v in np.nonzero(bad))
+            raise AnnotationsError(
+                f"{p}: row {row}, column {col}: feature value {float(arr[row, col])!r} is not finite"
+            )
+        return np.arange(arr.shape[0], dtype=np.int64), arr.astype(np.float32)
+    if fmt == "parquet":
+        df, first = _read_parquet(p), 2
+    elif fmt in _SEPARATORS:
+        hdr = header if header is not None else fmt != "txt"
+        df, first = _read_delimited(p, fmt, hdr, sep)
+    else:
+        raise AnnotationsError(f"{p}: feature files are npy, csv, tsv, txt or parquet, got format {fmt!r}")
+    if len(df) == 0:
+        raise AnnotationsError(f"{p}: no rows in the feature file")
+    cols = list(df.columns)
+    lowered = {str(c).lower() for c in cols}
+    if item_col is None and not lowered & set(ITEM_COLUMNS):
+        item_col = 0
+    ic = _pick_column(cols, item_col, ITEM_COLUMNS, "item", str(p))
+    ids = _normalise_ids(df[ic].reset_index(drop=True), "item", str(p), first, str(ic))
+    dup = ids.duplicated().to_numpy()
+    if dup.any():
+        r = int(np.flatnonzero(dup)[0])
+        raise AnnotationsError(f"{p}, line {r + first}: item {ids.iloc[r]!r} appears twice (one row per item)")
+    feature_cols = [c for c in cols if c != ic]
+    if not feature_cols:
+        raise AnnotationsError(f"{p}: no feature columns besides the item column {ic!r}")
+    X = np.empty((len(df), len(feature_cols)), dtype=np.float32)
+    for j, c in enumerate(feature_cols):
+        values = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise AnnotationsError(
+                f"{p}, line {r + first}, column {c!r}: feature value {df[c].iloc[r]!r} is not a finite number"
+            )
+        X[:, j] = values
+    return ids.to_numpy(), X
+
+
+def align_features(
+    annotations: Annotations, item_ids: npt.ArrayLike, X: npt.NDArray[Any]
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+    """Rows of ``X`` in the annotations' item order.
+
+    Parameters
+    ----------
+    annotations : Annotations
+    item_ids : array-like of shape (N,)
+        Item id of each row of ``X``.
+    X : ndarray of shape (N, ...)
+
+    Returns
+    -------
+    X_items : ndarray of shape (n_items, ...)
+        Row ``n`` is the input of ``annotations.item_ids[n]``.
+    unlabelled : ndarray of int64
+        Rows of ``X`` whose item has no label (not used for training; can be predicted).
+
+    Raises
+    ------
+    AnnotationsError
+        When an item with labels has no feature row (names the first such item and the count).
+    """
+    ids = pd.Index(np.asarray(item_ids))
+    if len(ids) != len(X):
+        raise AnnotationsError(f"{len(ids)} item ids for {len(X)} feature rows")
+    pos = ids.get_indexer(pd.Index(annotations.item_ids))
+    missing = pos < 0
+    if missing.any():
+        first = annotations.item_ids[int(np.flatnonzero(missing)[0])]
+        raise AnnotationsError(
+            f"item {first!r} has labels but no feature row ({int(missing.sum())} of {annotations.n_items} labelled "
+            "items have no features); every labelled item needs one"
+        )
+    used = np.zeros(len(ids), dtype=bool)
+    used[pos] = True
+    return X[pos], np.flatnonzero(~used).astype(np.int64)
 
 
 def write_truth(
