@@ -37,3 +37,9 @@ def test_unknown_attribute() -> None:
 
 def test_py_typed_marker_ships() -> None:
     assert (Path(crowdlearn.__file__).parent / "py.typed").exists()
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    out = subprocess.run([sys.executable, "-m", "crowdlearn", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith(crowdlearn.__version__)
