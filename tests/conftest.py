@@ -1,4 +1,4 @@
-"""Shared fixtures: the real-data folder and seeds."""
+"""Shared fixtures: the real-data folder, seeds, and one torch thread for torch tests."""
 
 from __future__ import annotations
 
@@ -32,3 +32,17 @@ def data_dir() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread (tiny models gain nothing from more; the machine is shared).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,14 +13,7 @@ from crowdlearn import Annotations
 from crowdlearn.estimators import CrowdClassifier, NotFittedError
 from crowdlearn.metrics import confusion_estimation_error
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the machine is shared, and tiny models gain nothing from more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def control_design(seed: int = 0, n: int = 1000, k: int = 3, m: int = 5, d: int = 6, p: float = 0.5):

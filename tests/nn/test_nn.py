@@ -21,14 +21,7 @@ from crowdlearn.nn import (
 )
 from crowdlearn.nn import functional as CF
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the machine is shared, and tiny models gain nothing from more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_case(seed: int = 0, b: int = 5, m: int = 4, k: int = 3, e: int = 11):

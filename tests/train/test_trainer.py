@@ -25,14 +25,7 @@ from crowdlearn.train import (
     make_batch,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the machine is shared, and tiny models gain nothing from more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy(seed: int = 0, n: int = 120, m: int = 4, k: int = 3) -> tuple[np.ndarray, np.ndarray, Annotations]:
