@@ -259,6 +259,8 @@ class Trainer:
                     start = self.resume(resume_from)
                 self.fit_loop(inputs, annotations, valid, start)
             return self.history
+        if self.distributed:
+            dist_utils.init_from_env()  # no-op unless the group was destroyed since __init__
         sink = self.sink
         if not dist_utils.is_main_process():
             self.sink = _silent
