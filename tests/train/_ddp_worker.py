@@ -97,8 +97,13 @@ def scenario_exact(out: dict[str, Any]) -> None:
 def scenario_learn(out: dict[str, Any], outdir: Path) -> None:
     """CrowdClassifier(distributed=True) on a simulated crowd; holdout validation; save from rank 0."""
     x, y, ann = simulated()
-    clf = CrowdClassifier(method="ccem", epochs=12, batch_size=32, lr=3e-3, seed=0, device="cpu", distributed=True)
+    messages: list[str] = []
+    clf = CrowdClassifier(
+        method="ccem", epochs=12, batch_size=32, lr=3e-3, seed=0, device="cpu", distributed=True,
+        verbose=2, sink=messages.append,
+    )  # fmt: skip
     clf.fit(x, ann)
+    out["learn_messages"] = len(messages)
     out["learn_state"] = params(clf.model_)
     out["learn_history"] = clf.history_.to_list()
     out["learn_acc"] = float(clf.score(x, y))

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from _ddp_worker import exact_model, run, toy
+from _ddp_worker import exact_model, run, simulated, toy
 
 from crowdlearn.estimators import CrowdClassifier
-from crowdlearn.nn import CrowdModel, GeoCrowdNetFLoss
-from crowdlearn.train import Inputs, Trainer, item_batches, make_batch, shard_batches
+from crowdlearn.nn import CrowdLoss, CrowdModel, GeoCrowdNetFLoss
+from crowdlearn.train import Inputs, Trainer, ValidationSet, item_batches, make_batch, shard_batches
 from crowdlearn.train import distributed as dist_utils
 
 WORLD = 2
@@ -96,6 +96,19 @@ def test_ranks_end_identical_and_learn(ranks: list[dict[str, Any]]) -> None:
     back = CrowdClassifier.load(r0["outdir"] / "model.safetensors")
     assert_same({k: v for k, v in back.model_.state_dict().items()}, r0["learn_state"])
     assert_same(r0["mixup_state"], r1["mixup_state"])
+    assert r0["learn_messages"] == 12 and r1["learn_messages"] == 0  # one line per epoch, from rank 0 only
+
+
+def test_sharded_validation_equals_single_process_validation(ranks: list[dict[str, Any]]) -> None:
+    """The held-out NLL summed over the ranks' shares = the single-process value of the same weights."""
+    r0 = ranks[0]
+    back = CrowdClassifier.load(r0["outdir"] / "model.safetensors")
+    x, _, ann = simulated()
+    _, held = ann.split_holdout(0.1, seed=0)
+    tr = Trainer(back.model_, CrowdLoss(), device="cpu", batch_size=32)
+    single = tr.run_validation(ValidationSet(Inputs(x), annotations=held))
+    best = r0["learn_best_epoch"]
+    assert r0["learn_history"][best]["valid_loss"] == pytest.approx(single["valid_loss"], abs=1e-6)
 
 
 def test_checkpoint_written_by_rank0_only_and_resume_is_exact(ranks: list[dict[str, Any]]) -> None:
