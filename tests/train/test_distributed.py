@@ -6,8 +6,12 @@ timeout so a hang fails the test instead of blocking the suite; each test checks
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +27,7 @@ from crowdlearn.train import distributed as dist_utils
 
 WORLD = 2
 TIMEOUT_S = 120.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -131,6 +136,18 @@ def test_nan_on_one_rank_raises_on_every_rank(ranks: list[dict[str, Any]]) -> No
         assert res["diverge_reset"] and res["diverge_history_len"] == 0
         assert res["group_alive"] == pytest.approx(0.5)
         assert res["destroyed"]
+
+
+def test_example_runs_under_torchrun() -> None:
+    """``torchrun --standalone --nproc_per_node=2 examples/ddp_train.py``, small; rank 0 prints once."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}"]
+    cmd += [str(REPO / "examples" / "ddp_train.py"), "--items", "400", "--annotators", "10", "--epochs", "2"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("world size")]
+    assert len(lines) == 1 and lines[0].startswith("world size 2: accuracy ")
+    assert "effective batch 128" in lines[0]
 
 
 # ------------------------------------------------------------------ single process
