@@ -231,6 +231,14 @@ class CrowdClassifier(ParamsMixin):
         Mixed precision on CUDA.
     seed : int, default=0
         Seeds weights, shuffling, dropout and the holdout split.
+    distributed : bool, default=False
+        Data-parallel training over the processes started by ``torchrun`` (one
+        :class:`~torch.nn.parallel.DistributedDataParallel` replica per process, gloo on CPU,
+        NCCL on the ``LOCAL_RANK`` GPU): the default process group is initialized from torchrun's
+        environment variables if needed. Call ``fit`` on every rank with the same data and
+        parameters; each rank trains on every ``world_size``-th batch, so the effective batch is
+        ``batch_size * world_size``. Every rank ends with the same fitted model; :meth:`save`
+        writes from rank 0 only. See :class:`~crowdlearn.train.Trainer` and docs/training.md.
     checkpoint_dir : str or None, default=None
         Save a resumable checkpoint there after every epoch; ``fit(..., resume=True)`` continues it.
     verbose : {0, 1, 2}, default=0
@@ -299,6 +307,7 @@ class CrowdClassifier(ParamsMixin):
         device: str = "auto",
         amp: bool = False,
         seed: int = 0,
+        distributed: bool = False,
         checkpoint_dir: str | None = None,
         verbose: int = 0,
         sink: Callable[[str], Any] | None = None,
@@ -324,6 +333,7 @@ class CrowdClassifier(ParamsMixin):
         self.device = device
         self.amp = amp
         self.seed = seed
+        self.distributed = distributed
         self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
         self.sink = sink
@@ -372,6 +382,8 @@ class CrowdClassifier(ParamsMixin):
         hf = self.holdout_fraction
         if not (isinstance(hf, (int, float)) and 0 < hf < 1):
             raise _param_error(c, "holdout_fraction", "a float in (0, 1)", hf)
+        if not isinstance(self.distributed, bool):
+            raise _param_error(c, "distributed", "a bool", self.distributed)
         if self.verbose not in (0, 1, 2):
             raise _param_error(c, "verbose", "0, 1 or 2", self.verbose)
 
@@ -574,6 +586,7 @@ class CrowdClassifier(ParamsMixin):
             seed=int(self.seed),
             callbacks=callbacks,
             sink=self.sink or print,
+            distributed=bool(self.distributed),
         )
         history = trainer.fit(inputs, train_ann, valid=valid, resume_from=self.checkpoint_dir if resume else None)
 
@@ -679,8 +692,23 @@ class CrowdClassifier(ParamsMixin):
         The metadata hold the parameters, class and annotator ids, priors and the history.
         Nothing is pickled. A user ``backbone`` module is not serialised: only its weights are
         saved, and :meth:`load` needs the same architecture passed as ``backbone=``.
+
+        In a distributed run (a ``torch.distributed`` default group is initialized) only rank 0
+        writes; call it on every rank: the others wait until the file is written.
         """
         self._check_fitted()
+        from crowdlearn.train import distributed as dist_utils
+
+        if dist_utils.is_distributed():
+            try:
+                if dist_utils.is_main_process():
+                    self._write(path)
+            finally:
+                dist_utils.barrier()
+            return
+        self._write(path)
+
+    def _write(self, path: str | os.PathLike[str]) -> None:
         params = {}
         for name in self._get_param_names():
             value = getattr(self, name)

@@ -3,7 +3,7 @@
 Imports :mod:`crowdlearn.nn` and :class:`~crowdlearn.annotations.Annotations` only.
 """
 
-from crowdlearn.train.batching import Batch, Inputs, ValidationSet, item_batches, make_batch
+from crowdlearn.train.batching import Batch, Inputs, ValidationSet, item_batches, make_batch, shard_batches
 from crowdlearn.train.callbacks import Callback, Checkpoint, EarlyStopping, EpochPrinter, LambdaSchedule, ProgressBar
 from crowdlearn.train.checkpoint import load_checkpoint, save_checkpoint
 from crowdlearn.train.history import History
@@ -28,4 +28,5 @@ __all__ = [
     "make_batch",
     "resolve_device",
     "save_checkpoint",
+    "shard_batches",
 ]

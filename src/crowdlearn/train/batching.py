@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from crowdlearn.annotations import Annotations
 
-__all__ = ["Batch", "Inputs", "ValidationSet", "item_batches", "make_batch"]
+__all__ = ["Batch", "Inputs", "ValidationSet", "item_batches", "make_batch", "shard_batches"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -143,6 +143,35 @@ def item_batches(items: IntArray, batch_size: int, *, generator: torch.Generator
         out[-2] = np.concatenate([out[-2], out[-1]])
         out.pop()
     return out
+
+
+def shard_batches(batches: list[IntArray], rank: int, world_size: int) -> list[IntArray]:
+    """This rank's share of ``batches``: every ``world_size``-th batch, starting at ``rank``.
+
+    Every rank must step the same number of times (DDP averages gradients at each step), so
+    when ``len(batches)`` is not a multiple of ``world_size`` the list is first padded by
+    repeating its first batches (cyclically): no labelled item is dropped, and the items of the
+    repeated batches are seen twice in that epoch.
+
+    Parameters
+    ----------
+    batches : list of ndarray of int64
+        The same list on every rank (built from the same seeded shuffle).
+    rank, world_size : int
+        ``0 <= rank < world_size``.
+
+    Returns
+    -------
+    list of ndarray of int64
+        ``ceil(len(batches) / world_size)`` batches.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    if not batches:
+        raise ValueError("no batches to shard")
+    n = len(batches)
+    padded = batches + [batches[i % n] for i in range((-n) % world_size)]
+    return padded[rank::world_size]
 
 
 def make_batch(inputs: Inputs, annotations: Annotations, items: IntArray) -> Batch:

@@ -199,12 +199,20 @@ class EpochPrinter(Callback):
 
 
 class ProgressBar(Callback):
-    """A rich progress bar over epochs showing the loss and the validation metric."""
+    """A rich progress bar over epochs showing the loss and the validation metric.
+
+    In a distributed run only rank 0 shows it.
+    """
 
     def on_train_begin(self, trainer: Trainer) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress_: Any = Progress(
+        from crowdlearn.train.distributed import is_main_process
+
+        self.progress_: Any = None
+        if not is_main_process():
+            return
+        self.progress_ = Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
@@ -218,13 +226,16 @@ class ProgressBar(Callback):
         )
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
-        self.progress_.update(self.task_, completed=epoch + 1, metrics=_fmt(trainer.history[-1]))
+        if self.progress_ is not None:
+            self.progress_.update(self.task_, completed=epoch + 1, metrics=_fmt(trainer.history[-1]))
 
     def on_train_end(self, trainer: Trainer) -> None:
-        self.progress_.stop()
+        if self.progress_ is not None:
+            self.progress_.stop()
 
     def on_train_abort(self, trainer: Trainer, error: BaseException) -> None:
-        self.progress_.stop()
+        if getattr(self, "progress_", None) is not None:
+            self.progress_.stop()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ProgressBar:
         return copy.copy(self)

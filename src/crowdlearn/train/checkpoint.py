@@ -4,6 +4,11 @@ A checkpoint folder holds ``checkpoint.safetensors`` (model weights, optimizer m
 states, callback tensors, keys prefixed ``model.``, ``optim.``, ``rng.``, ``cb<i>.``) and
 ``checkpoint.json`` (epoch, history, optimizer hyper-parameters, callback states). Both are
 written to temporary files and renamed, so an interruption leaves the previous checkpoint intact.
+
+In a distributed run (:mod:`crowdlearn.train.distributed`) every rank calls
+:func:`save_checkpoint`: the ranks' torch RNG states are gathered (rank ``r > 0`` is stored as
+``rng.torch.rank<r>``), rank 0 writes the files, and the others wait at a barrier. Every rank
+then loads the same folder on resume (a filesystem shared by the ranks is assumed).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from crowdlearn.train import distributed as dist_utils
 from crowdlearn.train.history import History
 
 if TYPE_CHECKING:
@@ -34,8 +40,40 @@ def _cpu(t: Tensor) -> Tensor:
 
 
 def save_checkpoint(trainer: Trainer, dirname: str | os.PathLike[str], epoch: int) -> None:
-    """Write the trainer's state after ``epoch`` (0-based) into ``dirname``."""
-    d = Path(dirname)
+    """Write the trainer's state after ``epoch`` (0-based) into ``dirname``.
+
+    Collective in a distributed run: call it on every rank (only rank 0 writes).
+    """
+    rng_states = _gather_rng_states()
+    error: Exception | None = None
+    if dist_utils.is_main_process():
+        try:
+            _write(trainer, Path(dirname), epoch, rng_states)
+        except Exception as exc:  # re-raised below, after telling the other ranks
+            error = exc
+    # doubles as the barrier: the other ranks wait here until rank 0 has written (or failed)
+    failed = dist_utils.all_reduce_mean(0.0 if error is None else 1.0) > 0
+    if error is not None:
+        raise error
+    if failed:
+        raise RuntimeError(f"rank 0 failed to write the checkpoint to {dirname}; see rank 0's error")
+
+
+def _gather_rng_states() -> list[Tensor]:
+    """Every rank's CPU torch RNG state (just this process's without a process group)."""
+    state = torch.get_rng_state()
+    if not dist_utils.is_distributed():
+        return [state]
+    import torch.distributed as dist
+
+    device = dist_utils.collective_device()
+    local = state.to(device)
+    out = [torch.empty_like(local) for _ in range(dist_utils.world_size())]
+    dist.all_gather(out, local)
+    return [t.cpu() for t in out]
+
+
+def _write(trainer: Trainer, d: Path, epoch: int, rng_states: list[Tensor]) -> None:
     d.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, Tensor] = {f"model.{k}": _cpu(v) for k, v in trainer.model.state_dict().items()}
     opt = trainer.optimizer.state_dict()
@@ -45,7 +83,9 @@ def save_checkpoint(trainer: Trainer, dirname: str | os.PathLike[str], epoch: in
         for name, value in st.items():
             tensors[f"optim.{pid}.{name}"] = _cpu(torch.as_tensor(value))
             opt_state_keys[str(pid)].append(name)
-    tensors["rng.torch"] = _cpu(torch.get_rng_state())
+    tensors["rng.torch"] = _cpu(rng_states[0])
+    for r, st in enumerate(rng_states[1:], start=1):
+        tensors[f"rng.torch.rank{r}"] = _cpu(st)
     tensors["rng.shuffle"] = _cpu(trainer.generator.get_state())
     cb_meta: list[dict[str, Any]] = []
     for i, cb in enumerate(trainer.callbacks):
@@ -94,7 +134,13 @@ def load_checkpoint(trainer: Trainer, dirname: str | os.PathLike[str]) -> int:
         for pid, names in meta["optimizer"]["state_keys"].items()
     }
     trainer.optimizer.load_state_dict({"state": state, "param_groups": groups})
-    torch.set_rng_state(tensors["rng.torch"])
+    r = dist_utils.rank()
+    if r == 0:
+        torch.set_rng_state(tensors["rng.torch"])
+    elif f"rng.torch.rank{r}" in tensors:
+        torch.set_rng_state(tensors[f"rng.torch.rank{r}"])
+    else:  # a checkpoint of a run with fewer ranks: a fresh dropout stream for this rank
+        torch.manual_seed(trainer.seed + r + 1_000_003 * (int(meta["epoch"]) + 1))
     trainer.generator.set_state(tensors["rng.shuffle"])
     saved = meta["callbacks"]
     names = [type(cb).__name__ for cb in trainer.callbacks]

@@ -20,7 +20,8 @@ from torch import Tensor
 from crowdlearn.annotations import Annotations
 from crowdlearn.nn.losses import CrowdLoss
 from crowdlearn.nn.model import CrowdModel
-from crowdlearn.train.batching import Batch, Inputs, ValidationSet, item_batches, make_batch
+from crowdlearn.train import distributed as dist_utils
+from crowdlearn.train.batching import Batch, Inputs, ValidationSet, item_batches, make_batch, shard_batches
 from crowdlearn.train.callbacks import Callback
 from crowdlearn.train.history import History
 
@@ -41,16 +42,22 @@ class TrainingDivergedError(RuntimeError):
     epoch, batch : int
         Where the non-finite loss appeared (0-based).
     parts : dict of str to float
-        The loss values of that batch.
+        The loss values of that batch (in a distributed run: this rank's values).
+    ranks : list of int or None
+        In a distributed run, the ranks whose loss was non-finite (the error is raised on every
+        rank); None in a single process.
     """
 
-    def __init__(self, epoch: int, batch: int, parts: dict[str, float]) -> None:
+    def __init__(self, epoch: int, batch: int, parts: dict[str, float], *, ranks: list[int] | None = None) -> None:
         self.epoch = epoch
         self.batch = batch
         self.parts = parts
+        self.ranks = ranks
         shown = ", ".join(f"{k}={v:.6g}" for k, v in parts.items())
+        where = "" if ranks is None else f" on rank(s) {ranks} (this rank's values:"
+        shown = f"{shown})" if ranks is not None else shown
         super().__init__(
-            f"training diverged: non-finite loss at epoch {epoch}, batch {batch} ({shown}); the model was reset "
+            f"training diverged: non-finite loss at epoch {epoch}, batch {batch}{where} ({shown}); the model was reset "
             f"to its state after the last completed epoch. Try a smaller learning rate or regularization weight."
         )
 
@@ -111,7 +118,18 @@ class Trainer:
     callbacks : sequence of Callback
         Called in order at each hook.
     sink : callable, default=print
-        Receives the text messages (epoch lines, the early-stopping message).
+        Receives the text messages (epoch lines, the early-stopping message). In a distributed
+        run only rank 0's messages reach it.
+    distributed : bool, default=False
+        Train data-parallel over the processes of a ``torch.distributed`` group (launched with
+        ``torchrun``): True initializes the default group from torchrun's environment variables
+        (:func:`crowdlearn.train.distributed.init_from_env`) if it is not yet initialized. An
+        already-initialized default group turns data-parallel training on even when False.
+        Each rank takes every ``world_size``-th batch of the same seeded shuffle (the effective
+        batch is ``batch_size * world_size``), gradients are averaged by
+        :class:`~torch.nn.parallel.DistributedDataParallel`, history values are averaged over
+        ranks, validation is sharded and summed, dropout is seeded ``seed + rank`` and only
+        rank 0 writes checkpoints. See :mod:`crowdlearn.train.distributed` and docs/training.md.
     """
 
     def __init__(
@@ -132,6 +150,7 @@ class Trainer:
         mixup: float = 0.0,
         callbacks: Sequence[Callback] = (),
         sink: Callable[[str], Any] = print,
+        distributed: bool = False,
     ) -> None:
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs!r}")
@@ -141,7 +160,14 @@ class Trainer:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         if not (mixup >= 0 and math.isfinite(mixup)):
             raise ValueError(f"mixup must be a finite float >= 0 (0 disables it), got {mixup!r}")
+        if not isinstance(distributed, bool):
+            raise ValueError(f"distributed must be a bool, got {distributed!r}")
+        self.distributed = distributed
+        if distributed:
+            dist_utils.init_from_env()
         self.device = resolve_device(device)
+        if (distributed or dist_utils.is_distributed()) and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", dist_utils.local_rank())
         self.model = model.to(self.device)
         self.criterion = criterion
         self.epochs = int(epochs)
@@ -162,6 +188,8 @@ class Trainer:
         self.optimizer = self.make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self._good_state: dict[str, Tensor] | None = None
+        #: the DistributedDataParallel wrapper while a distributed ``fit`` runs, else None
+        self._ddp: torch.nn.parallel.DistributedDataParallel | None = None
 
     # ------------------------------------------------------------------ set-up
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -223,13 +251,49 @@ class Trainer:
         k = getattr(self.model.head, "n_classes", None)
         if k is not None and annotations.n_labels and int(annotations.labels.max()) >= k:
             raise ValueError(f"label {int(annotations.labels.max())} is out of range for a model with {k} classes")
-        with torch.random.fork_rng(devices=[]), self._determinism():
-            torch.manual_seed(self.seed)
-            start = 0
-            if resume_from is not None:
-                start = self.resume(resume_from)
-            self.fit_loop(inputs, annotations, valid, start)
+        if not self.data_parallel:
+            with torch.random.fork_rng(devices=[]), self._determinism():
+                torch.manual_seed(self.seed)
+                start = 0
+                if resume_from is not None:
+                    start = self.resume(resume_from)
+                self.fit_loop(inputs, annotations, valid, start)
+            return self.history
+        if self.distributed:
+            dist_utils.init_from_env()  # no-op unless the group was destroyed since __init__
+        sink = self.sink
+        if not dist_utils.is_main_process():
+            self.sink = _silent
+        try:
+            with torch.random.fork_rng(devices=[]), self._determinism():
+                # the same initial weights everywhere (DDP broadcasts rank 0's), per-rank dropout
+                torch.manual_seed(self.seed + dist_utils.rank())
+                start = 0
+                if resume_from is not None:
+                    start = self.resume(resume_from)
+                self._ddp = self.wrap_model()
+                self.fit_loop(inputs, annotations, valid, start)
+        finally:
+            self._ddp = None
+            self.sink = sink
         return self.history
+
+    @property
+    def data_parallel(self) -> bool:
+        """True when ``fit`` trains data-parallel (``distributed=True`` or an initialized default group)."""
+        return self.distributed or dist_utils.is_distributed()
+
+    def wrap_model(self) -> torch.nn.parallel.DistributedDataParallel:
+        """:class:`~torch.nn.parallel.DistributedDataParallel` around a module computing the loss.
+
+        The wrapped module runs the backbone *and* the criterion (which calls the head), so every
+        parameter of the :class:`~crowdlearn.nn.CrowdModel`, the head's included, is used inside
+        the DDP forward and its gradient is averaged over ranks. ``self.model`` stays the
+        unwrapped model (the wrapper shares its parameters).
+        """
+        module = _LossForward(self.model, self.autocast)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
 
     def _determinism(self) -> AbstractContextManager[Any]:
         if not self.deterministic:
@@ -267,6 +331,8 @@ class Trainer:
                     group["lr"] = base * self.lr_factor(epoch)
                 self.notify("on_epoch_begin", epoch)
                 self.run_epoch(inputs, annotations, labelled, epoch)
+                if self._ddp is not None:
+                    self._broadcast_buffers()
                 if valid is not None:
                     for key, value in self.run_validation(valid).items():
                         self.history.record(key, value)
@@ -288,6 +354,8 @@ class Trainer:
         self.model.train()
         sums: dict[str, float] = {}
         batches = item_batches(items, self.batch_size, generator=self.generator)
+        if self._ddp is not None:
+            batches = shard_batches(batches, dist_utils.rank(), dist_utils.world_size())
         for b, idx in enumerate(batches):
             batch = make_batch(inputs, annotations, idx).to(self.device)
             parts = self.train_step(batch, epoch, b)
@@ -310,11 +378,11 @@ class Trainer:
         if self.mixup > 0:
             parts = self.mixup_loss(batch)
         else:
-            with self.autocast():
-                logits = self.model(batch.x)
-            parts = self.get_loss(logits, batch)
+            parts = self.forward_loss(batch.x, lambda logits: self.get_loss(logits, batch))
         values = {k: float(v.detach()) for k, v in parts.items()}
-        if not all(math.isfinite(v) for v in values.values()):
+        if self._ddp is not None:
+            values = self._sync_values(values, epoch, batch_index)
+        elif not all(math.isfinite(v) for v in values.values()):
             raise TrainingDivergedError(epoch, batch_index, values)
         loss = parts["loss"]
         if self.scaler is not None:
@@ -325,6 +393,42 @@ class Trainer:
             loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
         return values
+
+    def forward_loss(self, x: Tensor, loss_fn: Callable[[Tensor], dict[str, Tensor]]) -> dict[str, Tensor]:
+        """``loss_fn(model(x))``: the model under :meth:`autocast`, then the loss in float32.
+
+        In a distributed run both go through the DDP wrapper (see :meth:`wrap_model`).
+        """
+        if self._ddp is not None:
+            out: dict[str, Tensor] = self._ddp(x, loss_fn)
+            return out
+        with self.autocast():
+            logits = self.model(x)
+        return loss_fn(logits)
+
+    def _sync_values(self, values: dict[str, float], epoch: int, batch_index: int) -> dict[str, float]:
+        """Average the loss values over ranks; raise on every rank if any rank's are non-finite."""
+        import torch.distributed as dist
+
+        finite = all(math.isfinite(v) for v in values.values())
+        world = dist_utils.world_size()
+        flags = torch.zeros(world, dtype=torch.float64)
+        flags[dist_utils.rank()] = 0.0 if finite else 1.0
+        local = torch.tensor([v if finite else 0.0 for v in values.values()], dtype=torch.float64)
+        packed = torch.cat([flags, local]).to(dist_utils.collective_device())
+        dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+        packed = packed.cpu()
+        bad = [r for r in range(world) if packed[r] > 0]
+        if bad:
+            raise TrainingDivergedError(epoch, batch_index, values, ranks=bad)
+        return {k: float(packed[world + i]) / world for i, k in enumerate(values)}
+
+    def _broadcast_buffers(self) -> None:
+        """Copy rank 0's buffers (e.g. batch-norm running statistics) to every rank."""
+        import torch.distributed as dist
+
+        for buf in self.model.buffers():
+            dist.broadcast(buf, src=0)
 
     def get_loss(self, logits: Tensor, batch: Batch) -> dict[str, Tensor]:
         """The criterion on one batch: a dict of scalar tensors with ``"loss"``."""
@@ -343,12 +447,15 @@ class Trainer:
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(n)
         perm, inverse = perm.to(self.device), inverse.to(self.device)
-        with self.autocast():
-            logits = self.model(t * batch.x + (1.0 - t) * batch.x[perm])
-        # item j's labels sit on row j with weight t and on row inverse[j] (where p[r] = j) with 1 - t
-        own = self.get_loss(logits, batch)
-        other = self.get_loss(logits, Batch(batch.items, batch.x, inverse[batch.rows], batch.annotators, batch.labels))
-        return {k: t * own[k] + (1.0 - t) * other[k] for k in own}
+
+        def loss_fn(logits: Tensor) -> dict[str, Tensor]:
+            # item j's labels sit on row j with weight t and on row inverse[j] (where p[r] = j) with 1 - t
+            own = self.get_loss(logits, batch)
+            other_batch = Batch(batch.items, batch.x, inverse[batch.rows], batch.annotators, batch.labels)
+            other = self.get_loss(logits, other_batch)
+            return {k: t * own[k] + (1.0 - t) * other[k] for k in own}
+
+        return self.forward_loss(t * batch.x + (1.0 - t) * batch.x[perm], loss_fn)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -385,7 +492,12 @@ class Trainer:
         n_rows = len(valid.inputs)
         totals: dict[str, float] = {}
         bs = max(self.batch_size, 256)
-        for start in range(0, n_rows, bs):
+        starts = range(0, n_rows, bs)
+        if self._ddp is not None:  # each rank validates a share of the batches; the sums are all-reduced
+            starts = starts[dist_utils.rank() :: dist_utils.world_size()]
+            keys = ("loss_sum", "n", "correct") if valid.y is not None else ("loss_sum", "n")
+            totals = dict.fromkeys(keys, 0.0)
+        for start in starts:
             idx = np.arange(start, min(start + bs, n_rows), dtype=np.int64)
             if valid.y is not None:
                 batch = Batch(idx, valid.inputs.get(idx), *(torch.zeros(0, dtype=torch.int64),) * 3)
@@ -396,9 +508,36 @@ class Trainer:
                 y = None
             for key, v in self.validation_step(batch.to(self.device), y).items():
                 totals[key] = totals.get(key, 0.0) + v
+        if self._ddp is not None:
+            totals = self._sum_over_ranks(totals)
         if totals.get("n", 0.0) == 0:
             raise ValueError("the validation data hold no labels")
         out = {"valid_loss": totals["loss_sum"] / totals["n"]}
         if "correct" in totals:
             out["valid_acc"] = totals["correct"] / totals["n"]
         return out
+
+    def _sum_over_ranks(self, totals: dict[str, float]) -> dict[str, float]:
+        import torch.distributed as dist
+
+        t = torch.tensor(list(totals.values()), dtype=torch.float64, device=dist_utils.collective_device())
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return {k: float(v) for k, v in zip(totals, t.cpu().tolist(), strict=True)}
+
+
+def _silent(message: str) -> None:
+    """The sink of ranks other than 0."""
+
+
+class _LossForward(torch.nn.Module):
+    """``forward(x, loss_fn) = loss_fn(model(x))``: lets DDP see the criterion's use of the head."""
+
+    def __init__(self, model: CrowdModel, autocast: Callable[[], AbstractContextManager[Any]]) -> None:
+        super().__init__()
+        self.model = model
+        self.autocast = autocast
+
+    def forward(self, x: Tensor, loss_fn: Callable[[Tensor], dict[str, Tensor]]) -> dict[str, Tensor]:
+        with self.autocast():
+            logits = self.model(x)
+        return loss_fn(logits)
