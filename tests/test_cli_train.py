@@ -214,3 +214,24 @@ def test_align_features_orders_rows_and_lists_unlabelled() -> None:
     assert unlabelled.tolist() == [0]
     with pytest.raises(AnnotationsError, match="item 'b' has labels but no feature row"):
         align_features(ann, np.array(["a", "c"]), x[:2])
+
+
+def test_train_under_torchrun_writes_once(crowd: dict[str, Path]) -> None:
+    """``python -m torch.distributed.run --nproc_per_node=2 -m crowdlearn train ... --distributed``."""
+    import os
+    import subprocess
+    import sys
+
+    d = crowd["dir"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    src = Path(__file__).resolve().parents[1] / "src"
+    env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "crowdlearn"]
+    cmd += [*train_args(crowd, "--distributed", "--batch-size", "32", "--predictions", str(d / "pred.csv"))]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained geocrowdnet-f on 90 items") == 1  # rank 0 only
+    assert "data-parallel over 2 processes" in done.stdout
+    assert len(pd.read_csv(d / "pred.csv")) == 100
+    model = CrowdClassifier.load(d / "model.safetensors")
+    assert model.get_params()["distributed"] is True

@@ -282,6 +282,12 @@ def train(
     confusions: Path | None = typer.Option(None, "--confusions", help="write the learned confusions as JSON"),
     force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
     progress: bool = typer.Option(False, "--progress", help="show a progress bar"),
+    distributed: bool = typer.Option(
+        False,
+        "--distributed",
+        help="data-parallel over the processes of torchrun "
+        "(python -m torch.distributed.run --nproc_per_node=N -m crowdlearn train ... --distributed)",
+    ),
     fmt: str | None = FormatOption,
     item_col: str | None = ItemColOption,
     annotator_col: str | None = AnnotatorColOption,
@@ -318,15 +324,23 @@ def train(
         validation=validation,
         seed=seed,
         verbose=1 if progress else 0,
+        distributed=distributed,
     )
+    from crowdlearn.train.distributed import is_main_process, world_size
+
     try:
         clf.fit(X_items, ann)
     except TrainingDivergedError as exc:
+        if not is_main_process():  # every rank raises; rank 0 reports
+            raise typer.Exit(1) from None
         fail(f"{exc} Nothing was written.")
-    clf.save(out)
+    clf.save(out)  # rank 0 writes in a distributed run
+    if not is_main_process():
+        return
     typer.echo(
         f"trained {method} on {ann.n_items} items, {ann.n_labels} labels, {ann.n_annotators} annotators, "
         f"{ann.n_classes} classes; {X.shape[1]} features"
+        + (f"; data-parallel over {world_size()} processes" if world_size() > 1 else "")
     )
     if len(unlabelled):
         typer.echo(f"{len(unlabelled)} feature rows have no labels: not used for training (predicted below)")
