@@ -483,7 +483,9 @@ def datasets_download(name: str = typer.Argument(..., help="dataset name"), root
 @app.command()
 @user_errors
 def demo(
-    out: Path = typer.Option(Path("demo-report"), "--out", help="folder for report.md, results.json, confusions.png"),
+    out: Path = typer.Option(
+        Path("demo-report"), "--out", help="folder for report.md, report.html, results.json, confusions.png"
+    ),
     epochs: int = typer.Option(60, "--epochs", min=1, help="training epochs of every deep model"),
     seed: int = typer.Option(0, "--seed", help="seed of the data split, the crowd and the models"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the table"),
