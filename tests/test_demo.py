@@ -34,3 +34,7 @@ def test_demo_cli_writes_report(tmp_path: Path) -> None:
             assert r[key] is None or 0.0 <= r[key] <= 1.0
     assert (out / "report.md").read_text().startswith("# crowdlearn demo report")
     assert (out / "confusions.png").stat().st_size > 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert "GeoCrowdNet(F)" in page and 'id="training"' in page and 'id="truth"' in page
+    assert "report.html" in res.output

@@ -93,6 +93,9 @@ def _classes(value: str | None) -> list[str] | None:
     return None if value is None else [c.strip() for c in value.split(",") if c.strip()]
 
 
+ReportOption = typer.Option(
+    None, "--report", help="write an HTML report (data, annotators, confusion heatmaps; self-contained)"
+)
 FormatOption = typer.Option(
     None,
     "--format",
@@ -172,6 +175,7 @@ def aggregate(
     proba: bool = typer.Option(False, "--proba", help="add one posterior column per class (p_<class>)"),
     confusions: Path | None = typer.Option(None, "--confusions", help="write the confusion matrices as JSON"),
     force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
+    report: Path | None = ReportOption,
     fmt: str | None = FormatOption,
     item_col: str | None = ItemColOption,
     annotator_col: str | None = AnnotatorColOption,
@@ -187,6 +191,7 @@ def aggregate(
 
     if method not in METHODS:
         fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
+    _refuse_existing(force, report)
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
     agg: Any = METHODS[method]().fit(ann)
     table = _prediction_table(ann.item_ids, ann.classes, agg.probas_, proba, agg.labels_)
@@ -197,6 +202,12 @@ def aggregate(
             table.to_csv(fh, index=False, lineterminator="\n")
     if confusions is not None:
         _write_confusions(confusions, method, ann.classes, agg.priors_, ann.annotator_ids, agg.confusions_, force)
+    if report is not None:
+        from crowdlearn.report import write_html
+
+        write_html(
+            report, ann, aggregator=agg, title=f"crowdlearn aggregate --method {method}: {file.name}", overwrite=force
+        )
 
 
 def _write_confusions(
@@ -281,6 +292,7 @@ def train(
     ),
     confusions: Path | None = typer.Option(None, "--confusions", help="write the learned confusions as JSON"),
     force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
+    report: Path | None = ReportOption,
     progress: bool = typer.Option(False, "--progress", help="show a progress bar"),
     distributed: bool = typer.Option(
         False,
@@ -308,7 +320,7 @@ def train(
         fail(f"--init must be identity, uniform, mv or ds, got {init!r}", code=2)
     if validation not in ("holdout", "none"):
         fail(f"--validation must be holdout or none, got {validation!r}", code=2)
-    _refuse_existing(force, out, predictions, confusions)
+    _refuse_existing(force, out, predictions, confusions, report)
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
     ids, X = read_features(features)
     X_items, unlabelled = align_features(ann, ids, X)
@@ -370,6 +382,20 @@ def train(
     if confusions is not None:
         _write_confusions(confusions, method, clf.classes_, clf.priors_, clf.annotator_ids_, clf.confusions_, force)
         typer.echo(f"confusions written to {confusions}")
+    if report is not None:
+        from crowdlearn.io import truth_array
+        from crowdlearn.report import write_html
+
+        write_html(
+            report,
+            ann,
+            model=clf,
+            truth=None if truth is None else truth_array(read_truth(truth), ann),
+            X=X_items,
+            title=f"crowdlearn train --method {method}: {file.name}",
+            overwrite=force,
+        )
+        typer.echo(f"report written to {report}")
 
 
 @app.command()
@@ -471,7 +497,9 @@ def datasets_download(name: str = typer.Argument(..., help="dataset name"), root
 @app.command()
 @user_errors
 def demo(
-    out: Path = typer.Option(Path("demo-report"), "--out", help="folder for report.md, results.json, confusions.png"),
+    out: Path = typer.Option(
+        Path("demo-report"), "--out", help="folder for report.md, report.html, results.json, confusions.png"
+    ),
     epochs: int = typer.Option(60, "--epochs", min=1, help="training epochs of every deep model"),
     seed: int = typer.Option(0, "--seed", help="seed of the data split, the crowd and the models"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the table"),

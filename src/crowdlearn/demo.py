@@ -31,6 +31,7 @@ from crowdlearn.annotations import Annotations
 from crowdlearn.estimators import CrowdClassifier, Method
 from crowdlearn.io import atomic_write
 from crowdlearn.metrics import accuracy, confusion_estimation_error
+from crowdlearn.report import render_html
 from crowdlearn.simulate import (
     SimulatedCrowd,
     diagonally_dominant_confusions,
@@ -68,6 +69,8 @@ class DemoResult:
     confusions_true: npt.NDArray[np.float64] | None = None
     confusions_ccem: npt.NDArray[np.float64] | None = None
     confusions_ds: npt.NDArray[np.float64] | None = None
+    #: the HTML report (:func:`crowdlearn.report.render_html`) of the GeoCrowdNet(F) model
+    report_html: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +180,14 @@ def run_demo(*, seed: int = 0, epochs: int = 60, log: Callable[[str], None] | No
         )
         if method == "ccem":
             result.confusions_ccem = np.asarray(clf.confusions_)
+        if method == "geocrowdnet-f":
+            result.report_html = render_html(
+                ann,
+                model=clf,
+                truth=y_tr,
+                X=X_tr,
+                title=f"crowdlearn demo: {name} on scikit-learn digits with {ann.n_annotators} simulated annotators",
+            )
         say(f"{name} done")
     return result
 
@@ -206,7 +217,8 @@ def table_markdown(result: DemoResult) -> str:
 
 
 def write_report(result: DemoResult, out: str | Path) -> list[Path]:
-    """Write ``results.json``, ``report.md`` and (with matplotlib) ``confusions.png`` into ``out``."""
+    """Write ``results.json``, ``report.md``, ``report.html`` (GeoCrowdNet(F)) and (with matplotlib)
+    ``confusions.png`` into ``out``."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -230,6 +242,14 @@ def write_report(result: DemoResult, out: str | Path) -> list[Path]:
     if picture is not None:
         written.append(picture)
         text += ["![true and estimated confusion matrices](confusions.png)", ""]
+    if result.report_html is not None:
+        with atomic_write(folder / "report.html") as fh:
+            fh.write(result.report_html)
+        written.append(folder / "report.html")
+        text += [
+            "The GeoCrowdNet(F) model in detail (annotators, confusions, training): [report.html](report.html)",
+            "",
+        ]
     with atomic_write(folder / "report.md") as fh:
         fh.write("\n".join(text))
     written.append(folder / "report.md")
