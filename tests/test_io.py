@@ -310,3 +310,23 @@ def test_truth_round_trip(tmp_path: Path, fmt: str, ann: Annotations, seed: int)
             read_truth(path)
         return
     assert truth_array(read_truth(path), ann).tolist() == truth.tolist()
+
+
+def test_atomic_write_gives_new_files_the_umask_mode_and_keeps_an_existing_mode(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from crowdlearn.io import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "new.csv") as fh:
+            fh.write("a\n")
+        assert stat.S_IMODE((tmp_path / "new.csv").stat().st_mode) == 0o644  # not mkstemp's 0600
+        os.chmod(tmp_path / "new.csv", 0o640)
+        with atomic_write(tmp_path / "new.csv", overwrite=True) as fh:
+            fh.write("b\n")
+        assert stat.S_IMODE((tmp_path / "new.csv").stat().st_mode) == 0o640
+        assert (tmp_path / "new.csv").read_text() == "b\n"
+    finally:
+        os.umask(old)

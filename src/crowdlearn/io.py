@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
@@ -863,6 +864,16 @@ def write_truth(
 
 
 # --------------------------------------------------------------------------- atomic output
+def file_mode(path: str | os.PathLike[str]) -> int:
+    """Permission bits for a new version of ``path``: those of the existing file, else ``0o666 & ~umask``."""
+    p = Path(path)
+    if p.exists():
+        return stat.S_IMODE(p.stat().st_mode)
+    mask = os.umask(0)  # reading the umask means setting it; restore at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_write(
     path: str | os.PathLike[str], mode: str = "w", *, overwrite: bool = True, encoding: str = "utf-8"
@@ -883,6 +894,7 @@ def atomic_write(
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode(p))  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

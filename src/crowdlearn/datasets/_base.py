@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdlearn.annotations import Annotations
+from crowdlearn.io import file_mode
 
 #: Environment variable naming the data root.
 ENV_DATA = "CROWDLEARN_DATA"
@@ -366,6 +367,7 @@ def fetch(url: str, dest: Path, spec: FileSpec, *, timeout: float = 60.0) -> Pat
             raise ChecksumError(
                 f"checksum mismatch for {url}: SHA-256 is {digest}, expected {spec.sha256}; the download was discarded"
             )
+        os.chmod(tmp, file_mode(dest))  # mkstemp creates 0600
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -462,6 +464,7 @@ def atomic_save_npy(path: Path, array: np.ndarray[Any, Any]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, array, allow_pickle=False)
+        os.chmod(tmp_name, file_mode(path))  # mkstemp creates 0600
         os.replace(tmp_name, path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
