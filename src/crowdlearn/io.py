@@ -42,6 +42,7 @@ __all__ = [
     "FORMATS",
     "align_features",
     "atomic_write",
+    "file_mode",
     "from_frame",
     "from_wide",
     "infer_format",
