@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from _toy import toy
 from torch import Tensor
 
 from crowdlearn.annotations import Annotations
@@ -22,20 +23,6 @@ from crowdlearn.simulate import diagonally_dominant_confusions, simulate_crowd
 from crowdlearn.train import Callback, Checkpoint, Trainer, TrainingDivergedError
 from crowdlearn.train import checkpoint as checkpoint_module
 from crowdlearn.train import distributed as dist_utils
-
-
-def toy(seed: int = 0, n: int = 120, m: int = 4, k: int = 3) -> tuple[np.ndarray, np.ndarray, Annotations]:
-    """Items with 5 features, 2 labels each by ``m`` annotators (70% correct)."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, k, n)
-    x = rng.normal(size=(n, 5)) + 2.0 * np.eye(k, 5)[y]
-    items, anns, labels = [], [], []
-    for i in range(n):
-        for a in rng.choice(m, size=2, replace=False):
-            items.append(i)
-            anns.append(a)
-            labels.append(y[i] if rng.random() < 0.7 else rng.integers(0, k))
-    return x, y, Annotations(items, anns, labels, n_items=n, n_annotators=m, n_classes=k)
 
 
 def simulated(n: int = 800, seed: int = 0) -> tuple[np.ndarray, np.ndarray, Annotations]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _toy import toy
 
 from crowdlearn.annotations import Annotations
 from crowdlearn.nn import MLP, ConfusionMatrices, CrowdLoss, CrowdModel, GeoCrowdNetFLoss
@@ -26,19 +27,6 @@ from crowdlearn.train import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def toy(seed: int = 0, n: int = 120, m: int = 4, k: int = 3) -> tuple[np.ndarray, np.ndarray, Annotations]:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, k, n)
-    x = rng.normal(size=(n, 5)) + 2.0 * np.eye(k, 5)[y]
-    items, anns, labels = [], [], []
-    for i in range(n):
-        for a in rng.choice(m, size=2, replace=False):
-            items.append(i)
-            anns.append(a)
-            labels.append(y[i] if rng.random() < 0.7 else rng.integers(0, k))
-    return x, y, Annotations(items, anns, labels, n_items=n, n_annotators=m, n_classes=k)
 
 
 def make_trainer(epochs: int = 3, callbacks: list[Callback] | None = None, **kw: object) -> Trainer:
