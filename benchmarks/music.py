@@ -21,6 +21,9 @@ Selection rules (``--protocol``):
   all training items for that many epochs with each seed and scored on the test set.
 ``--grid wide`` (truth/crowd protocols) runs only GeoCrowdNet(F), DS init, confusion lr 1e-2 over
 lambda in {0.1, 0.2, 0.3, 0.5} x weight decay in {1e-4, 1e-3}.
+``--baselines`` (truth/crowd protocols) runs only the deep baselines CrowdLayer MW, VW and VB
+(Rodrigues & Pereira, AAAI 2018; ``CrowdClassifier(method="crowdlayer-*")``, no regularizer) over
+lr in {1e-3, 1e-2}; the confusion MAE is that of the implied confusions (one-hot inputs).
 ``--grid levers`` (truth protocol) starts from the best validation-selected GeoCrowdNet(F) row of
 the dataset (DS init) and changes one thing at a time -- cosine learning rate, batch size, a
 wider MLP, mixup, square-root features (LabelMe's non-negative VGG activations), fixed DS
@@ -36,7 +39,7 @@ from the truth of the training items, over annotators with >= 20 labels, no clas
 the trained classifier's predictions as item priors (``CrowdClassifier(refine_confusions=10)``).
 
 Run:  PYTHONPATH=src python benchmarks/music.py [--dataset music|labelme|both] [--protocol truth|crowd|cv]
-      [--seeds 5] [--variants] [--grid default|wide|levers|final] [--folds 5]
+      [--seeds 5] [--variants] [--grid default|wide|levers|final] [--folds 5] [--baselines]
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ METHODS = {
     "GeoCrowdNet(F)": "geocrowdnet-f",
     "GeoCrowdNet(W)": "geocrowdnet-w",
     "TraceReg": "tracereg",
+}
+BASELINES = {
+    "CrowdLayer-MW": "crowdlayer-mw",
+    "CrowdLayer-VW": "crowdlayer-vw",
+    "CrowdLayer-VB": "crowdlayer-vb",
 }
 LRS = (1e-3, 1e-2)
 LAMS = (1e-3, 1e-2, 1e-1, 0.2)
@@ -158,6 +166,7 @@ def run(
     wd_only: bool,
     wide: bool = False,
     final: bool = False,
+    baselines: bool = False,
 ) -> str:
     splits = [load(dataset, s, root, protocol) for s in range(seeds)]
     base = {"epochs": epochs, "batch_size": batch_size, "weight_decay": 1e-4}
@@ -210,6 +219,11 @@ def run(
                 )
                 for wd, lam in itertools.product((1e-4, 1e-3), (0.1, 0.2, 0.3, 0.5))
             ]
+        }
+
+    if baselines:  # only the deep baselines (no regularizer: lr grid only)
+        cands = {
+            label: [(f"lr={lr:g}", {"method": method, "lr": lr}) for lr in LRS] for label, method in BASELINES.items()
         }
 
     results: dict[str, dict[str, Result]] = {}
@@ -420,7 +434,12 @@ def main() -> None:
     parser.add_argument(
         "--root", default=default_root, help="data folder (default: $CROWDLEARN_DATA or ../shared/data)"
     )
+    parser.add_argument(
+        "--baselines", action="store_true", help="only the deep baselines CrowdLayer MW/VW/VB over lr in {1e-3, 1e-2}"
+    )
     args = parser.parse_args()
+    if args.baselines and (args.protocol == "cv" or args.grid != "default"):
+        parser.error("--baselines runs with --protocol truth|crowd and the default grid")
     if args.grid == "levers" and args.protocol != "truth":
         parser.error("--grid levers runs with --protocol truth")
     torch.set_num_threads(1)
@@ -442,6 +461,7 @@ def main() -> None:
             args.weight_decay_only,
             args.grid == "wide",
             args.grid == "final",
+            args.baselines,
         )
         for d in datasets
     ]

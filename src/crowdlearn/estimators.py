@@ -32,6 +32,7 @@ from crowdlearn.annotations import Annotations
 from crowdlearn.nn import (
     MLP,
     ConfusionMatrices,
+    CrowdLayer,
     CrowdLoss,
     CrowdModel,
     GeoCrowdNetFLoss,
@@ -55,8 +56,19 @@ from crowdlearn.train import (
 
 __all__ = ["METHODS", "CrowdClassifier", "NotFittedError", "ParamsMixin", "posterior_confusions"]
 
-Method = Literal["ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce"]
-METHODS: tuple[str, ...] = ("ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce")
+Method = Literal[
+    "ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce", "crowdlayer-mw", "crowdlayer-vw", "crowdlayer-vb"
+]
+METHODS: tuple[str, ...] = (
+    "ccem",
+    "geocrowdnet-f",
+    "geocrowdnet-w",
+    "tracereg",
+    "ce",
+    "crowdlayer-mw",
+    "crowdlayer-vw",
+    "crowdlayer-vb",
+)
 BACKBONES: tuple[str, ...] = ("mlp", "linear")
 SAVE_FORMAT = "crowdlearn-crowdclassifier"
 SAVE_VERSION = 1
@@ -166,13 +178,21 @@ class CrowdClassifier(ParamsMixin):
     - ``"tracereg"``: CCEM ``+ lam * sum_m trace(A_m)`` (Tanno et al., CVPR 2019);
     - ``"ce"``: no annotator model (every ``A_m`` fixed to the identity): plain cross-entropy on
       the crowd labels. Fitted on aggregated labels (one label per item) it is the two-stage
-      baseline "aggregate, then train".
+      baseline "aggregate, then train";
+    - ``"crowdlayer-mw"``, ``"crowdlayer-vw"``, ``"crowdlayer-vb"``: CrowdLayer (Rodrigues &
+      Pereira, AAAI 2018), annotator ``m``'s label ``~ softmax(a_m(f(x)))`` with ``a_m(p) = W_m p``
+      (MW, identity init), ``w_m * p`` (VW, ones) or ``p + b_m`` (VB, zeros); cross-entropy on the
+      observed labels, no regularizer (see :class:`~crowdlearn.nn.CrowdLayer`). ``init`` must
+      stay ``"identity"`` (the original initialization is used); ``confusions_`` are the implied
+      column-stochastic matrices ``C_m[:, j] = softmax(a_m(e_j))``; ``refine_confusions`` does
+      not apply.
 
     Methods from Ibrahim, Nguyen & Fu, ICLR 2023 (arXiv 2306.03288).
 
     Parameters
     ----------
-    method : {"ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce"}, default="geocrowdnet-f"
+    method : {"ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce", "crowdlayer-mw", "crowdlayer-vw", \
+"crowdlayer-vb"}, default="geocrowdnet-f"
     backbone : None, {"mlp", "linear"} or torch.nn.Module, default=None
         The classifier, mapping a batch of inputs to ``K`` logits. None or ``"mlp"``: for 2-d
         feature arrays, the MLP of Ibrahim et al. ``BN(D, affine=False) -> Linear 128 -> ReLU ->
@@ -373,6 +393,8 @@ class CrowdClassifier(ParamsMixin):
         number("refine_confusions", 0, strict=False, integer=True)
         if not (isinstance(self.init, np.ndarray) or self.init in ("identity", "uniform", "mv", "ds")):
             raise _param_error(c, "init", "'identity', 'uniform', 'mv', 'ds' or an (M, K, K) array", self.init)
+        if str(self.method).startswith("crowdlayer-") and not (isinstance(self.init, str) and self.init == "identity"):
+            raise _param_error(c, "init", f"'identity' with method={self.method!r} (CrowdLayer's own init)", self.init)
         if self.schedule not in (None, "constant", "cosine"):
             raise _param_error(c, "schedule", "None, 'constant' or 'cosine'", self.schedule)
         if self.lam_schedule not in (None, "constant", "decay", "warmup"):
@@ -466,6 +488,9 @@ class CrowdClassifier(ParamsMixin):
     def _make_head(self, n_annotators: int, n_classes: int, init: str | np.ndarray[Any, Any]) -> nn.Module:
         if self.method == "ce":
             return IdentityHead(n_annotators, n_classes)
+        if self.method.startswith("crowdlayer-"):
+            kind: Any = self.method[len("crowdlayer-") :]
+            return CrowdLayer(n_annotators, n_classes, kind=kind)
         return ConfusionMatrices(n_annotators, n_classes, init=init, scale=float(self.init_scale))
 
     def _lam_schedule(self) -> Callable[[int], float] | None:
@@ -626,8 +651,9 @@ class CrowdClassifier(ParamsMixin):
 
     def _confusions_from_model(self) -> np.ndarray[Any, Any]:
         head = self.model_.head
-        if isinstance(head, ConfusionMatrices):
-            return np.asarray(head.confusions().detach().cpu().numpy(), dtype=np.float64)
+        if isinstance(head, (ConfusionMatrices, CrowdLayer)):
+            with torch.no_grad():
+                return np.asarray(head.confusions().detach().cpu().numpy(), dtype=np.float64)
         eye = np.eye(self.n_classes_)
         return np.repeat(eye[None], self.n_annotators_, axis=0)
 

@@ -10,8 +10,8 @@ __all__ = ["CrowdModel"]
 class CrowdModel(nn.Module):
     """``backbone`` maps inputs to ``K`` logits; ``head`` maps ``log f(x)`` to annotators' labels.
 
-    Methods differ only by the head (``ConfusionMatrices``, ``IdentityHead``, later CrowdLayer,
-    CoNAL, ...) and by the loss (:mod:`crowdlearn.nn.losses`); the trainer is shared.
+    Methods differ only by the head (``ConfusionMatrices``, ``IdentityHead``, ``CrowdLayer``, ...)
+    and by the loss (:mod:`crowdlearn.nn.losses`); the trainer is shared.
 
     Parameters
     ----------
