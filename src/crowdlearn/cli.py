@@ -271,7 +271,10 @@ def train(
     features: Path = FeaturesOption,
     out: Path = typer.Option(..., "--out", "-o", help="model file to write (safetensors + JSON metadata)"),
     method: str = typer.Option(
-        "geocrowdnet-f", "--method", "-m", help="ccem, geocrowdnet-f, geocrowdnet-w, tracereg, crowdlayer-mw, crowdlayer-vw, crowdlayer-vb or ce"
+        "geocrowdnet-f",
+        "--method",
+        "-m",
+        help="ccem, geocrowdnet-f, geocrowdnet-w, tracereg, crowdlayer-mw, crowdlayer-vw, crowdlayer-vb or ce",
     ),
     lam: float = typer.Option(0.01, "--lam", help="regularization weight (GeoCrowdNet, TraceReg)"),
     epochs: int = typer.Option(100, "--epochs", min=1, help="training epochs"),
