@@ -34,7 +34,7 @@ import torch
 
 from crowdlearn import Annotations
 from crowdlearn.aggregate import DawidSkene, MajorityVote
-from crowdlearn.estimators import CrowdClassifier
+from crowdlearn.estimators import CrowdClassifier, item_posteriors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from music import LEVER_BASE, load  # the same splits and base rows
@@ -42,11 +42,9 @@ from music import LEVER_BASE, load  # the same splits and base rows
 FOLDS = 5
 
 
-def posterior(prior: np.ndarray, ann: Annotations, conf: np.ndarray) -> np.ndarray:
-    """``q_n ∝ prior_n ⊙ prod A_m[y, :]`` over the item's observed labels (log space)."""
-    logq = np.log(np.maximum(prior, 1e-300))
-    np.add.at(logq, ann.items, np.log(np.maximum(conf[ann.annotators, ann.labels, :], 1e-300)))
-    return np.asarray(logq.argmax(axis=1))
+def predicted(prior: np.ndarray, ann: Annotations, conf: np.ndarray) -> np.ndarray:
+    """Most probable class of each item under ``q_n ∝ prior_n ⊙ prod A_m[y, :]``."""
+    return np.asarray(item_posteriors(prior, ann, conf).argmax(axis=1))
 
 
 def one_seed(dataset: str, seed: int, root: str | None) -> dict[str, float]:
@@ -75,9 +73,9 @@ def one_seed(dataset: str, seed: int, root: str | None) -> dict[str, float]:
         "majority vote": float(np.mean(MajorityVote().fit(ann).labels_ == truth)),
         "Dawid-Skene": float(np.mean(ds.labels_ == truth)),
         "cross-fitted classifier alone": float(np.mean(~wrong)),
-        "classifier x end-to-end confusions": float(np.mean(posterior(prior, ann, full.confusions_) == truth)),
-        "classifier x Dawid-Skene confusions": float(np.mean(posterior(prior, ann, ds.confusions_) == truth)),
-        "classifier x oracle confusions": float(np.mean(posterior(prior, ann, oracle) == truth)),
+        "classifier x end-to-end confusions": float(np.mean(predicted(prior, ann, full.confusions_) == truth)),
+        "classifier x Dawid-Skene confusions": float(np.mean(predicted(prior, ann, ds.confusions_) == truth)),
+        "classifier x oracle confusions": float(np.mean(predicted(prior, ann, oracle) == truth)),
         "test accuracy of the full model": full.score(split.x_test, split.y_test),
         "label acc, items the classifier gets right": float(label_ok[~wrong[ann.items]].mean()),
         "label acc, items the classifier gets wrong": float(label_ok[wrong[ann.items]].mean()),

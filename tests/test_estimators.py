@@ -237,6 +237,17 @@ def test_posterior_confusions_hand_case_and_refine() -> None:
     np.testing.assert_allclose(refined.confusions_.sum(axis=1), 1.0, rtol=1e-6)
 
 
+def test_item_posteriors_hand_case() -> None:
+    from crowdlearn.estimators import item_posteriors
+
+    # item 0: uniform prior, one label "1" from an annotator right 80% of the time -> (0.2, 0.8);
+    # item 1: prior (0.9, 0.1), no label -> the prior
+    ann = Annotations([0], [0], [1], n_items=2, n_annotators=1, n_classes=2)
+    conf = np.array([[[0.8, 0.2], [0.2, 0.8]]])
+    q = item_posteriors(np.array([[0.5, 0.5], [0.9, 0.1]]), ann, conf)
+    np.testing.assert_allclose(q, [[0.2, 0.8], [0.9, 0.1]])
+
+
 @pytest.mark.parametrize("init", ["mv", "ds"])
 def test_initialization_from_aggregators(small, init: str) -> None:
     from crowdlearn.aggregate import DawidSkene, MajorityVote

@@ -54,7 +54,7 @@ from crowdlearn.train import (
     ValidationSet,
 )
 
-__all__ = ["METHODS", "CrowdClassifier", "NotFittedError", "ParamsMixin", "posterior_confusions"]
+__all__ = ["METHODS", "CrowdClassifier", "NotFittedError", "ParamsMixin", "item_posteriors", "posterior_confusions"]
 
 Method = Literal[
     "ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce", "crowdlayer-mw", "crowdlayer-vw", "crowdlayer-vb"
@@ -834,6 +834,34 @@ class CrowdClassifier(ParamsMixin):
         return est
 
 
+def item_posteriors(
+    proba: np.ndarray[Any, Any], annotations: Annotations, confusions: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """Posterior class of each item: ``q_n ∝ proba_n ⊙ prod_{(n, m, y)} A_m[y, :]`` (log space).
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n_items, K)
+        Prior class probabilities of each item (e.g. a classifier's ``f(x)``).
+    annotations : Annotations
+    confusions : ndarray of shape (M, K, K)
+        Column-stochastic ``A_m[i, j] = P(m says i | true j)``.
+
+    Returns
+    -------
+    ndarray of shape (n_items, K)
+        Rows sum to 1; cost follows the number of labels (observed pairs only).
+    """
+    tiny = 1e-300
+    logq = np.log(np.maximum(proba, tiny))
+    a = np.asarray(confusions, dtype=np.float64)
+    np.add.at(logq, annotations.items, np.log(np.maximum(a[annotations.annotators, annotations.labels, :], tiny)))
+    logq -= logq.max(axis=1, keepdims=True)
+    q: np.ndarray[Any, Any] = np.exp(logq)
+    q /= q.sum(axis=1, keepdims=True)
+    return q
+
+
 def posterior_confusions(
     proba: np.ndarray[Any, Any], annotations: Annotations, confusions: np.ndarray[Any, Any], n_iter: int
 ) -> np.ndarray[Any, Any]:
@@ -855,15 +883,9 @@ def posterior_confusions(
     ndarray of shape (M, K, K)
     """
     k = proba.shape[1]
-    tiny = 1e-300
-    log_prior = np.log(np.maximum(proba, tiny))
     a = np.asarray(confusions, dtype=np.float64)
     for _ in range(n_iter):
-        logq = log_prior.copy()
-        np.add.at(logq, annotations.items, np.log(np.maximum(a[annotations.annotators, annotations.labels, :], tiny)))
-        logq -= logq.max(axis=1, keepdims=True)
-        q = np.exp(logq)
-        q /= q.sum(axis=1, keepdims=True)
+        q = item_posteriors(proba, annotations, a)
         counts = np.zeros_like(a)
         np.add.at(counts, (annotations.annotators, annotations.labels), q[annotations.items])
         totals = counts.sum(axis=1, keepdims=True)
