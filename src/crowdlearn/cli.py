@@ -187,19 +187,13 @@ def aggregate(
 ) -> None:
     """Infer each item's label from crowd labels (majority vote, Dawid-Skene, GLAD, MACE, ...)."""
     from crowdlearn.aggregate import METHODS
-    from crowdlearn.io import atomic_write
 
     if method not in METHODS:
         fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
     _refuse_existing(force, report)
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
     agg: Any = METHODS[method]().fit(ann)
-    table = _prediction_table(ann.item_ids, ann.classes, agg.probas_, proba, agg.labels_)
-    if out is None:
-        typer.echo(table.to_csv(index=False, lineterminator="\n"), nl=False)
-    else:
-        with atomic_write(out, overwrite=force) as fh:
-            table.to_csv(fh, index=False, lineterminator="\n")
+    _write_table(_prediction_table(ann.item_ids, ann.classes, agg.probas_, proba, agg.labels_), out, force)
     if confusions is not None:
         _write_confusions(confusions, method, ann.classes, agg.priors_, ann.annotator_ids, agg.confusions_, force)
     if report is not None:
@@ -251,6 +245,17 @@ def _prediction_table(ids: Any, classes: Any, proba: Any, with_proba: bool, best
         for k, c in enumerate(classes.tolist()):
             table[f"p_{c}"] = proba[:, k]
     return table
+
+
+def _write_table(table: Any, out: Path | None, force: bool) -> None:
+    """CSV of ``table`` to ``out`` (atomic, refused if it exists unless ``force``) or to stdout."""
+    from crowdlearn.io import atomic_write
+
+    if out is None:
+        typer.echo(table.to_csv(index=False, lineterminator="\n"), nl=False)
+    else:
+        with atomic_write(out, overwrite=force) as fh:
+            table.to_csv(fh, index=False, lineterminator="\n")
 
 
 FeaturesOption = typer.Option(
@@ -363,6 +368,7 @@ def train(
         h = clf.history_[clf.best_epoch_]
         typer.echo(f"selected epoch {clf.best_epoch_ + 1} of {epochs}: held-out label NLL {h['valid_loss']:.4f}")
     proba = clf.predict_proba(X)
+    series = None  # the truth file, read once for the accuracy line and the report
     if truth is not None:
         import numpy as np
         import pandas as pd
@@ -377,10 +383,7 @@ def train(
         typer.echo(f"accuracy on the {int(known.sum())} items of {truth.name} with features: {acc:.4f}")
     typer.echo(f"model written to {out}")
     if predictions is not None:
-        from crowdlearn.io import atomic_write
-
-        with atomic_write(predictions, overwrite=force) as fh:
-            _prediction_table(ids, clf.classes_, proba, False).to_csv(fh, index=False, lineterminator="\n")
+        _write_table(_prediction_table(ids, clf.classes_, proba, False), predictions, force)
         typer.echo(f"predictions written to {predictions}")
     if confusions is not None:
         _write_confusions(confusions, method, clf.classes_, clf.priors_, clf.annotator_ids_, clf.confusions_, force)
@@ -393,7 +396,7 @@ def train(
             report,
             ann,
             model=clf,
-            truth=None if truth is None else truth_array(read_truth(truth), ann),
+            truth=None if series is None else truth_array(series, ann),
             X=X_items,
             title=f"crowdlearn train --method {method}: {file.name}",
             overwrite=force,
@@ -412,17 +415,12 @@ def predict(
 ) -> None:
     """Predict the class of every feature row with a model written by `crowdlearn train`."""
     from crowdlearn.estimators import CrowdClassifier
-    from crowdlearn.io import atomic_write, read_features
+    from crowdlearn.io import read_features
 
     _refuse_existing(force, out)
     clf = CrowdClassifier.load(model)
     ids, X = read_features(features)
-    table = _prediction_table(ids, clf.classes_, clf.predict_proba(X), proba)
-    if out is None:
-        typer.echo(table.to_csv(index=False, lineterminator="\n"), nl=False)
-    else:
-        with atomic_write(out, overwrite=force) as fh:
-            table.to_csv(fh, index=False, lineterminator="\n")
+    _write_table(_prediction_table(ids, clf.classes_, clf.predict_proba(X), proba), out, force)
 
 
 @app.command()
