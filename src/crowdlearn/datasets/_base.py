@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdlearn.annotations import Annotations
-from crowdlearn.io import file_mode
+from crowdlearn.io import atomic_write, file_mode
 
 #: Environment variable naming the data root.
 ENV_DATA = "CROWDLEARN_DATA"
@@ -460,14 +460,8 @@ def download(name: str, root: str | os.PathLike[str] | None = None, *, force: bo
 def atomic_save_npy(path: Path, array: np.ndarray[Any, Any]) -> None:
     """Write ``array`` to ``path`` (.npy) through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.chmod(tmp_name, file_mode(path))  # mkstemp creates 0600
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    with atomic_write(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def load_dataset(name: str, root: str | os.PathLike[str] | None = None, **kwargs: Any) -> CrowdDataset:
