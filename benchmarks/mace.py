@@ -25,19 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from aggregation import CK_PYTHON, DATASETS, THREAD_ENV  # the same ten datasets and crowd-kit venv
+
 HERE = Path(__file__).resolve().parent
-DATASETS = [
-    "bluebirds",
-    "dog",
-    "rte",
-    "temp",
-    "product",
-    "trec-relevance",
-    "adultcontent2",
-    "music",
-    "labelme",
-    "cifar10n",
-]
 
 
 def child(npz: str, out: str) -> None:
@@ -66,7 +56,7 @@ def main() -> None:
     from crowdlearn.datasets import load_dataset
 
     root = os.environ.get("CROWDLEARN_DATA", str(HERE.parent.parent / "shared" / "data"))
-    ck_python = os.environ.get("CROWDKIT_PYTHON", str(HERE / ".venv-crowdkit" / "bin" / "python"))
+    ck_python = os.environ.get("CROWDKIT_PYTHON", str(CK_PYTHON))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in DATASETS:
@@ -80,7 +70,7 @@ def main() -> None:
                 cells.append(f"{(lab[known] == truth[known]).mean():.4f} ({time.perf_counter() - t0:.2f} s)")
             npz, out = Path(tmp) / f"{name}.npz", Path(tmp) / f"{name}.json"
             np.savez(npz, items=ann.items, annotators=ann.annotators, labels=ann.labels)
-            env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+            env = dict(os.environ, **THREAD_ENV)
             subprocess.run([ck_python, __file__, "--child", str(npz), str(out)], check=True, env=env)
             ck = json.loads(out.read_text())
             for coding in ("raw", "recoded"):
