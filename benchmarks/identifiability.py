@@ -1,6 +1,7 @@
 """Identifiability benchmark: CCEM vs GeoCrowdNet(F)/(W), TraceReg and Dawid-Skene.
 
-Part 1 (matrix level): the synthetic designs of MODEL.md where the truth is known.
+Part 1 (matrix level): the synthetic designs of docs/model.md (after Ibrahim, Nguyen & Fu, ICLR
+2023, arXiv:2306.03288) where the truth is known.
 
 - ``control``: every class has exact class-specialist annotators, items are anchors (hard);
 - ``f-ssc``: diagonally dominant, all-positive confusions (no near-specialist) and items

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def control_design(seed: int = 0, n: int = 1000, k: int = 3, m: int = 5, d: int = 6, p: float = 0.5):
-    """MODEL.md control: a near-specialist annotator (I + 0.05 U, column-normalised) and anchors.
+    """The control design (docs/model.md): a near-specialist annotator (I + 0.05 U, column-normalised)
+    and anchors.
 
     Gaussian classes with well-separated means give items with f(x) close to e_k (anchors); the
     other annotators are diagonally dominant (0.5 I + 0.5 random columns). Each item gets a label

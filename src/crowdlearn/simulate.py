@@ -12,7 +12,8 @@ Observation patterns never build an ``n_items x n_annotators`` array: their cost
 proportional to the number of labels drawn (plus ``O(n_items)`` per annotator for choosing
 items without replacement).
 
-Confusion families (see ``MODEL.md``):
+Confusion families (the designs of Ibrahim, Nguyen & Fu, ICLR 2023, arXiv:2306.03288; see
+docs/model.md):
 
 - :func:`separable_uniform_confusions`: one near-specialist ``I + gamma U`` (column-normalised),
   the rest near-uniform;
@@ -716,7 +717,7 @@ def simulate_design(
     p: float,
     rng: RNGLike = None,
 ) -> SimulatedCrowd:
-    """The matrix-level designs of ``MODEL.md`` that separate CCEM and GeoCrowdNet.
+    """The matrix-level designs that separate CCEM and GeoCrowdNet (Ibrahim, Nguyen & Fu, ICLR 2023).
 
     - ``"control"``: class-specialist annotators for every class (:func:`class_specialist_confusions`)
       and hard (anchor) items: all methods should recover the confusions.
