@@ -24,7 +24,9 @@ __all__ = ["MajorityVote", "Wawa"]
 TIE_BREAKS = ("random", "first")
 
 
-#: Pseudo-count of the confusions estimated against the vote (as DawidSkene's default smoothing).
+#: Pseudo-count of the confusions estimated against the vote: the 0.01 of the smoothed Dawid-Skene
+#: behind CrowdClassifier(init="ds"), not DawidSkene's own default (smoothing=1e-6, near maximum
+#: likelihood), so an annotator who never gave a class gets no hard zero.
 VOTE_CONFUSION_SMOOTHING = 0.01
 
 
