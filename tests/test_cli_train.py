@@ -235,3 +235,20 @@ def test_train_under_torchrun_writes_once(crowd: dict[str, Path]) -> None:
     assert len(pd.read_csv(d / "pred.csv")) == 100
     model = CrowdClassifier.load(d / "model.safetensors")
     assert model.get_params()["distributed"] is True
+
+
+def test_lam_help_names_the_methods_that_use_and_ignore_it() -> None:
+    """``--lam`` help says which --method values use it and which ignore it (every method named once)."""
+    import inspect
+
+    from crowdlearn import cli
+    from crowdlearn.estimators import METHODS
+
+    help_text = inspect.signature(cli.train).parameters["lam"].default.help
+    used_part, _, ignored_part = help_text.partition("ignored by")
+    assert ignored_part, help_text
+    for method in METHODS:
+        uses = CrowdClassifier(method=method, lam=0.5)._make_criterion().lam == 0.5  # type: ignore[arg-type]
+        named = [w.strip(" ,;()") for w in used_part.split()], [w.strip(" ,;()") for w in ignored_part.split()]
+        assert (method in named[0]) == uses, (method, help_text)
+        assert (method in named[1]) == (not uses), (method, help_text)

@@ -258,3 +258,20 @@ def test_initialization_from_aggregators(small, init: str) -> None:
     agg = MajorityVote() if init == "mv" else DawidSkene(smoothing=0.01)
     expected = 0.99 * agg.fit(ann).confusions_ + 0.01 / 3
     np.testing.assert_allclose(clf.confusions_, expected, rtol=1e-5, atol=1e-7)
+
+
+def _lam_doc() -> str:
+    doc = CrowdClassifier.__doc__ or ""
+    return " ".join(doc[doc.index("    lam : float") : doc.index("    epochs : int")].split())
+
+
+def test_lam_doc_says_which_methods_use_it_and_which_ignore_it() -> None:
+    """The ``lam`` docstring lists every method on the side the criterion puts it (CrowdLayer, ce, ccem ignore it)."""
+    from crowdlearn.estimators import METHODS
+
+    used_part, _, ignored_part = _lam_doc().partition("ignored by")
+    assert ignored_part, "the lam docstring must say which methods ignore it"
+    for method in METHODS:
+        uses = CrowdClassifier(method=method, lam=0.5)._make_criterion().lam == 0.5  # type: ignore[arg-type]
+        assert (f'"{method}"' in used_part) == uses, method
+        assert (f'"{method}"' in ignored_part) == (not uses), method

@@ -281,7 +281,12 @@ def train(
         "-m",
         help="ccem, geocrowdnet-f, geocrowdnet-w, tracereg, crowdlayer-mw, crowdlayer-vw, crowdlayer-vb or ce",
     ),
-    lam: float = typer.Option(0.01, "--lam", help="regularization weight (GeoCrowdNet, TraceReg)"),
+    lam: float = typer.Option(
+        0.01,
+        "--lam",
+        help="regularization weight, used by geocrowdnet-f, geocrowdnet-w and tracereg; "
+        "ignored by ccem, ce, crowdlayer-mw, crowdlayer-vw and crowdlayer-vb",
+    ),
     epochs: int = typer.Option(100, "--epochs", min=1, help="training epochs"),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate of the classifier"),
     confusion_lr: float | None = typer.Option(None, "--confusion-lr", help="learning rate of the confusions"),

@@ -199,7 +199,9 @@ class CrowdClassifier(ParamsMixin):
         Dropout 0.5 -> BN(128, affine=False) -> Linear K``; ``"linear"``: ``BN(D) -> Linear K``.
         A module is deep-copied at ``fit`` (the given one is not trained).
     lam : float, default=0.01
-        Regularization weight (unused by "ccem" and "ce").
+        Regularization weight, used by "geocrowdnet-f", "geocrowdnet-w" and "tracereg"; ignored
+        by "ccem", "ce", "crowdlayer-mw", "crowdlayer-vw" and "crowdlayer-vb", which have no
+        regularizer (so is ``lam_schedule``).
     epochs : int, default=100
     lr : float, default=1e-3
         Adam learning rate of the backbone.
