@@ -204,3 +204,23 @@ def test_wssc_and_fssc_designs_have_no_near_specialist() -> None:
         diag = np.diagonal(A, axis1=1, axis2=2)
         assert np.all(diag / A.sum(axis=2) <= 0.75 + 1e-6)
         np.testing.assert_allclose(A.sum(axis=1), 1.0)
+
+
+def test_docs_name_exactly_the_simulate_functions_that_take_no_seed() -> None:
+    """simulate's module docstring and docs/identifiability.md say which functions take no seed."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    import crowdlearn.simulate as sim
+
+    public = [getattr(sim, n) for n in sim.__all__ if inspect.isfunction(getattr(sim, n))]
+    # make_confusions forwards its keyword arguments (the seed included) to the family
+    no_seed = {f.__name__ for f in public if "rng" not in inspect.signature(f).parameters} - {"make_confusions"}
+    assert no_seed == {"symmetric_flip_confusions", "pair_flip_confusions"}
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "identifiability.md").read_text(encoding="utf-8")
+    for text in (sim.__doc__ or "", docs):
+        sentences = [s for s in re.split(r"(?<=[.;])\s", " ".join(text.split())) if "no seed" in s]
+        assert len(sentences) == 1, sentences
+        named = {w for w in re.findall(r"[a-z]+(?:_[a-z]+)+", sentences[0]) if w in sim.__all__}
+        assert named == no_seed, sentences[0]

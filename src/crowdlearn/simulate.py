@@ -1,7 +1,10 @@
 """Simulated crowds: annotator models, observation patterns, ground truth, machine annotators.
 
-Everything here is seeded: every function takes ``rng`` (a :class:`numpy.random.Generator`, an
-int seed, or ``None`` for fresh entropy) and the same seed gives the same output.
+Everything here is seeded: every function that draws random numbers takes ``rng`` (a
+:class:`numpy.random.Generator`, an int seed, or ``None`` for fresh entropy) and the same seed
+gives the same output. :func:`symmetric_flip_confusions` and :func:`pair_flip_confusions` are
+deterministic and take no seed. :func:`make_confusions` passes its keyword arguments, a seed
+included, on to the family.
 
 Conventions: a confusion array has shape ``(n_annotators, n_classes, n_classes)`` with
 ``confusions[m, i, j] = P(annotator m says i | true class j)``; every column sums to one.
