@@ -53,7 +53,7 @@ def one_seed(dataset: str, seed: int, root: str | None) -> dict[str, float]:
     params: dict[str, Any] = {**LEVER_BASE[dataset], "epochs": 100, "batch_size": 128, "weight_decay": 1e-4}
 
     def fit(idx: np.ndarray) -> CrowdClassifier:
-        return CrowdClassifier(validation="truth", seed=seed, **params).fit(
+        return CrowdClassifier(validation="truth", random_state=seed, **params).fit(
             x[idx], ann.subset_items(idx), split.x_val, split.y_val
         )
 

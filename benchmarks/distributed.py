@@ -49,8 +49,8 @@ def worker(args: argparse.Namespace) -> None:
     if launched:
         dist_utils.init_from_env("gloo")
     rng = np.random.default_rng(0)
-    conf = diagonally_dominant_confusions(args.annotators, 5, rng=rng)
-    crowd = simulate_crowd(conf, n_items=args.items, p=0.1, rng=rng)
+    conf = diagonally_dominant_confusions(args.annotators, 5, random_state=rng)
+    crowd = simulate_crowd(conf, n_items=args.items, p=0.1, random_state=rng)
     y = crowd.true_labels
     X = (rng.normal(size=(args.items, 32)) + 2.0 * np.eye(5, 32)[y]).astype(np.float32)
     clf = CrowdClassifier(
@@ -59,7 +59,7 @@ def worker(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         validation="none",
         device="cpu",
-        seed=0,
+        random_state=0,
         distributed=launched,
     )
     dist_utils.barrier()

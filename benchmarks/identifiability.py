@@ -84,18 +84,18 @@ def matrix_design(design: str, n_items: int, n_annotators: int, p: float, seed: 
     M, K = n_annotators, K_SYNTH
     n_types = max(n_items // ITEMS_PER_TYPE, K)
     if design == "control":
-        A = class_specialist_confusions(M, K, rng=g)
-        _, F = hard_truth(n_types, K, rng=g)
+        A = class_specialist_confusions(M, K, random_state=g)
+        _, F = hard_truth(n_types, K, random_state=g)
     elif design == "f-ssc":
-        A = diagonally_dominant_confusions(M, K, max_closeness=0.75, rng=g)
-        _, F = ambiguous_posteriors(n_types, K, rng=g)
+        A = diagonally_dominant_confusions(M, K, max_closeness=0.75, random_state=g)
+        _, F = ambiguous_posteriors(n_types, K, random_state=g)
     elif design == "w-ssc":
-        A = wssc_confusions(M, K, rng=g)
-        _, F = soft_posteriors(n_types, K, rng=g)
+        A = wssc_confusions(M, K, random_state=g)
+        _, F = soft_posteriors(n_types, K, random_state=g)
     else:
         raise ValueError(design)
     types = np.concatenate([np.arange(n_types), g.integers(n_types, size=n_items - n_types)])
-    crowd = simulate_crowd(A, n_items=n_items, p=p, truth=F[types], rng=g)
+    crowd = simulate_crowd(A, n_items=n_items, p=p, truth=F[types], random_state=g)
     return crowd, types
 
 
@@ -134,7 +134,7 @@ def run_part1(args: argparse.Namespace, emit: Callable[[str], None]) -> None:
                                 init="identity" if init == "identity" else random_init(n_annotators, seed),
                                 validation="none",
                                 device="cpu",
-                                seed=seed,
+                                random_state=seed,
                             ).fit(X, crowd.annotations)
                             A_hat = clf.confusions_
                             perm = align_classes(A_hat, crowd.confusions)
@@ -211,7 +211,7 @@ def run_part2(args: argparse.Namespace, emit: Callable[[str], None]) -> None:
             test = g.permutation(len(Xte))[: args.n_test]
             flat = Xtr.reshape(len(Xtr), -1).astype(np.float32) / 255.0
             crowd = simulate_machine_annotators(
-                flat[train], ytr[train], flat[pool], ytr[pool], n_machines=15, p=0.1, rng=seed
+                flat[train], ytr[train], flat[pool], ytr[pool], n_machines=15, p=0.1, random_state=seed
             )
             machine_acc[dname].extend(np.diagonal(crowd.confusions, axis1=1, axis2=2).mean(axis=1).tolist())
             ann = crowd.annotations
@@ -228,7 +228,7 @@ def run_part2(args: argparse.Namespace, emit: Callable[[str], None]) -> None:
                     batch_size=128,
                     validation="none",
                     device="cpu",
-                    seed=seed,
+                    random_state=seed,
                 )
                 err = float("nan")
                 if method in ("mv", "ds"):

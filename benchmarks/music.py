@@ -241,7 +241,7 @@ def run(
             r = Result()
             for seed, split in enumerate(splits):
                 ann = single_label_annotations(agg_labels[name][seed], split.ann) if name in agg_labels else split.ann
-                val, test, clf = fit_score(split, ann, seed=seed, **{**base, **params})
+                val, test, clf = fit_score(split, ann, random_state=seed, **{**base, **params})
                 r.val.append(val)
                 r.test.append(test)
                 if name not in agg_labels:
@@ -334,7 +334,7 @@ def run_levers(dataset: str, seeds: int, epochs: int, batch_size: int, root: str
         for seed, split in enumerate(splits):
             sp = sqrt_split(split) if sqrt else split
             run_params = {key: v(seed) if callable(v) else v for key, v in params.items()}
-            val, test, clf = fit_score(sp, sp.ann, seed=seed, **{**base, **run_params})
+            val, test, clf = fit_score(sp, sp.ann, random_state=seed, **{**base, **run_params})
             r.val.append(val)
             r.test.append(test)
             r.mae.append(confusion_mae(clf.confusions_, sp))
@@ -385,7 +385,7 @@ def run_cv(dataset: str, seeds: int, folds: int, epochs: int, batch_size: int, r
             for f in range(folds):
                 val = parts[f]
                 tr = np.sort(np.concatenate([parts[g] for g in range(folds) if g != f]))
-                clf = CrowdClassifier(validation="truth", seed=f, epochs=epochs, **{**base, **params}).fit(
+                clf = CrowdClassifier(validation="truth", random_state=f, epochs=epochs, **{**base, **params}).fit(
                     x[tr], ann.subset_items(tr), x[val], truth[val]
                 )
                 curves.append([h["valid_acc"] for h in clf.history_])
@@ -398,7 +398,7 @@ def run_cv(dataset: str, seeds: int, folds: int, epochs: int, batch_size: int, r
         acc, n_ep, cfg, params = best
         r = Result()
         for seed in range(seeds):
-            clf = CrowdClassifier(validation="none", seed=seed, epochs=n_ep, **{**base, **params}).fit(x, ann)
+            clf = CrowdClassifier(validation="none", random_state=seed, epochs=n_ep, **{**base, **params}).fit(x, ann)
             r.test.append(clf.score(full.x_test, full.y_test))
             r.mae.append(confusion_mae(clf.confusions_, full))
             prior = clf.predict_proba(x)

@@ -35,8 +35,8 @@ def main() -> None:
 
     launched = "RANK" in os.environ  # set by torchrun
     rng = np.random.default_rng(0)  # the same data on every rank
-    conf = diagonally_dominant_confusions(args.annotators, 4, rng=rng)
-    crowd = simulate_crowd(conf, n_items=args.items, p=0.1, rng=rng)
+    conf = diagonally_dominant_confusions(args.annotators, 4, random_state=rng)
+    crowd = simulate_crowd(conf, n_items=args.items, p=0.1, random_state=rng)
     y = crowd.true_labels
     X = (rng.normal(size=(args.items, 16)) + 1.5 * np.eye(4, 16)[y]).astype(np.float32)
 
@@ -46,7 +46,7 @@ def main() -> None:
             epochs=args.epochs,
             batch_size=args.batch_size,
             device="cpu",
-            seed=0,
+            random_state=0,
             distributed=launched,
         )
         clf.fit(X, crowd.annotations)

@@ -137,7 +137,7 @@ def test_subset_annotators(small: Annotations) -> None:
 def test_split_holdout_partitions_each_annotator(rng: np.random.Generator) -> None:
     n = 400
     ann = Annotations(rng.integers(0, 200, n) * 0 + np.arange(n), rng.integers(0, 7, n), rng.integers(0, 3, n))
-    train, held = ann.split_holdout(0.25, seed=3)
+    train, held = ann.split_holdout(0.25, random_state=3)
     assert train.n_labels + held.n_labels == ann.n_labels
     assert train.same_content(train) and not train.same_content(held)
     both = train.concat(held)
@@ -145,7 +145,7 @@ def test_split_holdout_partitions_each_annotator(rng: np.random.Generator) -> No
     for m in range(7):
         c = int(ann.annotator_counts[m])
         assert int(held.annotator_counts[m]) == min(int(np.floor(c * 0.25)), max(c - 1, 0))
-    again, _ = ann.split_holdout(0.25, seed=3)
+    again, _ = ann.split_holdout(0.25, random_state=3)
     assert again == train
 
 

@@ -15,8 +15,8 @@ from crowdlearn.simulate import class_specialist_confusions, simulate_crowd, sim
 
 
 def test_specialist_for_every_class_means_ccem_suffices() -> None:
-    A = class_specialist_confusions(8, 4, rng=0)
-    crowd = simulate_crowd(A, n_items=400, p=0.2, rng=0)
+    A = class_specialist_confusions(8, 4, random_state=0)
+    crowd = simulate_crowd(A, n_items=400, p=0.2, random_state=0)
     report = diagnose(crowd.annotations, confusions=A, posteriors=crowd.true_posteriors, n_directions=16)
     assert "CCEM suffices" in report.recommendation
     assert report.missing_specialists == [] and report.missing_anchors == []
@@ -30,8 +30,8 @@ def test_specialist_for_every_class_means_ccem_suffices() -> None:
 
 
 def test_missing_specialist_is_named_and_geocrowdnet_advised() -> None:
-    A = class_specialist_confusions(8, 4, specialist_classes=[0, 1, 3], rng=0)
-    crowd = simulate_crowd(A, n_items=400, p=0.2, rng=0)
+    A = class_specialist_confusions(8, 4, specialist_classes=[0, 1, 3], random_state=0)
+    crowd = simulate_crowd(A, n_items=400, p=0.2, random_state=0)
     report = diagnose(crowd.annotations, confusions=A, n_directions=16)
     assert report.missing_specialists == [2]
     assert "no near-specialist for class 2 " in report.recommendation
@@ -41,7 +41,7 @@ def test_missing_specialist_is_named_and_geocrowdnet_advised() -> None:
 
 @pytest.mark.parametrize(("design", "favoured"), [("f-ssc", "GeoCrowdNet(F) first"), ("w-ssc", "GeoCrowdNet(W) first")])
 def test_ssc_designs_favour_the_matching_regulariser(design: str, favoured: str) -> None:
-    crowd = simulate_design(design, n_items=300, n_annotators=8, n_classes=4, p=0.2, rng=1)
+    crowd = simulate_design(design, n_items=300, n_annotators=8, n_classes=4, p=0.2, random_state=1)
     report = diagnose(crowd.annotations, confusions=crowd.confusions, posteriors=crowd.true_posteriors, n_directions=16)
     assert report.missing_specialists == [0, 1, 2, 3]
     assert favoured in report.recommendation
@@ -95,8 +95,8 @@ def test_diagnose_errors() -> None:
 
 def test_diagnose_with_dawid_skene_estimate() -> None:
     pytest.importorskip("crowdlearn.aggregate")
-    A = class_specialist_confusions(6, 3, rng=2)
-    crowd = simulate_crowd(A, n_items=600, p=0.5, rng=2)
+    A = class_specialist_confusions(6, 3, random_state=2)
+    crowd = simulate_crowd(A, n_items=600, p=0.5, random_state=2)
     report = diagnose(crowd.annotations, n_directions=8)
     assert report.confusions_source == "dawid-skene"
     # annotators k and k + 3 are the exact specialists of class k
@@ -109,7 +109,7 @@ def test_cli_diagnose(tmp_path: object) -> None:
     pytest.importorskip("crowdlearn.aggregate")
     from pathlib import Path
 
-    crowd = simulate_crowd(class_specialist_confusions(6, 3, rng=3), n_items=300, p=0.5, rng=3)
+    crowd = simulate_crowd(class_specialist_confusions(6, 3, random_state=3), n_items=300, p=0.5, random_state=3)
     path = Path(str(tmp_path)) / "labels.csv"
     crowd.annotations.to_frame().to_csv(path, index=False)
     result = CliRunner().invoke(app, ["diagnose", str(path), "--json", "--directions", "8"])

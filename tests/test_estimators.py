@@ -170,6 +170,30 @@ def test_save_load_identical_predictions(tmp_path: Path, small) -> None:
     np.testing.assert_array_equal(back_u.predict_proba(x), user.predict_proba(x))
 
 
+def test_load_maps_the_seed_param_of_files_saved_before_random_state(tmp_path: Path, small) -> None:
+    """A model file whose params say "seed" (written before the rename) loads with that random_state."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    x, _, ann, _ = small
+    clf = CrowdClassifier(method="ccem", epochs=1, validation="none", random_state=7).fit(x, ann)
+    clf.save(tmp_path / "new.safetensors")
+    with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["crowdlearn"])
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    assert meta["params"]["random_state"] == 7
+    params = dict(meta["params"])
+    params["seed"] = params.pop("random_state")
+    meta["params"] = params
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={"crowdlearn": json.dumps(meta)})
+
+    old = CrowdClassifier.load(tmp_path / "old.safetensors")
+    assert old.get_params()["random_state"] == 7 and "seed" not in old.get_params()
+    np.testing.assert_array_equal(old.predict_proba(x), clf.predict_proba(x))
+
+
 def test_resume_through_estimator(tmp_path: Path, small) -> None:
     x, _, ann, _ = small
     kw = {"method": "ccem", "batch_size": 64, "validation": "none", "lr": 1e-2}

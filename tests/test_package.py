@@ -43,3 +43,46 @@ def test_python_dash_m_runs_the_cli() -> None:
     out = subprocess.run([sys.executable, "-m", "crowdlearn", "--version"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith(crowdlearn.__version__)
+
+
+def test_the_seed_has_one_name_in_the_public_api() -> None:
+    """Every public function, class and method takes its seed as ``random_state``, never ``seed`` or ``rng``."""
+    import importlib
+    import inspect
+
+    modules = [
+        "crowdlearn",
+        "crowdlearn.aggregate",
+        "crowdlearn.annotations",
+        "crowdlearn.datasets",
+        "crowdlearn.demo",
+        "crowdlearn.diagnose",
+        "crowdlearn.estimators",
+        "crowdlearn.io",
+        "crowdlearn.metrics",
+        "crowdlearn.nn",
+        "crowdlearn.report",
+        "crowdlearn.simulate",
+        "crowdlearn.train",
+        "crowdlearn.train.distributed",
+    ]
+    offenders = []
+    seen = 0
+    for mod_name in modules:
+        mod = importlib.import_module(mod_name)
+        names = getattr(mod, "__all__", [n for n in dir(mod) if not n.startswith("_")])
+        for name in names:
+            obj = getattr(mod, name)
+            members = [(name, obj)]
+            if inspect.isclass(obj) and obj.__module__.startswith("crowdlearn"):
+                members = [(f"{name}.__init__", obj.__init__)] + [
+                    (f"{name}.{m}", f) for m, f in vars(obj).items() if not m.startswith("_") and callable(f)
+                ]
+            for label, fn in members:
+                if not (inspect.isfunction(fn) or inspect.ismethod(fn)) or not fn.__module__.startswith("crowdlearn"):
+                    continue
+                seen += 1
+                params = inspect.signature(fn).parameters
+                offenders += [f"{mod_name}.{label}({p}=)" for p in ("seed", "rng") if p in params]
+    assert seen > 100
+    assert offenders == []

@@ -107,7 +107,7 @@ def model(crowd: tuple[Annotations, np.ndarray, np.ndarray]) -> Any:
 
     torch.set_num_threads(1)
     ann, _, X = crowd
-    return CrowdClassifier(method="geocrowdnet-f", epochs=4, seed=0).fit(X, ann)
+    return CrowdClassifier(method="geocrowdnet-f", epochs=4, random_state=0).fit(X, ann)
 
 
 def test_data_only(crowd: tuple[Annotations, np.ndarray, np.ndarray]) -> None:

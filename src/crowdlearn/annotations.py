@@ -586,7 +586,7 @@ class Annotations:
         return self._with(self.items[pos], self.annotators[pos], self.labels[pos])
 
     def split_holdout(
-        self, fraction: float = 0.1, *, seed: int | np.random.Generator | None = 0, min_keep: int = 1
+        self, fraction: float = 0.1, *, random_state: int | np.random.Generator | None = 0, min_keep: int = 1
     ) -> tuple[Annotations, Annotations]:
         """Hold out a fraction of each annotator's labels (seeded), e.g. for crowd-only validation.
 
@@ -594,8 +594,8 @@ class Annotations:
         ----------
         fraction : float in [0, 1)
             Share of each annotator's labels moved to the held-out part (rounded down).
-        seed : int or Generator
-            Seed of the random choice.
+        random_state : int, Generator or None, default=0
+            Seed (or generator) of the random choice.
         min_keep : int, default=1
             Each annotator keeps at least this many labels in the training part.
 
@@ -606,7 +606,7 @@ class Annotations:
         """
         if not 0.0 <= fraction < 1.0:
             raise AnnotationsError(f"fraction must be in [0, 1), got {fraction!r}")
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
         counts = self.annotator_counts
         n_out = np.minimum(np.floor(counts * fraction).astype(np.int64), np.maximum(counts - min_keep, 0))
         # random rank of each label within its annotator: sort by (annotator, random key)

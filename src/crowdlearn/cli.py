@@ -296,7 +296,9 @@ def train(
     validation: str = typer.Option(
         "holdout", "--validation", help="holdout (held-out crowd labels pick the epoch) or none (last epoch)"
     ),
-    seed: int = typer.Option(0, "--seed", help="seed of the weights, shuffling and holdout split"),
+    seed: int = typer.Option(
+        0, "--seed", help="seed of the weights, shuffling and holdout split (CrowdClassifier's random_state)"
+    ),
     truth: Path | None = typer.Option(
         None, "--truth", exists=True, dir_okay=False, help="true labels of some items: accuracy is reported only"
     ),
@@ -347,7 +349,7 @@ def train(
         init=init,
         mixup=mixup,
         validation=validation,
-        seed=seed,
+        random_state=seed,
         verbose=1 if progress else 0,
         distributed=distributed,
     )
@@ -507,7 +509,9 @@ def demo(
         Path("demo-report"), "--out", help="folder for report.md, report.html, results.json, confusions.png"
     ),
     epochs: int = typer.Option(60, "--epochs", min=1, help="training epochs of every deep model"),
-    seed: int = typer.Option(0, "--seed", help="seed of the data split, the crowd and the models"),
+    seed: int = typer.Option(
+        0, "--seed", help="seed of the data split, the crowd and the models (run_demo's random_state)"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the table"),
 ) -> None:
     """Run every method on scikit-learn's digits with a simulated crowd; print a table, write a report."""
@@ -517,7 +521,7 @@ def demo(
         fail("the demo needs scikit-learn for its data: pip install 'crowdlearn[sklearn]'")
     from crowdlearn.demo import run_demo, table_markdown, write_report
 
-    result = run_demo(seed=seed, epochs=epochs, log=None if quiet else lambda m: typer.echo(m, err=True))
+    result = run_demo(random_state=seed, epochs=epochs, log=None if quiet else lambda m: typer.echo(m, err=True))
     typer.echo(table_markdown(result))
     written = write_report(result, out)
     typer.echo("report: " + ", ".join(str(p) for p in written))

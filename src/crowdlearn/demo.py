@@ -64,7 +64,8 @@ class DemoResult:
     n_annotators: int
     n_classes: int
     n_labels: int
-    seed: int
+    #: the seed of the run (``crowdlearn demo --seed``)
+    random_state: int
     rows: list[MethodResult] = field(default_factory=list)
     confusions_true: npt.NDArray[np.float64] | None = None
     confusions_ccem: npt.NDArray[np.float64] | None = None
@@ -80,42 +81,46 @@ class DemoResult:
             "n_annotators": self.n_annotators,
             "n_classes": self.n_classes,
             "n_labels": self.n_labels,
-            "seed": self.seed,
+            "seed": self.random_state,  # the CLI's name: results.json is written by `crowdlearn demo --seed`
             "results": [asdict(r) for r in self.rows],
         }
 
 
-def make_crowd(y_train: npt.NDArray[np.int64], *, n_classes: int = 10, seed: int = 0) -> SimulatedCrowd:
+def make_crowd(y_train: npt.NDArray[np.int64], *, n_classes: int = 10, random_state: int = 0) -> SimulatedCrowd:
     """The demo crowd: 30 annotators, 3 labels per training image.
 
     12 decent workers (diagonally dominant, 45-75 % correct), 8 workers who report digit
     ``j + 1`` for ``j`` 35 % of the time (pair flipping), 2 near-perfect workers and 8 spammers.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     A = np.concatenate(
         [
-            diagonally_dominant_confusions(12, n_classes, accuracy=(0.45, 0.75), rng=rng),
+            diagonally_dominant_confusions(12, n_classes, accuracy=(0.45, 0.75), random_state=rng),
             pair_flip_confusions(8, n_classes, flip_rate=0.35),
-            hammer_spammer_confusions(10, n_classes, hammer_fraction=0.2, hammer_accuracy=0.95, rng=rng),
+            hammer_spammer_confusions(10, n_classes, hammer_fraction=0.2, hammer_accuracy=0.95, random_state=rng),
         ]
     )
     onehot = np.eye(n_classes)[y_train]
-    return simulate_crowd(A, n_items=len(y_train), per_item=3, truth=onehot, rng=rng)
+    return simulate_crowd(A, n_items=len(y_train), per_item=3, truth=onehot, random_state=rng)
 
 
-def run_demo(*, seed: int = 0, epochs: int = 60, log: Callable[[str], None] | None = None) -> DemoResult:
-    """Run every method on the digits crowd and return the measurements."""
+def run_demo(*, random_state: int = 0, epochs: int = 60, log: Callable[[str], None] | None = None) -> DemoResult:
+    """Run every method on the digits crowd and return the measurements.
+
+    ``random_state`` seeds the train/test split, the crowd and every model (an int: the deep
+    models seed torch with it).
+    """
     from sklearn.datasets import load_digits
 
     say = log or (lambda _msg: None)
     X_all, y_all = load_digits(return_X_y=True)
     X_all = (X_all / 16.0).astype(np.float32)
     y_all = y_all.astype(np.int64)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     perm = rng.permutation(len(y_all))
     test_idx, train_idx = perm[:500], perm[500:]
     X_tr, y_tr, X_te, y_te = X_all[train_idx], y_all[train_idx], X_all[test_idx], y_all[test_idx]
-    crowd = make_crowd(y_tr, seed=seed)
+    crowd = make_crowd(y_tr, random_state=random_state)
     ann: Annotations = crowd.annotations
     K = 10
     result = DemoResult(
@@ -124,21 +129,21 @@ def run_demo(*, seed: int = 0, epochs: int = 60, log: Callable[[str], None] | No
         n_annotators=ann.n_annotators,
         n_classes=K,
         n_labels=ann.n_labels,
-        seed=seed,
+        random_state=random_state,
         confusions_true=crowd.confusions,
     )
     say(
         f"digits: {len(y_tr)} training images labelled by {ann.n_annotators} simulated annotators "
         f"({ann.n_labels} labels), {len(y_te)} test images"
     )
-    common: dict[str, Any] = {"epochs": epochs, "seed": seed, "verbose": 0}
+    common: dict[str, Any] = {"epochs": epochs, "random_state": random_state, "verbose": 0}
 
     def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
         t0 = time.perf_counter()
         out = fn()
         return out, time.perf_counter() - t0
 
-    mv, t = _timed(lambda: MajorityVote(random_state=seed).fit(ann))
+    mv, t = _timed(lambda: MajorityVote(random_state=random_state).fit(ann))
     result.rows.append(MethodResult("majority vote", "truth inference", accuracy(y_tr, mv.labels_), seconds=t))
     ds, t = _timed(lambda: DawidSkene().fit(ann))
     result.confusions_ds = np.asarray(ds.confusions_)
@@ -230,7 +235,7 @@ def write_report(result: DemoResult, out: str | Path) -> list[Path]:
         "# crowdlearn demo report",
         "",
         f"scikit-learn digits: {result.n_train} training images labelled by {result.n_annotators} simulated "
-        f"annotators ({result.n_labels} labels, 3 per image), {result.n_test} test images, seed {result.seed}.",
+        f"annotators ({result.n_labels} labels, 3 per image), {result.n_test} test images, seed {result.random_state}.",
         "Each method sees only the crowd labels; accuracies are against the truth.",
         "",
         table_markdown(result),

@@ -198,7 +198,7 @@ def scatter_proxy(
     *,
     n_directions: int = 64,
     max_vectors: int = 2000,
-    rng: np.random.Generator | int | None = 0,
+    random_state: int | np.random.Generator | None = 0,
 ) -> ScatterProxy:
     """Sampled check of how much of the second-order cone the vectors' conic hull covers.
 
@@ -221,7 +221,8 @@ def scatter_proxy(
         are ignored.
     n_directions : int, default=64
     max_vectors : int, default=2000
-    rng : Generator, int or None, default=0
+    random_state : int, Generator or None, default=0
+        Seed (or generator) of the sampled directions and of the vector subset.
 
     Returns
     -------
@@ -234,7 +235,7 @@ def scatter_proxy(
         raise ValueError("vectors must be finite and non-negative")
     if n_directions < 1:
         raise ValueError(f"n_directions must be >= 1, got {n_directions}")
-    g = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    g = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
     s = V.sum(axis=1)
     V = V[s > 0] / s[s > 0, None]
     if len(V) > max_vectors:
@@ -298,7 +299,7 @@ def diagnose(
     specialist_threshold: float = 0.9,
     anchor_threshold: float = 0.9,
     n_directions: int = 64,
-    rng: np.random.Generator | int | None = 0,
+    random_state: int | np.random.Generator | None = 0,
 ) -> DiagnosisReport:
     """Check the identifiability conditions of CCEM / GeoCrowdNet on a crowd.
 
@@ -324,7 +325,8 @@ def diagnose(
         Closeness below which a class counts as lacking a near-specialist / near-anchor.
     n_directions : int, default=64
         Directions sampled by :func:`scatter_proxy`.
-    rng : Generator, int or None, default=0
+    random_state : int, Generator or None, default=0
+        Seed (or generator) of :func:`scatter_proxy`'s directions.
 
     Returns
     -------
@@ -402,8 +404,8 @@ def diagnose(
         )
 
     w_rows = A[enough].reshape(-1, K)
-    w_scatter = scatter_proxy(w_rows, n_directions=n_directions, rng=rng)
-    f_scatter = None if P is None else scatter_proxy(P, n_directions=n_directions, rng=rng)
+    w_scatter = scatter_proxy(w_rows, n_directions=n_directions, random_state=random_state)
+    f_scatter = None if P is None else scatter_proxy(P, n_directions=n_directions, random_state=random_state)
     n_comp, share = _components(annotations)
     report = DiagnosisReport(
         n_items=N,

@@ -251,8 +251,9 @@ class CrowdClassifier(ParamsMixin):
         "auto" (cuda, then mps, then cpu), "cpu", "cuda", ...
     amp : bool, default=False
         Mixed precision on CUDA.
-    seed : int, default=0
-        Seeds weights, shuffling, dropout and the holdout split.
+    random_state : int, default=0
+        Seeds the initial weights, shuffling, dropout and the holdout split. An int, not a
+        :class:`numpy.random.Generator`: torch is seeded with it (``torch.manual_seed``).
     distributed : bool, default=False
         Data-parallel training over the processes started by ``torchrun`` (one
         :class:`~torch.nn.parallel.DistributedDataParallel` replica per process, gloo on CPU,
@@ -328,7 +329,7 @@ class CrowdClassifier(ParamsMixin):
         patience: int | None = None,
         device: str = "auto",
         amp: bool = False,
-        seed: int = 0,
+        random_state: int = 0,
         distributed: bool = False,
         checkpoint_dir: str | None = None,
         verbose: int = 0,
@@ -354,7 +355,7 @@ class CrowdClassifier(ParamsMixin):
         self.patience = patience
         self.device = device
         self.amp = amp
-        self.seed = seed
+        self.random_state = random_state
         self.distributed = distributed
         self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
@@ -391,7 +392,7 @@ class CrowdClassifier(ParamsMixin):
         number("eps", 0, strict=True)
         number("mixup", 0, strict=False)
         number("patience", 1, strict=False, allow_none=True, integer=True)
-        number("seed", 0, strict=False, integer=True)
+        number("random_state", 0, strict=False, integer=True)
         number("refine_confusions", 0, strict=False, integer=True)
         if not (isinstance(self.init, np.ndarray) or self.init in ("identity", "uniform", "mv", "ds")):
             raise _param_error(c, "init", "'identity', 'uniform', 'mv', 'ds' or an (M, K, K) array", self.init)
@@ -570,7 +571,9 @@ class CrowdClassifier(ParamsMixin):
             valid = ValidationSet(self._check_X(X_val, len(yv), "X_val"), y=yv)
             monitor = ("valid_acc", "max")
         elif mode == "holdout":
-            train_ann, held = annotations.split_holdout(float(self.holdout_fraction), seed=int(self.seed))
+            train_ann, held = annotations.split_holdout(
+                float(self.holdout_fraction), random_state=int(self.random_state)
+            )
             if held.n_labels == 0:
                 raise ValueError(
                     f"holdout_fraction={self.holdout_fraction} holds out no labels (annotators have too few); "
@@ -580,7 +583,7 @@ class CrowdClassifier(ParamsMixin):
             monitor = ("valid_loss", "min")
 
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.seed))
+            torch.manual_seed(int(self.random_state))
             backbone = self._make_backbone(inputs, k)
             head = self._make_head(m, k, self._initial_confusions(train_ann))
         model = CrowdModel(backbone, head)
@@ -610,7 +613,7 @@ class CrowdClassifier(ParamsMixin):
             mixup=float(self.mixup),
             device=self.device,
             amp=bool(self.amp),
-            seed=int(self.seed),
+            random_state=int(self.random_state),
             callbacks=callbacks,
             sink=self.sink or print,
             distributed=bool(self.distributed),
@@ -793,6 +796,8 @@ class CrowdClassifier(ParamsMixin):
         if meta.get("format") != SAVE_FORMAT or meta.get("version") != SAVE_VERSION:
             raise ValueError(f"{path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r}")
         params = dict(meta["params"])
+        if "seed" in params and "random_state" not in params:  # saved before the seed was named random_state
+            params["random_state"] = params.pop("seed")
         if isinstance(params.get("backbone"), dict):
             if backbone is None:
                 raise ValueError(

@@ -1,6 +1,6 @@
 """Simulated crowds: annotator models, observation patterns, ground truth, machine annotators.
 
-Everything here is seeded: every function that draws random numbers takes ``rng`` (a
+Everything here is seeded: every function that draws random numbers takes ``random_state`` (a
 :class:`numpy.random.Generator`, an int seed, or ``None`` for fresh entropy) and the same seed
 gives the same output. :func:`symmetric_flip_confusions` and :func:`pair_flip_confusions` are
 deterministic and take no seed. :func:`make_confusions` passes its keyword arguments, a seed
@@ -103,8 +103,10 @@ class SimulatedCrowd:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _rng(rng: RNGLike) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+def _rng(random_state: RNGLike) -> np.random.Generator:
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    return np.random.default_rng(random_state)
 
 
 def _check_sizes(n_annotators: int, n_classes: int) -> None:
@@ -138,7 +140,7 @@ def separable_uniform_confusions(
     gamma: float = 0.01,
     noise: float = 0.1,
     n_specialists: int = 1,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> FloatArray:
     """Separable-and-uniform: near-specialist annotators first, the rest near-uniform.
 
@@ -156,7 +158,7 @@ def separable_uniform_confusions(
         raise ValueError(f"n_specialists must be in [0, {n_annotators}], got {n_specialists}")
     if gamma < 0 or noise < 0:
         raise ValueError(f"gamma and noise must be >= 0, got gamma={gamma}, noise={noise}")
-    g = _rng(rng)
+    g = _rng(random_state)
     K = n_classes
     U = g.uniform(size=(n_annotators, K, K))
     A = np.empty((n_annotators, K, K))
@@ -171,7 +173,7 @@ def hammer_spammer_confusions(
     *,
     hammer_fraction: float = 0.3,
     hammer_accuracy: float = 0.95,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> FloatArray:
     """Hammers (near-perfect) and spammers (answers independent of the true class).
 
@@ -182,7 +184,7 @@ def hammer_spammer_confusions(
     _check_sizes(n_annotators, n_classes)
     _check_prob(hammer_fraction, "hammer_fraction")
     _check_prob(hammer_accuracy, "hammer_accuracy")
-    g = _rng(rng)
+    g = _rng(random_state)
     K = n_classes
     n_h = round(hammer_fraction * n_annotators)
     A = np.empty((n_annotators, K, K))
@@ -199,7 +201,7 @@ def diagonally_dominant_confusions(
     accuracy: tuple[float, float] = (0.5, 0.8),
     min_entry: float = 0.01,
     max_closeness: float | None = None,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> FloatArray:
     """Diagonally dominant confusions with every entry positive (no specialist, no zero).
 
@@ -219,7 +221,7 @@ def diagonally_dominant_confusions(
         raise ValueError(f"accuracy must be a range (low, high) with 1/K < low <= high < 1, got {accuracy!r}")
     if not 0 <= min_entry * (K - 1) < 1 - hi:
         raise ValueError(f"min_entry={min_entry} leaves no room for a diagonal of {hi} with {K} classes")
-    g = _rng(rng)
+    g = _rng(random_state)
     A = np.empty((n_annotators, K, K))
     for m in range(n_annotators):
         for j in range(K):
@@ -263,13 +265,13 @@ def pair_flip_confusions(n_annotators: int, n_classes: int, *, flip_rate: float 
 
 
 def random_confusions(
-    n_annotators: int, n_classes: int, *, concentration: float = 1.0, rng: RNGLike = None
+    n_annotators: int, n_classes: int, *, concentration: float = 1.0, random_state: RNGLike = None
 ) -> FloatArray:
     """Every column an independent Dirichlet(``concentration``) draw (no structure at all)."""
     _check_sizes(n_annotators, n_classes)
     if concentration <= 0:
         raise ValueError(f"concentration must be > 0, got {concentration}")
-    g = _rng(rng)
+    g = _rng(random_state)
     draws = g.dirichlet(np.full(n_classes, concentration), size=(n_annotators, n_classes))  # (M, j, i)
     return np.ascontiguousarray(draws.transpose(0, 2, 1))
 
@@ -281,7 +283,7 @@ def class_specialist_confusions(
     specialist_classes: Sequence[int] | None = None,
     classes_per_annotator: int = 1,
     accuracy: tuple[float, float] = (0.5, 0.8),
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> FloatArray:
     """Annotators that are exact class specialists for some classes.
 
@@ -301,7 +303,7 @@ def class_specialist_confusions(
             raise ValueError(f"specialist_classes contains {k}: expected class indices in [0, {K})")
     if classes_per_annotator < 1:
         raise ValueError(f"classes_per_annotator must be >= 1, got {classes_per_annotator}")
-    A = diagonally_dominant_confusions(n_annotators, K, accuracy=accuracy, rng=rng)
+    A = diagonally_dominant_confusions(n_annotators, K, accuracy=accuracy, random_state=random_state)
     if spec:
         for m in range(n_annotators):
             for t in range(classes_per_annotator):
@@ -338,7 +340,7 @@ def wssc_confusions(
     zeros_per_row: tuple[int, int] = (1, 2),
     accuracy: tuple[float, float] = (0.5, 0.8),
     max_closeness: float = 0.75,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> FloatArray:
     """The W-SSC design: every row has one or two zeros, at spread-out places, and no specialist.
 
@@ -358,8 +360,8 @@ def wssc_confusions(
             f"zeros_per_row must be (low, high) with 1 <= low <= high <= n_classes - 2 = {K - 2}, got {zeros_per_row!r}"
         )
     _check_prob(max_closeness, "max_closeness")
-    g = _rng(rng)
-    A = diagonally_dominant_confusions(n_annotators, K, accuracy=accuracy, rng=g)
+    g = _rng(random_state)
+    A = diagonally_dominant_confusions(n_annotators, K, accuracy=accuracy, random_state=g)
     for m in range(n_annotators):
         for i in range(K):
             others = np.delete(np.arange(K), i)
@@ -389,7 +391,7 @@ def make_confusions(family: str, n_annotators: int, n_classes: int, **params: An
 
 # ---------------------------------------------------------------------------- observation patterns
 def bernoulli_pattern(
-    n_items: int, n_annotators: int, p: float | npt.ArrayLike, *, rng: RNGLike = None
+    n_items: int, n_annotators: int, p: float | npt.ArrayLike, *, random_state: RNGLike = None
 ) -> tuple[IntArray, IntArray]:
     """Each (item, annotator) pair observed independently with probability ``p``.
 
@@ -407,7 +409,7 @@ def bernoulli_pattern(
     items, annotators : ndarray of int64 of shape (n_labels,)
         Observed pairs, sorted by annotator then item.
     """
-    g = _rng(rng)
+    g = _rng(random_state)
     probs = _per_annotator(p, n_annotators, "p")
     counts = g.binomial(n_items, probs)
     items = [np.sort(g.choice(n_items, size=int(c), replace=False)) for c in counts]
@@ -436,7 +438,7 @@ def fixed_per_item_pattern(
     per_item: int,
     *,
     weights: npt.ArrayLike | None = None,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> tuple[IntArray, IntArray]:
     """Every item labelled by exactly ``per_item`` distinct annotators.
 
@@ -457,7 +459,7 @@ def fixed_per_item_pattern(
         if np.count_nonzero(w) < per_item:
             raise ValueError(f"only {np.count_nonzero(w)} annotators have positive weight but per_item={per_item}")
         w = w / w.sum()
-    chosen = _distinct_rows(n_items, per_item, n_annotators, w, _rng(rng))
+    chosen = _distinct_rows(n_items, per_item, n_annotators, w, _rng(random_state))
     items = np.repeat(np.arange(n_items, dtype=np.int64), per_item)
     return items, chosen.ravel()
 
@@ -468,7 +470,7 @@ def heavy_tailed_pattern(
     labels_per_item: float,
     *,
     alpha: float = 1.2,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> tuple[IntArray, IntArray]:
     """Bernoulli pattern whose per-annotator rates follow a heavy-tailed (Pareto) activity.
 
@@ -481,15 +483,15 @@ def heavy_tailed_pattern(
         raise ValueError(f"labels_per_item must be in (0, n_annotators={n_annotators}], got {labels_per_item}")
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
-    g = _rng(rng)
+    g = _rng(random_state)
     w = 1.0 + g.pareto(alpha, size=n_annotators)
     p = np.minimum(1.0, labels_per_item * w / w.sum())
-    return bernoulli_pattern(n_items, n_annotators, p, rng=g)
+    return bernoulli_pattern(n_items, n_annotators, p, random_state=g)
 
 
 # ---------------------------------------------------------------------------- truth and labels
 def hard_truth(
-    n_items: int, n_classes: int, *, priors: npt.ArrayLike | None = None, rng: RNGLike = None
+    n_items: int, n_classes: int, *, priors: npt.ArrayLike | None = None, random_state: RNGLike = None
 ) -> tuple[IntArray, FloatArray]:
     """Hard true labels drawn from ``priors`` (default uniform); posteriors are one-hot (anchors).
 
@@ -501,7 +503,7 @@ def hard_truth(
     pri = np.full(n_classes, 1.0 / n_classes) if priors is None else np.asarray(priors, dtype=np.float64)
     if pri.shape != (n_classes,) or pri.min() < 0 or not np.isclose(pri.sum(), 1.0):
         raise ValueError(f"priors must be {n_classes} non-negative numbers summing to 1, got {priors!r}")
-    y = _rng(rng).choice(n_classes, size=n_items, p=pri).astype(np.int64)
+    y = _rng(random_state).choice(n_classes, size=n_items, p=pri).astype(np.int64)
     return y, np.eye(n_classes)[y]
 
 
@@ -512,7 +514,7 @@ def ambiguous_posteriors(
     support: tuple[int, int] = (2, 3),
     mix: float = 0.3,
     anchor_fraction: float = 0.0,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> tuple[IntArray, FloatArray]:
     """The F-SSC design: items ambiguous between two or three classes, no near-anchor item.
 
@@ -534,7 +536,7 @@ def ambiguous_posteriors(
         raise ValueError(f"support must be (low, high) with 1 <= low <= high <= n_classes, got {support!r}")
     _check_prob(mix, "mix")
     _check_prob(anchor_fraction, "anchor_fraction")
-    g = _rng(rng)
+    g = _rng(random_state)
     K = n_classes
     sizes = g.integers(lo, hi + 1, size=n_items)
     post = np.zeros((n_items, K))
@@ -550,7 +552,7 @@ def ambiguous_posteriors(
 
 
 def soft_posteriors(
-    n_items: int, n_classes: int, *, spread: float = 0.5, rng: RNGLike = None
+    n_items: int, n_classes: int, *, spread: float = 0.5, random_state: RNGLike = None
 ) -> tuple[IntArray, FloatArray]:
     """Soft items well inside the simplex: ``f = (1 - spread) / K + spread * Dirichlet(1)``.
 
@@ -559,7 +561,7 @@ def soft_posteriors(
     uses these so that only the confusions can give identifiability.
     """
     _check_prob(spread, "spread")
-    g = _rng(rng)
+    g = _rng(random_state)
     post = (1 - spread) / n_classes + spread * g.dirichlet(np.ones(n_classes), size=n_items)
     return post.argmax(axis=1).astype(np.int64), post
 
@@ -570,7 +572,7 @@ def sample_labels(
     confusions: npt.ArrayLike,
     posteriors: npt.ArrayLike,
     *,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> IntArray:
     """Draw a label for every observed pair: true class ``z ~ f(x_n)``, then ``y ~ A_m[:, z]``.
 
@@ -584,7 +586,7 @@ def sample_labels(
     -------
     ndarray of int64 of shape (n_labels,)
     """
-    g = _rng(rng)
+    g = _rng(random_state)
     it = np.asarray(items, dtype=np.int64)
     an = np.asarray(annotators, dtype=np.int64)
     A = np.asarray(confusions, dtype=np.float64)
@@ -611,7 +613,7 @@ def sample_labels(
 
 
 def correlate_annotators(
-    annotations: Annotations, copier: int, source: int, prob: float, *, rng: RNGLike = None
+    annotations: Annotations, copier: int, source: int, prob: float, *, random_state: RNGLike = None
 ) -> Annotations:
     """Make ``copier`` copy ``source``: on each item ``source`` labelled, with probability ``prob``
     the copier gives the source's label (added if the copier had not labelled the item, replacing
@@ -624,7 +626,7 @@ def correlate_annotators(
             raise ValueError(f"{name}={v} is not an annotator index in [0, {M})")
     if copier == source:
         raise ValueError("copier and source must be different annotators")
-    g = _rng(rng)
+    g = _rng(random_state)
     pos = annotations.by_annotator.positions([source])
     take = pos[g.random(pos.size) < prob]
     new = Annotations(
@@ -653,7 +655,7 @@ def simulate_crowd(
     per_item: int | None = None,
     truth: TruthKind | npt.ArrayLike = "hard",
     priors: npt.ArrayLike | None = None,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> SimulatedCrowd:
     """Simulate labels of ``n_items`` items by annotators with the given confusions.
 
@@ -671,7 +673,8 @@ def simulate_crowd(
         (:func:`ambiguous_posteriors`), soft items (:func:`soft_posteriors`), or given posteriors.
     priors : array-like of shape (n_classes,), optional
         Class priors for ``truth="hard"``.
-    rng : Generator, int or None
+    random_state : int, Generator or None
+        Seed (or generator) of every random draw; None draws fresh entropy.
 
     Returns
     -------
@@ -683,14 +686,14 @@ def simulate_crowd(
     M, K = A.shape[0], A.shape[1]
     if (p is None) == (per_item is None):
         raise ValueError("give exactly one of p (Bernoulli observation) and per_item (annotators per item)")
-    g = _rng(rng)
+    g = _rng(random_state)
     if isinstance(truth, str):
         if truth == "hard":
-            y, F = hard_truth(n_items, K, priors=priors, rng=g)
+            y, F = hard_truth(n_items, K, priors=priors, random_state=g)
         elif truth == "ambiguous":
-            y, F = ambiguous_posteriors(n_items, K, rng=g)
+            y, F = ambiguous_posteriors(n_items, K, random_state=g)
         elif truth == "soft":
-            y, F = soft_posteriors(n_items, K, rng=g)
+            y, F = soft_posteriors(n_items, K, random_state=g)
         else:
             raise ValueError(f"truth must be 'hard', 'ambiguous', 'soft' or an (n_items, K) array, got {truth!r}")
     else:
@@ -699,11 +702,11 @@ def simulate_crowd(
             raise ValueError(f"truth posteriors must have shape ({n_items}, {K}), got {F.shape}")
         y = F.argmax(axis=1).astype(np.int64)
     if p is not None:
-        items, ann = bernoulli_pattern(n_items, M, p, rng=g)
+        items, ann = bernoulli_pattern(n_items, M, p, random_state=g)
     else:
         assert per_item is not None
-        items, ann = fixed_per_item_pattern(n_items, M, per_item, rng=g)
-    labels = sample_labels(items, ann, A, F, rng=g)
+        items, ann = fixed_per_item_pattern(n_items, M, per_item, random_state=g)
+    labels = sample_labels(items, ann, A, F, random_state=g)
     annotations = Annotations(items, ann, labels, n_items=n_items, n_annotators=M, n_classes=K)
     return SimulatedCrowd(annotations, A, y, F)
 
@@ -718,7 +721,7 @@ def simulate_design(
     n_annotators: int,
     n_classes: int,
     p: float,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> SimulatedCrowd:
     """The matrix-level designs that separate CCEM and GeoCrowdNet (Ibrahim, Nguyen & Fu, ICLR 2023).
 
@@ -731,23 +734,23 @@ def simulate_design(
       anchor, F not scattered): favours GeoCrowdNet(W).
     - ``"separable-uniform"``: one near-specialist, the rest near-uniform, hard items.
     """
-    g = _rng(rng)
+    g = _rng(random_state)
     M, K = n_annotators, n_classes
     if name == "control":
-        A = class_specialist_confusions(M, K, rng=g)
+        A = class_specialist_confusions(M, K, random_state=g)
         truth: TruthKind = "hard"
     elif name == "f-ssc":
-        A = diagonally_dominant_confusions(M, K, max_closeness=0.75, rng=g)
+        A = diagonally_dominant_confusions(M, K, max_closeness=0.75, random_state=g)
         truth = "ambiguous"
     elif name == "w-ssc":
-        A = wssc_confusions(M, K, rng=g)
+        A = wssc_confusions(M, K, random_state=g)
         truth = "soft"
     elif name == "separable-uniform":
-        A = separable_uniform_confusions(M, K, rng=g)
+        A = separable_uniform_confusions(M, K, random_state=g)
         truth = "hard"
     else:
         raise ValueError(f"unknown design {name!r}; expected one of {list(DESIGNS)}")
-    return simulate_crowd(A, n_items=n_items, p=p, truth=truth, rng=g)
+    return simulate_crowd(A, n_items=n_items, p=p, truth=truth, random_state=g)
 
 
 # ---------------------------------------------------------------------------- machine annotators
@@ -767,7 +770,7 @@ def _convergence_warning() -> type[Warning]:
     return ConvergenceWarning  # type: ignore[no-any-return]
 
 
-def default_machines(n_machines: int = 15, *, rng: RNGLike = None) -> list[tuple[str, Any, int]]:
+def default_machines(n_machines: int = 15, *, random_state: RNGLike = None) -> list[tuple[str, Any, int]]:
     """A zoo of scikit-learn classifiers of varied strength, as in the paper's MNIST setup.
 
     Returns ``(name, unfitted estimator, training-subset size)`` triples cycling through linear,
@@ -783,7 +786,7 @@ def default_machines(n_machines: int = 15, *, rng: RNGLike = None) -> list[tuple
     from sklearn.svm import SVC, LinearSVC
     from sklearn.tree import DecisionTreeClassifier
 
-    g = _rng(rng)
+    g = _rng(random_state)
 
     def zoo(i: int, seed: int) -> tuple[str, Any]:
         kind = i % 9
@@ -822,7 +825,7 @@ def simulate_machine_annotators(
     n_machines: int = 15,
     p: float = 0.1,
     machines: Sequence[tuple[str, Any, int]] | None = None,
-    rng: RNGLike = None,
+    random_state: RNGLike = None,
 ) -> SimulatedCrowd:
     """Machine annotators (Ibrahim, Nguyen & Fu, ICLR 2023): classifiers as crowd workers.
 
@@ -848,14 +851,15 @@ def simulate_machine_annotators(
         Observation probability of each (item, machine) pair.
     machines : sequence of (name, estimator, subset_size), optional
         Custom machines; each estimator needs ``fit(X, y)`` and ``predict(X)``.
-    rng : Generator, int or None
+    random_state : int, Generator or None
+        Seed (or generator) of every random draw; None draws fresh entropy.
 
     Returns
     -------
     SimulatedCrowd
         ``features`` is ``X_train``; ``annotations.annotator_ids`` are ``"<index>-<name>"``.
     """
-    g = _rng(rng)
+    g = _rng(random_state)
     Xt = np.asarray(X_train)
     yt = np.asarray(y_train).astype(np.int64)
     Xp = np.asarray(X_pool)
@@ -868,9 +872,9 @@ def simulate_machine_annotators(
     if yt.min() < 0 or yt.max() >= K or yp.min() < 0 or yp.max() >= K:
         raise ValueError(f"y_train and y_pool must hold class indices in [0, {K})")
     _check_prob(p, "p")
-    zoo = list(machines) if machines is not None else default_machines(n_machines, rng=g)
+    zoo = list(machines) if machines is not None else default_machines(n_machines, random_state=g)
     M, N = len(zoo), len(Xt)
-    items, ann = bernoulli_pattern(N, M, p, rng=g)
+    items, ann = bernoulli_pattern(N, M, p, random_state=g)
     labels = np.empty(items.size, dtype=np.int64)
     A = np.empty((M, K, K))
     bounds = np.searchsorted(ann, np.arange(M + 1))

@@ -28,8 +28,8 @@ from crowdlearn.train import distributed as dist_utils
 def simulated(n: int = 800, seed: int = 0) -> tuple[np.ndarray, np.ndarray, Annotations]:
     """A simulated crowd (10 annotators, 3 classes, p=0.3) with Gaussian features of the true class."""
     rng = np.random.default_rng(seed)
-    conf = diagonally_dominant_confusions(10, 3, rng=rng)
-    crowd = simulate_crowd(conf, n_items=n, p=0.3, rng=rng)
+    conf = diagonally_dominant_confusions(10, 3, random_state=rng)
+    crowd = simulate_crowd(conf, n_items=n, p=0.3, random_state=rng)
     y = crowd.true_labels
     x = rng.normal(size=(n, 8)) + 2.0 * np.eye(3, 8)[y]
     return x.astype(np.float32), y, crowd.annotations
@@ -73,7 +73,7 @@ def scenario_exact(out: dict[str, Any]) -> None:
     """One optimizer step: 16 items, batch 8 -> two batches, rank r trains on batch r."""
     x, _, ann = toy(n=16)
     model = exact_model()
-    tr = Trainer(model, GeoCrowdNetFLoss(0.01), epochs=1, batch_size=8, lr=1e-2, device="cpu", seed=3)
+    tr = Trainer(model, GeoCrowdNetFLoss(0.01), epochs=1, batch_size=8, lr=1e-2, device="cpu", random_state=3)
     tr.fit(x, ann)
     out["exact_is_crowdmodel"] = type(tr.model) is CrowdModel
     out["exact_params"] = {k: p.detach().clone() for k, p in model.named_parameters()}
@@ -86,7 +86,7 @@ def scenario_learn(out: dict[str, Any], outdir: Path) -> None:
     x, y, ann = simulated()
     messages: list[str] = []
     clf = CrowdClassifier(
-        method="ccem", epochs=12, batch_size=32, lr=3e-3, seed=0, device="cpu", distributed=True,
+        method="ccem", epochs=12, batch_size=32, lr=3e-3, random_state=0, device="cpu", distributed=True,
         verbose=2, sink=messages.append,
     )  # fmt: skip
     clf.fit(x, ann)
@@ -116,7 +116,7 @@ def scenario_checkpoint(out: dict[str, Any], outdir: Path) -> None:
             probe = RngProbe()
             model = exact_model(dropout=0.3)
             cbs = [probe, Checkpoint(outdir / folder)]
-            return Trainer(model, CrowdLoss(), epochs=epochs, batch_size=16, lr=1e-2, device="cpu", seed=1,
+            return Trainer(model, CrowdLoss(), epochs=epochs, batch_size=16, lr=1e-2, device="cpu", random_state=1,
                            callbacks=cbs), probe  # fmt: skip
 
         full, probe = build(4, "full")
@@ -141,7 +141,7 @@ def scenario_diverge(out: dict[str, Any]) -> None:
     x, _, ann = toy(n=110)
     model = exact_model()
     before = params(model)
-    tr = Trainer(model, NaNOnRank1(), epochs=3, batch_size=16, lr=1e-2, device="cpu", seed=1)
+    tr = Trainer(model, NaNOnRank1(), epochs=3, batch_size=16, lr=1e-2, device="cpu", random_state=1)
     try:
         tr.fit(x, ann)
         out["diverge_raised"] = False
@@ -158,7 +158,7 @@ def scenario_diverge(out: dict[str, Any]) -> None:
 def scenario_mixup(out: dict[str, Any]) -> None:
     x, _, ann = toy(n=64)
     model = exact_model(dropout=0.2)
-    tr = Trainer(model, CrowdLoss(), epochs=2, batch_size=16, lr=1e-2, device="cpu", seed=2, mixup=0.4)
+    tr = Trainer(model, CrowdLoss(), epochs=2, batch_size=16, lr=1e-2, device="cpu", random_state=2, mixup=0.4)
     tr.fit(x, ann)
     out["mixup_state"] = params(model)
 

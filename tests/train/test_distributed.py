@@ -70,7 +70,7 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: fl
 def test_one_step_equals_single_process_average_of_the_two_batches(ranks: list[dict[str, Any]]) -> None:
     x, _, ann = toy(n=16)
     model = exact_model()
-    ref = Trainer(model, GeoCrowdNetFLoss(0.01), epochs=1, batch_size=8, lr=1e-2, device="cpu", seed=3)
+    ref = Trainer(model, GeoCrowdNetFLoss(0.01), epochs=1, batch_size=8, lr=1e-2, device="cpu", random_state=3)
     labelled = np.flatnonzero(ann.item_counts > 0).astype(np.int64)
     batches = item_batches(labelled, 8, generator=torch.Generator().manual_seed(3))
     assert len(batches) == WORLD
@@ -109,7 +109,7 @@ def test_sharded_validation_equals_single_process_validation(ranks: list[dict[st
     r0 = ranks[0]
     back = CrowdClassifier.load(r0["outdir"] / "model.safetensors")
     x, _, ann = simulated()
-    _, held = ann.split_holdout(0.1, seed=0)
+    _, held = ann.split_holdout(0.1, random_state=0)
     tr = Trainer(back.model_, CrowdLoss(), device="cpu", batch_size=32)
     single = tr.run_validation(ValidationSet(Inputs(x), annotations=held))
     best = r0["learn_best_epoch"]

@@ -71,7 +71,7 @@ def test_item_batches_and_make_batch() -> None:
 
 def test_training_reduces_loss_and_records_validation() -> None:
     x, y, ann = toy()
-    train, held = ann.split_holdout(0.2, seed=0)
+    train, held = ann.split_holdout(0.2, random_state=0)
     tr = make_trainer(epochs=8)
     h = tr.fit(x, train, valid=ValidationSet(Inputs(x), annotations=held))
     losses = h[:, "train_loss"]

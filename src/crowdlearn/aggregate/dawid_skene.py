@@ -270,8 +270,8 @@ class DawidSkene(_DawidSkeneEM):
         datasets of docs/benchmarks.md it reproduces crowd-kit's converged EM labels, while
         0.01-0.1 move accuracies by up to +-0.01 either way (e.g. AdultContent2 0.7477 -> 0.7387,
         LabelMe 0.789 -> 0.790, Music 0.767 -> 0.750 at 0.1).
-    random_state : int or None, default=0
-        Seed of the spectral initialisation.
+    random_state : int, Generator or None, default=0
+        Seed (or generator) of the spectral initialisation.
 
     Attributes
     ----------
@@ -308,7 +308,7 @@ class DawidSkene(_DawidSkeneEM):
         init_confusions: npt.ArrayLike | None = None,
         priors: PriorSpec = "learn",
         smoothing: float = 1e-6,
-        random_state: int | None = 0,
+        random_state: int | np.random.Generator | None = 0,
     ) -> None:
         self.n_iter = n_iter
         self.tol = tol

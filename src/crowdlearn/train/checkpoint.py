@@ -140,7 +140,7 @@ def load_checkpoint(trainer: Trainer, dirname: str | os.PathLike[str]) -> int:
     elif f"rng.torch.rank{r}" in tensors:
         torch.set_rng_state(tensors[f"rng.torch.rank{r}"])
     else:  # a checkpoint of a run with fewer ranks: a fresh dropout stream for this rank
-        torch.manual_seed(trainer.seed + r + 1_000_003 * (int(meta["epoch"]) + 1))
+        torch.manual_seed(trainer.random_state + r + 1_000_003 * (int(meta["epoch"]) + 1))
     trainer.generator.set_state(tensors["rng.shuffle"])
     saved = meta["callbacks"]
     names = [type(cb).__name__ for cb in trainer.callbacks]

@@ -105,8 +105,9 @@ class Trainer:
     device : str or torch.device, default="auto"
     amp : bool, default=False
         Mixed precision (float16 autocast + gradient scaling) on CUDA; ignored elsewhere.
-    seed : int, default=0
-        Seeds shuffling and dropout (the caller seeds the initial weights).
+    random_state : int, default=0
+        Seeds shuffling, dropout and mixup (the caller seeds the initial weights). An int, not a
+        :class:`numpy.random.Generator`: torch is seeded with it.
     deterministic : bool, default=False
         Use ``torch.use_deterministic_algorithms`` while training.
     mixup : float, default=0.0
@@ -128,7 +129,7 @@ class Trainer:
         Each rank takes every ``world_size``-th batch of the same seeded shuffle (the effective
         batch is ``batch_size * world_size``), gradients are averaged by
         :class:`~torch.nn.parallel.DistributedDataParallel`, history values are averaged over
-        ranks, validation is sharded and summed, dropout is seeded ``seed + rank`` and only
+        ranks, validation is sharded and summed, dropout is seeded ``random_state + rank`` and only
         rank 0 writes checkpoints. See :mod:`crowdlearn.train.distributed` and docs/training.md.
     """
 
@@ -145,7 +146,7 @@ class Trainer:
         schedule: Schedule = None,
         device: str | torch.device = "auto",
         amp: bool = False,
-        seed: int = 0,
+        random_state: int = 0,
         deterministic: bool = False,
         mixup: float = 0.0,
         callbacks: Sequence[Callback] = (),
@@ -177,14 +178,14 @@ class Trainer:
         self.weight_decay = float(weight_decay)
         self.schedule = schedule
         self.amp = bool(amp) and self.device.type == "cuda"
-        self.seed = int(seed)
+        self.random_state = int(random_state)
         self.deterministic = deterministic
         self.mixup = float(mixup)
         self.callbacks = list(callbacks)
         self.sink = sink
         self.history = History()
         self.stop_training = False
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator = torch.Generator().manual_seed(self.random_state)
         self.optimizer = self.make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self._good_state: dict[str, Tensor] | None = None
@@ -253,7 +254,7 @@ class Trainer:
             raise ValueError(f"label {int(annotations.labels.max())} is out of range for a model with {k} classes")
         if not self.data_parallel:
             with torch.random.fork_rng(devices=[]), self._determinism():
-                torch.manual_seed(self.seed)
+                torch.manual_seed(self.random_state)
                 start = 0
                 if resume_from is not None:
                     start = self.resume(resume_from)
@@ -267,7 +268,7 @@ class Trainer:
         try:
             with torch.random.fork_rng(devices=[]), self._determinism():
                 # the same initial weights everywhere (DDP broadcasts rank 0's), per-rank dropout
-                torch.manual_seed(self.seed + dist_utils.rank())
+                torch.manual_seed(self.random_state + dist_utils.rank())
                 start = 0
                 if resume_from is not None:
                     start = self.resume(resume_from)
