@@ -228,7 +228,8 @@ def test_train_under_torchrun_writes_once(crowd: dict[str, Path]) -> None:
     env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "crowdlearn"]
     cmd += [*train_args(crowd, "--distributed", "--batch-size", "32", "--predictions", str(d / "pred.csv"))]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, check=False)
+    # the timeout only detects a hang: generous, so a loaded machine never fails the test
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained geocrowdnet-f on 90 items") == 1  # rank 0 only
     assert "data-parallel over 2 processes" in done.stdout

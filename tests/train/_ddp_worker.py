@@ -163,6 +163,20 @@ def scenario_mixup(out: dict[str, Any]) -> None:
     out["mixup_state"] = params(model)
 
 
+def gloo_threads() -> list[str]:
+    """Names of this process's gloo threads (Linux: /proc/self/task); [] elsewhere."""
+    task = Path("/proc/self/task")
+    if not task.is_dir():
+        return []
+    names = []
+    for t in task.iterdir():
+        try:
+            names.append((t / "comm").read_text().strip())
+        except OSError:  # the thread ended while listing
+            continue
+    return sorted(n for n in names if "gloo" in n)
+
+
 def run(local_index: int, world: int, port: int, outdir: str) -> None:
     """Entry point of ``torch.multiprocessing.start_processes``."""
     torch.set_num_threads(1)
@@ -184,4 +198,5 @@ def run(local_index: int, world: int, port: int, outdir: str) -> None:
         scenario_diverge(out)
         scenario_mixup(out)
     out["destroyed"] = not dist_utils.is_distributed()
+    out["gloo_threads_after_destroy"] = gloo_threads()
     torch.save(out, path / f"rank{local_index}.pt")

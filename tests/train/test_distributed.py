@@ -26,7 +26,7 @@ from crowdlearn.train import Inputs, Trainer, ValidationSet, item_batches, make_
 from crowdlearn.train import distributed as dist_utils
 
 WORLD = 2
-TIMEOUT_S = 120.0
+TIMEOUT_S = 600.0  # a hang detector, generous for a loaded machine: never a timing assumption
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -136,6 +136,50 @@ def test_nan_on_one_rank_raises_on_every_rank(ranks: list[dict[str, Any]]) -> No
         assert res["diverge_reset"] and res["diverge_history_len"] == 0
         assert res["group_alive"] == pytest.approx(0.5)
         assert res["destroyed"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread names are read from /proc")
+def test_destroy_joins_the_gloo_threads(ranks: list[dict[str, Any]]) -> None:
+    """After DDP training, leaving process_group() destroys the group for real: its threads are gone.
+
+    A group that outlives its destroy_process_group() keeps gloo worker threads that can drop a
+    collective's tensors during interpreter finalization and abort the process (the
+    ``terminate called without an active exception`` of a torchrun job whose work was done).
+    """
+    for res in ranks:
+        assert res["gloo_threads_after_destroy"] == []
+
+
+EXIT_PROBE = """
+import atexit, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from _ddp_worker import gloo_threads, toy
+
+def probe():  # registered before crowdlearn's teardown, so it runs after it (atexit is LIFO)
+    print("gloo threads at exit:", gloo_threads(), flush=True)
+
+atexit.register(probe)
+import torch
+from crowdlearn.estimators import CrowdClassifier
+torch.set_num_threads(1)
+x, _, ann = toy(n=32)
+clf = CrowdClassifier(epochs=2, batch_size=8, validation="none", device="cpu", distributed=True).fit(x, ann)
+print("fitted", flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread names are read from /proc")
+def test_group_made_by_the_library_is_destroyed_before_interpreter_exit(tmp_path: Path) -> None:
+    """``distributed=True`` without destroy (as `crowdlearn train --distributed`): joined at exit."""
+    script = tmp_path / "probe.py"
+    script.write_text(EXIT_PROBE.format(tests=str(Path(__file__).parent)))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
+    env.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "fitted" in done.stdout
+    assert "gloo threads at exit: []" in done.stdout, done.stdout
 
 
 def test_example_runs_under_torchrun() -> None:

@@ -7,10 +7,26 @@ single-process code path stays unchanged.
 
 Launch a script with, e.g., ``torchrun --standalone --nproc_per_node=2 examples/ddp_train.py``;
 torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``.
+
+Teardown
+--------
+A group is destroyed before the interpreter shuts down: by :func:`destroy` (or on leaving
+:func:`process_group`), and otherwise by an :mod:`atexit` hook that :func:`init_from_env`
+registers. Without it a rank can abort at exit with ``terminate called without an active
+exception`` after all its work is done: a gloo worker thread finishing the last collective drops
+that collective's tensors, which needs the GIL; once the main thread has entered interpreter
+finalization, Python ends any thread that asks for the GIL with ``pthread_exit``, and the forced
+unwind through a ``noexcept`` destructor calls ``std::terminate``. Destroying the group joins the
+gloo worker threads (its C++ destructor runs with the GIL released) while the interpreter is
+still alive. For that destructor to run, nothing may keep the group alive: importing
+``torch._dynamo`` after a group exists (DDP does so on first use) leaves references to it
+behind, so :func:`init_from_env` imports it first.
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -130,13 +146,36 @@ def init_from_env(backend: str | None = None) -> None:
         raise ValueError(f"backend must be 'nccl', 'gloo' or None, got {backend!r}")
     if backend == "nccl":
         torch.cuda.set_device(lr)
+    _import_before_group()
     dist.init_process_group(backend=backend, rank=r, world_size=world)
+    _register_exit_teardown()
+
+
+def _import_before_group() -> None:
+    """Import ``torch._dynamo`` now: imported later, it keeps the default group alive past :func:`destroy`."""
+    import torch._dynamo  # noqa: F401
+
+
+_exit_teardown_registered = False
+
+
+def _register_exit_teardown() -> None:
+    global _exit_teardown_registered
+    if not _exit_teardown_registered:
+        atexit.register(destroy)
+        _exit_teardown_registered = True
 
 
 def destroy() -> None:
-    """Destroy the default process group if one is initialized (no-op otherwise)."""
+    """Destroy the default process group if one is initialized (no-op otherwise).
+
+    Also collects garbage, so that a group held only by reference cycles (a freed DDP wrapper)
+    is destroyed now and its worker threads are joined (see "Teardown" above). Runs at
+    interpreter exit for a group made by :func:`init_from_env`.
+    """
     if is_distributed():
         dist.destroy_process_group()
+        gc.collect()
 
 
 @contextmanager
