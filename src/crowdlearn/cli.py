@@ -354,7 +354,7 @@ def train(
         if not is_main_process():  # every rank raises; rank 0 reports
             raise typer.Exit(1) from None
         fail(f"{exc} Nothing was written.")
-    clf.save(out)  # rank 0 writes in a distributed run
+    clf.save(out, overwrite=force)  # rank 0 writes in a distributed run
     if not is_main_process():
         return
     typer.echo(
