@@ -1012,6 +1012,19 @@ def check_outputs(
                 raise ValueError(f"{n_out} {p_out} is the input {n_in}; an output never replaces an input")
 
 
+def _keep_aside(target: Path) -> str:
+    """A hard link (else a copy) of ``target`` under a hidden name in its folder."""
+    import shutil
+    import uuid
+
+    aside = str(target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+    try:
+        os.link(target, aside)
+    except OSError:
+        shutil.copy2(target, aside)
+    return aside
+
+
 class AtomicOutputs:
     """Outputs prepared as temporary files and committed together (see :func:`atomic_outputs`)."""
 
@@ -1054,36 +1067,43 @@ class AtomicOutputs:
     def commit(self) -> list[Path]:
         """Rename every prepared file onto its target; all or nothing.
 
-        Each target is checked again (:func:`check_output`). A file being replaced is first
-        renamed aside; if any rename fails, the targets already committed are restored (their
-        previous version, or removed when there was none) and the error is raised.
+        Each target is checked again (:func:`check_output`) and replaced by one ``os.replace``,
+        so it always holds its old or its new content, never a part. With several outputs the
+        previous version of each is first kept aside (a hard link, else a copy); if any rename
+        fails, the targets already committed are restored (their previous version, or removed
+        when there was none) and the error is raised.
 
         Returns
         -------
         list of Path
             The targets, in the order they were opened.
         """
-        done: list[tuple[Path, str | None]] = []  # (target, its previous version set aside)
+        done: list[tuple[Path, str | None, bool]] = []  # (target, its previous version kept aside, existed)
         try:
             for tmp, target in self._staged:
                 check_output(target, overwrite=self.overwrite, force_hint=self.force_hint)
-                backup = None
-                if target.exists():
-                    fd, backup = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
-                    os.close(fd)
-                    os.replace(target, backup)
-                done.append((target, backup))
-                os.replace(tmp, target)
+                # the previous version stays in place until the rename (a hard link, or a copy,
+                # keeps it for a rollback when several files are committed together)
+                existed = target.exists()
+                backup = _keep_aside(target) if len(self._staged) > 1 and existed else None
+                try:
+                    os.replace(tmp, target)
+                except BaseException:
+                    if backup is not None:
+                        with contextlib.suppress(OSError):
+                            os.unlink(backup)
+                    raise
+                done.append((target, backup, existed))
         except BaseException:
-            for target, backup in reversed(done):
+            for target, backup, existed in reversed(done):  # the ones already renamed: back to before
                 with contextlib.suppress(OSError):
                     if backup is not None:
                         os.replace(backup, target)
-                    elif target.exists():
+                    elif not existed:
                         os.unlink(target)
             self.discard()
             raise
-        for _, backup in done:
+        for _, backup, _ in done:
             if backup is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(backup)
