@@ -53,8 +53,8 @@ def test_check_output_names_devices_folders_and_missing_folders(tmp_path: Path) 
     (tmp_path / "file").write_text("x")
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         check_output(tmp_path / "file" / "m.safetensors")
-    with pytest.raises(ValueError, match="--out -: this output is a binary file and cannot go to standard output"):
-        check_output("-", name="--out")
+    with pytest.raises(ValueError, match="--out -: the model cannot go to standard output; give a file path"):
+        check_output("-", name="--out", kind="model")
     check_output("-", stdout_ok=True)
     check_output(tmp_path / "new.csv")
 

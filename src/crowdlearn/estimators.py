@@ -16,6 +16,7 @@ import inspect
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -54,7 +55,15 @@ from crowdlearn.train import (
     ValidationSet,
 )
 
-__all__ = ["METHODS", "CrowdClassifier", "NotFittedError", "ParamsMixin", "item_posteriors", "posterior_confusions"]
+__all__ = [
+    "METHODS",
+    "CollapsedModelWarning",
+    "CrowdClassifier",
+    "NotFittedError",
+    "ParamsMixin",
+    "item_posteriors",
+    "posterior_confusions",
+]
 
 Method = Literal[
     "ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce", "crowdlayer-mw", "crowdlayer-vw", "crowdlayer-vb"
@@ -76,6 +85,12 @@ SAVE_VERSION = 1
 
 class NotFittedError(ValueError, AttributeError):
     """An estimator method that needs a fitted model was called before ``fit``."""
+
+
+class CollapsedModelWarning(UserWarning):
+    """The fitted classifier predicts one class for every training item although the crowd
+    labels use several (see ``CrowdClassifier.collapsed_``). Not an error: the run finished,
+    but the model is likely useless (too large a learning rate or regularization weight)."""
 
 
 class ParamsMixin:
@@ -288,6 +303,9 @@ class CrowdClassifier(ParamsMixin):
         One dict per epoch (losses, validation metric, ``*_best`` flags).
     best_epoch_ : int or None
         Epoch selected by the validation rule (None without validation).
+    collapsed_ : bool
+        True when the classifier predicts one class for every training item while the crowd
+        labels use several; ``fit`` then also warns with :class:`CollapsedModelWarning`.
 
     Examples
     --------
@@ -634,6 +652,17 @@ class CrowdClassifier(ParamsMixin):
             refined = posterior_confusions(proba, annotations, self.confusions_, int(self.refine_confusions))
             self.model_.head.reset_parameters(init=refined, smoothing=1e-10)
             self.confusions_ = self._confusions_from_model()
+        predicted = np.unique(proba[labelled].argmax(axis=1)) if labelled.any() else np.unique(proba.argmax(axis=1))
+        used = np.unique(annotations.labels)
+        self.collapsed_ = bool(len(predicted) == 1 and len(used) > 1)
+        if self.collapsed_:
+            warnings.warn(
+                CollapsedModelWarning(
+                    f"the model predicts class {self.classes_.tolist()[int(predicted[0])]!r} for every training item "
+                    f"while the crowd labels use {len(used)} classes (a collapsed model; try a smaller lr or lam)"
+                ),
+                stacklevel=2,
+            )
         return self
 
     def _check_backbone_output(self, model: CrowdModel, inputs: Inputs, k: int) -> None:

@@ -905,6 +905,7 @@ def check_output(
     force_hint: str = "overwrite=True",
     stdout_ok: bool = False,
     name: str | None = None,
+    kind: str = "output",
 ) -> None:
     """Check, before any work, that ``path`` can be written by :func:`atomic_write`.
 
@@ -920,6 +921,8 @@ def check_output(
         Whether ``"-"`` is accepted (table-like outputs); otherwise it is an error.
     name : str, optional
         The option or parameter naming the output (e.g. ``"--out"``), quoted in the ``"-"`` error.
+    kind : str, default="output"
+        What the output is (e.g. ``"model (a binary safetensors file)"``), for the ``"-"`` error.
 
     Raises
     ------
@@ -937,9 +940,7 @@ def check_output(
     if os.fspath(path) == STDOUT:
         if stdout_ok:
             return
-        raise ValueError(
-            f"{name or 'path'} -: this output is a binary file and cannot go to standard output; give a file path"
-        )
+        raise ValueError(f"{name or 'path'} -: the {kind} cannot go to standard output; give a file path")
     p = Path(path)
     if p.is_symlink():
         raise ValueError(
@@ -975,6 +976,7 @@ def check_outputs(
     overwrite: bool = False,
     force_hint: str = "overwrite=True",
     stdout_ok: Sequence[str] = (),
+    kinds: dict[str, str] | None = None,
 ) -> None:
     """Check every output (see :func:`check_output`) and that they are distinct, before any work.
 
@@ -988,6 +990,8 @@ def check_outputs(
         As in :func:`check_output`.
     stdout_ok : sequence of str
         The names in ``outputs`` that may be ``"-"`` (standard output).
+    kinds : dict of str to str, optional
+        Name -> what the output is, for the error on a ``"-"`` that is not accepted.
 
     Raises
     ------
@@ -997,7 +1001,8 @@ def check_outputs(
     """
     given = [(n, p) for n, p in outputs.items() if p is not None]
     for n, p in given:
-        check_output(p, overwrite=overwrite, force_hint=force_hint, stdout_ok=n in stdout_ok, name=n)
+        kind = (kinds or {}).get(n, "output")
+        check_output(p, overwrite=overwrite, force_hint=force_hint, stdout_ok=n in stdout_ok, name=n, kind=kind)
     for i, (n1, p1) in enumerate(given):
         for n2, p2 in given[i + 1 :]:
             if os.fspath(p1) == STDOUT and os.fspath(p2) == STDOUT:
