@@ -114,3 +114,54 @@ def test_atomic_outputs_commit_all_or_nothing(tmp_path: Path, monkeypatch: pytes
             fh.write(b"new second")
     assert first.read_text() == "new first" and second.read_bytes() == b"new second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first.txt", "second.txt"]
+
+
+def test_demo_report_refuses_to_replace_a_symlinked_picture(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    import numpy as np
+
+    from crowdlearn.demo import DemoResult, write_report
+
+    conf = np.full((30, 10, 10), 0.1)
+    result = DemoResult(n_train=10, n_test=5, n_annotators=30, n_classes=10, n_labels=30, seed=0, confusions_true=conf)
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_bytes(b"keep")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "confusions.png").symlink_to(elsewhere)
+    with pytest.raises(ValueError, match=r"confusions\.png: is a symbolic link"):
+        write_report(result, tmp_path / "out")
+    assert (tmp_path / "out" / "confusions.png").is_symlink() and elsewhere.read_bytes() == b"keep"
+    (tmp_path / "out" / "confusions.png").unlink()
+    written = write_report(result, tmp_path / "out")
+    assert (tmp_path / "out" / "confusions.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in written)
+
+
+def test_dataset_downloads_and_unpacked_members_go_through_the_one_writer(tmp_path: Path) -> None:
+    import hashlib
+    import zipfile
+
+    from crowdlearn.datasets._base import FileSpec, fetch, unpack
+
+    src = tmp_path / "remote.txt"
+    src.write_bytes(b"data")
+    spec = FileSpec("local.txt", hashlib.sha256(b"data").hexdigest(), 4, src.as_uri())
+    (tmp_path / "d").mkdir()
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep")
+    (tmp_path / "d" / "local.txt").symlink_to(elsewhere)
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        fetch(src.as_uri(), tmp_path / "d" / "local.txt", spec)
+    assert elsewhere.read_text() == "keep"
+    (tmp_path / "d" / "local.txt").unlink()
+    fetch(src.as_uri(), tmp_path / "d" / "local.txt", spec)
+    assert (tmp_path / "d" / "local.txt").read_bytes() == b"data"
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("member.txt", "new")
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u" / "member.txt").write_text("old")
+    assert [p.name for p in unpack(archive, tmp_path / "u")] == ["member.txt"]
+    assert sorted(p.name for p in (tmp_path / "u").iterdir()) == ["member.txt"]  # replaced, no temporary left
+    assert (tmp_path / "u" / "member.txt").read_text() == "new"

@@ -1050,8 +1050,10 @@ class AtomicOutputs:
             raise ValueError(f"{p}: written twice in one set of outputs")
         check_output(p, overwrite=self.overwrite, force_hint=self.force_hint)
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        os.close(fd)
         try:
-            with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+            # opened by name, so ``fh.name`` is the temporary file's path (e.g. to checksum it)
+            with open(tmp, mode, encoding=None if "b" in mode else encoding) as fh:
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
