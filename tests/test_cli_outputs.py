@@ -180,6 +180,7 @@ def test_train_predictions_dash_goes_to_stdout(crowd: dict[str, Path]) -> None:
         (["--confusion-lr", "-1"], "--confusion-lr must be a finite number > 0"),
         (["--lam", "-1"], "--lam must be a finite number >= 0, got -1"),
         (["--mixup", "inf"], "--mixup must be a finite number >= 0"),
+        (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
     ],
 )
 def test_train_bad_numbers_are_usage_errors_with_the_flag_name(

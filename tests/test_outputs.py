@@ -165,3 +165,18 @@ def test_dataset_downloads_and_unpacked_members_go_through_the_one_writer(tmp_pa
     assert [p.name for p in unpack(archive, tmp_path / "u")] == ["member.txt"]
     assert sorted(p.name for p in (tmp_path / "u").iterdir()) == ["member.txt"]  # replaced, no temporary left
     assert (tmp_path / "u" / "member.txt").read_text() == "new"
+
+
+def test_write_html_refuses_a_symlink_before_rendering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crowdlearn.report.html as html
+    from crowdlearn import Annotations
+
+    elsewhere = tmp_path / "elsewhere.html"
+    elsewhere.write_text("keep")
+    (tmp_path / "r.html").symlink_to(elsewhere)
+    rendered: list[int] = []
+    real = html.render_html
+    monkeypatch.setattr(html, "render_html", lambda *a, **k: rendered.append(1) or real(*a, **k))
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        html.write_html(tmp_path / "r.html", Annotations([0, 1], [0, 0], [0, 1]), overwrite=True)
+    assert rendered == [] and elsewhere.read_text() == "keep" and (tmp_path / "r.html").is_symlink()

@@ -388,6 +388,8 @@ def train(
         _check_number("--confusion-lr", confusion_lr, strict=True, hi=MAX_LR)
     _check_number("--lam", lam, strict=False)
     _check_number("--mixup", mixup, strict=False)
+    if seed < 0:
+        fail(f"--seed must be an integer >= 0, got {seed}", code=2)
     _check_outputs(
         force,
         {"--out": out, "--predictions": predictions, "--confusions": confusions, "--report": report},
