@@ -15,7 +15,7 @@ folder may still show the previous checkpoint.
 
 In a distributed run (:mod:`crowdlearn.train.distributed`) every rank calls
 :func:`save_checkpoint`: the ranks' torch RNG states are gathered (rank ``r > 0`` is stored as
-``rng.torch.rank<r>``), rank 0 writes the files, and the others wait at a barrier. Every rank
+``rng.torch.rank<r>``), rank 0 writes the file, and the others wait at a barrier. Every rank
 then loads the same folder on resume (a filesystem shared by the ranks is assumed).
 """
 
