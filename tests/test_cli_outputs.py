@@ -242,3 +242,22 @@ def test_aggregate_writes_all_outputs_or_none(crowd: dict[str, Path], monkeypatc
     args = ["aggregate", str(crowd["labels"]), "-o", str(d / "a.csv"), "--confusions", str(d / "conf.json")]
     res = runner.invoke(app, args)
     assert res.exit_code != 0 and _files(d) == BEFORE
+
+
+def test_demo_checks_its_folder_before_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("sklearn")
+    import crowdlearn.demo as demo
+
+    def no_run(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the demo ran before its outputs were checked")
+
+    monkeypatch.setattr(demo, "run_demo", no_run)
+    (tmp_path / "file").write_text("x")
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "file"), "--quiet"])
+    assert res.exit_code == 1 and "file: is not a folder" in res.output
+    folder = tmp_path / "rep"
+    folder.mkdir()
+    (folder / "confusions.png").symlink_to(tmp_path / "file")
+    res = runner.invoke(app, ["demo", "--out", str(folder), "--quiet"])
+    assert res.exit_code == 1 and "confusions.png: is a symbolic link" in res.output
+    assert (tmp_path / "file").read_text() == "x"

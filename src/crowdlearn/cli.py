@@ -638,6 +638,12 @@ def demo(
         fail("the demo needs scikit-learn for its data: pip install 'crowdlearn[sklearn]'")
     from crowdlearn.demo import run_demo, table_markdown, write_report
 
+    # before the run: the folder (created if missing) and the files the demo replaces
+    if out.exists() and not out.is_dir():
+        fail(f"{out}: is not a folder (--out is the folder of the demo's report)")
+    if out.is_dir():
+        names = ("results.json", "report.md", "report.html", "confusions.png")
+        _check_outputs(True, {f"--out {n}": out / n for n in names})
     result = run_demo(seed=seed, epochs=epochs, log=None if quiet else lambda m: typer.echo(m, err=True))
     typer.echo(table_markdown(result))
     written = write_report(result, out)
