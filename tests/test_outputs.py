@@ -123,7 +123,7 @@ def test_demo_report_refuses_to_replace_a_symlinked_picture(tmp_path: Path) -> N
     from crowdlearn.demo import DemoResult, write_report
 
     conf = np.full((30, 10, 10), 0.1)
-    result = DemoResult(n_train=10, n_test=5, n_annotators=30, n_classes=10, n_labels=30, seed=0, confusions_true=conf)
+    result = DemoResult(10, 5, 30, 10, 30, 0, confusions_true=conf)  # n_train, n_test, M, K, labels, seed
     elsewhere = tmp_path / "elsewhere.png"
     elsewhere.write_bytes(b"keep")
     (tmp_path / "out").mkdir()

@@ -858,6 +858,9 @@ class CrowdClassifier(ParamsMixin):
             if "param.init" not in tensors:
                 raise ValueError(f"{path}: the saved init array (tensor 'param.init') is missing")
             params["init"] = tensors["param.init"].numpy()
+        unknown = sorted(set(params) - set(cls._get_param_names()))
+        if unknown:
+            raise ValueError(f"{path}: the saved parameters hold unknown parameter {unknown[0]!r}")
         est = cls(**params)
         try:
             est._validate_params()
@@ -938,9 +941,6 @@ def _check_meta(path: str | os.PathLike[str], raw: str) -> dict[str, Any]:
     params = meta["params"]
     if not isinstance(params, dict):
         raise bad("params", "an object")
-    unknown = sorted(set(params) - set(CrowdClassifier._get_param_names()))
-    if unknown:
-        raise ValueError(f"{path}: the saved parameters hold unknown parameter {unknown[0]!r}")
     for key in ("classes", "annotator_ids"):
         ids = meta[key]
         if not (isinstance(ids, list) and ids and all(isinstance(v, (int, float, str)) for v in ids)):
