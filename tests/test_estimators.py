@@ -158,7 +158,7 @@ def test_save_load_identical_predictions(tmp_path: Path, small) -> None:
     assert back.predict(x).tolist() == clf.predict(x).tolist()
     assert list(back.classes_) == ["a", "b", "c"] and list(back.annotator_ids_) == list(clf.annotator_ids_)
     np.testing.assert_array_equal(back.confusions_, clf.confusions_)
-    assert back.history_ == clf.history_
+    assert back.history_ == clf.history_.without_batches()  # the file keeps the per-epoch values
     assert back.get_params()["method"] == "geocrowdnet-w"
     assert clf.score(x, clf.predict(x)) == 1.0
 

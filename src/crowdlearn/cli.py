@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import typer
 
 from crowdlearn.annotations import Annotations, AnnotationsError
-from crowdlearn.io import FORMATS, read_annotations
+from crowdlearn.io import FORMATS, AtomicOutputs, read_annotations
 
 app = typer.Typer(
     name="crowdlearn",
@@ -190,24 +190,41 @@ def aggregate(
 
     if method not in METHODS:
         fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
-    _refuse_existing(force, report)
+    _check_outputs(force, {"--out": out, "--confusions": confusions, "--report": report}, {"FILE": file})
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
     agg: Any = METHODS[method]().fit(ann)
-    _write_table(_prediction_table(ann.item_ids, ann.classes, agg.probas_, proba, agg.labels_), out, force)
-    if confusions is not None:
-        _write_confusions(confusions, method, ann.classes, agg.priors_, ann.annotator_ids, agg.confusions_, force)
-    if report is not None:
-        from crowdlearn.report import write_html
+    from crowdlearn.io import atomic_outputs
 
-        write_html(
-            report, ann, aggregator=agg, title=f"crowdlearn aggregate --method {method}: {file.name}", overwrite=force
+    with atomic_outputs(overwrite=force, force_hint="--force") as staged:
+        table = _write_table(
+            _prediction_table(ann.item_ids, ann.classes, agg.probas_, proba, agg.labels_), out, force, staged
         )
+        if confusions is not None:
+            _write_confusions(
+                confusions, method, ann.classes, agg.priors_, ann.annotator_ids, agg.confusions_, force, staged
+            )
+        if report is not None:
+            from crowdlearn.report import render_html
+
+            page = render_html(ann, aggregator=agg, title=f"crowdlearn aggregate --method {method}: {file.name}")
+            with staged.open(report) as fh:
+                fh.write(page)
+    if table is not None:
+        typer.echo(table, nl=False)
 
 
 def _write_confusions(
-    path: Path, method: str, classes: Any, priors: Any, annotator_ids: Any, matrices: Any, force: bool
+    path: Path,
+    method: str,
+    classes: Any,
+    priors: Any,
+    annotator_ids: Any,
+    matrices: Any,
+    force: bool,
+    staged: AtomicOutputs | None = None,
 ) -> None:
-    """JSON of the confusion matrices (M, K, K), one entry per annotator, written atomically."""
+    """JSON of the confusion matrices (M, K, K), one entry per annotator, written atomically
+    (prepared in ``staged`` when given, committed with the command's other outputs)."""
     from crowdlearn.io import atomic_write
 
     doc = {
@@ -219,15 +236,38 @@ def _write_confusions(
             {"annotator": a, "matrix": m.tolist()} for a, m in zip(annotator_ids.tolist(), matrices, strict=True)
         ],
     }
-    with atomic_write(path, overwrite=force) as fh:
+    with atomic_write(path, overwrite=force) if staged is None else staged.open(path) as fh:
         json.dump(doc, fh, indent=1)
 
 
+#: What each output option holds, for the error on ``-`` where standard output is not accepted.
+_OUTPUT_KINDS = {
+    "--out": "model (a binary safetensors file)",
+    "--confusions": "confusions (JSON)",
+    "--report": "report (HTML)",
+}
+
+
+def _check_outputs(force: bool, outputs: dict[str, Path | None], inputs: dict[str, Path | None] | None = None) -> None:
+    """Before any work: every output writable, absent unless --force, distinct, not an input.
+
+    ``-`` (standard output) is accepted for the table outputs (``--out`` of aggregate and
+    predict, ``--predictions``), refused for the others (see :func:`crowdlearn.io.check_outputs`).
+    """
+    from crowdlearn.io import check_outputs
+
+    tables = ("--predictions",) if "--predictions" in outputs else ("--out",)
+    kinds = {k: v for k, v in _OUTPUT_KINDS.items() if k not in tables}
+    check_outputs(
+        dict(outputs), dict(inputs or {}), overwrite=force, force_hint="--force", stdout_ok=tables, kinds=kinds
+    )
+
+
 def _refuse_existing(force: bool, *paths: Path | None) -> None:
-    """Fail before any work when an output exists and --force is not given."""
-    for path in paths:
-        if path is not None and path.exists() and not force:
-            fail(f"{path}: already exists (pass --force to replace it)")
+    """Fail before any work when an output exists (without --force) or cannot be written."""
+    from crowdlearn.io import check_outputs
+
+    check_outputs({str(p): p for p in paths if p is not None}, overwrite=force, force_hint="--force")
 
 
 def _prediction_table(ids: Any, classes: Any, proba: Any, with_proba: bool, best: Any = None) -> Any:
@@ -247,15 +287,24 @@ def _prediction_table(ids: Any, classes: Any, proba: Any, with_proba: bool, best
     return table
 
 
-def _write_table(table: Any, out: Path | None, force: bool) -> None:
-    """CSV of ``table`` to ``out`` (atomic, refused if it exists unless ``force``) or to stdout."""
-    from crowdlearn.io import atomic_write
+def _write_table(table: Any, out: Path | None, force: bool, staged: AtomicOutputs | None = None) -> str | None:
+    """CSV of ``table`` to ``out`` (atomic, refused if it exists unless ``force``) or to stdout.
 
-    if out is None:
-        typer.echo(table.to_csv(index=False, lineterminator="\n"), nl=False)
-    else:
-        with atomic_write(out, overwrite=force) as fh:
-            table.to_csv(fh, index=False, lineterminator="\n")
+    With ``staged`` the file is prepared there (committed with the command's other outputs) and
+    the CSV text for standard output (``out`` None or ``-``) is returned for the caller to print
+    after the commit; without it, it is printed at once and None is returned.
+    """
+    from crowdlearn.io import STDOUT, atomic_write
+
+    if out is None or str(out) == STDOUT:
+        text: str = table.to_csv(index=False, lineterminator="\n")
+        if staged is not None:
+            return text
+        typer.echo(text, nl=False)
+        return None
+    with atomic_write(out, overwrite=force) if staged is None else staged.open(out) as fh:
+        table.to_csv(fh, index=False, lineterminator="\n")
+    return None
 
 
 FeaturesOption = typer.Option(
@@ -324,10 +373,16 @@ def train(
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
 ) -> None:
-    """Learn a classifier and every annotator's confusion matrix end to end (CCEM, GeoCrowdNet, ...)."""
+    """Learn a classifier and every annotator's confusion matrix end to end (CCEM, GeoCrowdNet, ...).
+
+    Every input and output is checked before the first epoch; the outputs are written together
+    at the end (all or nothing). ``--predictions -`` prints the table on stdout (the messages
+    then go to stderr).
+    """
     from crowdlearn.estimators import METHODS, CrowdClassifier
-    from crowdlearn.io import align_features, read_features, read_truth
+    from crowdlearn.io import STDOUT, align_features, atomic_outputs, read_features, read_truth, truth_array
     from crowdlearn.train import TrainingDivergedError
+    from crowdlearn.train.trainer import MAX_LR
 
     if method not in METHODS:
         fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
@@ -335,10 +390,44 @@ def train(
         fail(f"--init must be identity, uniform, mv or ds, got {init!r}", code=2)
     if validation not in ("holdout", "none"):
         fail(f"--validation must be holdout or none, got {validation!r}", code=2)
-    _refuse_existing(force, out, predictions, confusions, report)
+    _check_number("--lr", lr, strict=True, hi=MAX_LR)
+    if confusion_lr is not None:
+        _check_number("--confusion-lr", confusion_lr, strict=True, hi=MAX_LR)
+    _check_number("--lam", lam, strict=False)
+    _check_number("--mixup", mixup, strict=False)
+    if seed < 0:
+        fail(f"--seed must be an integer >= 0, got {seed}", code=2)
+    _check_outputs(
+        force,
+        {"--out": out, "--predictions": predictions, "--confusions": confusions, "--report": report},
+        {"FILE": file, "--features": features, "--truth": truth},
+    )
+    to_stderr = predictions is not None and str(predictions) == STDOUT
+
+    def say(message: str) -> None:
+        typer.echo(message, err=to_stderr)
+
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
     ids, X = read_features(features)
     X_items, unlabelled = align_features(ann, ids, X)
+    series = None  # the truth file, read and checked once before training
+    truth_pos = None
+    if truth is not None:
+        import pandas as pd
+
+        series = read_truth(truth)
+        truth_pos = pd.Index(ids).get_indexer(series.index)
+        known = truth_pos >= 0
+        if not known.any():
+            fail(f"{truth}: none of its items has a feature row")
+        cls = pd.Index(ann.classes).get_indexer(pd.Index(series.to_numpy()[known]))
+        if (cls < 0).any():
+            j = int((cls < 0).argmax())
+            item = series.index[known].tolist()[j]
+            label = series.to_numpy()[known].tolist()[j]
+            fail(
+                f"{truth}: truth label {label!r} of item {item!r} is not one of the classes {ann.classes.tolist()[:20]}"
+            )
     clf = CrowdClassifier(
         method=method,  # type: ignore[arg-type]
         lam=lam,
@@ -353,62 +442,99 @@ def train(
         verbose=1 if progress else 0,
         distributed=distributed,
     )
+    clf._validate_params()  # before the first epoch (and before a distributed group starts)
+    import warnings
+
+    from crowdlearn.estimators import CollapsedModelWarning
     from crowdlearn.train.distributed import is_main_process, world_size
 
     try:
-        clf.fit(X_items, ann)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CollapsedModelWarning)
+            clf.fit(X_items, ann)
     except TrainingDivergedError as exc:
         if not is_main_process():  # every rank raises; rank 0 reports
             raise typer.Exit(1) from None
         fail(f"{exc} Nothing was written.")
-    clf.save(out)  # rank 0 writes in a distributed run
-    if not is_main_process():
+    if not is_main_process():  # rank 0 writes in a distributed run
+        _barrier()
         return
-    typer.echo(
-        f"trained {method} on {ann.n_items} items, {ann.n_labels} labels, {ann.n_annotators} annotators, "
-        f"{ann.n_classes} classes; {X.shape[1]} features"
-        + (f"; data-parallel over {world_size()} processes" if world_size() > 1 else "")
-    )
-    if len(unlabelled):
-        typer.echo(f"{len(unlabelled)} feature rows have no labels: not used for training (predicted below)")
-    if clf.best_epoch_ is not None:
-        h = clf.history_[clf.best_epoch_]
-        typer.echo(f"selected epoch {clf.best_epoch_ + 1} of {epochs}: held-out label NLL {h['valid_loss']:.4f}")
-    proba = clf.predict_proba(X)
-    series = None  # the truth file, read once for the accuracy line and the report
-    if truth is not None:
-        import numpy as np
-        import pandas as pd
-
-        series = read_truth(truth)
-        pos = pd.Index(ids).get_indexer(series.index)
-        known = pos >= 0
-        if not known.any():
-            fail(f"{truth}: none of its items has a feature row")
-        predicted = clf.classes_[proba[pos[known]].argmax(axis=1)]
-        acc = float(np.mean(predicted == series.to_numpy()[known]))
-        typer.echo(f"accuracy on the {int(known.sum())} items of {truth.name} with features: {acc:.4f}")
-    typer.echo(f"model written to {out}")
-    if predictions is not None:
-        _write_table(_prediction_table(ids, clf.classes_, proba, False), predictions, force)
-        typer.echo(f"predictions written to {predictions}")
-    if confusions is not None:
-        _write_confusions(confusions, method, clf.classes_, clf.priors_, clf.annotator_ids_, clf.confusions_, force)
-        typer.echo(f"confusions written to {confusions}")
-    if report is not None:
-        from crowdlearn.io import truth_array
-        from crowdlearn.report import write_html
-
-        write_html(
-            report,
-            ann,
-            model=clf,
-            truth=None if series is None else truth_array(series, ann),
-            X=X_items,
-            title=f"crowdlearn train --method {method}: {file.name}",
-            overwrite=force,
+    try:
+        say(
+            f"trained {method} on {ann.n_items} items, {ann.n_labels} labels, {ann.n_annotators} annotators, "
+            f"{ann.n_classes} classes; {X.shape[1]} features"
+            + (f"; data-parallel over {world_size()} processes" if world_size() > 1 else "")
         )
-        typer.echo(f"report written to {report}")
+        if len(unlabelled):
+            say(f"{len(unlabelled)} feature rows have no labels: not used for training (predicted below)")
+        if clf.best_epoch_ is not None:
+            h = clf.history_[clf.best_epoch_]
+            say(f"selected epoch {clf.best_epoch_ + 1} of {epochs}: held-out label NLL {h['valid_loss']:.4f}")
+        for w in caught:  # other warnings go on to Python's handlers
+            if issubclass(w.category, CollapsedModelWarning):
+                say(f"warning: {w.message}")
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        proba = clf.predict_proba(X)
+        if series is not None and truth_pos is not None:
+            import numpy as np
+
+            known = truth_pos >= 0
+            predicted = clf.classes_[proba[truth_pos[known]].argmax(axis=1)]
+            acc = float(np.mean(predicted == series.to_numpy()[known]))
+            say(f"accuracy on the {int(known.sum())} items of {truth.name} with features: {acc:.4f}")  # type: ignore[union-attr]
+        with atomic_outputs(overwrite=force, force_hint="--force") as staged:
+            with staged.open(out, "wb") as fh:
+                fh.write(clf.to_bytes())
+            table = None
+            if predictions is not None:
+                table = _write_table(_prediction_table(ids, clf.classes_, proba, False), predictions, force, staged)
+            if confusions is not None:
+                _write_confusions(
+                    confusions, method, clf.classes_, clf.priors_, clf.annotator_ids_, clf.confusions_, force, staged
+                )
+            if report is not None:
+                from crowdlearn.report import render_html
+
+                page = render_html(
+                    ann,
+                    model=clf,
+                    truth=None if series is None else truth_array(series, ann),
+                    X=X_items,
+                    title=f"crowdlearn train --method {method}: {file.name}",
+                )
+                with staged.open(report) as fh:
+                    fh.write(page)
+    finally:
+        _barrier()
+    say(f"model written to {out}")
+    if predictions is not None:
+        if table is not None:
+            typer.echo(table, nl=False)
+        else:
+            say(f"predictions written to {predictions}")
+    if confusions is not None:
+        say(f"confusions written to {confusions}")
+    if report is not None:
+        say(f"report written to {report}")
+
+
+def _barrier() -> None:
+    """Wait for every rank in a distributed run (a no-op otherwise)."""
+    from crowdlearn.train import distributed as dist_utils
+
+    if dist_utils.is_distributed():
+        dist_utils.barrier()
+
+
+def _check_number(flag: str, value: float, *, strict: bool, hi: float | None = None) -> None:
+    """Usage error naming ``flag`` unless ``value`` is finite, > 0 (``strict``) or >= 0, and <= ``hi``."""
+    import math
+
+    ok = math.isfinite(value) and (value > 0 if strict else value >= 0) and (hi is None or value <= hi)
+    if not ok:
+        bound = f" and <= {hi:.2g} (Adam's step lr / (1 - beta1) must fit in float32)" if hi is not None else ""
+        fail(f"{flag} must be a finite number {'>' if strict else '>='} 0{bound}, got {value:g}", code=2)
 
 
 @app.command()
@@ -424,7 +550,7 @@ def predict(
     from crowdlearn.estimators import CrowdClassifier
     from crowdlearn.io import read_features
 
-    _refuse_existing(force, out)
+    _check_outputs(force, {"--out": out}, {"MODEL": model, "--features": features})
     clf = CrowdClassifier.load(model)
     ids, X = read_features(features)
     _write_table(_prediction_table(ids, clf.classes_, clf.predict_proba(X), proba), out, force)
@@ -521,6 +647,12 @@ def demo(
         fail("the demo needs scikit-learn for its data: pip install 'crowdlearn[sklearn]'")
     from crowdlearn.demo import run_demo, table_markdown, write_report
 
+    # before the run: the folder (created if missing) and the files the demo replaces
+    if out.exists() and not out.is_dir():
+        fail(f"{out}: is not a folder (--out is the folder of the demo's report)")
+    if out.is_dir():
+        names = ("results.json", "report.md", "report.html", "confusions.png")
+        _check_outputs(True, {f"--out {n}": out / n for n in names})
     result = run_demo(random_state=seed, epochs=epochs, log=None if quiet else lambda m: typer.echo(m, err=True))
     typer.echo(table_markdown(result))
     written = write_report(result, out)

@@ -278,7 +278,7 @@ def _plot_confusions(result: DemoResult, path: Path) -> Path | None:
         ("CCEM", result.confusions_ccem),
     ]
     rows = [(n, a) for n, a in candidates if a is not None]
-    fig, axes = plt.subplots(len(rows), len(shown), figsize=(2.4 * len(shown), 2.4 * len(rows)))
+    fig, axes = plt.subplots(len(rows), len(shown), figsize=(2.4 * len(shown), 2.4 * len(rows)), squeeze=False)
     for r, (name, conf) in enumerate(rows):
         for c, m in enumerate(shown):
             ax = axes[r, c]
@@ -291,8 +291,9 @@ def _plot_confusions(result: DemoResult, path: Path) -> Path | None:
                 ax.set_ylabel(name, fontsize=9)
     fig.suptitle("confusion matrices (column = true class)", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_write(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=90)
+    finally:
+        plt.close(fig)
     return path

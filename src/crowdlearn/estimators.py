@@ -16,6 +16,7 @@ import inspect
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -25,7 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from crowdlearn.annotations import Annotations
@@ -54,7 +55,15 @@ from crowdlearn.train import (
     ValidationSet,
 )
 
-__all__ = ["METHODS", "CrowdClassifier", "NotFittedError", "ParamsMixin", "item_posteriors", "posterior_confusions"]
+__all__ = [
+    "METHODS",
+    "CollapsedModelWarning",
+    "CrowdClassifier",
+    "NotFittedError",
+    "ParamsMixin",
+    "item_posteriors",
+    "posterior_confusions",
+]
 
 Method = Literal[
     "ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce", "crowdlayer-mw", "crowdlayer-vw", "crowdlayer-vb"
@@ -76,6 +85,12 @@ SAVE_VERSION = 1
 
 class NotFittedError(ValueError, AttributeError):
     """An estimator method that needs a fitted model was called before ``fit``."""
+
+
+class CollapsedModelWarning(UserWarning):
+    """The fitted classifier predicts one class for every training item although the crowd
+    labels use several (see ``CrowdClassifier.collapsed_``). Not an error: the run finished,
+    but the model is likely useless (too large a learning rate or regularization weight)."""
 
 
 class ParamsMixin:
@@ -291,6 +306,9 @@ class CrowdClassifier(ParamsMixin):
         One dict per epoch (losses, validation metric, ``*_best`` flags).
     best_epoch_ : int or None
         Epoch selected by the validation rule (None without validation).
+    collapsed_ : bool
+        True when the classifier predicts one class for every training item while the crowd
+        labels use several; ``fit`` then also warns with :class:`CollapsedModelWarning`.
 
     Examples
     --------
@@ -639,6 +657,17 @@ class CrowdClassifier(ParamsMixin):
             refined = posterior_confusions(proba, annotations, self.confusions_, int(self.refine_confusions))
             self.model_.head.reset_parameters(init=refined, smoothing=1e-10)
             self.confusions_ = self._confusions_from_model()
+        predicted = np.unique(proba[labelled].argmax(axis=1)) if labelled.any() else np.unique(proba.argmax(axis=1))
+        used = np.unique(annotations.labels)
+        self.collapsed_ = bool(len(predicted) == 1 and len(used) > 1)
+        if self.collapsed_:
+            warnings.warn(
+                CollapsedModelWarning(
+                    f"the model predicts class {self.classes_.tolist()[int(predicted[0])]!r} for every training item "
+                    f"while the crowd labels use {len(used)} classes (a collapsed model; try a smaller lr or lam)"
+                ),
+                stacklevel=2,
+            )
         return self
 
     def _check_backbone_output(self, model: CrowdModel, inputs: Inputs, k: int) -> None:
@@ -717,29 +746,52 @@ class CrowdClassifier(ParamsMixin):
         )
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         """Write the fitted model to one safetensors file (weights) with JSON metadata.
 
-        The metadata hold the parameters, class and annotator ids, priors and the history.
-        Nothing is pickled. A user ``backbone`` module is not serialised: only its weights are
-        saved, and :meth:`load` needs the same architecture passed as ``backbone=``.
+        The metadata hold the parameters, class and annotator ids, priors and the per-epoch
+        history (without the per-batch losses, so the header grows with the epochs, not the
+        batches; ``history_`` in memory keeps them). Nothing is pickled. A user ``backbone``
+        module is not serialised: only its weights are saved, and :meth:`load` needs the same
+        architecture passed as ``backbone=``.
+
+        The file is written atomically by :func:`crowdlearn.io.atomic_write` (a temporary file,
+        then a rename; permissions ``0o666 & ~umask``).
+
+        Parameters
+        ----------
+        path : path-like
+            The model file; its folder must exist.
+        overwrite : bool, default=False
+            Replace an existing file; otherwise an existing ``path`` raises
+            :class:`FileExistsError`. A symbolic link or a non-regular file (a device such as
+            ``/dev/null``, a pipe) is refused either way (:class:`ValueError`).
 
         In a distributed run (a ``torch.distributed`` default group is initialized) only rank 0
         writes; call it on every rank: the others wait until the file is written.
         """
         self._check_fitted()
+        from crowdlearn.io import atomic_write, check_output
         from crowdlearn.train import distributed as dist_utils
+
+        def write() -> None:
+            check_output(path, overwrite=overwrite)
+            data = self.to_bytes()
+            with atomic_write(path, "wb", overwrite=overwrite) as fh:
+                fh.write(data)
 
         if dist_utils.is_distributed():
             try:
                 if dist_utils.is_main_process():
-                    self._write(path)
+                    write()
             finally:
                 dist_utils.barrier()
             return
-        self._write(path)
+        write()
 
-    def _write(self, path: str | os.PathLike[str]) -> None:
+    def to_bytes(self) -> bytes:
+        """The content of the file :meth:`save` writes (safetensors with JSON metadata)."""
+        self._check_fitted()
         params = {}
         for name in self._get_param_names():
             value = getattr(self, name)
@@ -761,15 +813,12 @@ class CrowdClassifier(ParamsMixin):
             "priors": self.priors_.tolist(),
             "annotator_counts": self.annotator_counts_.tolist(),
             "best_epoch": self.best_epoch_,
-            "history": self.history_.to_list(),
+            "history": self.history_.without_batches().to_list(),
         }
         tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.model_.state_dict().items()}
         if isinstance(self.init, np.ndarray):
             tensors["param.init"] = torch.as_tensor(np.ascontiguousarray(self.init))
-        target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"crowdlearn": json.dumps(meta)})
-        os.replace(tmp, target)
+        return safetensors_save(tensors, metadata={"crowdlearn": json.dumps(meta)})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, backbone: nn.Module | None = None) -> CrowdClassifier:
@@ -781,6 +830,15 @@ class CrowdClassifier(ParamsMixin):
         backbone : torch.nn.Module, optional
             Required when the model was fitted with a user backbone: a module of the same
             architecture (its weights are replaced by the saved ones).
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        ValueError
+            One line naming the file: not a safetensors file, metadata that are not valid JSON,
+            a missing or mistyped metadata field, invalid saved parameters, weights of the wrong
+            shape.
         """
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such model file")
@@ -792,22 +850,29 @@ class CrowdClassifier(ParamsMixin):
                 tensors = {k: fh.get_tensor(k) for k in fh.keys()}
         except SafetensorError as exc:
             raise ValueError(f"{path} is not a CrowdClassifier file (not readable as safetensors: {exc})") from None
-        meta = json.loads(raw)
-        if meta.get("format") != SAVE_FORMAT or meta.get("version") != SAVE_VERSION:
-            raise ValueError(f"{path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r}")
+        meta = _check_meta(path, raw)
         params = dict(meta["params"])
         if "seed" in params and "random_state" not in params:  # saved before the seed was named random_state
             params["random_state"] = params.pop("seed")
         if isinstance(params.get("backbone"), dict):
             if backbone is None:
                 raise ValueError(
-                    f"{path} was fitted with a user backbone ({params['backbone']['user_module']}); "
+                    f"{path} was fitted with a user backbone ({params['backbone'].get('user_module')}); "
                     "pass backbone=<a module of the same architecture> to load it"
                 )
             params["backbone"] = backbone
         if isinstance(params.get("init"), dict):
+            if "param.init" not in tensors:
+                raise ValueError(f"{path}: the saved init array (tensor 'param.init') is missing")
             params["init"] = tensors["param.init"].numpy()
+        unknown = sorted(set(params) - set(cls._get_param_names()))
+        if unknown:
+            raise ValueError(f"{path}: the saved parameters hold unknown parameter {unknown[0]!r}")
         est = cls(**params)
+        try:
+            est._validate_params()
+        except ValueError as exc:
+            raise ValueError(f"{path}: the saved parameters are invalid: {exc}") from None
         classes = _ids_from_json(meta["classes"])
         annotator_ids = _ids_from_json(meta["annotator_ids"])
         k, m = len(classes), len(annotator_ids)
@@ -824,7 +889,8 @@ class CrowdClassifier(ParamsMixin):
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            raise ValueError(f"{path}: the saved weights do not fit the backbone: {exc}") from exc
+            detail = " ".join(str(exc).split())
+            raise ValueError(f"{path}: the saved weights do not fit the model ({detail})") from None
         model.eval()
         est.model_ = model
         est.history_ = History(meta["history"])
@@ -839,6 +905,72 @@ class CrowdClassifier(ParamsMixin):
         est.annotator_counts_ = np.asarray(meta["annotator_counts"], dtype=np.int64)
         est.confusions_ = est._confusions_from_model()
         return est
+
+
+_META_KEYS = (
+    "params",
+    "classes",
+    "annotator_ids",
+    "input_shape",
+    "n_features_in",
+    "priors",
+    "annotator_counts",
+    "best_epoch",
+    "history",
+)
+
+
+def _check_meta(path: str | os.PathLike[str], raw: str) -> dict[str, Any]:
+    """The model file's metadata, checked field by field; one-line ValueError naming the file."""
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}: the crowdlearn metadata are not valid JSON ({exc.msg} at character {exc.pos})"
+        ) from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: the crowdlearn metadata are not a JSON object (got {type(meta).__name__})")
+    if meta.get("format") != SAVE_FORMAT or meta.get("version") != SAVE_VERSION:
+        raise ValueError(f"{path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r}")
+    for key in _META_KEYS:
+        if key not in meta:
+            raise ValueError(f"{path}: the model metadata lack {key!r}; the file is damaged")
+
+    def bad(key: str, expected: str) -> ValueError:
+        return ValueError(f"{path}: model metadata {key!r} must be {expected}, got {json.dumps(meta[key])[:60]}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    params = meta["params"]
+    if not isinstance(params, dict):
+        raise bad("params", "an object")
+    for key in ("classes", "annotator_ids"):
+        ids = meta[key]
+        if not (isinstance(ids, list) and ids and all(isinstance(v, (int, float, str)) for v in ids)):
+            raise bad(key, "a non-empty list of ids")
+        if len(set(ids)) != len(ids):
+            raise bad(key, "a list of distinct ids")
+    k, m = len(meta["classes"]), len(meta["annotator_ids"])
+    if not (isinstance(meta["priors"], list) and len(meta["priors"]) == k and all(map(is_num, meta["priors"]))):
+        raise bad("priors", f"a list of {k} numbers")
+    counts = meta["annotator_counts"]
+    if not (isinstance(counts, list) and len(counts) == m and all(map(is_int, counts))):
+        raise bad("annotator_counts", f"a list of {m} integers")
+    shape = meta["input_shape"]
+    if not (shape is None or (isinstance(shape, list) and all(is_int(v) and v > 0 for v in shape))):
+        raise bad("input_shape", "a list of positive integers or null")
+    if not (meta["n_features_in"] is None or (is_int(meta["n_features_in"]) and meta["n_features_in"] > 0)):
+        raise bad("n_features_in", "a positive integer or null")
+    if not (meta["best_epoch"] is None or (is_int(meta["best_epoch"]) and meta["best_epoch"] >= 0)):
+        raise bad("best_epoch", "an integer or null")
+    history = meta["history"]
+    if not (isinstance(history, list) and all(isinstance(e, dict) for e in history)):
+        raise bad("history", "a list of epoch objects")
+    return meta
 
 
 def item_posteriors(

@@ -40,8 +40,13 @@ from crowdlearn.annotations import Annotations, AnnotationsError, OnDuplicate
 
 __all__ = [
     "FORMATS",
+    "STDOUT",
+    "AtomicOutputs",
     "align_features",
+    "atomic_outputs",
     "atomic_write",
+    "check_output",
+    "check_outputs",
     "file_mode",
     "from_frame",
     "from_wide",
@@ -865,14 +870,282 @@ def write_truth(
 
 
 # --------------------------------------------------------------------------- atomic output
+#: The path that means "standard output" to the command line's table-like outputs.
+STDOUT = "-"
+
+
 def file_mode(path: str | os.PathLike[str]) -> int:
     """Permission bits for a new version of ``path``: those of the existing file, else ``0o666 & ~umask``."""
     p = Path(path)
-    if p.exists():
+    if p.is_file() and not p.is_symlink():
         return stat.S_IMODE(p.stat().st_mode)
     mask = os.umask(0)  # reading the umask means setting it; restore at once
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_output(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    force_hint: str = "overwrite=True",
+    stdout_ok: bool = False,
+    name: str | None = None,
+    kind: str = "output",
+) -> None:
+    """Check, before any work, that ``path`` can be written by :func:`atomic_write`.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file; ``"-"`` (:data:`STDOUT`) means standard output.
+    overwrite : bool, default=False
+        Whether an existing regular file may be replaced.
+    force_hint : str, default="overwrite=True"
+        How the caller asks for replacement, quoted in the error (the CLI passes ``"--force"``).
+    stdout_ok : bool, default=False
+        Whether ``"-"`` is accepted (table-like outputs); otherwise it is an error.
+    name : str, optional
+        The option or parameter naming the output (e.g. ``"--out"``), quoted in the ``"-"`` error.
+    kind : str, default="output"
+        What the output is (e.g. ``"model (a binary safetensors file)"``), for the ``"-"`` error.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    ValueError
+        ``path`` is a symbolic link (refused even with ``overwrite``: the link would be replaced
+        by a regular file), a folder, a device, a pipe or anything but a regular file; or ``"-"``
+        where standard output is not accepted.
+    FileNotFoundError
+        The output folder does not exist (or is not a folder).
+    PermissionError
+        The output folder is not writable.
+    """
+    if os.fspath(path) == STDOUT:
+        if stdout_ok:
+            return
+        raise ValueError(f"{name or 'path'} -: the {kind} cannot go to standard output; give a file path")
+    p = Path(path)
+    if p.is_symlink():
+        raise ValueError(
+            f"{p}: is a symbolic link; outputs are never written through or over a link (give the real path)"
+        )
+    if p.exists():
+        mode = p.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{p}: is {_kind(mode)}; outputs are written only to regular files")
+        if not overwrite:
+            raise FileExistsError(f"{p}: already exists (pass {force_hint} to replace it)")
+    parent = p.parent
+    if not parent.exists():
+        raise FileNotFoundError(f"{parent}: the output folder does not exist")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{parent}: is not a folder (the output folder of {p.name})")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{parent}: the output folder is not writable")
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    pa, pb = Path(a), Path(b)
+    try:
+        return pa.samefile(pb)
+    except OSError:  # one does not exist: compare the normalised paths
+        return os.path.normcase(os.path.abspath(pa)) == os.path.normcase(os.path.abspath(pb))
+
+
+def check_outputs(
+    outputs: dict[str, str | os.PathLike[str] | None],
+    inputs: dict[str, str | os.PathLike[str] | None] | None = None,
+    *,
+    overwrite: bool = False,
+    force_hint: str = "overwrite=True",
+    stdout_ok: Sequence[str] = (),
+    kinds: dict[str, str] | None = None,
+) -> None:
+    """Check every output (see :func:`check_output`) and that they are distinct, before any work.
+
+    Parameters
+    ----------
+    outputs : dict of str to path or None
+        Option (or parameter) name -> output path; None entries are skipped.
+    inputs : dict of str to path or None, optional
+        Option name -> input path; an output that is one of them is an error.
+    overwrite, force_hint
+        As in :func:`check_output`.
+    stdout_ok : sequence of str
+        The names in ``outputs`` that may be ``"-"`` (standard output).
+    kinds : dict of str to str, optional
+        Name -> what the output is, for the error on a ``"-"`` that is not accepted.
+
+    Raises
+    ------
+    ValueError
+        Two outputs are the same file (or both standard output), or an output is an input;
+        plus every error of :func:`check_output`.
+    """
+    given = [(n, p) for n, p in outputs.items() if p is not None]
+    for n, p in given:
+        kind = (kinds or {}).get(n, "output")
+        check_output(p, overwrite=overwrite, force_hint=force_hint, stdout_ok=n in stdout_ok, name=n, kind=kind)
+    for i, (n1, p1) in enumerate(given):
+        for n2, p2 in given[i + 1 :]:
+            if os.fspath(p1) == STDOUT and os.fspath(p2) == STDOUT:
+                raise ValueError(f"{n1} and {n2} both go to standard output; give one of them a file path")
+            if STDOUT not in (os.fspath(p1), os.fspath(p2)) and _same_file(p1, p2):
+                raise ValueError(f"{n1} and {n2} name the same file {p1}; give each output its own path")
+    for n_in, p_in in (inputs or {}).items():
+        if p_in is None or os.fspath(p_in) == STDOUT:
+            continue
+        for n_out, p_out in given:
+            if os.fspath(p_out) != STDOUT and _same_file(p_in, p_out):
+                raise ValueError(f"{n_out} {p_out} is the input {n_in}; an output never replaces an input")
+
+
+def _keep_aside(target: Path) -> str:
+    """A hard link (else a copy) of ``target`` under a hidden name in its folder."""
+    import shutil
+    import uuid
+
+    aside = str(target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+    try:
+        os.link(target, aside)
+    except OSError:
+        shutil.copy2(target, aside)
+    return aside
+
+
+class AtomicOutputs:
+    """Outputs prepared as temporary files and committed together (see :func:`atomic_outputs`)."""
+
+    def __init__(self, *, overwrite: bool, force_hint: str = "overwrite=True") -> None:
+        self.overwrite = overwrite
+        self.force_hint = force_hint
+        self._staged: list[tuple[str, Path]] = []  # (temporary file, target)
+
+    @contextlib.contextmanager
+    def open(self, path: str | os.PathLike[str], mode: str = "w", *, encoding: str = "utf-8") -> Iterator[IO[Any]]:
+        """A file handle on a temporary file in ``path``'s folder; renamed onto ``path`` at commit.
+
+        ``path`` is checked first (:func:`check_output`); on an exception inside the block the
+        temporary file is removed.
+        """
+        p = Path(path)
+        if any(_same_file(p, t) for _, t in self._staged):
+            raise ValueError(f"{p}: written twice in one set of outputs")
+        check_output(p, overwrite=self.overwrite, force_hint=self.force_hint)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        os.close(fd)
+        try:
+            # opened by name, so ``fh.name`` is the temporary file's path (e.g. to checksum it)
+            with open(tmp, mode, encoding=None if "b" in mode else encoding) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, file_mode(p))  # mkstemp creates 0600; give the file the usual permissions
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self._staged.append((tmp, p))
+
+    def discard(self) -> None:
+        """Remove every prepared temporary file (nothing is committed)."""
+        for tmp, _ in self._staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self._staged.clear()
+
+    def commit(self) -> list[Path]:
+        """Rename every prepared file onto its target; all or nothing.
+
+        Each target is checked again (:func:`check_output`) and replaced by one ``os.replace``,
+        so it always holds its old or its new content, never a part. With several outputs the
+        previous version of each is first kept aside (a hard link, else a copy); if any rename
+        fails, the targets already committed are restored (their previous version, or removed
+        when there was none) and the error is raised.
+
+        Returns
+        -------
+        list of Path
+            The targets, in the order they were opened.
+        """
+        done: list[tuple[Path, str | None, bool]] = []  # (target, its previous version kept aside, existed)
+        try:
+            for tmp, target in self._staged:
+                check_output(target, overwrite=self.overwrite, force_hint=self.force_hint)
+                # the previous version stays in place until the rename (a hard link, or a copy,
+                # keeps it for a rollback when several files are committed together)
+                existed = target.exists()
+                backup = _keep_aside(target) if len(self._staged) > 1 and existed else None
+                try:
+                    os.replace(tmp, target)
+                except BaseException:
+                    if backup is not None:
+                        with contextlib.suppress(OSError):
+                            os.unlink(backup)
+                    raise
+                done.append((target, backup, existed))
+        except BaseException:
+            for target, backup, existed in reversed(done):  # the ones already renamed: back to before
+                with contextlib.suppress(OSError):
+                    if backup is not None:
+                        os.replace(backup, target)
+                    elif not existed:
+                        os.unlink(target)
+            self.discard()
+            raise
+        for _, backup, _ in done:
+            if backup is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(backup)
+        targets = [t for _, t in self._staged]
+        self._staged.clear()
+        return targets
+
+
+@contextlib.contextmanager
+def atomic_outputs(*, overwrite: bool = False, force_hint: str = "overwrite=True") -> Iterator[AtomicOutputs]:
+    """Write several outputs all or nothing.
+
+    Files opened with ``outputs.open(path)`` inside the block are prepared as temporary files
+    in their folders; when the block ends normally they are renamed onto their paths together
+    (:meth:`AtomicOutputs.commit`); on an exception none is written.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_outputs() as out:
+    ...     with out.open(d / "a.txt") as fh:
+    ...         _ = fh.write("a")
+    ...     with out.open(d / "b.txt") as fh:
+    ...         _ = fh.write("b")
+    >>> sorted(p.name for p in d.iterdir())
+    ['a.txt', 'b.txt']
+    """
+    outputs = AtomicOutputs(overwrite=overwrite, force_hint=force_hint)
+    try:
+        yield outputs
+    except BaseException:
+        outputs.discard()
+        raise
+    outputs.commit()
 
 
 @contextlib.contextmanager
@@ -881,23 +1154,13 @@ def atomic_write(
 ) -> Iterator[IO[Any]]:
     """Write ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
 
-    With ``overwrite=False`` an existing file is an error (nothing is silently overwritten).
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    The one writer of the library: every file it writes goes through here (or through
+    :func:`atomic_outputs`, its several-files form). ``path`` is checked first
+    (:func:`check_output`): with ``overwrite=False`` an existing file is an error, and a
+    symbolic link, a device (``/dev/null``), a pipe or a folder is refused even with
+    ``overwrite=True`` (it would be replaced by a regular file). On an exception the temporary
+    file is removed and ``path`` is left untouched. The new file gets the permissions of the file
+    it replaces, else ``0o666 & ~umask`` (:func:`file_mode`).
     """
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise FileExistsError(f"{p}: already exists (pass overwrite=True / --force to replace it)")
-    if not p.parent.exists():
-        raise FileNotFoundError(f"{p.parent}: the output folder does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, file_mode(p))  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_outputs(overwrite=overwrite) as out, out.open(path, mode, encoding=encoding) as fh:
+        yield fh

@@ -13,7 +13,6 @@ import hashlib
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -26,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdlearn.annotations import Annotations
-from crowdlearn.io import atomic_write, file_mode
+from crowdlearn.io import atomic_write
 
 #: Environment variable naming the data root.
 ENV_DATA = "CROWDLEARN_DATA"
@@ -351,26 +350,21 @@ def fetch(url: str, dest: Path, spec: FileSpec, *, timeout: float = 60.0) -> Pat
         The fetched content has another checksum (nothing is written).
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_write(dest, "wb", overwrite=True) as out:  # an error or a bad checksum writes nothing
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 shutil.copyfileobj(resp, out, 1 << 20)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DownloadError(
                 f"could not fetch {url}: {reason}. Without network access, place {dest.name} in {dest.parent} by hand"
             ) from exc
-        digest = file_sha256(tmp, gunzip=spec.gunzip_checksum)
+        out.flush()
+        digest = file_sha256(Path(out.name), gunzip=spec.gunzip_checksum)
         if digest != spec.sha256:
             raise ChecksumError(
                 f"checksum mismatch for {url}: SHA-256 is {digest}, expected {spec.sha256}; the download was discarded"
             )
-        os.chmod(tmp, file_mode(dest))  # mkstemp creates 0600
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -393,7 +387,7 @@ def unpack(archive: Path, folder: Path) -> list[Path]:
                 if info.is_dir():
                     continue
                 p.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(p, "wb") as dst:
+                with zf.open(info) as src, atomic_write(p, "wb", overwrite=True) as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
                 out.append(p)
     elif tarfile.is_tarfile(archive):
@@ -408,7 +402,7 @@ def unpack(archive: Path, folder: Path) -> list[Path]:
                 stream = tf.extractfile(member)
                 if stream is None:
                     raise ValueError(f"archive {archive} member {member.name!r} cannot be read")
-                with stream, open(p, "wb") as dst:
+                with stream, atomic_write(p, "wb", overwrite=True) as dst:
                     shutil.copyfileobj(stream, dst, 1 << 20)
                 out.append(p)
     else:

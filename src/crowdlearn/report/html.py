@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdlearn.annotations import Annotations
-from crowdlearn.io import atomic_write
+from crowdlearn.io import atomic_write, check_output
 from crowdlearn.metrics import accuracy, annotator_accuracy, spammer_score
 
 __all__ = ["render_html", "write_html"]
@@ -170,13 +170,13 @@ def write_html(
     annotations : Annotations
     overwrite : bool, default=False
         Replace an existing file; otherwise an existing ``path`` raises :class:`FileExistsError`
-        (checked before the page is rendered).
+        (checked before the page is rendered, like the rest of :func:`crowdlearn.io.check_output`:
+        a symbolic link or a non-regular file is refused either way).
     **kwargs
         Keyword arguments of :func:`render_html` (``model``, ``aggregator``, ``diagnosis``,
         ``truth``, ``X``, ``title``, ``top``, ``max_annotators``).
     """
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{os.fspath(path)}: already exists (pass overwrite=True / --force to replace it)")
+    check_output(path, overwrite=overwrite)  # before rendering: exists, symlink, device, folder
     page = render_html(annotations, **kwargs)
     with atomic_write(path, overwrite=overwrite) as fh:
         fh.write(page)

@@ -149,8 +149,9 @@ class Checkpoint(Callback):
     Parameters
     ----------
     dirname : str or Path
-        Folder of the checkpoint (``checkpoint.safetensors`` and ``checkpoint.json``); each save
-        replaces the previous one atomically. Resume with ``Trainer.fit(..., resume_from=dirname)``.
+        Folder of the checkpoint (one file, ``checkpoint.safetensors``, tensors and JSON
+        metadata together); each save replaces the previous one atomically (one rename, see
+        :mod:`crowdlearn.train.checkpoint`). Resume with ``Trainer.fit(..., resume_from=dirname)``.
     every : int, default=1
     """
 

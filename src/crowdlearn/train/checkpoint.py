@@ -1,13 +1,21 @@
 """Checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
-A checkpoint folder holds ``checkpoint.safetensors`` (model weights, optimizer moments, RNG
-states, callback tensors, keys prefixed ``model.``, ``optim.``, ``rng.``, ``cb<i>.``) and
-``checkpoint.json`` (epoch, history, optimizer hyper-parameters, callback states). Both are
-written to temporary files and renamed, so an interruption leaves the previous checkpoint intact.
+A checkpoint folder holds one file, ``checkpoint.safetensors``: the tensors (model weights,
+optimizer moments, RNG states, callback tensors, keys prefixed ``model.``, ``optim.``,
+``rng.``, ``cb<i>.``) and, in its safetensors metadata under ``crowdlearn-checkpoint``, a JSON
+document (format version, epoch, history, optimizer hyper-parameters, callback states).
+
+Atomicity: the whole checkpoint is that one file, written by :func:`crowdlearn.io.atomic_write`
+(a temporary file in the folder, flushed and fsync'ed, then one ``os.replace``). A crash or an
+error at any point of a save leaves the previous checkpoint whole (or no checkpoint, before the
+first save completes); tensors and metadata of different epochs can never be paired. A file
+damaged afterwards (truncated, edited) is refused on load with an error naming it. The rename
+is atomic on POSIX filesystems; the folder itself is not fsync'ed, so after a power loss the
+folder may still show the previous checkpoint.
 
 In a distributed run (:mod:`crowdlearn.train.distributed`) every rank calls
 :func:`save_checkpoint`: the ranks' torch RNG states are gathered (rank ``r > 0`` is stored as
-``rng.torch.rank<r>``), rank 0 writes the files, and the others wait at a barrier. Every rank
+``rng.torch.rank<r>``), rank 0 writes the file, and the others wait at a barrier. Every rank
 then loads the same folder on resume (a filesystem shared by the ranks is assumed).
 """
 
@@ -19,9 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 from torch import Tensor
 
+from crowdlearn.io import atomic_write
 from crowdlearn.train import distributed as dist_utils
 from crowdlearn.train.history import History
 
@@ -30,9 +40,10 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 TENSORS = "checkpoint.safetensors"
-META = "checkpoint.json"
+#: the safetensors metadata key holding the JSON document
+META_KEY = "crowdlearn-checkpoint"
 
 
 def _cpu(t: Tensor) -> Tensor:
@@ -101,25 +112,37 @@ def _write(trainer: Trainer, d: Path, epoch: int, rng_states: list[Tensor]) -> N
         "optimizer": {"param_groups": opt["param_groups"], "state_keys": opt_state_keys},
         "callbacks": cb_meta,
     }
-    tmp_t = d / (TENSORS + ".tmp")
-    tmp_m = d / (META + ".tmp")
-    save_file(tensors, str(tmp_t), metadata={"format": "crowdlearn-checkpoint"})
-    tmp_m.write_text(json.dumps(meta_doc), encoding="utf-8")
-    os.replace(tmp_t, d / TENSORS)
-    os.replace(tmp_m, d / META)
+    data = save(tensors, metadata={META_KEY: json.dumps(meta_doc)})
+    with atomic_write(d / TENSORS, "wb", overwrite=True) as fh:  # the one rename: all or nothing
+        fh.write(data)
 
 
 def load_checkpoint(trainer: Trainer, dirname: str | os.PathLike[str]) -> int:
     """Restore the trainer's state from ``dirname``; returns the next epoch to run."""
     d = Path(dirname)
-    if not (d / TENSORS).is_file() or not (d / META).is_file():
-        raise FileNotFoundError(f"no checkpoint in {d} (expected {TENSORS} and {META})")
-    meta = json.loads((d / META).read_text(encoding="utf-8"))
-    if meta.get("format_version") != FORMAT_VERSION:
+    path = d / TENSORS
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint in {d} (expected {TENSORS})")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(META_KEY)
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except SafetensorError as exc:
+        raise ValueError(f"{path}: not a readable checkpoint ({exc})") from None
+    if raw is None:
         raise ValueError(
-            f"checkpoint format {meta.get('format_version')!r} is not supported (expected {FORMAT_VERSION})"
+            f"{path}: no {META_KEY!r} metadata (a checkpoint of an older crowdlearn, format 1, is not supported)"
         )
-    tensors = load_file(str(d / TENSORS))
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: the checkpoint metadata are not valid JSON ({exc.msg})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise ValueError(f"{path}: checkpoint format {version!r} is not supported (expected {FORMAT_VERSION})")
+    for key in ("epoch", "stop_training", "history", "optimizer", "callbacks"):
+        if key not in meta:
+            raise ValueError(f"{path}: the checkpoint metadata lack {key!r}; the file is damaged")
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     missing = set(trainer.model.state_dict()) - set(model_state)
     if missing:

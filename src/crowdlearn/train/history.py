@@ -76,6 +76,13 @@ class History:
     def __repr__(self) -> str:
         return f"History(n_epochs={len(self.epochs)})"
 
+    def without_batches(self) -> History:
+        """A copy with the per-epoch values only (no ``"batches"`` lists).
+
+        What a model file keeps: its size grows with the epochs, not with the batches.
+        """
+        return History([{k: v for k, v in e.items() if k != "batches"} for e in self.to_list()])
+
     def to_list(self) -> list[dict[str, Any]]:
         """Deep copy as plain lists and dicts."""
         out: list[dict[str, Any]] = json.loads(self.to_json())
@@ -93,9 +100,16 @@ class History:
             raise ValueError("history JSON must be a list of epoch objects")
         return cls(data)
 
-    def to_file(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_json` to ``path``."""
-        Path(path).write_text(self.to_json(), encoding="utf-8")
+    def to_file(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write :meth:`to_json` to ``path`` atomically (:func:`crowdlearn.io.atomic_write`).
+
+        An existing file is an error unless ``overwrite=True``; a symbolic link or a non-regular
+        file (a device, a pipe) is always refused.
+        """
+        from crowdlearn.io import atomic_write
+
+        with atomic_write(path, overwrite=overwrite) as fh:
+            fh.write(self.to_json())
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> History:

@@ -25,13 +25,28 @@ from crowdlearn.train.batching import Batch, Inputs, ValidationSet, item_batches
 from crowdlearn.train.callbacks import Callback
 from crowdlearn.train.history import History
 
-__all__ = ["Schedule", "Trainer", "TrainingDivergedError", "resolve_device"]
+__all__ = ["DIVERGENCE_FACTOR", "MAX_LR", "Schedule", "Trainer", "TrainingDivergedError", "resolve_device"]
 
 Schedule = Literal["constant", "cosine"] | Callable[[int], float] | None
 
+#: The largest learning rate Adam can take: its first step ``lr / (1 - beta1)`` (beta1 = 0.9)
+#: must be a finite float32.
+MAX_LR = float(torch.finfo(torch.float32).max) * (1.0 - 0.9)
+
+#: Training has diverged when the held-out loss (``valid_loss``: NLL of held-out crowd labels,
+#: or cross-entropy on the validation truth) exceeds this multiple of ``log K``, the loss of the
+#: uniform prediction. Measured (40 epochs, 3 classes, every method): normal learning rates
+#: (1e-3 to 1) stay below 1.2 x log K except ``ce`` at lr=1 (14.5 x, recovering); lr=100 gives
+#: 99-245000 x and lr=1e6 about 1e6 x, already at the first epoch.
+DIVERGENCE_FACTOR = 20.0
+
 
 class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite.
+    """The training loss became NaN or infinite, or the held-out loss exploded.
+
+    The held-out rule: ``valid_loss`` non-finite or above :data:`DIVERGENCE_FACTOR` x ``log K``
+    (``K`` classes; ``log K`` is the loss of the uniform prediction), checked after every epoch
+    with validation data, before that epoch's checkpoint is written.
 
     The model is left with the weights it had at the end of the last completed epoch (the last
     state with finite losses) and the trainer's history stops at that epoch; a
@@ -40,24 +55,47 @@ class TrainingDivergedError(RuntimeError):
     Attributes
     ----------
     epoch, batch : int
-        Where the non-finite loss appeared (0-based).
+        Where the non-finite loss appeared (0-based); ``batch`` is -1 when the held-out loss
+        of ``epoch`` exploded.
     parts : dict of str to float
-        The loss values of that batch (in a distributed run: this rank's values).
+        The loss values of that batch (in a distributed run: this rank's values), or
+        ``{"valid_loss": value}``.
     ranks : list of int or None
         In a distributed run, the ranks whose loss was non-finite (the error is raised on every
         rank); None in a single process.
+    checkpoint : str or None
+        With a :class:`~crowdlearn.train.Checkpoint` callback: where the last good checkpoint
+        is (its epoch is in the message); None without one.
     """
 
-    def __init__(self, epoch: int, batch: int, parts: dict[str, float], *, ranks: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        epoch: int,
+        batch: int,
+        parts: dict[str, float],
+        *,
+        ranks: list[int] | None = None,
+        limit: float | None = None,
+    ) -> None:
         self.epoch = epoch
         self.batch = batch
         self.parts = parts
         self.ranks = ranks
+        self.checkpoint: str | None = None
         shown = ", ".join(f"{k}={v:.6g}" for k, v in parts.items())
-        where = "" if ranks is None else f" on rank(s) {ranks} (this rank's values:"
-        shown = f"{shown})" if ranks is not None else shown
+        if batch < 0:
+            value = parts.get("valid_loss", float("nan"))
+            what = (
+                f"held-out loss {value:.6g} after epoch {epoch}"
+                + (" is not finite" if not math.isfinite(value) else f" exceeds {limit:.4g}")
+                + (f" ({DIVERGENCE_FACTOR:g} x log K, K = the number of classes)" if limit is not None else "")
+            )
+        else:
+            where = "" if ranks is None else f" on rank(s) {ranks} (this rank's values:"
+            shown = f"{shown})" if ranks is not None else shown
+            what = f"non-finite loss at epoch {epoch}, batch {batch}{where} ({shown})"
         super().__init__(
-            f"training diverged: non-finite loss at epoch {epoch}, batch {batch}{where} ({shown}); the model was reset "
+            f"training diverged: {what}; the model was reset "
             f"to its state after the last completed epoch. Try a smaller learning rate or regularization weight."
         )
 
@@ -157,6 +195,12 @@ class Trainer:
             raise ValueError(f"epochs must be >= 0, got {epochs!r}")
         if lr <= 0 or (confusion_lr is not None and confusion_lr <= 0):
             raise ValueError(f"learning rates must be > 0, got lr={lr!r}, confusion_lr={confusion_lr!r}")
+        for name, value in (("lr", lr), ("confusion_lr", confusion_lr)):
+            if value is not None and not (math.isfinite(value) and value <= MAX_LR):
+                raise ValueError(
+                    f"{name}={value!r} is too large or not finite: Adam's first step {name} / (1 - beta1) "
+                    f"must be a finite float32 (at most {MAX_LR:.3g})"
+                )
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         if not (mixup >= 0 and math.isfinite(mixup)):
@@ -335,20 +379,49 @@ class Trainer:
                 if self._ddp is not None:
                     self._broadcast_buffers()
                 if valid is not None:
-                    for key, value in self.run_validation(valid).items():
+                    measured = self.run_validation(valid)
+                    for key, value in measured.items():
                         self.history.record(key, value)
+                    self.check_divergence(measured, epoch, annotations.n_classes)
                 self.notify("on_epoch_end", epoch)
         except TrainingDivergedError as err:
             if self._good_state is not None:
                 self.model.load_state_dict(self._good_state)
             if self.history.epochs and self.history[-1]["epoch"] == err.epoch:
                 self.history.epochs.pop()
+            self._name_last_checkpoint(err)
             self.notify("on_train_abort", err)
             raise
         except BaseException as err:
             self.notify("on_train_abort", err)
             raise
         self.notify("on_train_end")
+
+    def check_divergence(self, measured: dict[str, float], epoch: int, n_classes: int) -> None:
+        """Raise :class:`TrainingDivergedError` when ``valid_loss`` is non-finite or above
+        :data:`DIVERGENCE_FACTOR` x ``log(n_classes)`` (the loss of the uniform prediction)."""
+        value = measured.get("valid_loss")
+        if value is None:
+            return
+        limit = DIVERGENCE_FACTOR * math.log(max(n_classes, 2))
+        if not (math.isfinite(value) and value <= limit):
+            raise TrainingDivergedError(epoch, -1, {"valid_loss": float(value)}, limit=limit)
+
+    def _name_last_checkpoint(self, err: TrainingDivergedError) -> None:
+        """Add the last good checkpoint (folder and epoch) to ``err`` when the run is checkpointed."""
+        from crowdlearn.train.callbacks import Checkpoint
+
+        folders = [cb.dirname for cb in self.callbacks if isinstance(cb, Checkpoint)]
+        if not folders:
+            return
+        saved = [e["epoch"] for e in self.history.epochs if e.get("checkpoint")]
+        err.checkpoint = str(folders[0])
+        note = (
+            f" The last good checkpoint is epoch {saved[-1]} in {folders[0]}."
+            if saved
+            else f" No checkpoint was written to {folders[0]} before the divergence."
+        )
+        err.args = (str(err.args[0]) + note, *err.args[1:])
 
     def run_epoch(self, inputs: Inputs, annotations: Annotations, items: np.ndarray[Any, Any], epoch: int) -> None:
         """One pass over the labelled items; records ``train_loss`` (mean over batches) etc."""
