@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,7 +69,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="print the version and exit"
+    ),
 ) -> None:
     """Deep learning from crowdsourced labels: CCEM, GeoCrowdNet, Dawid-Skene and friends."""
 
@@ -111,6 +114,52 @@ HeaderOption = typer.Option(
 SepOption = typer.Option(None, "--sep", help="field separator overriding the format's own")
 ClassesOption = typer.Option(None, "--classes", help="declared classes in index order, comma-separated")
 DuplicateOption = typer.Option("error", "--on-duplicate", help="error, first or last")
+ProgressOption = typer.Option(
+    None, "--progress/--no-progress", help="progress bar on stderr (default: shown when stderr is a terminal)"
+)
+QuietOption = typer.Option(False, "--quiet", "-q", help="print nothing but errors (no progress bar, no summary)")
+
+
+def _stderr_is_terminal() -> bool:
+    """Whether standard error is an interactive terminal (the default for progress bars)."""
+    return sys.stderr.isatty()
+
+
+def _show_progress(progress: bool | None, quiet: bool) -> bool:
+    """--quiet wins; then an explicit --progress/--no-progress; else only on a terminal."""
+    if quiet:
+        return False
+    return _stderr_is_terminal() if progress is None else progress
+
+
+@contextmanager
+def _em_progress(aggregator: Any, show: bool) -> Iterator[Callable[[int, float], None] | None]:
+    """A rich bar on stderr over the EM iterations of ``aggregator`` (None when not shown or not EM)."""
+    n_iter = getattr(aggregator, "n_iter", None)
+    if not show or not isinstance(n_iter, int) or n_iter < 1:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    name = type(aggregator).__name__
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("iteration {task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[ll]}"),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task(f"{name} EM", total=n_iter, ll="")
+
+        def update(done: int, log_likelihood: float) -> None:
+            bar.update(task, completed=done, ll=f"log-likelihood {log_likelihood:.6g}")
+
+        yield update
+        final = bar.tasks[0]
+        if final.completed < n_iter:  # converged early: say so instead of leaving a partial bar
+            bar.update(task, total=final.completed, description=f"{name} EM converged")
 
 
 def load_annotations_option(
@@ -176,6 +225,8 @@ def aggregate(
     confusions: Path | None = typer.Option(None, "--confusions", help="write the confusion matrices as JSON"),
     force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
     report: Path | None = ReportOption,
+    progress: bool | None = ProgressOption,
+    quiet: bool = QuietOption,
     fmt: str | None = FormatOption,
     item_col: str | None = ItemColOption,
     annotator_col: str | None = AnnotatorColOption,
@@ -192,7 +243,9 @@ def aggregate(
         fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
     _refuse_existing(force, report)
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
-    agg: Any = METHODS[method]().fit(ann)
+    agg: Any = METHODS[method]()
+    with _em_progress(agg, _show_progress(progress, quiet)) as callback:
+        agg.fit(ann, callback=callback)
     _write_table(_prediction_table(ann.item_ids, ann.classes, agg.probas_, proba, agg.labels_), out, force)
     if confusions is not None:
         _write_confusions(confusions, method, ann.classes, agg.priors_, ann.annotator_ids, agg.confusions_, force)
@@ -301,7 +354,8 @@ def train(
     confusions: Path | None = typer.Option(None, "--confusions", help="write the learned confusions as JSON"),
     force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
     report: Path | None = ReportOption,
-    progress: bool = typer.Option(False, "--progress", help="show a progress bar"),
+    progress: bool | None = ProgressOption,
+    quiet: bool = QuietOption,
     distributed: bool = typer.Option(
         False,
         "--distributed",
@@ -343,7 +397,8 @@ def train(
         mixup=mixup,
         validation=validation,
         seed=seed,
-        verbose=1 if progress else 0,
+        verbose=1 if _show_progress(progress, quiet) else 0,
+        sink=(lambda _: None) if quiet else None,
         distributed=distributed,
     )
     from crowdlearn.train.distributed import is_main_process, world_size
@@ -355,18 +410,19 @@ def train(
             raise typer.Exit(1) from None
         fail(f"{exc} Nothing was written.")
     clf.save(out)  # rank 0 writes in a distributed run
+    say: Callable[[str], None] = (lambda _: None) if quiet else typer.echo
     if not is_main_process():
         return
-    typer.echo(
+    say(
         f"trained {method} on {ann.n_items} items, {ann.n_labels} labels, {ann.n_annotators} annotators, "
         f"{ann.n_classes} classes; {X.shape[1]} features"
         + (f"; data-parallel over {world_size()} processes" if world_size() > 1 else "")
     )
     if len(unlabelled):
-        typer.echo(f"{len(unlabelled)} feature rows have no labels: not used for training (predicted below)")
+        say(f"{len(unlabelled)} feature rows have no labels: not used for training (predicted below)")
     if clf.best_epoch_ is not None:
         h = clf.history_[clf.best_epoch_]
-        typer.echo(f"selected epoch {clf.best_epoch_ + 1} of {epochs}: held-out label NLL {h['valid_loss']:.4f}")
+        say(f"selected epoch {clf.best_epoch_ + 1} of {epochs}: held-out label NLL {h['valid_loss']:.4f}")
     proba = clf.predict_proba(X)
     series = None  # the truth file, read once for the accuracy line and the report
     if truth is not None:
@@ -380,14 +436,14 @@ def train(
             fail(f"{truth}: none of its items has a feature row")
         predicted = clf.classes_[proba[pos[known]].argmax(axis=1)]
         acc = float(np.mean(predicted == series.to_numpy()[known]))
-        typer.echo(f"accuracy on the {int(known.sum())} items of {truth.name} with features: {acc:.4f}")
-    typer.echo(f"model written to {out}")
+        say(f"accuracy on the {int(known.sum())} items of {truth.name} with features: {acc:.4f}")
+    say(f"model written to {out}")
     if predictions is not None:
         _write_table(_prediction_table(ids, clf.classes_, proba, False), predictions, force)
-        typer.echo(f"predictions written to {predictions}")
+        say(f"predictions written to {predictions}")
     if confusions is not None:
         _write_confusions(confusions, method, clf.classes_, clf.priors_, clf.annotator_ids_, clf.confusions_, force)
-        typer.echo(f"confusions written to {confusions}")
+        say(f"confusions written to {confusions}")
     if report is not None:
         from crowdlearn.io import truth_array
         from crowdlearn.report import write_html
@@ -401,7 +457,7 @@ def train(
             title=f"crowdlearn train --method {method}: {file.name}",
             overwrite=force,
         )
-        typer.echo(f"report written to {report}")
+        say(f"report written to {report}")
 
 
 @app.command()
