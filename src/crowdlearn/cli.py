@@ -6,6 +6,7 @@ and 2 on a usage error.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -509,6 +510,310 @@ def diagnose(
         n_directions=directions,
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else str(report))
+
+
+# --------------------------------------------------------------------------- crowdlearn simulate
+#: The files of ``crowdlearn simulate OUTDIR`` (features: features.npy or features.csv).
+SIMULATE_FILES = ("labels.csv", "truth.csv", "true_confusions.json", "settings.json")
+
+
+@app.command()
+@user_errors
+def simulate(
+    outdir: Path = typer.Argument(..., help="folder to write (created if missing; its parent must exist)"),
+    design: str | None = typer.Option(
+        None,
+        "--design",
+        help="control, f-ssc, w-ssc or separable-uniform: confusions and item kind of a named design "
+        "(with --obs-prob only)",
+    ),
+    family: str | None = typer.Option(
+        None,
+        "--family",
+        help="confusion family (default diagonally-dominant): separable-uniform, hammer-spammer, "
+        "diagonally-dominant, symmetric-flip, pair-flip, random, class-specialist or w-ssc",
+    ),
+    n_items: int = typer.Option(1000, "--n-items", min=1, help="items"),
+    n_annotators: int = typer.Option(10, "--n-annotators", min=1, help="annotators"),
+    n_classes: int = typer.Option(3, "--n-classes", min=2, help="classes (ids 0 .. n-1)"),
+    per_item: int | None = typer.Option(
+        None, "--per-item", min=1, help="exactly this many distinct annotators label each item (default 3)"
+    ),
+    obs_prob: float | None = typer.Option(
+        None, "--obs-prob", help="instead of --per-item: each (item, annotator) pair is labelled with this probability"
+    ),
+    n_features: int = typer.Option(10, "--n-features", min=1, help="feature dimension"),
+    features_format: str = typer.Option("npy", "--features-format", help="npy (row i = item i) or csv"),
+    seed: int = typer.Option(0, "--seed", help="seed of the confusions, truth, labels and features"),
+    force: bool = typer.Option(False, "--force", help="replace existing files in OUTDIR"),
+) -> None:
+    """Write a simulated crowd: labels, truth, features, true confusions and the settings (JSON)."""
+    import numpy as np
+    import pandas as pd
+
+    from crowdlearn import simulate as sim
+
+    if design is not None and design not in sim.DESIGNS:
+        fail(f"--design must be one of {', '.join(sim.DESIGNS)}, got {design!r}", code=2)
+    if design is not None and family is not None:
+        fail("give --design or --family, not both (a design fixes its confusion family)", code=2)
+    if family is not None and family not in sim.CONFUSION_FAMILIES:
+        fail(f"--family must be one of {', '.join(sim.CONFUSION_FAMILIES)}, got {family!r}", code=2)
+    if per_item is not None and obs_prob is not None:
+        fail("give --per-item or --obs-prob, not both", code=2)
+    if design is not None and per_item is not None:
+        fail("--design draws labels with --obs-prob; --per-item works with --family only", code=2)
+    if obs_prob is not None and not 0 < obs_prob <= 1:
+        fail(f"--obs-prob must be in (0, 1], got {obs_prob:g}", code=2)
+    if per_item is not None and per_item > n_annotators:
+        fail(f"--per-item ({per_item}) must be at most --n-annotators ({n_annotators})", code=2)
+    if features_format not in ("npy", "csv"):
+        fail(f"--features-format must be npy or csv, got {features_format!r}", code=2)
+    if outdir.exists() and not outdir.is_dir():
+        fail(f"{outdir}: exists and is not a folder")
+    if not outdir.parent.is_dir():
+        fail(f"{outdir.parent}: the parent folder of OUTDIR does not exist")
+    names = (*SIMULATE_FILES, f"features.{features_format}")
+    paths = {name: outdir / name for name in names}
+    _refuse_existing(force, *paths.values())
+
+    g = np.random.default_rng(seed)
+    observation: dict[str, Any]
+    if design is not None:
+        p = 0.3 if obs_prob is None else obs_prob
+        observation = {"obs_prob": p}
+        crowd = sim.simulate_design(design, n_items=n_items, n_annotators=n_annotators, n_classes=n_classes, p=p, rng=g)
+    else:
+        family = family or "diagonally-dominant"
+        fn = sim.CONFUSION_FAMILIES[family]
+        takes_rng = "rng" in inspect.signature(fn).parameters
+        A = fn(n_annotators, n_classes, **({"rng": g} if takes_rng else {}))
+        observation = {"obs_prob": obs_prob} if obs_prob is not None else {"per_item": per_item or 3}
+        crowd = sim.simulate_crowd(A, n_items=n_items, rng=g, **observation)  # type: ignore[arg-type]
+    X = sim.item_features(crowd.true_posteriors, n_features, rng=g)
+    ann = crowd.annotations
+    if ann.n_labels == 0:
+        fail("the simulated crowd has no labels: raise --obs-prob")
+
+    from crowdlearn.io import atomic_write, write_annotations, write_truth
+
+    outdir.mkdir(exist_ok=True)
+    write_annotations(ann, paths["labels.csv"], overwrite=force)
+    write_truth(crowd.true_labels, paths["truth.csv"], ann, overwrite=force)
+    features_path = paths[f"features.{features_format}"]
+    if features_format == "npy":
+        with atomic_write(features_path, mode="wb", overwrite=force) as fh:
+            np.save(fh, X, allow_pickle=False)
+    else:
+        table = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])])
+        table.insert(0, "item", ann.item_ids)
+        _write_table(table, features_path, force)
+    _write_confusions(
+        paths["true_confusions.json"],
+        "true (crowdlearn simulate)",
+        ann.classes,
+        crowd.true_posteriors.mean(axis=0),
+        ann.annotator_ids,
+        crowd.confusions,
+        force,
+    )
+    settings = {
+        "design": design,
+        "family": None if design is not None else family,
+        "n_items": n_items,
+        "n_annotators": n_annotators,
+        "n_classes": n_classes,
+        **observation,
+        "n_features": n_features,
+        "seed": seed,
+        "n_labels": ann.n_labels,
+        "n_items_without_labels": int((ann.item_counts == 0).sum()),
+        "files": {
+            "labels": "labels.csv",
+            "truth": "truth.csv",
+            "features": features_path.name,
+            "true_confusions": "true_confusions.json",
+        },
+    }
+    with atomic_write(paths["settings.json"], overwrite=force) as fh:
+        json.dump(settings, fh, indent=1)
+    typer.echo(
+        f"simulated {ann.n_labels} labels of {n_items} items by {n_annotators} annotators, {n_classes} classes "
+        f"({design or family}); wrote {', '.join(str(paths[n]) for n in (*SIMULATE_FILES[:3], features_path.name))} "
+        f"and {paths['settings.json']}"
+    )
+
+
+# --------------------------------------------------------------------------- crowdlearn evaluate
+def _read_confusions(path: Path) -> tuple[list[Any], list[Any], Any]:
+    """Classes, annotator ids and matrices (M, K, K) of a JSON written by ``--confusions`` / ``simulate``."""
+    import numpy as np
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a confusions JSON file ({exc})") from None
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("classes"), list)
+        or not isinstance(doc.get("annotators"), list)
+    ):
+        raise ValueError(
+            f"{path}: expected a JSON object with 'classes' and 'annotators' lists (as --confusions writes)"
+        )
+    classes = doc["classes"]
+    k = len(classes)
+    ids: list[Any] = []
+    matrices = []
+    for n, entry in enumerate(doc["annotators"]):
+        matrix = entry.get("matrix") if isinstance(entry, dict) else None
+        try:
+            arr = np.asarray(matrix, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = np.zeros(0)
+        if not isinstance(entry, dict) or "annotator" not in entry or arr.shape != (k, k):
+            raise ValueError(
+                f"{path}: annotators[{n}] must be {{'annotator': id, 'matrix': {k} x {k} numbers}} "
+                f"({k} classes), got {str(entry)[:80]}"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{path}: annotator {entry['annotator']!r}: the matrix has non-finite entries")
+        ids.append(entry["annotator"])
+        matrices.append(arr)
+    if not ids:
+        raise ValueError(f"{path}: no annotators")
+    return classes, ids, np.stack(matrices)
+
+
+def _confusion_error(est_path: Path, true_path: Path) -> dict[str, Any]:
+    """Relative Frobenius error of estimated vs true confusions, matched by annotator and class id."""
+    from crowdlearn.metrics import confusion_estimation_error
+
+    est_classes, est_ids, est = _read_confusions(est_path)
+    true_classes, true_ids, true = _read_confusions(true_path)
+    if sorted(map(str, est_classes)) != sorted(map(str, true_classes)):
+        fail(
+            f"{est_path} has classes {est_classes[:20]} but {true_path} has {true_classes[:20]}: "
+            "the confusion matrices cannot be compared"
+        )
+    order = [list(map(str, true_classes)).index(str(c)) for c in est_classes]
+    true = true[:, order][:, :, order]  # true matrices in the estimate's class order
+    position = {str(a): m for m, a in enumerate(true_ids)}
+    common = [(m, position[str(a)]) for m, a in enumerate(est_ids) if str(a) in position]
+    if not common:
+        fail(f"no annotator of {est_path} is in {true_path} (ids like {est_ids[:3]} vs {true_ids[:3]})")
+    e_idx, t_idx = (list(v) for v in zip(*common, strict=True))
+    per = confusion_estimation_error(est[e_idx], true[t_idx], per_annotator=True)
+    return {
+        "mean": float(per.mean()),
+        "norm": "fro",
+        "n_annotators": len(common),
+        "n_estimated_without_truth": len(est_ids) - len(common),
+        "n_true_not_estimated": len(true_ids) - len(common),
+        "per_annotator": {str(est_ids[m]): float(v) for m, v in zip(e_idx, per.tolist(), strict=True)},
+    }
+
+
+@app.command()
+@user_errors
+def evaluate(
+    predictions: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, readable=True, help="CSV of item, label[, confidence, p_<class>...]"
+    ),
+    truth: Path = typer.Option(..., "--truth", exists=True, dir_okay=False, readable=True, help="true labels"),
+    confusions: Path | None = typer.Option(
+        None, "--confusions", exists=True, dir_okay=False, help="estimated confusions JSON (aggregate/train)"
+    ),
+    true_confusions: Path | None = typer.Option(
+        None, "--true-confusions", exists=True, dir_okay=False, help="true confusions JSON (simulate)"
+    ),
+    bins: int = typer.Option(15, "--bins", min=1, help="confidence bins of the ECE"),
+    as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+) -> None:
+    """Score predictions or aggregated labels against the truth (accuracy, per class, ECE, confusion error)."""
+    import numpy as np
+    import pandas as pd
+
+    from crowdlearn.io import infer_format, read_truth
+    from crowdlearn.metrics import expected_calibration_error
+
+    if (confusions is None) != (true_confusions is None):
+        fail("--confusions and --true-confusions go together (estimated and true matrices)", code=2)
+    pred = read_truth(predictions)
+    true = read_truth(truth)
+    pred_keys = [str(i) for i in pred.index]
+    true_pos = {str(i): n for n, i in enumerate(true.index)}
+    rows = [(n, true_pos[k]) for n, k in enumerate(pred_keys) if k in true_pos]
+    if not rows:
+        fail(
+            f"none of the {len(pred)} items of {predictions} is in {truth} "
+            f"(item ids like {pred.index[:3].tolist()} vs {true.index[:3].tolist()})"
+        )
+    p_rows = np.array([r[0] for r in rows], dtype=np.int64)
+    t_rows = np.array([r[1] for r in rows], dtype=np.int64)
+    y_pred = np.array([str(v) for v in pred.to_numpy()[p_rows]])
+    y_true = np.array([str(v) for v in true.to_numpy()[t_rows]])
+    shown = {str(v): v.item() if isinstance(v, np.generic) else v for v in true.to_numpy()[t_rows]}
+    per_class = [
+        {"class": shown[c], "n": int((y_true == c).sum()), "accuracy": float(np.mean(y_pred[y_true == c] == c))}
+        for c in sorted(shown, key=lambda c: (len(c), c))
+    ]
+    result: dict[str, Any] = {
+        "predictions": str(predictions),
+        "truth": str(truth),
+        "n_scored": len(rows),
+        "n_predicted_without_truth": len(pred) - len(rows),
+        "n_truth_without_prediction": len(true) - len(rows),
+        "accuracy": float(np.mean(y_pred == y_true)),
+        "per_class": per_class,
+        "ece": None,
+        "ece_bins": bins,
+        "confusion_error": None,
+    }
+    sep = {"tsv": "\t", "txt": " "}.get(infer_format(predictions), ",")
+    columns = [str(c) for c in pd.read_csv(predictions, sep=sep, nrows=0).columns]
+    p_cols = [c for c in columns if c.startswith("p_")]
+    if p_cols:
+        table = pd.read_csv(predictions, sep=sep, usecols=p_cols)
+        proba = table.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)[p_rows]
+        bad = ~np.isfinite(proba) | (proba < 0) | (proba > 1)
+        if bad.any():
+            r, c = (int(v[0]) for v in np.nonzero(bad))
+            fail(f"{predictions}, line {p_rows[r] + 2}, column {p_cols[c]!r}: expected a probability in [0, 1]")
+        sums = proba.sum(axis=1)
+        if not np.allclose(sums, 1.0, atol=1e-3):
+            r = int(np.flatnonzero(~np.isclose(sums, 1.0, atol=1e-3))[0])
+            fail(f"{predictions}, line {p_rows[r] + 2}: the p_<class> columns sum to {sums[r]:.6g}, expected 1")
+        cls = [c[2:] for c in p_cols]
+        missing = sorted(set(y_true) - set(cls))
+        if missing:
+            fail(f"{truth}: true class {shown[missing[0]]!r} has no probability column p_{missing[0]} in {predictions}")
+        y_idx = np.array([cls.index(c) for c in y_true], dtype=np.int64)
+        result["ece"] = expected_calibration_error(y_idx, proba, n_bins=bins)
+    if confusions is not None and true_confusions is not None:
+        result["confusion_error"] = _confusion_error(confusions, true_confusions)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(
+        f"{predictions.name} vs {truth.name}: {result['n_scored']} items scored "
+        f"({result['n_predicted_without_truth']} predicted items have no truth, "
+        f"{result['n_truth_without_prediction']} true items no prediction)"
+    )
+    typer.echo(f"accuracy {result['accuracy']:.4f}")
+    typer.echo("per class (true class: accuracy on its items):")
+    for row in per_class:
+        typer.echo(f"  {row['class']}: {row['accuracy']:.4f} (n={row['n']})")
+    if result["ece"] is not None:
+        typer.echo(f"ECE ({bins} bins) {result['ece']:.4f}")
+    else:
+        typer.echo("ECE: needs p_<class> columns (aggregate/predict --proba)")
+    ce = result["confusion_error"]
+    if ce is not None:
+        typer.echo(
+            f"confusion estimation error (mean relative Frobenius, one shared class alignment) {ce['mean']:.4f} "
+            f"over {ce['n_annotators']} annotators"
+        )
 
 
 # --------------------------------------------------------------------------- crowdlearn datasets
