@@ -816,6 +816,70 @@ def evaluate(
         )
 
 
+# --------------------------------------------------------------------------- crowdlearn report
+@app.command("report")
+@user_errors
+def report_command(
+    model: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="model file from `train`"),
+    out: Path = typer.Option(..., "--out", "-o", help="HTML file to write (self-contained)"),
+    labels: Path | None = typer.Option(
+        None, "--labels", exists=True, dir_okay=False, readable=True, help="the label file the model was trained on"
+    ),
+    truth: Path | None = typer.Option(
+        None, "--truth", exists=True, dir_okay=False, readable=True, help="true labels (needs --labels)"
+    ),
+    features: Path | None = typer.Option(
+        None,
+        "--features",
+        "-x",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="item features, to score the model's predictions against --truth",
+    ),
+    title: str | None = typer.Option(None, "--title", help="page title (default: from the model file name)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
+    fmt: str | None = FormatOption,
+    item_col: str | None = ItemColOption,
+    annotator_col: str | None = AnnotatorColOption,
+    label_col: str | None = LabelColOption,
+    header: bool | None = HeaderOption,
+    sep: str | None = SepOption,
+    classes: str | None = ClassesOption,
+    on_duplicate: str = DuplicateOption,
+) -> None:
+    """Write the HTML report of a saved model: annotators, confusion heatmaps, training curves, accuracy."""
+    from crowdlearn.estimators import CrowdClassifier
+    from crowdlearn.io import align_features, read_features, read_truth, truth_array
+    from crowdlearn.report import write_html
+
+    if labels is None and (truth is not None or features is not None):
+        fail("--truth and --features need --labels (the label file the model was trained on)", code=2)
+    _refuse_existing(force, out)
+    clf = CrowdClassifier.load(model)
+    ann = None
+    truth_idx = X_items = None
+    if labels is not None:
+        ann = load_annotations_option(
+            labels, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate
+        )
+        if truth is not None:
+            truth_idx = truth_array(read_truth(truth), ann)
+        if features is not None:
+            ids, X = read_features(features)
+            X_items, _ = align_features(ann, ids, X)
+    write_html(
+        out,
+        ann,
+        model=clf,
+        truth=truth_idx,
+        X=X_items,
+        title=title or f"crowdlearn report: {model.name}",
+        overwrite=force,
+    )
+    typer.echo(f"report written to {out}")
+
+
 # --------------------------------------------------------------------------- crowdlearn datasets
 datasets_app = typer.Typer(help="Public crowdsourcing datasets: list them, download them.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
