@@ -45,7 +45,8 @@ p.note { color: #555; font-size: 0.9em; }
 .legend { margin: 0.4em 0 1em 0; font-size: 0.8em; width: 22em; }
 .legend-title { display: block; color: #555; margin-bottom: 0.2em; }
 .legend-bar { height: 0.9em; border: 1px solid #bbb; }
-.legend-ticks { display: flex; justify-content: space-between; color: #333; }
+.legend-ticks { position: relative; height: 1.2em; color: #333; }
+.legend-ticks span { position: absolute; transform: translateX(-50%); }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; }
 svg text { font-size: 11px; font-family: system-ui, Helvetica, Arial, sans-serif; }
 """
@@ -453,7 +454,7 @@ def _heatmap(matrix: FloatArray, classes: list[str], caption: str, table_id: str
 def _legend(legend_id: str) -> str:
     """The colour scale of the heatmaps: white (0) to dark blue (1), with ticks at 0, 0.25, ..., 1."""
     stops = ", ".join(f"{_colour(t / 4)[0]} {t * 25}%" for t in range(5))
-    ticks = "".join(f"<span>{t / 4:g}</span>" for t in range(5))
+    ticks = "".join(f'<span style="left:{t * 25}%">{t / 4:g}</span>' for t in range(5))
     return (
         f'<div class="legend" id="{legend_id}"><span class="legend-title">cell colour = '
         "P(annotator gives the row's label | the column's true class)</span>"
