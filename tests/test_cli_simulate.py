@@ -62,6 +62,23 @@ def test_design_with_observation_probability_and_csv_features(tmp_path: Path) ->
     assert not (out / "features.npy").exists()
 
 
+def test_family_with_observation_probability(tmp_path: Path) -> None:
+    out = tmp_path / "f"
+    res = simulate(out, "--family", "hammer-spammer", "--obs-prob", "0.4", "--n-classes", "2")
+    assert res.exit_code == 0, res.output
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["obs_prob"] == 0.4 and "per_item" not in settings
+    counts = read_annotations(out / "labels.csv").item_counts
+    assert counts.max() <= 5 and len(set(counts.tolist())) > 1  # Bernoulli pairs, not a fixed count per item
+
+
+def test_default_labels_per_item_is_at_most_the_annotators(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["simulate", str(tmp_path / "s"), "--n-items", "20", "--n-annotators", "2",
+                              "--family", "random"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "s" / "settings.json").read_text())["per_item"] == 2
+
+
 def test_refuses_existing_files_before_writing_any(tmp_path: Path) -> None:
     out = tmp_path / "crowd"
     out.mkdir()
@@ -86,6 +103,8 @@ def test_refuses_existing_files_before_writing_any(tmp_path: Path) -> None:
         (["--obs-prob", "0"], "--obs-prob must be in (0, 1], got 0"),
         (["--design", "w-ssc", "--per-item", "2"], "--per-item works with --family only"),
         (["--features-format", "parquet"], "--features-format must be npy or csv, got 'parquet'"),
+        (["--n-classes", "2"], "--family diagonally-dominant needs --n-classes >= 3 (with its default parameters)"),
+        (["--design", "w-ssc", "--n-classes", "3"], "--design w-ssc needs --n-classes >= 4"),
     ],
 )
 def test_usage_errors_exit_2_and_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:

@@ -515,6 +515,9 @@ def diagnose(
 # --------------------------------------------------------------------------- crowdlearn simulate
 #: The files of ``crowdlearn simulate OUTDIR`` (features: features.npy or features.csv).
 SIMULATE_FILES = ("labels.csv", "truth.csv", "true_confusions.json", "settings.json")
+#: Fewest classes the default parameters of a family / design allow (accuracy ranges above 1/K,
+#: w-ssc's one or two zeros per row beside the diagonal).
+_SIMULATE_MIN_CLASSES = {"diagonally-dominant": 3, "class-specialist": 3, "control": 3, "f-ssc": 3, "w-ssc": 4}
 
 
 @app.command()
@@ -537,7 +540,10 @@ def simulate(
     n_annotators: int = typer.Option(10, "--n-annotators", min=1, help="annotators"),
     n_classes: int = typer.Option(3, "--n-classes", min=2, help="classes (ids 0 .. n-1)"),
     per_item: int | None = typer.Option(
-        None, "--per-item", min=1, help="exactly this many distinct annotators label each item (default 3)"
+        None,
+        "--per-item",
+        min=1,
+        help="exactly this many distinct annotators label each item (default 3, at most --n-annotators)",
     ),
     obs_prob: float | None = typer.Option(
         None, "--obs-prob", help="instead of --per-item: each (item, annotator) pair is labelled with this probability"
@@ -567,6 +573,14 @@ def simulate(
         fail(f"--obs-prob must be in (0, 1], got {obs_prob:g}", code=2)
     if per_item is not None and per_item > n_annotators:
         fail(f"--per-item ({per_item}) must be at most --n-annotators ({n_annotators})", code=2)
+    kind, name = ("--design", design) if design is not None else ("--family", family or "diagonally-dominant")
+    least = _SIMULATE_MIN_CLASSES.get(name, 2)
+    if n_classes < least:
+        fail(
+            f"{kind} {name} needs --n-classes >= {least} (with its default parameters); with {n_classes} classes "
+            "use --family hammer-spammer, symmetric-flip, pair-flip, random or separable-uniform",
+            code=2,
+        )
     if features_format not in ("npy", "csv"):
         fail(f"--features-format must be npy or csv, got {features_format!r}", code=2)
     if outdir.exists() and not outdir.is_dir():
@@ -588,8 +602,12 @@ def simulate(
         fn = sim.CONFUSION_FAMILIES[family]
         takes_rng = "rng" in inspect.signature(fn).parameters
         A = fn(n_annotators, n_classes, **({"rng": g} if takes_rng else {}))
-        observation = {"obs_prob": obs_prob} if obs_prob is not None else {"per_item": per_item or 3}
-        crowd = sim.simulate_crowd(A, n_items=n_items, rng=g, **observation)  # type: ignore[arg-type]
+        if obs_prob is not None:
+            observation = {"obs_prob": obs_prob}
+            crowd = sim.simulate_crowd(A, n_items=n_items, p=obs_prob, rng=g)
+        else:
+            observation = {"per_item": per_item or min(3, n_annotators)}
+            crowd = sim.simulate_crowd(A, n_items=n_items, per_item=observation["per_item"], rng=g)
     X = sim.item_features(crowd.true_posteriors, n_features, rng=g)
     ann = crowd.annotations
     if ann.n_labels == 0:
