@@ -85,7 +85,7 @@ def test_bad_probability_column_names_line_and_column(files: dict[str, Path]) ->
     frame.to_csv(bad, index=False)
     res = evaluate(str(bad), "--truth", str(files["truth"]))
     assert res.exit_code == 1
-    assert res.stderr.strip() == f"error: {bad}, line 4, column 'p_dog': expected a probability in [0, 1]"
+    assert res.stderr.strip() == f"error: {bad}, line 4, column 'p_dog': value '1.5' is not a probability in [0, 1]"
 
 
 def write_conf(path: Path, classes: list[object], ids: list[object], matrices: np.ndarray) -> Path:

@@ -792,12 +792,15 @@ def evaluate(
     columns = [str(c) for c in pd.read_csv(predictions, sep=sep, nrows=0).columns]
     p_cols = [c for c in columns if c.startswith("p_")]
     if p_cols:
-        table = pd.read_csv(predictions, sep=sep, usecols=p_cols)
-        proba = table.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)[p_rows]
+        raw = pd.read_csv(predictions, sep=sep, usecols=p_cols, dtype=str, keep_default_na=False)[p_cols]
+        proba = raw.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)[p_rows]
         bad = ~np.isfinite(proba) | (proba < 0) | (proba > 1)
         if bad.any():
             r, c = (int(v[0]) for v in np.nonzero(bad))
-            fail(f"{predictions}, line {p_rows[r] + 2}, column {p_cols[c]!r}: expected a probability in [0, 1]")
+            fail(
+                f"{predictions}, line {p_rows[r] + 2}, column {p_cols[c]!r}: value {raw.iloc[p_rows[r], c]!r} "
+                "is not a probability in [0, 1]"
+            )
         sums = proba.sum(axis=1)
         if not np.allclose(sums, 1.0, atol=1e-3):
             r = int(np.flatnonzero(~np.isclose(sums, 1.0, atol=1e-3))[0])
