@@ -38,3 +38,25 @@ def test_demo_cli_writes_report(tmp_path: Path) -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert "GeoCrowdNet(F)" in page and 'id="training"' in page and 'id="truth"' in page
     assert "report.html" in res.output
+
+
+def test_confusion_figure_has_class_ticks_and_a_colour_bar(tmp_path: Path) -> None:
+    import numpy as np
+
+    from crowdlearn.demo import DemoResult, _confusion_figure, _plot_confusions
+
+    rng = np.random.default_rng(0)
+    conf = rng.dirichlet(np.ones(10), size=(30, 10)).transpose(0, 2, 1)
+    result = DemoResult(10, 5, 30, 10, 30, 0, confusions_true=conf, confusions_ds=conf, confusions_ccem=conf)
+    fig = _confusion_figure(result)
+    images = [ax for ax in fig.axes if ax.images]
+    bars = [ax for ax in fig.axes if not ax.images]
+    assert len(images) == 12  # 3 rows (true, DS, CCEM) x 4 annotators
+    for ax in images:
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in range(10)]
+        assert [t.get_text() for t in ax.get_yticklabels()] == [str(k) for k in range(10)]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "probability"  # the colour bar
+    assert images[-1].get_xlabel() == "true class" and images[0].get_ylabel() == "true\nlabel given"
+    path = _plot_confusions(result, tmp_path / "c.png")
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["c.png"]  # no temporary file left

@@ -6,9 +6,11 @@ and 2 on a usage error.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,7 +70,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="print the version and exit"
+    ),
 ) -> None:
     """Deep learning from crowdsourced labels: CCEM, GeoCrowdNet, Dawid-Skene and friends."""
 
@@ -111,6 +115,52 @@ HeaderOption = typer.Option(
 SepOption = typer.Option(None, "--sep", help="field separator overriding the format's own")
 ClassesOption = typer.Option(None, "--classes", help="declared classes in index order, comma-separated")
 DuplicateOption = typer.Option("error", "--on-duplicate", help="error, first or last")
+ProgressOption = typer.Option(
+    None, "--progress/--no-progress", help="progress bar on stderr (default: shown when stderr is a terminal)"
+)
+QuietOption = typer.Option(False, "--quiet", "-q", help="print nothing but errors (no progress bar, no summary)")
+
+
+def _stderr_is_terminal() -> bool:
+    """Whether standard error is an interactive terminal (the default for progress bars)."""
+    return sys.stderr.isatty()
+
+
+def _show_progress(progress: bool | None, quiet: bool) -> bool:
+    """--quiet wins; then an explicit --progress/--no-progress; else only on a terminal."""
+    if quiet:
+        return False
+    return _stderr_is_terminal() if progress is None else progress
+
+
+@contextmanager
+def _em_progress(aggregator: Any, show: bool) -> Iterator[Callable[[int, float], None] | None]:
+    """A rich bar on stderr over the EM iterations of ``aggregator`` (None when not shown or not EM)."""
+    n_iter = getattr(aggregator, "n_iter", None)
+    if not show or not isinstance(n_iter, int) or n_iter < 1:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    name = type(aggregator).__name__
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("iteration {task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[ll]}"),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task(f"{name} EM", total=n_iter, ll="")
+
+        def update(done: int, log_likelihood: float) -> None:
+            bar.update(task, completed=done, ll=f"log-likelihood {log_likelihood:.6g}")
+
+        yield update
+        final = bar.tasks[0]
+        if final.completed < n_iter:  # converged early: say so instead of leaving a partial bar
+            bar.update(task, total=final.completed, description=f"{name} EM converged")
 
 
 def load_annotations_option(
@@ -176,6 +226,8 @@ def aggregate(
     confusions: Path | None = typer.Option(None, "--confusions", help="write the confusion matrices as JSON"),
     force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
     report: Path | None = ReportOption,
+    progress: bool | None = ProgressOption,
+    quiet: bool = QuietOption,
     fmt: str | None = FormatOption,
     item_col: str | None = ItemColOption,
     annotator_col: str | None = AnnotatorColOption,
@@ -192,7 +244,9 @@ def aggregate(
         fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
     _check_outputs(force, {"--out": out, "--confusions": confusions, "--report": report}, {"FILE": file})
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
-    agg: Any = METHODS[method]().fit(ann)
+    agg: Any = METHODS[method]()
+    with _em_progress(agg, _show_progress(progress, quiet)) as callback:
+        agg.fit(ann, callback=callback)
     from crowdlearn.io import atomic_outputs
 
     with atomic_outputs(overwrite=force, force_hint="--force") as staged:
@@ -357,7 +411,8 @@ def train(
     confusions: Path | None = typer.Option(None, "--confusions", help="write the learned confusions as JSON"),
     force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
     report: Path | None = ReportOption,
-    progress: bool = typer.Option(False, "--progress", help="show a progress bar"),
+    progress: bool | None = ProgressOption,
+    quiet: bool = QuietOption,
     distributed: bool = typer.Option(
         False,
         "--distributed",
@@ -405,7 +460,8 @@ def train(
     to_stderr = predictions is not None and str(predictions) == STDOUT
 
     def say(message: str) -> None:
-        typer.echo(message, err=to_stderr)
+        if not quiet:
+            typer.echo(message, err=to_stderr)
 
     ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
     ids, X = read_features(features)
@@ -439,7 +495,8 @@ def train(
         mixup=mixup,
         validation=validation,
         random_state=seed,
-        verbose=1 if progress else 0,
+        verbose=1 if _show_progress(progress, quiet) else 0,
+        sink=(lambda _: None) if quiet else None,
         distributed=distributed,
     )
     clf._validate_params()  # before the first epoch (and before a distributed group starts)
@@ -472,7 +529,7 @@ def train(
             say(f"selected epoch {clf.best_epoch_ + 1} of {epochs}: held-out label NLL {h['valid_loss']:.4f}")
         for w in caught:  # other warnings go on to Python's handlers
             if issubclass(w.category, CollapsedModelWarning):
-                say(f"warning: {w.message}")
+                typer.echo(f"warning: {w.message}", err=True)  # shown even with --quiet
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         proba = clf.predict_proba(X)
@@ -586,6 +643,395 @@ def diagnose(
         n_directions=directions,
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else str(report))
+
+
+# --------------------------------------------------------------------------- crowdlearn simulate
+#: The files of ``crowdlearn simulate OUTDIR`` (features: features.npy or features.csv).
+SIMULATE_FILES = ("labels.csv", "truth.csv", "true_confusions.json", "settings.json")
+#: Fewest classes the default parameters of a family / design allow (accuracy ranges above 1/K,
+#: w-ssc's one or two zeros per row beside the diagonal).
+_SIMULATE_MIN_CLASSES = {"diagonally-dominant": 3, "class-specialist": 3, "control": 3, "f-ssc": 3, "w-ssc": 4}
+
+
+@app.command()
+@user_errors
+def simulate(
+    outdir: Path = typer.Argument(..., help="folder to write (created if missing; its parent must exist)"),
+    design: str | None = typer.Option(
+        None,
+        "--design",
+        help="control, f-ssc, w-ssc or separable-uniform: confusions and item kind of a named design "
+        "(with --obs-prob only)",
+    ),
+    family: str | None = typer.Option(
+        None,
+        "--family",
+        help="confusion family (default diagonally-dominant): separable-uniform, hammer-spammer, "
+        "diagonally-dominant, symmetric-flip, pair-flip, random, class-specialist or w-ssc",
+    ),
+    n_items: int = typer.Option(1000, "--n-items", min=1, help="items"),
+    n_annotators: int = typer.Option(10, "--n-annotators", min=1, help="annotators"),
+    n_classes: int = typer.Option(3, "--n-classes", min=2, help="classes (ids 0 .. n-1)"),
+    per_item: int | None = typer.Option(
+        None,
+        "--per-item",
+        min=1,
+        help="exactly this many distinct annotators label each item (default 3, at most --n-annotators)",
+    ),
+    obs_prob: float | None = typer.Option(
+        None, "--obs-prob", help="instead of --per-item: each (item, annotator) pair is labelled with this probability"
+    ),
+    n_features: int = typer.Option(10, "--n-features", min=1, help="feature dimension"),
+    features_format: str = typer.Option("npy", "--features-format", help="npy (row i = item i) or csv"),
+    seed: int = typer.Option(0, "--seed", help="seed of the confusions, truth, labels and features"),
+    force: bool = typer.Option(False, "--force", help="replace existing files in OUTDIR"),
+) -> None:
+    """Write a simulated crowd: labels, truth, features, true confusions and the settings (JSON)."""
+    import numpy as np
+    import pandas as pd
+
+    from crowdlearn import simulate as sim
+
+    if design is not None and design not in sim.DESIGNS:
+        fail(f"--design must be one of {', '.join(sim.DESIGNS)}, got {design!r}", code=2)
+    if design is not None and family is not None:
+        fail("give --design or --family, not both (a design fixes its confusion family)", code=2)
+    if family is not None and family not in sim.CONFUSION_FAMILIES:
+        fail(f"--family must be one of {', '.join(sim.CONFUSION_FAMILIES)}, got {family!r}", code=2)
+    if per_item is not None and obs_prob is not None:
+        fail("give --per-item or --obs-prob, not both", code=2)
+    if design is not None and per_item is not None:
+        fail("--design draws labels with --obs-prob; --per-item works with --family only", code=2)
+    if obs_prob is not None and not 0 < obs_prob <= 1:
+        fail(f"--obs-prob must be in (0, 1], got {obs_prob:g}", code=2)
+    if per_item is not None and per_item > n_annotators:
+        fail(f"--per-item ({per_item}) must be at most --n-annotators ({n_annotators})", code=2)
+    kind, name = ("--design", design) if design is not None else ("--family", family or "diagonally-dominant")
+    least = _SIMULATE_MIN_CLASSES.get(name, 2)
+    if n_classes < least:
+        fail(
+            f"{kind} {name} needs --n-classes >= {least} (with its default parameters); with {n_classes} classes "
+            "use --family hammer-spammer, symmetric-flip, pair-flip, random or separable-uniform",
+            code=2,
+        )
+    if features_format not in ("npy", "csv"):
+        fail(f"--features-format must be npy or csv, got {features_format!r}", code=2)
+    if outdir.exists() and not outdir.is_dir():
+        fail(f"{outdir}: exists and is not a folder")
+    if not outdir.parent.is_dir():
+        fail(f"{outdir.parent}: the parent folder of OUTDIR does not exist")
+    names = (*SIMULATE_FILES, f"features.{features_format}")
+    paths = {name: outdir / name for name in names}
+    _refuse_existing(force, *paths.values())
+
+    g = np.random.default_rng(seed)
+    observation: dict[str, Any]
+    if design is not None:
+        p = 0.3 if obs_prob is None else obs_prob
+        observation = {"obs_prob": p}
+        crowd = sim.simulate_design(design, n_items=n_items, n_annotators=n_annotators, n_classes=n_classes, p=p, random_state=g)
+    else:
+        family = family or "diagonally-dominant"
+        fn = sim.CONFUSION_FAMILIES[family]
+        takes_rng = "random_state" in inspect.signature(fn).parameters
+        A = fn(n_annotators, n_classes, **({"random_state": g} if takes_rng else {}))
+        if obs_prob is not None:
+            observation = {"obs_prob": obs_prob}
+            crowd = sim.simulate_crowd(A, n_items=n_items, p=obs_prob, random_state=g)
+        else:
+            observation = {"per_item": per_item or min(3, n_annotators)}
+            crowd = sim.simulate_crowd(A, n_items=n_items, per_item=observation["per_item"], random_state=g)
+    X = sim.item_features(crowd.true_posteriors, n_features, random_state=g)
+    ann = crowd.annotations
+    if ann.n_labels == 0:
+        fail("the simulated crowd has no labels: raise --obs-prob")
+
+    from crowdlearn.io import atomic_write, write_annotations, write_truth
+
+    outdir.mkdir(exist_ok=True)
+    write_annotations(ann, paths["labels.csv"], overwrite=force)
+    write_truth(crowd.true_labels, paths["truth.csv"], ann, overwrite=force)
+    features_path = paths[f"features.{features_format}"]
+    if features_format == "npy":
+        with atomic_write(features_path, mode="wb", overwrite=force) as fh:
+            np.save(fh, X, allow_pickle=False)
+    else:
+        table = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])])
+        table.insert(0, "item", ann.item_ids)
+        _write_table(table, features_path, force)
+    _write_confusions(
+        paths["true_confusions.json"],
+        "true (crowdlearn simulate)",
+        ann.classes,
+        crowd.true_posteriors.mean(axis=0),
+        ann.annotator_ids,
+        crowd.confusions,
+        force,
+    )
+    settings = {
+        "design": design,
+        "family": None if design is not None else family,
+        "n_items": n_items,
+        "n_annotators": n_annotators,
+        "n_classes": n_classes,
+        **observation,
+        "n_features": n_features,
+        "seed": seed,
+        "n_labels": ann.n_labels,
+        "n_items_without_labels": int((ann.item_counts == 0).sum()),
+        "files": {
+            "labels": "labels.csv",
+            "truth": "truth.csv",
+            "features": features_path.name,
+            "true_confusions": "true_confusions.json",
+        },
+    }
+    with atomic_write(paths["settings.json"], overwrite=force) as fh:
+        json.dump(settings, fh, indent=1)
+    typer.echo(
+        f"simulated {ann.n_labels} labels of {n_items} items by {n_annotators} annotators, {n_classes} classes "
+        f"({design or family}); wrote {', '.join(str(paths[n]) for n in (*SIMULATE_FILES[:3], features_path.name))} "
+        f"and {paths['settings.json']}"
+    )
+
+
+# --------------------------------------------------------------------------- crowdlearn evaluate
+def _read_confusions(path: Path) -> tuple[list[Any], list[Any], Any]:
+    """Classes, annotator ids and matrices (M, K, K) of a JSON written by ``--confusions`` / ``simulate``."""
+    import numpy as np
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a confusions JSON file ({exc})") from None
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("classes"), list)
+        or not isinstance(doc.get("annotators"), list)
+    ):
+        raise ValueError(
+            f"{path}: expected a JSON object with 'classes' and 'annotators' lists (as --confusions writes)"
+        )
+    classes = doc["classes"]
+    k = len(classes)
+    ids: list[Any] = []
+    matrices = []
+    for n, entry in enumerate(doc["annotators"]):
+        matrix = entry.get("matrix") if isinstance(entry, dict) else None
+        try:
+            arr = np.asarray(matrix, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = np.zeros(0)
+        if not isinstance(entry, dict) or "annotator" not in entry or arr.shape != (k, k):
+            raise ValueError(
+                f"{path}: annotators[{n}] must be {{'annotator': id, 'matrix': {k} x {k} numbers}} "
+                f"({k} classes), got {str(entry)[:80]}"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{path}: annotator {entry['annotator']!r}: the matrix has non-finite entries")
+        ids.append(entry["annotator"])
+        matrices.append(arr)
+    if not ids:
+        raise ValueError(f"{path}: no annotators")
+    return classes, ids, np.stack(matrices)
+
+
+def _confusion_error(est_path: Path, true_path: Path) -> dict[str, Any]:
+    """Relative Frobenius error of estimated vs true confusions, matched by annotator and class id."""
+    from crowdlearn.metrics import confusion_estimation_error
+
+    est_classes, est_ids, est = _read_confusions(est_path)
+    true_classes, true_ids, true = _read_confusions(true_path)
+    if sorted(map(str, est_classes)) != sorted(map(str, true_classes)):
+        fail(
+            f"{est_path} has classes {est_classes[:20]} but {true_path} has {true_classes[:20]}: "
+            "the confusion matrices cannot be compared"
+        )
+    order = [list(map(str, true_classes)).index(str(c)) for c in est_classes]
+    true = true[:, order][:, :, order]  # true matrices in the estimate's class order
+    position = {str(a): m for m, a in enumerate(true_ids)}
+    common = [(m, position[str(a)]) for m, a in enumerate(est_ids) if str(a) in position]
+    if not common:
+        fail(f"no annotator of {est_path} is in {true_path} (ids like {est_ids[:3]} vs {true_ids[:3]})")
+    e_idx, t_idx = (list(v) for v in zip(*common, strict=True))
+    per = confusion_estimation_error(est[e_idx], true[t_idx], per_annotator=True)
+    return {
+        "mean": float(per.mean()),
+        "norm": "fro",
+        "n_annotators": len(common),
+        "n_estimated_without_truth": len(est_ids) - len(common),
+        "n_true_not_estimated": len(true_ids) - len(common),
+        "per_annotator": {str(est_ids[m]): float(v) for m, v in zip(e_idx, per.tolist(), strict=True)},
+    }
+
+
+@app.command()
+@user_errors
+def evaluate(
+    predictions: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, readable=True, help="CSV of item, label[, confidence, p_<class>...]"
+    ),
+    truth: Path = typer.Option(..., "--truth", exists=True, dir_okay=False, readable=True, help="true labels"),
+    confusions: Path | None = typer.Option(
+        None, "--confusions", exists=True, dir_okay=False, help="estimated confusions JSON (aggregate/train)"
+    ),
+    true_confusions: Path | None = typer.Option(
+        None, "--true-confusions", exists=True, dir_okay=False, help="true confusions JSON (simulate)"
+    ),
+    bins: int = typer.Option(15, "--bins", min=1, help="confidence bins of the ECE"),
+    as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+) -> None:
+    """Score predictions or aggregated labels against the truth (accuracy, per class, ECE, confusion error)."""
+    import numpy as np
+    import pandas as pd
+
+    from crowdlearn.io import infer_format, read_truth
+    from crowdlearn.metrics import expected_calibration_error
+
+    if (confusions is None) != (true_confusions is None):
+        fail("--confusions and --true-confusions go together (estimated and true matrices)", code=2)
+    pred = read_truth(predictions)
+    true = read_truth(truth)
+    pred_keys = [str(i) for i in pred.index]
+    true_pos = {str(i): n for n, i in enumerate(true.index)}
+    rows = [(n, true_pos[k]) for n, k in enumerate(pred_keys) if k in true_pos]
+    if not rows:
+        fail(
+            f"none of the {len(pred)} items of {predictions} is in {truth} "
+            f"(item ids like {pred.index[:3].tolist()} vs {true.index[:3].tolist()})"
+        )
+    p_rows = np.array([r[0] for r in rows], dtype=np.int64)
+    t_rows = np.array([r[1] for r in rows], dtype=np.int64)
+    y_pred = np.array([str(v) for v in pred.to_numpy()[p_rows]])
+    y_true = np.array([str(v) for v in true.to_numpy()[t_rows]])
+    shown = {str(v): v.item() if isinstance(v, np.generic) else v for v in true.to_numpy()[t_rows]}
+    per_class = [
+        {"class": shown[c], "n": int((y_true == c).sum()), "accuracy": float(np.mean(y_pred[y_true == c] == c))}
+        for c in sorted(shown, key=lambda c: (len(c), c))
+    ]
+    result: dict[str, Any] = {
+        "predictions": str(predictions),
+        "truth": str(truth),
+        "n_scored": len(rows),
+        "n_predicted_without_truth": len(pred) - len(rows),
+        "n_truth_without_prediction": len(true) - len(rows),
+        "accuracy": float(np.mean(y_pred == y_true)),
+        "per_class": per_class,
+        "ece": None,
+        "ece_bins": bins,
+        "confusion_error": None,
+    }
+    sep = {"tsv": "\t", "txt": " "}.get(infer_format(predictions), ",")
+    columns = [str(c) for c in pd.read_csv(predictions, sep=sep, nrows=0).columns]
+    p_cols = [c for c in columns if c.startswith("p_")]
+    if p_cols:
+        raw = pd.read_csv(predictions, sep=sep, usecols=p_cols, dtype=str, keep_default_na=False)[p_cols]
+        proba = raw.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)[p_rows]
+        bad = ~np.isfinite(proba) | (proba < 0) | (proba > 1)
+        if bad.any():
+            r, c = (int(v[0]) for v in np.nonzero(bad))
+            fail(
+                f"{predictions}, line {p_rows[r] + 2}, column {p_cols[c]!r}: value {raw.iloc[p_rows[r], c]!r} "
+                "is not a probability in [0, 1]"
+            )
+        sums = proba.sum(axis=1)
+        if not np.allclose(sums, 1.0, atol=1e-3):
+            r = int(np.flatnonzero(~np.isclose(sums, 1.0, atol=1e-3))[0])
+            fail(f"{predictions}, line {p_rows[r] + 2}: the p_<class> columns sum to {sums[r]:.6g}, expected 1")
+        cls = [c[2:] for c in p_cols]
+        missing = sorted(set(y_true) - set(cls))
+        if missing:
+            fail(f"{truth}: true class {shown[missing[0]]!r} has no probability column p_{missing[0]} in {predictions}")
+        y_idx = np.array([cls.index(c) for c in y_true], dtype=np.int64)
+        result["ece"] = expected_calibration_error(y_idx, proba, n_bins=bins)
+    if confusions is not None and true_confusions is not None:
+        result["confusion_error"] = _confusion_error(confusions, true_confusions)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(
+        f"{predictions.name} vs {truth.name}: {result['n_scored']} items scored "
+        f"({result['n_predicted_without_truth']} predicted items have no truth, "
+        f"{result['n_truth_without_prediction']} true items no prediction)"
+    )
+    typer.echo(f"accuracy {result['accuracy']:.4f}")
+    typer.echo("per class (true class: accuracy on its items):")
+    for row in per_class:
+        typer.echo(f"  {row['class']}: {row['accuracy']:.4f} (n={row['n']})")
+    if result["ece"] is not None:
+        typer.echo(f"ECE ({bins} bins) {result['ece']:.4f}")
+    else:
+        typer.echo("ECE: needs p_<class> columns (aggregate/predict --proba)")
+    ce = result["confusion_error"]
+    if ce is not None:
+        typer.echo(
+            f"confusion estimation error (mean relative Frobenius, one shared class alignment) {ce['mean']:.4f} "
+            f"over {ce['n_annotators']} annotators"
+        )
+
+
+# --------------------------------------------------------------------------- crowdlearn report
+@app.command("report")
+@user_errors
+def report_command(
+    model: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="model file from `train`"),
+    out: Path = typer.Option(..., "--out", "-o", help="HTML file to write (self-contained)"),
+    labels: Path | None = typer.Option(
+        None, "--labels", exists=True, dir_okay=False, readable=True, help="the label file the model was trained on"
+    ),
+    truth: Path | None = typer.Option(
+        None, "--truth", exists=True, dir_okay=False, readable=True, help="true labels (needs --labels)"
+    ),
+    features: Path | None = typer.Option(
+        None,
+        "--features",
+        "-x",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="item features, to score the model's predictions against --truth",
+    ),
+    title: str | None = typer.Option(None, "--title", help="page title (default: from the model file name)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
+    fmt: str | None = FormatOption,
+    item_col: str | None = ItemColOption,
+    annotator_col: str | None = AnnotatorColOption,
+    label_col: str | None = LabelColOption,
+    header: bool | None = HeaderOption,
+    sep: str | None = SepOption,
+    classes: str | None = ClassesOption,
+    on_duplicate: str = DuplicateOption,
+) -> None:
+    """Write the HTML report of a saved model: annotators, confusion heatmaps, training curves, accuracy."""
+    from crowdlearn.estimators import CrowdClassifier
+    from crowdlearn.io import align_features, read_features, read_truth, truth_array
+    from crowdlearn.report import write_html
+
+    if labels is None and (truth is not None or features is not None):
+        fail("--truth and --features need --labels (the label file the model was trained on)", code=2)
+    _refuse_existing(force, out)
+    clf = CrowdClassifier.load(model)
+    ann = None
+    truth_idx = X_items = None
+    if labels is not None:
+        ann = load_annotations_option(
+            labels, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate
+        )
+        if truth is not None:
+            truth_idx = truth_array(read_truth(truth), ann)
+        if features is not None:
+            ids, X = read_features(features)
+            X_items, _ = align_features(ann, ids, X)
+    write_html(
+        out,
+        ann,
+        model=clf,
+        truth=truth_idx,
+        X=X_items,
+        title=title or f"crowdlearn report: {model.name}",
+        overwrite=force,
+    )
+    typer.echo(f"report written to {out}")
 
 
 # --------------------------------------------------------------------------- crowdlearn datasets

@@ -262,6 +262,22 @@ def write_report(result: DemoResult, out: str | Path) -> list[Path]:
 
 
 def _plot_confusions(result: DemoResult, path: Path) -> Path | None:
+    """Write :func:`_confusion_figure` as a PNG (atomically); None without matplotlib or confusions."""
+    fig = _confusion_figure(result)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_write(path, mode="wb") as fh:
+            fig.savefig(fh, format="png", dpi=90)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _confusion_figure(result: DemoResult) -> Any:
+    """True and estimated confusion matrices of four annotators, with class ticks and a colour bar."""
     try:
         import matplotlib
 
@@ -278,22 +294,31 @@ def _plot_confusions(result: DemoResult, path: Path) -> Path | None:
         ("CCEM", result.confusions_ccem),
     ]
     rows = [(n, a) for n, a in candidates if a is not None]
-    fig, axes = plt.subplots(len(rows), len(shown), figsize=(2.4 * len(shown), 2.4 * len(rows)), squeeze=False)
+    k = rows[0][1].shape[1]
+    ticks = list(range(k))
+    fig, axes = plt.subplots(
+        len(rows),
+        len(shown),
+        figsize=(2.4 * len(shown) + 1.0, 2.4 * len(rows) + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
+    images = []
     for r, (name, conf) in enumerate(rows):
         for c, m in enumerate(shown):
             ax = axes[r, c]
-            ax.imshow(conf[m], vmin=0, vmax=1, cmap="viridis")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            images.append(ax.imshow(conf[m], vmin=0, vmax=1, cmap="viridis"))
+            ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=6)
+            ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=6)
+            ax.tick_params(length=2, pad=1)
             if r == 0:
                 ax.set_title(f"annotator {m}", fontsize=9)
+            if r == len(rows) - 1:
+                ax.set_xlabel("true class", fontsize=8)
             if c == 0:
-                ax.set_ylabel(name, fontsize=9)
-    fig.suptitle("confusion matrices (column = true class)", fontsize=10)
-    fig.tight_layout()
-    try:
-        with atomic_write(path, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=90)
-    finally:
-        plt.close(fig)
-    return path
+                ax.set_ylabel(f"{name}\nlabel given", fontsize=8)
+    fig.suptitle("confusion matrices: A[i, j] = P(label i | true class j), columns sum to 1", fontsize=10)
+    bar = fig.colorbar(images[0], ax=axes, shrink=0.8)  # one scale: every image has vmin=0, vmax=1
+    bar.set_label("probability", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    return fig

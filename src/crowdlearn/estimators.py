@@ -280,7 +280,8 @@ class CrowdClassifier(ParamsMixin):
     checkpoint_dir : str or None, default=None
         Save a resumable checkpoint there after every epoch; ``fit(..., resume=True)`` continues it.
     verbose : {0, 1, 2}, default=0
-        0 silent, 1 a progress bar, 2 one line per epoch (through ``sink``).
+        0 silent, 1 a rich progress bar on standard error
+        (:class:`~crowdlearn.train.ProgressBar`), 2 one line per epoch (through ``sink``).
     sink : callable or None, default=None
         Receives text messages (None: ``print``).
 

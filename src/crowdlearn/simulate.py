@@ -58,6 +58,7 @@ __all__ = [
     "hammer_spammer_confusions",
     "hard_truth",
     "heavy_tailed_pattern",
+    "item_features",
     "make_confusions",
     "pair_flip_confusions",
     "random_confusions",
@@ -751,6 +752,53 @@ def simulate_design(
     else:
         raise ValueError(f"unknown design {name!r}; expected one of {list(DESIGNS)}")
     return simulate_crowd(A, n_items=n_items, p=p, truth=truth, random_state=g)
+
+
+def item_features(
+    posteriors: npt.ArrayLike,
+    n_features: int = 10,
+    *,
+    separation: float = 3.0,
+    noise: float = 1.0,
+    random_state: RNGLike = None,
+) -> FloatArray:
+    """Feature vectors that carry the items' true class posteriors, for training on a simulated crowd.
+
+    ``x_n = F_n @ centers + noise * e_n``: ``centers`` has one row per class, drawn from
+    ``N(0, I)`` and scaled to norm ``separation``, and ``e_n ~ N(0, I)``. Hard (one-hot)
+    truth gives one Gaussian cluster per class; soft truth places an item between the centres
+    of its classes.
+
+    Parameters
+    ----------
+    posteriors : array-like of shape (n_items, n_classes)
+        True class posteriors ``f(x_n)`` (``SimulatedCrowd.true_posteriors``).
+    n_features : int, default=10
+        Dimension ``D`` of the features.
+    separation : float, default=3.0
+        Norm of every class centre (larger: easier classes).
+    noise : float, default=1.0
+        Standard deviation of the isotropic noise.
+    random_state : Generator, int or None
+
+    Returns
+    -------
+    ndarray of shape (n_items, n_features)
+    """
+    F = np.asarray(posteriors, dtype=np.float64)
+    if F.ndim != 2 or F.shape[1] < 1:
+        raise ValueError(f"posteriors must have shape (n_items, n_classes), got {F.shape}")
+    if int(n_features) != n_features or n_features < 1:
+        raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
+    if not (np.isfinite(separation) and separation > 0):
+        raise ValueError(f"separation must be a finite float > 0, got {separation!r}")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite float >= 0, got {noise!r}")
+    g = _rng(random_state)
+    centers = g.normal(size=(F.shape[1], int(n_features)))
+    centers *= separation / np.linalg.norm(centers, axis=1, keepdims=True)
+    out: FloatArray = F @ centers + noise * g.normal(size=(F.shape[0], int(n_features)))
+    return out
 
 
 # ---------------------------------------------------------------------------- machine annotators

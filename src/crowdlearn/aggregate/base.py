@@ -20,7 +20,7 @@ Cost per EM iteration is O(n_labels * K) time and O(n_items * K) extra memory.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -34,6 +34,7 @@ __all__ = [
     "BaseAggregator",
     "FloatArray",
     "IntArray",
+    "IterationCallback",
     "PriorSpec",
     "as_annotations",
     "label_matrix",
@@ -44,6 +45,9 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 #: ``"learn"`` (estimated in each M-step), ``"uniform"`` or a fixed array of shape (n_classes,).
 PriorSpec = Literal["learn", "uniform"] | npt.ArrayLike
+
+#: ``callback(iterations_done, log_likelihood)``, called by EM aggregators after every iteration.
+IterationCallback = Callable[[int, float], None]
 
 FRAME_COLUMNS = ("task", "worker", "label")
 
@@ -222,6 +226,7 @@ class BaseAggregator:
     item_ids_: np.ndarray[Any, Any]
     annotator_ids_: np.ndarray[Any, Any]
     _frame_output: bool
+    _callback: IterationCallback | None
 
     # ------------------------------------------------------------------ params (sklearn style)
     @classmethod
@@ -247,19 +252,24 @@ class BaseAggregator:
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ public API
-    def fit(self, annotations: Annotations | pd.DataFrame) -> BaseAggregator:
+    def fit(
+        self, annotations: Annotations | pd.DataFrame, *, callback: IterationCallback | None = None
+    ) -> BaseAggregator:
         """Learn from crowd labels.
 
         Parameters
         ----------
         annotations : Annotations or DataFrame
             The labels; a DataFrame needs columns ``task``, ``worker``, ``label``.
+        callback : callable, optional
+            ``callback(iterations_done, log_likelihood)`` after every EM iteration (progress
+            display; the EM methods only, one-pass methods never call it).
 
         Returns
         -------
         self
         """
-        ann = self._start_fit(annotations)
+        ann = self._start_fit(annotations, callback)
         self._fit(ann)
         return self
 
@@ -286,11 +296,14 @@ class BaseAggregator:
         return self._probas_output()
 
     # ------------------------------------------------------------------ helpers
-    def _start_fit(self, annotations: Annotations | pd.DataFrame) -> Annotations:
+    def _start_fit(
+        self, annotations: Annotations | pd.DataFrame, callback: IterationCallback | None = None
+    ) -> Annotations:
         ann, frame = as_annotations(annotations)
         if ann.n_classes < 1:
             raise AnnotationsError(f"{type(self).__name__} needs at least one class; the annotations have none")
         self._validate_params(ann)
+        self._callback = callback
         self._frame_output = frame
         self.classes_ = ann.classes
         self.item_ids_ = ann.item_ids
@@ -299,6 +312,13 @@ class BaseAggregator:
 
     def _validate_params(self, ann: Annotations) -> None:
         """Check the parameters against the data; overridden by subclasses."""
+
+    def _iteration_done(self, n_done: int, history: list[float], tol: float) -> bool:
+        """Report EM iteration ``n_done`` to the fit's callback; True when EM has converged."""
+        callback = getattr(self, "_callback", None)
+        if callback is not None:
+            callback(n_done, history[-1])
+        return has_converged(history, tol)
 
     def _fit(self, ann: Annotations) -> None:
         raise NotImplementedError

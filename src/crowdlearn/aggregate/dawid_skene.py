@@ -13,11 +13,11 @@ from crowdlearn.aggregate.base import (
     BaseAggregator,
     FloatArray,
     IntArray,
+    IterationCallback,
     PriorSpec,
     check_em_params,
     check_in,
     check_priors,
-    has_converged,
     items_labelled,
     label_matrix,
     normalise_columns,
@@ -113,7 +113,13 @@ class _DawidSkeneEM(BaseAggregator):
     priors: PriorSpec
     smoothing: float
 
-    def fit(self, annotations: Annotations | pd.DataFrame, *, known_labels: Any = None) -> _DawidSkeneEM:
+    def fit(
+        self,
+        annotations: Annotations | pd.DataFrame,
+        *,
+        known_labels: Any = None,
+        callback: IterationCallback | None = None,
+    ) -> _DawidSkeneEM:
         """Run EM.
 
         Parameters
@@ -125,12 +131,14 @@ class _DawidSkeneEM(BaseAggregator):
             item id -> class id. Their posteriors are clamped to the known class in every
             E-step (so they inform the confusions and priors), and they contribute the
             complete-data term ``log prior_y + log p(labels | y)`` to ``log_likelihood_``.
+        callback : callable, optional
+            ``callback(iterations_done, log_likelihood)`` after every EM iteration.
 
         Returns
         -------
         self
         """
-        ann = self._start_fit(annotations)
+        ann = self._start_fit(annotations, callback)
         self._fit_em(ann, known_label_array(known_labels, ann))
         return self
 
@@ -215,7 +223,7 @@ class _DawidSkeneEM(BaseAggregator):
             T, ll = e_step(conf, pri)
             history.append(ll)
             n_done += 1
-            if has_converged(history, self.tol):
+            if self._iteration_done(n_done, history, self.tol):
                 break
         self.probas_ = T
         self.labels_ = np.argmax(T, axis=1).astype(np.int64)

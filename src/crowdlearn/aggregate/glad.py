@@ -10,11 +10,11 @@ import pandas as pd
 from crowdlearn.aggregate.base import (
     BaseAggregator,
     FloatArray,
+    IterationCallback,
     PriorSpec,
     check_em_params,
     check_number,
     check_priors,
-    has_converged,
     items_labelled,
     labels_per_annotator,
     learned_priors,
@@ -118,9 +118,9 @@ class GLAD(BaseAggregator):
         check_number(self.m_step_iter, "m_step_iter", owner, low=1, integer=True)
         check_priors(self.priors, ann.n_classes, owner)
 
-    def fit(self, annotations: Annotations | pd.DataFrame) -> GLAD:
+    def fit(self, annotations: Annotations | pd.DataFrame, *, callback: IterationCallback | None = None) -> GLAD:
         """Run EM; see :meth:`BaseAggregator.fit`."""
-        ann = self._start_fit(annotations)
+        ann = self._start_fit(annotations, callback)
         self._fit(ann)
         return self
 
@@ -190,7 +190,7 @@ class GLAD(BaseAggregator):
             T, ll = e_step(pri)
             history.append(ll)
             n_done += 1
-            if has_converged(history, self.tol):
+            if self._iteration_done(n_done, history, self.tol):
                 break
         self.probas_ = T
         self.labels_ = np.argmax(T, axis=1).astype(np.int64)

@@ -9,12 +9,12 @@ from scipy.special import digamma
 from crowdlearn.aggregate.base import (
     BaseAggregator,
     FloatArray,
+    IterationCallback,
     PriorSpec,
     check_em_params,
     check_in,
     check_number,
     check_priors,
-    has_converged,
     items_labelled,
     labels_per_annotator,
     learned_priors,
@@ -140,9 +140,9 @@ class MACE(BaseAggregator):
         check_number(self.competence_prior, "competence_prior", owner, low=0, strict=True)
         check_number(self.strategy_prior, "strategy_prior", owner, low=0, strict=True)
 
-    def fit(self, annotations: Annotations | pd.DataFrame) -> MACE:
+    def fit(self, annotations: Annotations | pd.DataFrame, *, callback: IterationCallback | None = None) -> MACE:
         """Run EM; see :meth:`BaseAggregator.fit`."""
-        ann = self._start_fit(annotations)
+        ann = self._start_fit(annotations, callback)
         self._fit(ann)
         return self
 
@@ -200,7 +200,7 @@ class MACE(BaseAggregator):
             T, ll = e_step(pri)
             history.append(ll)
             n_done += 1
-            if has_converged(history, self.tol):
+            if self._iteration_done(n_done, history, self.tol):
                 break
         theta = know / (know + spam)
         xi = xi / xi.sum(axis=1, keepdims=True)

@@ -41,7 +41,12 @@ p.note { color: #555; font-size: 0.9em; }
 .heatmaps { display: flex; flex-wrap: wrap; gap: 1.2em; }
 .heatmap table { font-size: 0.75em; }
 .heatmap td { width: 2.6em; text-align: center; border: 1px solid #fff; }
-.heatmap caption { text-align: left; font-size: 0.9em; padding-bottom: 0.2em; }
+.heatmap caption { text-align: left; font-size: 0.9em; padding-bottom: 0.2em; font-weight: 600; }
+.legend { margin: 0.4em 0 1em 0; font-size: 0.8em; width: 22em; }
+.legend-title { display: block; color: #555; margin-bottom: 0.2em; }
+.legend-bar { height: 0.9em; border: 1px solid #bbb; }
+.legend-ticks { position: relative; height: 1.2em; color: #333; }
+.legend-ticks span { position: absolute; transform: translateX(-50%); }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; }
 svg text { font-size: 11px; font-family: system-ui, Helvetica, Arial, sans-serif; }
 """
@@ -53,6 +58,8 @@ class _Source:
 
     key: str
     name: str
+    annotator_ids: list[str]  # (M,) as shown
+    classes: list[str]  # (K,) as shown
     confusions: FloatArray  # (M, K, K)
     n_labels: IntArray  # (M,)
     accuracy: FloatArray  # (M,)
@@ -61,7 +68,7 @@ class _Source:
 
 # ---------------------------------------------------------------------------- public API
 def render_html(
-    annotations: Annotations,
+    annotations: Annotations | None,
     *,
     model: Any = None,
     aggregator: Any = None,
@@ -82,12 +89,16 @@ def render_html(
 
     Parameters
     ----------
-    annotations : Annotations
-        The labels the aggregator / model was fitted on.
+    annotations : Annotations or None
+        The labels the aggregator / model was fitted on. None (only with ``model``, e.g. one read
+        by :meth:`~crowdlearn.CrowdClassifier.load`): no data section, no ``aggregator``, ``truth``
+        or ``diagnosis``; the model's annotator and class ids and label counts are used.
     model : fitted CrowdClassifier, optional
         Duck-typed: needs ``confusions_`` (n_annotators, n_classes, n_classes), ``priors_``
-        (n_classes,), ``annotator_report()`` and ``history_``; ``best_epoch_`` marks the
-        selected epoch. With ``truth`` and ``X`` its predictions on the items are scored.
+        (n_classes,), ``annotator_ids_`` (n_annotators,), ``classes_`` (n_classes,),
+        ``annotator_report()`` and ``history_``; ``best_epoch_`` marks the selected epoch. Its
+        annotator and class ids must equal those of ``annotations``. With ``truth`` and ``X``
+        its predictions on the items are scored.
     aggregator : fitted aggregator from :mod:`crowdlearn.aggregate`, optional
         Needs ``labels_`` (n_items,); ``confusions_`` (n_annotators, n_classes, n_classes) and
         ``priors_`` (n_classes,) give the annotator table and heatmaps when present.
@@ -117,14 +128,20 @@ def render_html(
     >>> page.startswith("<!DOCTYPE html>") and "Data" in page
     True
     """
-    if not isinstance(annotations, Annotations):
-        raise TypeError(f"annotations must be an Annotations object, got {type(annotations).__name__}")
+    if annotations is None:
+        if model is None:
+            raise ValueError("a report without annotations needs a model (annotations=None, model=...)")
+        for name, value in (("aggregator", aggregator), ("truth", truth), ("diagnosis", diagnosis)):
+            if value is not None:
+                raise ValueError(f"{name}= needs the annotations (the labels the model was trained on)")
+    elif not isinstance(annotations, Annotations):
+        raise TypeError(f"annotations must be an Annotations object or None, got {type(annotations).__name__}")
     for name, value in (("top", top), ("max_annotators", max_annotators)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    truth_arr = _check_truth(truth, annotations)
+    truth_arr = _check_truth(truth, annotations) if annotations is not None else None
     sources: list[_Source] = []
-    if aggregator is not None:
+    if aggregator is not None and annotations is not None:
         if not hasattr(aggregator, "labels_"):
             raise ValueError("aggregator is not fitted (it has no labels_): call fit(annotations) first")
         if getattr(aggregator, "confusions_", None) is not None:
@@ -134,12 +151,13 @@ def render_html(
             raise ValueError("model is not fitted (it has no confusions_): call fit(X, annotations) first")
         sources.append(_model_source(model, annotations))
 
-    body: list[str] = [f"<h1>{escape(title)}</h1>", _summary_section(annotations)]
-    if truth_arr is not None:
+    body: list[str] = [f"<h1>{escape(title)}</h1>"]
+    body.append(_summary_section(annotations) if annotations is not None else _model_summary_section(model))
+    if truth_arr is not None and annotations is not None:
         body.append(_truth_section(annotations, truth_arr, aggregator, model, X))
     for src in sources:
-        body.append(_annotator_section(src, annotations, int(max_annotators)))
-        body.append(_heatmap_section(src, annotations, int(top)))
+        body.append(_annotator_section(src, int(max_annotators)))
+        body.append(_heatmap_section(src, int(top)))
     if model is not None and getattr(model, "history_", None) is not None:
         body.append(_curves_section(model))
     if diagnosis is not None:
@@ -156,7 +174,7 @@ def render_html(
 
 def write_html(
     path: str | os.PathLike[str],
-    annotations: Annotations,
+    annotations: Annotations | None,
     *,
     overwrite: bool = False,
     **kwargs: Any,
@@ -167,7 +185,8 @@ def write_html(
     ----------
     path : str or path-like
         Output file; its folder must exist.
-    annotations : Annotations
+    annotations : Annotations or None
+        None only with ``model=`` (see :func:`render_html`).
     overwrite : bool, default=False
         Replace an existing file; otherwise an existing ``path`` raises :class:`FileExistsError`
         (checked before the page is rendered, like the rest of :func:`crowdlearn.io.check_output`:
@@ -219,11 +238,26 @@ def _aggregator_source(agg: Any, annotations: Annotations) -> _Source:
     name = type(agg).__name__
     acc = annotator_accuracy(A, priors)
     spam = spammer_score(A) if annotations.n_classes >= 2 else np.zeros(len(A))
-    return _Source("aggregator", f"aggregator ({name})", A, counts, acc, spam)
+    ids, classes = _names(annotations.annotator_ids), _names(annotations.classes)
+    return _Source("aggregator", f"aggregator ({name})", ids, classes, A, counts, acc, spam)
 
 
-def _model_source(model: Any, annotations: Annotations) -> _Source:
-    A = _check_confusions(model.confusions_, annotations, "model")
+def _model_source(model: Any, annotations: Annotations | None) -> _Source:
+    ids, classes = _names(model.annotator_ids_), _names(model.classes_)
+    if annotations is not None:
+        _check_confusions(model.confusions_, annotations, "model")
+        for what, mine, theirs in (
+            ("annotators", ids, _names(annotations.annotator_ids)),
+            ("classes", classes, _names(annotations.classes)),
+        ):
+            if mine != theirs:
+                k = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+                raise ValueError(
+                    f"the model's {what} differ from the annotations' (position {k}: "
+                    f"{mine[k] if k < len(mine) else 'none'!r} vs {theirs[k] if k < len(theirs) else 'none'!r}): "
+                    "pass the labels the model was trained on"
+                )
+    A = np.asarray(model.confusions_, dtype=np.float64)
     table = model.annotator_report()
     counts = np.asarray(table["n_labels"], dtype=np.int64)
     method = getattr(model, "method", None)
@@ -231,11 +265,18 @@ def _model_source(model: Any, annotations: Annotations) -> _Source:
     return _Source(
         "model",
         f"model ({name})",
+        ids,
+        classes,
         A,
         counts,
         np.asarray(table["accuracy"], dtype=np.float64),
         np.asarray(table["spammer_score"], dtype=np.float64),
     )
+
+
+def _names(values: Any) -> list[str]:
+    """Ids as the page shows them (``str``; numpy scalars as plain numbers)."""
+    return [str(v) for v in np.asarray(values).tolist()]
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -300,6 +341,21 @@ def _summary_section(annotations: Annotations) -> str:
     )
 
 
+def _model_summary_section(model: Any) -> str:
+    counts = np.asarray(model.annotator_report()["n_labels"], dtype=np.int64)
+    rows = [
+        ("annotators", str(len(counts))),
+        ("classes", escape(", ".join(_names(model.classes_)[:20]))),
+        ("labels it was trained on", str(int(counts.sum()))),
+    ]
+    return (
+        '<section id="data">\n<h2>Data</h2>\n<p class="note">No label file was given: the counts come from the '
+        "model. Give the labels (and the truth and features) for the data summary and the accuracy.</p>\n"
+        + _kv_table(rows)
+        + "\n</section>"
+    )
+
+
 def _truth_section(annotations: Annotations, truth: IntArray, aggregator: Any, model: Any, X: Any) -> str:
     known = truth >= 0
     n_known = int(known.sum())
@@ -348,12 +404,12 @@ def _order(counts: IntArray) -> IntArray:
     return np.argsort(-counts, kind="stable").astype(np.int64)
 
 
-def _annotator_section(src: _Source, annotations: Annotations, cap: int) -> str:
+def _annotator_section(src: _Source, cap: int) -> str:
     order = _order(src.n_labels)
     shown = order[:cap]
-    ids = annotations.annotator_ids
+    ids = src.annotator_ids
     rows = "".join(
-        f'<tr><td>{r + 1}</td><td class="id">{escape(str(ids[m]))}</td><td>{int(src.n_labels[m])}</td>'
+        f'<tr><td>{r + 1}</td><td class="id">{escape(ids[m])}</td><td>{int(src.n_labels[m])}</td>'
         f"<td>{_num(float(src.accuracy[m]))}</td><td>{_num(float(src.spammer[m]))}</td></tr>"
         for r, m in enumerate(shown.tolist())
     )
@@ -374,7 +430,11 @@ def _annotator_section(src: _Source, annotations: Annotations, cap: int) -> str:
 
 
 def _heatmap(matrix: FloatArray, classes: list[str], caption: str, table_id: str) -> str:
-    head = '<tr><th class="id">says \\ true</th>' + "".join(f"<th>{c}</th>" for c in classes) + "</tr>"
+    head = (
+        '<tr><th class="id" title="row: the label given; column: the true class">given \\ true</th>'
+        + "".join(f"<th>{c}</th>" for c in classes)
+        + "</tr>"
+    )
     body = []
     for i, c in enumerate(classes):
         cells = []
@@ -391,18 +451,32 @@ def _heatmap(matrix: FloatArray, classes: list[str], caption: str, table_id: str
     )
 
 
-def _heatmap_section(src: _Source, annotations: Annotations, top: int) -> str:
-    classes = [escape(str(c)) for c in annotations.classes.tolist()]
-    ids = annotations.annotator_ids
+def _legend(legend_id: str) -> str:
+    """The colour scale of the heatmaps: white (0) to dark blue (1), with ticks at 0, 0.25, ..., 1."""
+    stops = ", ".join(f"{_colour(t / 4)[0]} {t * 25}%" for t in range(5))
+    ticks = "".join(f'<span style="left:{t * 25}%">{t / 4:g}</span>' for t in range(5))
+    return (
+        f'<div class="legend" id="{legend_id}"><span class="legend-title">cell colour = '
+        "P(annotator gives the row's label | the column's true class)</span>"
+        f'<div class="legend-bar" style="background: linear-gradient(to right, {stops})"></div>'
+        f'<div class="legend-ticks">{ticks}</div></div>'
+    )
+
+
+def _heatmap_section(src: _Source, top: int) -> str:
+    classes = [escape(c) for c in src.classes]
+    ids = src.annotator_ids
     total = int(src.n_labels.sum())
     weights = src.n_labels.astype(np.float64) if total > 0 else np.ones(len(src.n_labels))
     if len(src.confusions):
         mean = np.tensordot(weights, src.confusions, axes=1) / weights.sum()
-        tables = [_heatmap(mean, classes, "mean, weighted by labels", f"cm-{src.key}-mean")]
+        caption = f"mean of all {len(ids)} annotators, weighted by their {total} labels"
+        tables = [_heatmap(mean, classes, caption, f"cm-{src.key}-mean")]
     else:
         tables = []
     for m in _order(src.n_labels)[:top].tolist():
-        caption = f"{escape(str(ids[m]))} ({int(src.n_labels[m])} labels)"
+        n = int(src.n_labels[m])
+        caption = f"annotator {escape(ids[m])} – {n} label{'' if n == 1 else 's'}"
         tables.append(_heatmap(src.confusions[m], classes, caption, f"cm-{src.key}-{m}"))
     shown = min(top, len(src.n_labels))
     return (
@@ -410,7 +484,10 @@ def _heatmap_section(src: _Source, annotations: Annotations, top: int) -> str:
         '<p class="note">A[i, j] = P(annotator says i | true class j): a row is the label given, a column the '
         f"true class; columns sum to 1. Shown: the label-weighted mean and the {shown} annotators with most "
         f"labels (of {len(src.n_labels)}).</p>\n"
-        '<div class="heatmaps">' + "".join(tables) + "</div>\n</section>"
+        + _legend(f"legend-{src.key}")
+        + '\n<div class="heatmaps">'
+        + "".join(tables)
+        + "</div>\n</section>"
     )
 
 
@@ -426,14 +503,28 @@ def _series(history: Any, key: str) -> list[float | None]:
     return out if any(v is not None for v in out) else []
 
 
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` round tick values (steps of 1, 2 or 5 times a power of ten) covering [lo, hi]."""
+    raw = (hi - lo) / max(n - 1, 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1.0, 2.0, 5.0, 10.0) if m * power >= raw * 0.7)
+    first = math.floor(lo / step + 1e-9) * step
+    ticks = [first]
+    while ticks[-1] < hi - 1e-9 * step:
+        ticks.append(first + len(ticks) * step)
+    return [round(t, 12) for t in ticks]
+
+
 def _svg_curve(values: list[float | None], label: str, selected: int | None, svg_id: str) -> str:
-    """An inline SVG line chart of one value per epoch (epoch 1 at the left)."""
-    width, height, left, right, top_m, bottom = 460, 200, 56, 12, 14, 30
+    """An inline SVG line chart of one value per epoch: y ticks with values, x ticks at epochs."""
+    width, height, left, right, top_m, bottom = 480, 220, 74, 14, 14, 40
     pw, ph = width - left - right, height - top_m - bottom
     finite = [v for v in values if v is not None]
     lo, hi = min(finite), max(finite)
     if hi == lo:
         lo, hi = lo - 0.5, hi + 0.5
+    yticks = _nice_ticks(lo, hi)
+    lo, hi = min(lo, yticks[0]), max(hi, yticks[-1])  # the axis ends on ticks
     n = len(values)
 
     def x(e: int) -> float:
@@ -466,14 +557,26 @@ def _svg_curve(values: list[float | None], label: str, selected: int | None, svg
         if v is not None:
             mark += f'<circle cx="{sx:.1f}" cy="{y(v):.1f}" r="4" fill="#c0392b"><title>selected epoch '
             mark += f"{selected + 1}: {v:.4g}</title></circle>"
+    digits = max(0, -math.floor(math.log10(yticks[1] - yticks[0]))) if len(yticks) > 1 else 3
+    ytick_marks = "".join(
+        f'<line class="ytick" x1="{left - 5}" y1="{y(t):.1f}" x2="{left + pw}" y2="{y(t):.1f}" stroke="#e4e4e4"/>'
+        f'<line x1="{left - 5}" y1="{y(t):.1f}" x2="{left}" y2="{y(t):.1f}" stroke="#888"/>'
+        f'<text class="ytick-label" x="{left - 8}" y="{y(t) + 4:.1f}" text-anchor="end">{t:.{digits}f}</text>'
+        for t in yticks
+    )
+    epochs = sorted({1, *(int(e) for e in _nice_ticks(1, n, 6) if float(e).is_integer() and 1 <= e <= n)})
+    xtick_marks = "".join(
+        f'<line x1="{x(e - 1):.1f}" y1="{top_m + ph}" x2="{x(e - 1):.1f}" y2="{top_m + ph + 5}" stroke="#888"/>'
+        f'<text x="{x(e - 1):.1f}" y="{top_m + ph + 17}" text-anchor="middle">{e}</text>'
+        for e in epochs
+    )
     axes = (
-        f'<line x1="{left}" y1="{top_m + ph}" x2="{left + pw}" y2="{top_m + ph}" stroke="#888"/>'
+        ytick_marks + f'<line x1="{left}" y1="{top_m + ph}" x2="{left + pw}" y2="{top_m + ph}" stroke="#888"/>'
         f'<line x1="{left}" y1="{top_m}" x2="{left}" y2="{top_m + ph}" stroke="#888"/>'
-        f'<text x="{left - 4}" y="{top_m + 4}" text-anchor="end">{hi:.4g}</text>'
-        f'<text x="{left - 4}" y="{top_m + ph}" text-anchor="end">{lo:.4g}</text>'
-        f'<text x="{left}" y="{height - 8}">1</text>'
-        f'<text x="{left + pw}" y="{height - 8}" text-anchor="end">{n}</text>'
-        f'<text x="{left + pw / 2:.1f}" y="{height - 8}" text-anchor="middle">epoch</text>'
+        + xtick_marks
+        + f'<text x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle">epoch</text>'
+        f'<text class="ylabel" x="14" y="{top_m + ph / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top_m + ph / 2:.1f})">{escape(label)}</text>'
     )
     return (
         f'<figure><svg id="{svg_id}" width="{width}" height="{height}" '

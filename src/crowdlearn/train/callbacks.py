@@ -203,9 +203,20 @@ class ProgressBar(Callback):
     """A rich progress bar over epochs showing the loss and the validation metric.
 
     In a distributed run only rank 0 shows it.
+
+    Parameters
+    ----------
+    console : rich.console.Console or None, default=None
+        Where the bar is drawn; None draws on standard error (``Console(stderr=True)``), so
+        standard output stays free for results. Inject ``Console(file=..., force_terminal=True)``
+        to capture it.
     """
 
+    def __init__(self, console: Any = None) -> None:
+        self.console = console
+
     def on_train_begin(self, trainer: Trainer) -> None:
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         from crowdlearn.train.distributed import is_main_process
@@ -216,9 +227,10 @@ class ProgressBar(Callback):
         self.progress_ = Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("epoch {task.completed}/{task.total}"),
             TimeElapsedColumn(),
             TextColumn("{task.fields[metrics]}"),
+            console=self.console if self.console is not None else Console(stderr=True),
             transient=False,
         )
         self.progress_.start()
