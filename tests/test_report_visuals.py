@@ -45,7 +45,7 @@ def model(crowd: tuple[Annotations, np.ndarray, np.ndarray]) -> Any:
 
     torch.set_num_threads(1)
     ann, _, X = crowd
-    return CrowdClassifier(method="ccem", epochs=12, lr=0.01, seed=0).fit(X, ann)
+    return CrowdClassifier(method="ccem", epochs=12, lr=0.01, random_state=0).fit(X, ann)
 
 
 def captions(page: str) -> list[str]:

@@ -722,14 +722,17 @@ def simulate(
         fail(f"{outdir.parent}: the parent folder of OUTDIR does not exist")
     names = (*SIMULATE_FILES, f"features.{features_format}")
     paths = {name: outdir / name for name in names}
-    _refuse_existing(force, *paths.values())
+    if outdir.is_dir():  # a missing OUTDIR is created below, after the checks
+        _refuse_existing(force, *paths.values())
 
     g = np.random.default_rng(seed)
     observation: dict[str, Any]
     if design is not None:
         p = 0.3 if obs_prob is None else obs_prob
         observation = {"obs_prob": p}
-        crowd = sim.simulate_design(design, n_items=n_items, n_annotators=n_annotators, n_classes=n_classes, p=p, random_state=g)
+        crowd = sim.simulate_design(
+            design, n_items=n_items, n_annotators=n_annotators, n_classes=n_classes, p=p, random_state=g
+        )
     else:
         family = family or "diagonally-dominant"
         fn = sim.CONFUSION_FAMILIES[family]
