@@ -7,6 +7,7 @@ and 2 on a usage error.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from crowdlearn._checks import show
 from crowdlearn.annotations import Annotations, AnnotationsError
 from crowdlearn.io import FORMATS, read_annotations
 
@@ -45,6 +47,28 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+#: The library's messages name Python parameters (``item_col=``, ``sep=';'``); on the command
+#: line they are shown as the flags that set them. The one table of that translation.
+_FLAG_SPELLINGS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?<![\w-])(item|annotator|label)_col="), r"--\1-col"),
+    (re.compile(r"(?<![\w-])format=(['\"])([\w-]+)\1"), r"--format \2"),
+    (re.compile(r"(?<![\w-])sep=(['\"])(.*?)\1"), r"--sep '\2'"),
+    (re.compile(r"(?<![\w-])on_duplicate=(['\"])(\w+)\1"), r"--on-duplicate \2"),
+    (re.compile(r"(?<![\w-])ids=(['\"])(\w+)\1"), r"--ids \2"),
+    (re.compile(r"(?<![\w-])ids="), "--ids "),
+    (re.compile(r"(?<![\w-])header=True"), "--header"),
+    (re.compile(r"(?<![\w-])header=False"), "--no-header"),
+    (re.compile(r"(?<![\w-])classes="), "--classes"),
+)
+
+
+def cli_message(message: str) -> str:
+    """A library message with its Python parameter spellings replaced by the CLI's flags."""
+    for pattern, flag in _FLAG_SPELLINGS:
+        message = pattern.sub(flag, message)
+    return message
+
+
 def user_errors(func: F) -> F:
     """Turn the library's input errors into one line on stderr and exit code 1."""
 
@@ -53,7 +77,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except USER_ERRORS as exc:
-            fail(str(exc))
+            fail(cli_message(str(exc)))
 
     return wrapper  # type: ignore[return-value]
 
@@ -111,6 +135,9 @@ HeaderOption = typer.Option(
 SepOption = typer.Option(None, "--sep", help="field separator overriding the format's own")
 ClassesOption = typer.Option(None, "--classes", help="declared classes in index order, comma-separated")
 DuplicateOption = typer.Option("error", "--on-duplicate", help="error, first or last")
+IdsOption = typer.Option(
+    "str", "--ids", help="str: item/annotator ids are text as written (007 and 7 differ); int: ids are numbers"
+)
 
 
 def load_annotations_option(
@@ -123,10 +150,13 @@ def load_annotations_option(
     sep: str | None,
     classes: str | None,
     on_duplicate: str,
+    ids: str = "str",
 ) -> Annotations:
     """Read FILE with the shared command-line options (used by every command that reads labels)."""
     if on_duplicate not in ("error", "first", "last"):
         fail(f"--on-duplicate must be error, first or last, got {on_duplicate!r}", code=2)
+    if ids not in ("str", "int"):
+        fail(f"--ids must be str or int, got {ids!r}", code=2)
     if fmt is not None and fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}", code=2)
     return read_annotations(
@@ -139,6 +169,7 @@ def load_annotations_option(
         sep=sep,
         classes=_classes(classes),
         on_duplicate=on_duplicate,  # type: ignore[arg-type]
+        ids=ids,  # type: ignore[arg-type]
     )
 
 
@@ -154,10 +185,13 @@ def validate(
     sep: str | None = SepOption,
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
+    ids: str = IdsOption,
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Check a label file and print its summary (exit 0 valid, 1 invalid, 2 usage error)."""
-    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    ann = load_annotations_option(
+        file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
+    )
     summary = ann.summary()
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -184,6 +218,7 @@ def aggregate(
     sep: str | None = SepOption,
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
+    ids: str = IdsOption,
 ) -> None:
     """Infer each item's label from crowd labels (majority vote, Dawid-Skene, GLAD, MACE, ...)."""
     from crowdlearn.aggregate import METHODS
@@ -191,7 +226,9 @@ def aggregate(
     if method not in METHODS:
         fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
     _refuse_existing(force, report)
-    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    ann = load_annotations_option(
+        file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
+    )
     agg: Any = METHODS[method]().fit(ann)
     _write_table(_prediction_table(ann.item_ids, ann.classes, agg.probas_, proba, agg.labels_), out, force)
     if confusions is not None:
@@ -316,6 +353,7 @@ def train(
     sep: str | None = SepOption,
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
+    ids: str = IdsOption,
 ) -> None:
     """Learn a classifier and every annotator's confusion matrix end to end (CCEM, GeoCrowdNet, ...)."""
     from crowdlearn.estimators import METHODS, CrowdClassifier
@@ -329,9 +367,23 @@ def train(
     if validation not in ("holdout", "none"):
         fail(f"--validation must be holdout or none, got {validation!r}", code=2)
     _refuse_existing(force, out, predictions, confusions, report)
-    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
-    ids, X = read_features(features)
-    X_items, unlabelled = align_features(ann, ids, X)
+    ann = load_annotations_option(
+        file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
+    )
+    feature_ids, X = read_features(features, ids=ids)  # type: ignore[arg-type]
+    X_items, unlabelled = align_features(ann, feature_ids, X)
+    series = None  # the truth file, read (and matched to the items) before training
+    if truth is not None:
+        from crowdlearn.io import match_ids
+
+        series = read_truth(truth, ids=ids)  # type: ignore[arg-type]
+        truth_pos = match_ids(feature_ids, series.index.to_numpy())
+        if not (truth_pos >= 0).any():
+            fail(
+                f"{truth}: none of the {len(series)} truth items is an item of the labels or a feature row "
+                f"(e.g. truth item {show(series.index[0])}, feature row {show(feature_ids[0])}); "
+                "is it the truth of another dataset?"
+            )
     clf = CrowdClassifier(
         method=method,  # type: ignore[arg-type]
         lam=lam,
@@ -368,35 +420,33 @@ def train(
         h = clf.history_[clf.best_epoch_]
         typer.echo(f"selected epoch {clf.best_epoch_ + 1} of {epochs}: held-out label NLL {h['valid_loss']:.4f}")
     proba = clf.predict_proba(X)
-    series = None  # the truth file, read once for the accuracy line and the report
-    if truth is not None:
+    if truth is not None and series is not None:
         import numpy as np
-        import pandas as pd
 
-        series = read_truth(truth)
-        pos = pd.Index(ids).get_indexer(series.index)
-        known = pos >= 0
-        if not known.any():
-            fail(f"{truth}: none of its items has a feature row")
-        predicted = clf.classes_[proba[pos[known]].argmax(axis=1)]
+        known = truth_pos >= 0
+        predicted = clf.classes_[proba[truth_pos[known]].argmax(axis=1)]
         acc = float(np.mean(predicted == series.to_numpy()[known]))
-        typer.echo(f"accuracy on the {int(known.sum())} items of {truth.name} with features: {acc:.4f}")
+        typer.echo(
+            f"accuracy on the {int(known.sum())} of {len(series)} items of {truth.name} with features: {acc:.4f}"
+        )
     typer.echo(f"model written to {out}")
     if predictions is not None:
-        _write_table(_prediction_table(ids, clf.classes_, proba, False), predictions, force)
+        _write_table(_prediction_table(feature_ids, clf.classes_, proba, False), predictions, force)
         typer.echo(f"predictions written to {predictions}")
     if confusions is not None:
         _write_confusions(confusions, method, clf.classes_, clf.priors_, clf.annotator_ids_, clf.confusions_, force)
         typer.echo(f"confusions written to {confusions}")
     if report is not None:
-        from crowdlearn.io import truth_array
+        from crowdlearn.io import match_ids, truth_array
         from crowdlearn.report import write_html
+
+        labelled_truth = series is not None and bool((match_ids(ann.item_ids, series.index.to_numpy()) >= 0).any())
 
         write_html(
             report,
             ann,
             model=clf,
-            truth=None if series is None else truth_array(series, ann),
+            truth=truth_array(series, ann) if series is not None and labelled_truth else None,
             X=X_items,
             title=f"crowdlearn train --method {method}: {file.name}",
             overwrite=force,
@@ -435,6 +485,7 @@ def diagnose(
     sep: str | None = SepOption,
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
+    ids: str = IdsOption,
     min_labels: int | None = typer.Option(None, "--min-labels", help="fewest labels to estimate a matrix"),
     min_class_labels: int = typer.Option(5, "--min-class-labels", help="fewest labels of a class for a specialist"),
     threshold: float = typer.Option(0.9, "--threshold", help="near-specialist closeness threshold in (0, 1]"),
@@ -444,7 +495,9 @@ def diagnose(
     """Identifiability diagnostics from Dawid-Skene confusions: specialists, coverage, connectivity."""
     from crowdlearn.diagnose import diagnose as run_diagnose
 
-    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    ann = load_annotations_option(
+        file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
+    )
     report = run_diagnose(
         ann,
         min_labels=min_labels,
