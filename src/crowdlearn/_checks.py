@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import numpy as np
 
-__all__ = ["check_in", "check_number", "param_error", "show"]
+__all__ = ["check_in", "check_number", "check_random_state", "param_error", "show"]
 
 
 def show(value: Any) -> str:
@@ -111,3 +111,12 @@ def check_number(
         return
     if not math.isfinite(v) or (low is not None and (v <= low if strict else v < low)):
         raise param_error(owner, name, what, value)
+
+
+def check_random_state(value: Any, name: str, owner: str) -> None:
+    """A seed parameter: an int >= 0, a :class:`numpy.random.Generator` or None."""
+    if value is None or isinstance(value, np.random.Generator):
+        return
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 0:
+        return
+    raise param_error(owner, name, "an int >= 0, a numpy Generator or None", value)
