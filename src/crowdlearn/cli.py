@@ -63,7 +63,8 @@ _FLAG_SPELLINGS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 def cli_message(message: str) -> str:
-    """A library message with its Python parameter spellings replaced by the CLI's flags."""
+    """A library message on one line, its Python parameter spellings replaced by the CLI's flags."""
+    message = " ".join(message.split())
     for pattern, flag in _FLAG_SPELLINGS:
         message = pattern.sub(flag, message)
     return message

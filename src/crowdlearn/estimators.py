@@ -765,7 +765,27 @@ class CrowdClassifier(ParamsMixin):
         backbone : torch.nn.Module, optional
             Required when the model was fitted with a user backbone: a module of the same
             architecture (its weights are replaced by the saved ones).
+
+        Raises
+        ------
+        ValueError
+            One line naming the file, for any file that is not a readable model (bad bytes,
+            corrupted or incomplete metadata, weights of another shape).
+        FileNotFoundError
+            When the file does not exist.
         """
+        try:
+            return cls._load(path, backbone=backbone)
+        except (FileNotFoundError, NotFittedError):
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError, OverflowError) as exc:
+            text = " ".join(str(exc).split())
+            if not text.startswith(str(path)):
+                text = f"{path}: not a readable CrowdClassifier file ({type(exc).__name__}: {text})"
+            raise ValueError(text) from None
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike[str], *, backbone: nn.Module | None = None) -> CrowdClassifier:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such model file")
         try:
@@ -790,6 +810,7 @@ class CrowdClassifier(ParamsMixin):
         if isinstance(params.get("init"), dict):
             params["init"] = tensors["param.init"].numpy()
         est = cls(**params)
+        est._validate_params()  # the saved parameters are input too
         classes = _ids_from_json(meta["classes"])
         annotator_ids = _ids_from_json(meta["annotator_ids"])
         k, m = len(classes), len(annotator_ids)

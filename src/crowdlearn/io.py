@@ -100,6 +100,11 @@ def infer_format(path: str | os.PathLike[str]) -> str:
         ) from None
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (third-party messages may span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -428,7 +433,7 @@ def _read_delimited(path: Path, fmt: str, header: bool, sep: str | None) -> tupl
     except pd.errors.EmptyDataError:
         raise AnnotationsError(f"{path}: the file is empty (expected crowdsourced labels)") from None
     except pd.errors.ParserError as exc:
-        raise AnnotationsError(f"{path}: not a well-formed {fmt} table ({exc})") from None
+        raise AnnotationsError(f"{path}: not a well-formed {fmt} table ({_one_line(exc)})") from None
     except UnicodeDecodeError as exc:
         raise AnnotationsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return df, 2 if header else 1
@@ -467,7 +472,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise AnnotationsError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise AnnotationsError(f"{path}: not a readable Parquet file ({_one_line(exc)})") from None
 
 
 def read_annotations(
@@ -1056,10 +1061,14 @@ def read_features(
     _check_file(p)
     fmt = format or (p.suffix.lower() == ".npy" and "npy") or infer_format(p)
     if fmt == "npy":
+        with p.open("rb") as fh:
+            magic = fh.read(6)
+        if magic != b"\x93NUMPY":
+            raise AnnotationsError(f"{p}: not a .npy array (the file does not start with the .npy magic bytes)")
         try:
             arr = np.load(p, allow_pickle=False)
-        except ValueError as exc:
-            raise AnnotationsError(f"{p}: not a plain numeric .npy array ({exc})") from None
+        except (ValueError, OSError, EOFError, SyntaxError) as exc:
+            raise AnnotationsError(f"{p}: not a plain numeric .npy array ({_one_line(exc)})") from None
         if arr.ndim != 2 or arr.dtype.kind not in "iuf" or arr.shape[0] == 0:
             raise AnnotationsError(
                 f"{p}: expected a 2-d numeric array (items x features), got shape {arr.shape} dtype {arr.dtype}"
