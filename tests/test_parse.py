@@ -307,3 +307,45 @@ def test_utf16_is_a_clear_error(tmp_path: Path) -> None:
     p.write_bytes("item,annotator,label\na,w,1\n".encode("utf-16"))
     with pytest.raises(AnnotationsError, match="UTF-16.*UTF-8"):
         read_annotations(p)
+
+
+# --------------------------------------------------------------------------- found by tests/test_fuzz.py
+def test_npy_reader_on_zip_bytes(tmp_path: Path) -> None:
+    p = tmp_path / "x.npy"
+    p.write_bytes(b"PK\x03\x04")
+    with pytest.raises(AnnotationsError, match=r"x.npy: not a .npy array"):
+        read_features(p)
+    np.savez(tmp_path / "z.npz", a=np.zeros((2, 2)))
+    (tmp_path / "z.npz").rename(p)
+    with pytest.raises(AnnotationsError, match=r"x.npy: not a .npy array"):
+        read_features(p)
+
+
+def test_load_of_corrupted_metadata_is_one_line(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from crowdlearn.estimators import CrowdClassifier
+
+    ann = Annotations.from_ids(["a", "b", "c", "d"], ["w", "w", "v", "v"], [0, 1, 1, 0])
+    x = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
+    CrowdClassifier(method="ccem", epochs=1, batch_size=2, validation="none").fit(x, ann).save(tmp_path / "m.cl")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "m.cl"), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["crowdlearn"])
+    tensors = load_file(str(tmp_path / "m.cl"))
+    for key, value in (("annotator_ids", None), ("params", {"bheckpoint_dir": None}), ("history", 3)):
+        broken = dict(meta)
+        broken[key] = value
+        save_file(tensors, str(tmp_path / "bad.cl"), metadata={"crowdlearn": json.dumps(broken)})
+        with pytest.raises(ValueError) as err:
+            CrowdClassifier.load(tmp_path / "bad.cl")
+        assert "\n" not in str(err.value) and str(err.value).startswith(str(tmp_path / "bad.cl")), key
+        (tmp_path / "x.csv").write_text("item,f0,f1\na,0,1\n")
+        code, _, stderr = cli("predict", str(tmp_path / "bad.cl"), "-x", str(tmp_path / "x.csv"))
+        assert code == 1
+        one_error_line(stderr)
+    broken = dict(meta, params=dict(meta["params"], batch_size="many"))
+    save_file(tensors, str(tmp_path / "bad.cl"), metadata={"crowdlearn": json.dumps(broken)})
+    with pytest.raises(ValueError, match="The 'batch_size' parameter of CrowdClassifier must be an int >= 1"):
+        CrowdClassifier.load(tmp_path / "bad.cl")
