@@ -349,3 +349,17 @@ def test_load_of_corrupted_metadata_is_one_line(tmp_path: Path) -> None:
     save_file(tensors, str(tmp_path / "bad.cl"), metadata={"crowdlearn": json.dumps(broken)})
     with pytest.raises(ValueError, match="The 'batch_size' parameter of CrowdClassifier must be an int >= 1"):
         CrowdClassifier.load(tmp_path / "bad.cl")
+
+
+def test_cli_duplicate_hint_uses_flags(tmp_path: Path) -> None:
+    p = tmp_path / "a.csv"
+    p.write_text("item,annotator,label\na,w,1\na,w,0\n")
+    with pytest.raises(AnnotationsError, match="on_duplicate='first' or on_duplicate='last'"):
+        read_annotations(p)
+    code, _, err = cli("validate", str(p))
+    line = one_error_line(err)
+    assert code == 1 and "--on-duplicate first or --on-duplicate last" in line and "on_duplicate=" not in line
+    p.write_text("question,who,answer\na,w,1\n")
+    code, _, err = cli("validate", str(p))
+    line = one_error_line(err)
+    assert "--item-col" in line and "item_col=" not in line

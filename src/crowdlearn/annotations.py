@@ -292,7 +292,8 @@ class Annotations:
                     aid = annotator_ids[an[second]] if annotator_ids is not None else int(an[second])
                     raise AnnotationsError(
                         f"duplicate (item, annotator) pair ({show(iid)}, {show(aid)}) at rows {first} and {second}; "
-                        "each annotator may label an item once (pass on_duplicate='first' or 'last' to keep one)"
+                        "each annotator may label an item once "
+                        "(pass on_duplicate='first' or on_duplicate='last' to keep one)"
                     )
                 # keep one label per pair: first or last occurrence in the input order
                 if on_duplicate == "first":
@@ -378,7 +379,7 @@ class Annotations:
             raise AnnotationsError(
                 f"{where(b)}: duplicate (item, annotator) pair ({show(it_raw.iloc[b])}, {show(an_raw.iloc[b])}), "
                 f"first seen at {where(a).split(', ')[-1]}; each annotator may label an item once "
-                "(pass on_duplicate='first' or 'last' to keep one)"
+                "(pass on_duplicate='first' or on_duplicate='last' to keep one)"
             )
         return cls(
             it_idx,
