@@ -194,7 +194,7 @@ def _missing_error(values: pd.Series, what: str, loc: _Loc) -> None:
 
 def _check_scalars(values: pd.Series, what: str, loc: _Loc) -> None:
     """Objects (JSON lists/dicts, bools) are not ids or classes."""
-    if values.dtype != object:
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in ("string", "integer"):
         return
     bad = values.map(lambda v: isinstance(v, (list, dict, tuple, set, bool, np.bool_, bytes))).to_numpy(dtype=bool)
     if bad.any():
@@ -205,9 +205,7 @@ def _check_scalars(values: pd.Series, what: str, loc: _Loc) -> None:
 
 def _as_text(values: pd.Series) -> pd.Series:
     """Each value as its text: floats by repr (``2.0``, ``1.5``, ``1e+30``), the rest by str, stripped."""
-    if values.dtype.kind == "f":
-        return pd.Series([repr(float(v)) for v in values.to_numpy()], index=values.index, dtype=object)
-    return values.astype(object).map(lambda v: repr(v) if isinstance(v, float) else str(v)).str.strip()
+    return values.astype(str).astype(object).str.strip()  # str(1.5) == repr(1.5) == "1.5"
 
 
 def _to_int64(text: pd.Series, loc: Callable[[int], str], what: str, expected: str) -> npt.NDArray[np.int64]:
