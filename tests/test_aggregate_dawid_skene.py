@@ -134,13 +134,13 @@ def test_init_confusions_and_fixed_priors(tiny: Annotations) -> None:
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"n_iter": -1}, "'n_iter' parameter of DawidSkene must be >= 0"),
+        ({"n_iter": -1}, "'n_iter' parameter of DawidSkene must be an int >= 0, got -1"),
         ({"n_iter": 2.5}, "'n_iter' parameter of DawidSkene must be an int"),
-        ({"smoothing": -0.1}, "'smoothing' parameter of DawidSkene must be >= 0"),
+        ({"smoothing": -0.1}, "'smoothing' parameter of DawidSkene must be a float >= 0, got -0.1"),
         ({"init": "random"}, "'init' parameter of DawidSkene must be one of"),
         ({"priors": [0.2, 0.2]}, "non-negative and sum to 1"),
         ({"priors": "flat"}, "'priors' parameter of DawidSkene must be 'learn'"),
-        ({"tol": np.inf}, "finite or -inf"),
+        ({"tol": np.inf}, "must be a float >= 0 or -inf, got inf"),
     ],
 )
 def test_bad_parameters(tiny: Annotations, params: dict[str, object], match: str) -> None:

@@ -66,7 +66,7 @@ def test_mace_hand_case_two_labels() -> None:
     mace = MACE().fit(ann)
     assert mace.labels_.tolist() == [0, 1, 1]
     assert MACE(n_iter=1000).fit(ann).n_iter_ < 1000  # converges
-    with pytest.raises(ValueError, match="'smoothing' parameter of MACE must be > 0"):
+    with pytest.raises(ValueError, match="'smoothing' parameter of MACE must be a float > 0"):
         MACE(smoothing=0).fit(ann)
 
 
@@ -82,9 +82,9 @@ def test_mace_variational_bayes(spammy: tuple[Annotations, np.ndarray]) -> None:
     # a stronger competence prior pulls every competence towards 1/2
     strong = MACE(method="vb", competence_prior=1000.0).fit(ann)
     assert np.abs(strong.competences_ - 0.5).max() < np.abs(vb.competences_ - 0.5).max()
-    with pytest.raises(ValueError, match=r"'method' parameter of MACE must be one of \['em', 'vb'\]; got 'gibbs'"):
+    with pytest.raises(ValueError, match=r"'method' parameter of MACE must be one of 'em', 'vb', got 'gibbs'"):
         MACE(method="gibbs").fit(ann)
-    with pytest.raises(ValueError, match="'strategy_prior' parameter of MACE must be > 0"):
+    with pytest.raises(ValueError, match="'strategy_prior' parameter of MACE must be a float > 0"):
         MACE(method="vb", strategy_prior=0).fit(ann)
 
 

@@ -84,7 +84,7 @@ def test_train_writes_model_predictions_confusions_and_predict_repeats_them(crow
     assert "trained geocrowdnet-f on 90 items" in res.output
     assert "10 feature rows have no labels: not used for training" in res.output
     assert "selected epoch" in res.output and "held-out label NLL" in res.output
-    acc = float(res.output.split("accuracy on the 100 items of truth.csv with features: ")[1].split()[0])
+    acc = float(res.output.split("accuracy on the 100 of 100 items of truth.csv with features: ")[1].split()[0])
     assert acc > 0.8
 
     pred = pd.read_csv(d / "pred.csv")
@@ -182,7 +182,7 @@ def test_read_features_npy_and_tables(tmp_path: Path) -> None:
 
     (tmp_path / "x.tsv").write_text("id\ta\tb\n7\t1.5\t2\n3\t0\t-1e3\n")
     ids, x = read_features(tmp_path / "x.tsv")  # no 'item' column: the first column holds the ids
-    assert ids.tolist() == [7, 3]
+    assert ids.tolist() == ["7", "3"]  # ids are text, as written
     np.testing.assert_array_equal(x, [[1.5, 2.0], [0.0, -1000.0]])
 
     (tmp_path / "dup.csv").write_text("item,a\nq,1\nr,2\nq,3\n")

@@ -101,9 +101,9 @@ def test_sklearn_clone_and_params() -> None:
 
 def test_parameter_and_input_errors(small) -> None:
     x, _y, ann, _ = small
-    with pytest.raises(ValueError, match=r"The 'method' parameter of CrowdClassifier must be one of .* Got 'em'"):
+    with pytest.raises(ValueError, match=r"The 'method' parameter of CrowdClassifier must be one of .*, got 'em'"):
         CrowdClassifier(method="em").fit(x, ann)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="The 'lam' parameter of CrowdClassifier must be a float >= 0. Got -1"):
+    with pytest.raises(ValueError, match="The 'lam' parameter of CrowdClassifier must be a float >= 0, got -1"):
         CrowdClassifier(lam=-1).fit(x, ann)
     with pytest.raises(ValueError, match="X has 199 rows but the annotations have 200 items"):
         CrowdClassifier(epochs=1).fit(x[:-1], ann)
@@ -124,12 +124,12 @@ def test_parameter_and_input_errors(small) -> None:
 
 def test_initializations_are_used(small) -> None:
     x, _, ann, _ = small
-    ident = CrowdClassifier(method="ccem", epochs=0, validation="none", init_scale=2.0).fit(x, ann)
+    ident = CrowdClassifier(method="ccem", epochs=1, confusion_lr=1e-12, validation="none", init_scale=2.0).fit(x, ann)
     np.testing.assert_allclose(ident.confusions_[0].diagonal(), np.e**2 / (np.e**2 + 2), rtol=1e-6)
-    uni = CrowdClassifier(method="ccem", epochs=0, validation="none", init="uniform").fit(x, ann)
+    uni = CrowdClassifier(method="ccem", epochs=1, confusion_lr=1e-12, validation="none", init="uniform").fit(x, ann)
     np.testing.assert_allclose(uni.confusions_, 1 / 3, rtol=1e-6)
     given = np.tile(np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]), (4, 1, 1))
-    arr = CrowdClassifier(method="ccem", epochs=0, validation="none", init=given).fit(x, ann)
+    arr = CrowdClassifier(method="ccem", epochs=1, confusion_lr=1e-12, validation="none", init=given).fit(x, ann)
     np.testing.assert_allclose(arr.confusions_, 0.99 * given + 0.01 / 3, rtol=1e-5)
     ce = CrowdClassifier(method="ce", epochs=1, validation="none").fit(x, ann)
     np.testing.assert_array_equal(ce.confusions_, np.tile(np.eye(3), (4, 1, 1)))
@@ -242,7 +242,7 @@ def test_mixup_reaches_the_trainer_and_is_validated(small) -> None:
     assert mixed.history_[:, "train_loss"] != pytest.approx(plain.history_[:, "train_loss"])
     assert mixed.history_[:, "train_loss"] == again.history_[:, "train_loss"]
     np.testing.assert_array_equal(mixed.predict_proba(x), again.predict_proba(x))
-    with pytest.raises(ValueError, match="The 'mixup' parameter of CrowdClassifier must be a float >= 0. Got -1"):
+    with pytest.raises(ValueError, match="The 'mixup' parameter of CrowdClassifier must be a float >= 0, got -1"):
         CrowdClassifier(mixup=-1).fit(x, ann)
 
 
@@ -278,7 +278,7 @@ def test_initialization_from_aggregators(small, init: str) -> None:
     from crowdlearn.aggregate import DawidSkene, MajorityVote
 
     x, _, ann, _ = small
-    clf = CrowdClassifier(method="ccem", epochs=0, init=init, validation="none").fit(x, ann)
+    clf = CrowdClassifier(method="ccem", epochs=1, confusion_lr=1e-12, init=init, validation="none").fit(x, ann)
     agg = MajorityVote() if init == "mv" else DawidSkene(smoothing=0.01)
     expected = 0.99 * agg.fit(ann).confusions_ + 0.01 / 3
     np.testing.assert_allclose(clf.confusions_, expected, rtol=1e-5, atol=1e-7)

@@ -204,7 +204,7 @@ def test_mixed_label_types(tmp_path: Path) -> None:
     p = _write(tmp_path, "l.csv", "item,annotator,label\na,w,1\nb,w,cat\n")
     with pytest.raises(
         AnnotationsError,
-        match=r"column 'label': mixed label types: integers \(e.g. '1' at line 2\) and strings \(e.g. 'cat' at line 3\)",
+        match=r"column 'label': mixed label types: numbers \(e.g. '1' at line 2\) and strings \(e.g. 'cat' at line 3\)",
     ):
         read_annotations(p)
 
@@ -229,9 +229,9 @@ def test_ragged_wide(tmp_path: Path) -> None:
 
 def test_non_numeric_wide(tmp_path: Path) -> None:
     p = _write(tmp_path, "w.csv", "0,-1,1\n1,x,0\n")
-    with pytest.raises(AnnotationsError, match=r"w.csv, line 2, column 2: value 'x' is not a class index"):
+    with pytest.raises(AnnotationsError, match=r"w.csv, line 2, column 2: value 'x' is not a class id"):
         read_annotations(p, format="wide-csv")
-    with pytest.raises(AnnotationsError, match=r"line 1, column 2: value 1.5 is not a class index"):
+    with pytest.raises(AnnotationsError, match=r"line 1, column 2: value '1.5' is not a class id"):
         from_wide(np.array([[0, 1.5]]), first_line=1)
 
 

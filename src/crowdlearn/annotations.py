@@ -17,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from crowdlearn._checks import show
+
 __all__ = [
     "Annotations",
     "AnnotationsError",
@@ -47,9 +49,7 @@ def _as_index_array(values: npt.ArrayLike, name: str) -> IntArray:
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            raise AnnotationsError(
-                f"{name}[{pos}] = {arr[pos].item()!r} is not an integer index (expected integers >= 0)"
-            )
+            raise AnnotationsError(f"{name}[{pos}] = {show(arr[pos])} is not an integer index (expected integers >= 0)")
     elif arr.dtype.kind not in "iub":
         raise AnnotationsError(
             f"{name} must hold integer indices, got dtype {arr.dtype}; "
@@ -82,7 +82,7 @@ def _ids_array(ids: Sequence[Hashable] | np.ndarray[Any, Any] | None, n: int, na
     uniq = pd.Index(arr)
     if not uniq.is_unique:
         dup = uniq[uniq.duplicated()][0]
-        raise AnnotationsError(f"{name} contains the id {dup!r} more than once; ids must be unique")
+        raise AnnotationsError(f"{name} contains the id {show(dup)} more than once; ids must be unique")
     if pd.isna(uniq).any():
         raise AnnotationsError(f"{name} contains a missing (NaN/None) id; ids must be present")
     return _readonly(arr.copy())
@@ -258,7 +258,7 @@ class Annotations:
                 f"items, annotators and labels must have the same length, got {len(it)}, {len(an)}, {len(lb)}"
             )
         if on_duplicate not in ("error", "first", "last"):
-            raise AnnotationsError(f"on_duplicate must be 'error', 'first' or 'last', got {on_duplicate!r}")
+            raise AnnotationsError(f"on_duplicate must be 'error', 'first' or 'last', got {show(on_duplicate)}")
 
         def size(explicit: int | None, ids: Any, idx: IntArray, name: str) -> int:
             inferred = int(idx.max()) + 1 if idx.size else 0
@@ -291,8 +291,9 @@ class Annotations:
                     iid = item_ids[it[second]] if item_ids is not None else int(it[second])
                     aid = annotator_ids[an[second]] if annotator_ids is not None else int(an[second])
                     raise AnnotationsError(
-                        f"duplicate (item, annotator) pair ({iid!r}, {aid!r}) at rows {first} and {second}; "
-                        "each annotator may label an item once (pass on_duplicate='first' or 'last' to keep one)"
+                        f"duplicate (item, annotator) pair ({show(iid)}, {show(aid)}) at rows {first} and {second}; "
+                        "each annotator may label an item once "
+                        "(pass on_duplicate='first' or on_duplicate='last' to keep one)"
                     )
                 # keep one label per pair: first or last occurrence in the input order
                 if on_duplicate == "first":
@@ -376,9 +377,9 @@ class Annotations:
         if dup is not None and on_duplicate == "error":
             a, b = dup
             raise AnnotationsError(
-                f"{where(b)}: duplicate (item, annotator) pair ({it_raw.iloc[b]!r}, {an_raw.iloc[b]!r}), "
+                f"{where(b)}: duplicate (item, annotator) pair ({show(it_raw.iloc[b])}, {show(an_raw.iloc[b])}), "
                 f"first seen at {where(a).split(', ')[-1]}; each annotator may label an item once "
-                "(pass on_duplicate='first' or 'last' to keep one)"
+                "(pass on_duplicate='first' or on_duplicate='last' to keep one)"
             )
         return cls(
             it_idx,
@@ -427,13 +428,11 @@ class Annotations:
 
         Ignores the order of labels and the index assigned to each id.
         """
-        return bool(
-            self.to_frame()
-            .sort_values(["item", "annotator"])
-            .reset_index(drop=True)
-            .astype(str)
-            .equals(other.to_frame().sort_values(["item", "annotator"]).reset_index(drop=True).astype(str))
-        )
+
+        def rows(a: Annotations) -> pd.DataFrame:  # compared as text: int 7 and "7" are the same id
+            return a.to_frame().astype(str).sort_values(["item", "annotator"]).reset_index(drop=True)
+
+        return bool(rows(self).equals(rows(other)))
 
     # ------------------------------------------------------------------ id maps
     @cached_property
@@ -605,7 +604,7 @@ class Annotations:
             Same index spaces and ids as ``self``; together they hold every label exactly once.
         """
         if not 0.0 <= fraction < 1.0:
-            raise AnnotationsError(f"fraction must be in [0, 1), got {fraction!r}")
+            raise AnnotationsError(f"fraction must be in [0, 1), got {show(fraction)}")
         rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
         counts = self.annotator_counts
         n_out = np.minimum(np.floor(counts * fraction).astype(np.int64), np.maximum(counts - min_keep, 0))
@@ -735,7 +734,7 @@ def _lookup(table: dict[Hashable, int], ids: Iterable[Hashable], what: str) -> I
         try:
             out.append(table[k])
         except KeyError:
-            raise AnnotationsError(f"unknown {what} id {k!r}") from None
+            raise AnnotationsError(f"unknown {what} id {show(k)}") from None
     return np.asarray(out, dtype=np.int64)
 
 
@@ -790,14 +789,14 @@ def _encode(
     index = pd.Index(decl)
     if not index.is_unique:
         dup = index[index.duplicated()][0]
-        raise AnnotationsError(f"declared {name} ids contain {dup!r} more than once")
+        raise AnnotationsError(f"declared {name} ids contain {show(dup)} more than once")
     codes = index.get_indexer(pd.Index(values.astype(object)))
     if (codes < 0).any():
         row = int(np.flatnonzero(codes < 0)[0])
-        shown = ", ".join(repr(c) for c in decl.tolist()[:20])
+        shown = ", ".join(show(c) for c in decl.tolist()[:20])
         loc = (where or _Where(None, 0))(row)
         raise AnnotationsError(
-            f"{loc}: {name} {values.iloc[row]!r} is not one of the {what or 'declared ' + name + ' ids'} ({shown})"
+            f"{loc}: {name} {show(values.iloc[row])} is not one of the {what or 'declared ' + name + ' ids'} ({shown})"
         )
     out_ids: np.ndarray[Any, Any] = decl
     if len(decl) and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in decl.tolist()):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from crowdlearn._checks import show
 from crowdlearn.annotations import Annotations, AnnotationsError
 from crowdlearn.io import FORMATS, AtomicOutputs, read_annotations
 
@@ -47,6 +49,29 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+#: The library's messages name Python parameters (``item_col=``, ``sep=';'``); on the command
+#: line they are shown as the flags that set them. The one table of that translation.
+_FLAG_SPELLINGS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?<![\w-])(item|annotator|label)_col="), r"--\1-col"),
+    (re.compile(r"(?<![\w-])format=(['\"])([\w-]+)\1"), r"--format \2"),
+    (re.compile(r"(?<![\w-])sep=(['\"])(.*?)\1"), r"--sep '\2'"),
+    (re.compile(r"(?<![\w-])on_duplicate=(['\"])(\w+)\1"), r"--on-duplicate \2"),
+    (re.compile(r"(?<![\w-])ids=(['\"])(\w+)\1"), r"--ids \2"),
+    (re.compile(r"(?<![\w-])ids="), "--ids "),
+    (re.compile(r"(?<![\w-])header=True"), "--header"),
+    (re.compile(r"(?<![\w-])header=False"), "--no-header"),
+    (re.compile(r"(?<![\w-])classes="), "--classes"),
+)
+
+
+def cli_message(message: str) -> str:
+    """A library message on one line, its Python parameter spellings replaced by the CLI's flags."""
+    message = " ".join(message.split())
+    for pattern, flag in _FLAG_SPELLINGS:
+        message = pattern.sub(flag, message)
+    return message
+
+
 def user_errors(func: F) -> F:
     """Turn the library's input errors into one line on stderr and exit code 1."""
 
@@ -55,7 +80,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except USER_ERRORS as exc:
-            fail(str(exc))
+            fail(cli_message(str(exc)))
 
     return wrapper  # type: ignore[return-value]
 
@@ -163,6 +188,11 @@ def _em_progress(aggregator: Any, show: bool) -> Iterator[Callable[[int, float],
             bar.update(task, total=final.completed, description=f"{name} EM converged")
 
 
+IdsOption = typer.Option(
+    "str", "--ids", help="str: item/annotator ids are text as written (007 and 7 differ); int: ids are numbers"
+)
+
+
 def load_annotations_option(
     file: Path,
     fmt: str | None,
@@ -173,10 +203,13 @@ def load_annotations_option(
     sep: str | None,
     classes: str | None,
     on_duplicate: str,
+    ids: str = "str",
 ) -> Annotations:
     """Read FILE with the shared command-line options (used by every command that reads labels)."""
     if on_duplicate not in ("error", "first", "last"):
         fail(f"--on-duplicate must be error, first or last, got {on_duplicate!r}", code=2)
+    if ids not in ("str", "int"):
+        fail(f"--ids must be str or int, got {ids!r}", code=2)
     if fmt is not None and fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}", code=2)
     return read_annotations(
@@ -189,6 +222,7 @@ def load_annotations_option(
         sep=sep,
         classes=_classes(classes),
         on_duplicate=on_duplicate,  # type: ignore[arg-type]
+        ids=ids,  # type: ignore[arg-type]
     )
 
 
@@ -204,10 +238,13 @@ def validate(
     sep: str | None = SepOption,
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
+    ids: str = IdsOption,
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Check a label file and print its summary (exit 0 valid, 1 invalid, 2 usage error)."""
-    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    ann = load_annotations_option(
+        file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
+    )
     summary = ann.summary()
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -236,6 +273,7 @@ def aggregate(
     sep: str | None = SepOption,
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
+    ids: str = IdsOption,
 ) -> None:
     """Infer each item's label from crowd labels (majority vote, Dawid-Skene, GLAD, MACE, ...)."""
     from crowdlearn.aggregate import METHODS
@@ -243,7 +281,9 @@ def aggregate(
     if method not in METHODS:
         fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
     _check_outputs(force, {"--out": out, "--confusions": confusions, "--report": report}, {"FILE": file})
-    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    ann = load_annotations_option(
+        file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
+    )
     agg: Any = METHODS[method]()
     with _em_progress(agg, _show_progress(progress, quiet)) as callback:
         agg.fit(ann, callback=callback)
@@ -427,6 +467,7 @@ def train(
     sep: str | None = SepOption,
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
+    ids: str = IdsOption,
 ) -> None:
     """Learn a classifier and every annotator's confusion matrix end to end (CCEM, GeoCrowdNet, ...).
 
@@ -463,26 +504,35 @@ def train(
         if not quiet:
             typer.echo(message, err=to_stderr)
 
-    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
-    ids, X = read_features(features)
-    X_items, unlabelled = align_features(ann, ids, X)
+    ann = load_annotations_option(
+        file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
+    )
+    feature_ids, X = read_features(features, ids=ids)  # type: ignore[arg-type]
+    X_items, unlabelled = align_features(ann, feature_ids, X)
     series = None  # the truth file, read and checked once before training
     truth_pos = None
     if truth is not None:
         import pandas as pd
 
-        series = read_truth(truth)
-        truth_pos = pd.Index(ids).get_indexer(series.index)
+        from crowdlearn.io import match_ids
+
+        series = read_truth(truth, ids=ids)  # type: ignore[arg-type]
+        truth_pos = match_ids(feature_ids, series.index.to_numpy())
         known = truth_pos >= 0
         if not known.any():
-            fail(f"{truth}: none of its items has a feature row")
+            fail(
+                f"{truth}: none of the {len(series)} truth items is an item of the labels or a feature row "
+                f"(e.g. truth item {show(series.index[0])}, feature row {show(feature_ids[0])}); "
+                "is it the truth of another dataset?"
+            )
         cls = pd.Index(ann.classes).get_indexer(pd.Index(series.to_numpy()[known]))
         if (cls < 0).any():
             j = int((cls < 0).argmax())
             item = series.index[known].tolist()[j]
             label = series.to_numpy()[known].tolist()[j]
             fail(
-                f"{truth}: truth label {label!r} of item {item!r} is not one of the classes {ann.classes.tolist()[:20]}"
+                f"{truth}: truth label {show(label)} of item {show(item)} is not one of the classes "
+                f"{[show(c) for c in ann.classes.tolist()[:20]]}"
             )
     clf = CrowdClassifier(
         method=method,  # type: ignore[arg-type]
@@ -539,24 +589,31 @@ def train(
             known = truth_pos >= 0
             predicted = clf.classes_[proba[truth_pos[known]].argmax(axis=1)]
             acc = float(np.mean(predicted == series.to_numpy()[known]))
-            say(f"accuracy on the {int(known.sum())} items of {truth.name} with features: {acc:.4f}")  # type: ignore[union-attr]
+            say(
+                f"accuracy on the {int(known.sum())} of {len(series)} items of {truth.name} "  # type: ignore[union-attr]
+                f"with features: {acc:.4f}"
+            )
         with atomic_outputs(overwrite=force, force_hint="--force") as staged:
             with staged.open(out, "wb") as fh:
                 fh.write(clf.to_bytes())
             table = None
             if predictions is not None:
-                table = _write_table(_prediction_table(ids, clf.classes_, proba, False), predictions, force, staged)
+                table = _write_table(
+                    _prediction_table(feature_ids, clf.classes_, proba, False), predictions, force, staged
+                )
             if confusions is not None:
                 _write_confusions(
                     confusions, method, clf.classes_, clf.priors_, clf.annotator_ids_, clf.confusions_, force, staged
                 )
             if report is not None:
+                from crowdlearn.io import match_ids
                 from crowdlearn.report import render_html
 
+                labelled = series is not None and bool((match_ids(ann.item_ids, series.index.to_numpy()) >= 0).any())
                 page = render_html(
                     ann,
                     model=clf,
-                    truth=None if series is None else truth_array(series, ann),
+                    truth=truth_array(series, ann) if series is not None and labelled else None,
                     X=X_items,
                     title=f"crowdlearn train --method {method}: {file.name}",
                 )
@@ -625,6 +682,7 @@ def diagnose(
     sep: str | None = SepOption,
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
+    ids: str = IdsOption,
     min_labels: int | None = typer.Option(None, "--min-labels", help="fewest labels to estimate a matrix"),
     min_class_labels: int = typer.Option(5, "--min-class-labels", help="fewest labels of a class for a specialist"),
     threshold: float = typer.Option(0.9, "--threshold", help="near-specialist closeness threshold in (0, 1]"),
@@ -634,7 +692,9 @@ def diagnose(
     """Identifiability diagnostics from Dawid-Skene confusions: specialists, coverage, connectivity."""
     from crowdlearn.diagnose import diagnose as run_diagnose
 
-    ann = load_annotations_option(file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate)
+    ann = load_annotations_option(
+        file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
+    )
     report = run_diagnose(
         ann,
         min_labels=min_labels,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-import math
 import os
 import warnings
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
+from crowdlearn._checks import check_number, param_error
 from crowdlearn.annotations import Annotations
 from crowdlearn.nn import (
     MLP,
@@ -153,8 +153,7 @@ class ParamsMixin:
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
-def _param_error(cls: str, name: str, expected: str, value: Any) -> ValueError:
-    return ValueError(f"The {name!r} parameter of {cls} must be {expected}. Got {value!r} instead.")
+_param_error = param_error  # the package's one helper (crowdlearn._checks)
 
 
 def _ids_to_json(ids: np.ndarray[Any, Any]) -> list[Any]:
@@ -385,24 +384,14 @@ class CrowdClassifier(ParamsMixin):
         c = self._name
 
         def number(name: str, lo: float, *, strict: bool, allow_none: bool = False, integer: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            kind = int if integer else (int, float)
-            ok = (
-                isinstance(v, kind) and not isinstance(v, bool) and math.isfinite(v) and (v > lo if strict else v >= lo)
-            )
-            if not ok:
-                what = "an int" if integer else "a float"
-                rel = ">" if strict else ">="
-                raise _param_error(c, name, f"{what} {rel} {lo:g}" + (" or None" if allow_none else ""), v)
+            check_number(getattr(self, name), name, c, low=lo, strict=strict, integer=integer, allow_none=allow_none)
 
         if self.method not in METHODS:
             raise _param_error(c, "method", f"one of {', '.join(map(repr, METHODS))}", self.method)
         if not (self.backbone is None or isinstance(self.backbone, nn.Module) or self.backbone in BACKBONES):
             raise _param_error(c, "backbone", f"None, one of {BACKBONES} or a torch.nn.Module", self.backbone)
         number("lam", 0, strict=False)
-        number("epochs", 0, strict=False, integer=True)
+        number("epochs", 1, strict=False, integer=True)
         number("lr", 0, strict=True)
         number("confusion_lr", 0, strict=True, allow_none=True)
         number("batch_size", 1, strict=False, integer=True)
@@ -424,8 +413,8 @@ class CrowdClassifier(ParamsMixin):
         if self.validation not in ("auto", "truth", "holdout", "none"):
             raise _param_error(c, "validation", "'auto', 'truth', 'holdout' or 'none'", self.validation)
         hf = self.holdout_fraction
-        if not (isinstance(hf, (int, float)) and 0 < hf < 1):
-            raise _param_error(c, "holdout_fraction", "a float in (0, 1)", hf)
+        if not (isinstance(hf, (int, float, np.integer, np.floating)) and not isinstance(hf, bool) and 0 < hf < 1):
+            raise _param_error(c, "holdout_fraction", "a float > 0 and < 1", hf)
         if not isinstance(self.distributed, bool):
             raise _param_error(c, "distributed", "a bool", self.distributed)
         if self.verbose not in (0, 1, 2):
@@ -841,6 +830,18 @@ class CrowdClassifier(ParamsMixin):
             a missing or mistyped metadata field, invalid saved parameters, weights of the wrong
             shape.
         """
+        try:
+            return cls._load(path, backbone=backbone)
+        except (FileNotFoundError, NotFittedError):
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError, OverflowError) as exc:
+            text = " ".join(str(exc).split())
+            if not text.startswith(str(path)):
+                text = f"{path}: not a readable CrowdClassifier file ({type(exc).__name__}: {text})"
+            raise ValueError(text) from None
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike[str], *, backbone: nn.Module | None = None) -> CrowdClassifier:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such model file")
         try:

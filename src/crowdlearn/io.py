@@ -23,19 +23,23 @@ so a crash never leaves a half-written output, and it refuses to overwrite unles
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
+import math
 import os
+import re
 import stat
 import tempfile
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import IO, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from crowdlearn._checks import show
 from crowdlearn.annotations import Annotations, AnnotationsError, OnDuplicate
 
 __all__ = [
@@ -51,6 +55,7 @@ __all__ = [
     "from_frame",
     "from_wide",
     "infer_format",
+    "match_ids",
     "read_annotations",
     "read_answers_json",
     "read_features",
@@ -100,6 +105,11 @@ def infer_format(path: str | os.PathLike[str]) -> str:
         ) from None
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (third-party messages may span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -109,11 +119,24 @@ def _check_file(path: Path) -> None:
         raise AnnotationsError(f"{path}: the file is empty (expected crowdsourced labels)")
 
 
+#: Text encoding of every text format: UTF-8, with or without a byte-order mark.
+ENCODING = "utf-8-sig"
+
+
 def _sniff_text(path: Path, fmt: str) -> None:
-    """Reject binary content in a file whose extension says text."""
+    """Reject binary content and text that is not UTF-8 in a file whose format is text.
+
+    The whole file is decoded once, incrementally, so an undecodable byte is reported with its
+    line and byte offset (``file, line 3: not UTF-8 text (invalid start byte at byte 33)``)
+    before any parsing. A UTF-8 byte-order mark is accepted (and skipped by the readers).
+    """
     with path.open("rb") as fh:
         head = fh.read(8192)
     kind = None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise AnnotationsError(
+            f"{path}: the file is UTF-16 text; crowdlearn reads UTF-8 (convert it, e.g. iconv -f UTF-16 -t UTF-8)"
+        )
     if head.startswith(b"PAR1"):
         kind = "a Parquet file"
     elif head.startswith(b"\x1f\x8b"):
@@ -124,67 +147,197 @@ def _sniff_text(path: Path, fmt: str) -> None:
         kind = "binary data"
     if kind is not None:
         raise AnnotationsError(f"{path}: the extension says {fmt} text but the file holds {kind}")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 0
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                # the decoder may hold back up to 3 bytes of an incomplete character
+                pending = len(exc.object) - len(chunk)
+                at = offset - pending + exc.start
+                line = lines + exc.object[: exc.start].count(b"\n") + 1
+                raise AnnotationsError(
+                    f"{path}, line {line}: not UTF-8 text ({exc.reason} at byte {at}); save the file as UTF-8"
+                ) from None
+            if not chunk:
+                return
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
 
 
-def _int_like(values: pd.Series) -> npt.NDArray[np.bool_]:
-    return cast(npt.NDArray[np.bool_], values.astype(str).str.fullmatch(_INT_PATTERN).to_numpy(dtype=bool))
+Ids = Literal["str", "int"]
+
+_FLOAT_PATTERN = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_INT64_MAX = 2**63 - 1
 
 
-def _normalise_ids(values: pd.Series, what: str, source: str, first_line: int, column: str) -> pd.Series:
-    """Strings that all look like integers become int64; others stay strings. Empty -> error."""
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64)
-    if values.dtype.kind == "f":
-        finite = values.notna().to_numpy()
-        if not finite.all():
-            row = int(np.flatnonzero(~finite)[0])
-            raise AnnotationsError(
-                f"{source}, line {row + first_line}, column {column!r}: missing {what} (NaN/empty); "
-                f"every label needs an {what}"
-            )
-        vals = values.to_numpy()
-        if np.all(vals == np.round(vals)):
-            return values.astype(np.int64)
-        bad = int(np.flatnonzero(vals != np.round(vals))[0])
-        if what == "label":
-            raise AnnotationsError(
-                f"{source}, line {bad + first_line}, column {column!r}: label {vals[bad]!r} is not a class "
-                "(expected integer class ids or class names)"
-            )
-        return values.astype(str)
+def _check_ids(ids: Any) -> None:
+    if not (isinstance(ids, str) and ids in ("str", "int")):
+        raise AnnotationsError(f"ids= must be 'str' or 'int' (ids declared numeric), got {show(ids)}")
+
+
+class _Loc:
+    """'file, line N, column C' for messages about row ``r`` of one column."""
+
+    def __init__(self, source: str, first_line: int, column: str) -> None:
+        self.source, self.first_line, self.column = source, first_line, column
+
+    def __call__(self, row: int) -> str:
+        return f"{self.source}, line {row + self.first_line}, column {self.column!r}"
+
+
+def _missing_error(values: pd.Series, what: str, loc: _Loc) -> None:
     s = values.astype(object)
     empty = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
+        raise AnnotationsError(f"{loc(row)}: missing {what} (NaN/empty); every label needs an {what}")
+
+
+def _check_scalars(values: pd.Series, what: str, loc: _Loc) -> None:
+    """Objects (JSON lists/dicts, bools) are not ids or classes."""
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in ("string", "integer"):
+        return
+    bad = values.map(lambda v: isinstance(v, (list, dict, tuple, set, bool, np.bool_, bytes))).to_numpy(dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        v = values.iloc[row]
+        raise AnnotationsError(f"{loc(row)}: {what} {show(v)} is a {type(v).__name__}, expected a string or an integer")
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Each value as its text: floats by repr (``2.0``, ``1.5``, ``1e+30``), the rest by str, stripped."""
+    return values.astype(str).astype(object).str.strip()  # str(1.5) == repr(1.5) == "1.5"
+
+
+def _to_int64(text: pd.Series, loc: Callable[[int], str], what: str, expected: str) -> npt.NDArray[np.int64]:
+    """Integer-looking (or integral float-looking) text to int64, exactly; others are errors."""
+    ints = text.str.fullmatch(_INT_PATTERN).to_numpy(dtype=bool)
+    out = np.zeros(len(text), dtype=np.int64)
+    long = ints & (text.str.lstrip("+-").str.lstrip("0").str.len() > 18).to_numpy(dtype=bool)
+    for r in np.flatnonzero(long).tolist():
+        if abs(int(text.iloc[r])) > _INT64_MAX:
+            raise AnnotationsError(
+                f"{loc(r)}: {what} {text.iloc[r]!r} is out of range (expected {expected}, at most 18 digits)"
+            )
+    if ints.any():
+        out[ints] = text[ints].astype(np.int64).to_numpy()
+    rest = np.flatnonzero(~ints)
+    if rest.size:
+        floats = text.iloc[rest].str.fullmatch(_FLOAT_PATTERN).to_numpy(dtype=bool)
+        if not floats.all():
+            row = int(rest[np.flatnonzero(~floats)[0]])
+            raise AnnotationsError(f"{loc(row)}: {what} {text.iloc[row]!r} is not {expected}")
+        vals = text.iloc[rest].astype(np.float64).to_numpy()
+        big = ~(np.abs(vals) <= _INT64_MAX)
+        if big.any():
+            row = int(rest[np.flatnonzero(big)[0]])
+            raise AnnotationsError(f"{loc(row)}: {what} {text.iloc[row]!r} is out of range (expected {expected})")
+        frac = vals != np.round(vals)
+        if frac.any():
+            row = int(rest[np.flatnonzero(frac)[0]])
+            raise AnnotationsError(f"{loc(row)}: {what} {text.iloc[row]!r} is not {expected}")
+        out[rest] = vals.astype(np.int64)
+    return out
+
+
+def _normalise_ids(
+    values: pd.Series, what: str, source: str, first_line: int, column: str, ids: Ids = "str"
+) -> pd.Series:
+    """Item or annotator ids: text stays text (``007`` and ``7`` differ) unless ``ids="int"``.
+
+    Integer-typed columns (Parquet, JSON numbers, DataFrames) keep their integers, as do
+    integral floats (a NaN-promoted integer column); with ``ids="int"`` every id must be an
+    integer and ``007`` is ``7``. Empty ids are an error.
+    """
+    loc = _Loc(source, first_line, column)
+    values = values.reset_index(drop=True)
+    if values.dtype.kind in "iu":
+        if values.dtype.kind == "u" and len(values) and int(values.max()) > _INT64_MAX:
+            raise AnnotationsError(f"{loc(int(values.argmax()))}: {what} {int(values.max())} is out of range")
+        return values.astype(np.int64)
+    _missing_error(values, what, loc)
+    _check_scalars(values, what, loc)
+    if values.dtype.kind == "f":
+        vals = values.to_numpy(dtype=np.float64)
+        if np.all((vals == np.round(vals)) & (np.abs(vals) <= _INT64_MAX)):
+            return values.astype(np.int64)
+        if ids == "str":
+            return _as_text(values)
+    text = _as_text(values)
+    if ids == "int":
+        return pd.Series(_to_int64(text, loc, what, "an integer (ids='int')"), dtype=np.int64)
+    return text
+
+
+def _normalise_labels(
+    values: pd.Series, source: str, first_line: int, column: str, declared: bool = False
+) -> pd.Series:
+    """Labels: integer class ids (``2`` and ``2.0`` are class 2) or class names.
+
+    A non-integral number (``1.5``) is an error unless ``declared`` (classes were given, then it
+    stays a float to be matched against them). Integers and names mixed in one column are an
+    error.
+    """
+    loc = _Loc(source, first_line, column)
+    values = values.reset_index(drop=True)
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    _missing_error(values, "label", loc)
+    _check_scalars(values, "label", loc)
+    text = _as_text(values)
+    numeric = text.str.fullmatch(_FLOAT_PATTERN).to_numpy(dtype=bool)
+    if numeric.all():
+        if declared:
+            vals = text.astype(np.float64).to_numpy()
+            integral = (vals == np.round(vals)) & (np.abs(vals) <= _INT64_MAX)
+            if not integral.all():
+                out = np.empty(len(text), dtype=object)
+                out[integral] = vals[integral].astype(np.int64).tolist()
+                out[~integral] = vals[~integral].tolist()
+                return pd.Series(out, dtype=object)
+        expected = "an integer class id (declare the classes with classes= to use other numbers)"
+        return pd.Series(_to_int64(text, loc, "label", expected), dtype=np.int64)
+    if numeric.any():
+        i = int(np.flatnonzero(numeric)[0])
+        j = int(np.flatnonzero(~numeric)[0])
         raise AnnotationsError(
-            f"{source}, line {row + first_line}, column {column!r}: missing {what} (NaN/empty); "
-            f"every label needs an {what}"
+            f"{source}, column {column!r}: mixed label types: numbers (e.g. {text.iloc[i]!r} at line "
+            f"{i + first_line}) and strings (e.g. {text.iloc[j]!r} at line {j + first_line}); labels must all be "
+            "class ids or all names"
         )
-    s = s.astype(str).str.strip()
-    ints = _int_like(s)
-    if ints.all():
-        return s.astype(np.int64)
-    if what == "label" and ints.any():
-        i = int(np.flatnonzero(ints)[0])
-        j = int(np.flatnonzero(~ints)[0])
-        raise AnnotationsError(
-            f"{source}, column {column!r}: mixed label types: integers (e.g. {s.iloc[i]!r} at line {i + first_line}) "
-            f"and strings (e.g. {s.iloc[j]!r} at line {j + first_line}); labels must all be class ids or all names"
-        )
-    return s
+    return text
 
 
 def _normalise_classes(classes: Sequence[Hashable] | None) -> list[Hashable] | None:
+    """Declared classes as labels are read: integer-looking -> int, other numbers -> float."""
     if classes is None:
         return None
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, (Sequence, np.ndarray, pd.Index)):
+        raise AnnotationsError(f"classes= must be a list of class ids, got {show(classes)}")
     out: list[Hashable] = []
     for c in classes:
-        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+        if isinstance(c, (bool, np.bool_)):
+            out.append(str(c))
+        elif isinstance(c, (int, np.integer)):
             out.append(int(c))
-        elif isinstance(c, str) and pd.Series([c]).str.fullmatch(_INT_PATTERN).iloc[0]:
-            out.append(int(c))
+        elif isinstance(c, (float, np.floating)) or (isinstance(c, str) and re.fullmatch(_FLOAT_PATTERN, c.strip())):
+            f = float(c)
+            if not math.isfinite(f):
+                raise AnnotationsError(f"classes= holds {show(c)}, which is not a class id")
+            if isinstance(c, str) and re.fullmatch(_INT_PATTERN, c.strip()):
+                if abs(int(c)) > _INT64_MAX:
+                    raise AnnotationsError(f"classes= holds {c!r}, out of range")
+                out.append(int(c))
+            elif f == round(f) and abs(f) <= _INT64_MAX:
+                out.append(int(f))
+            else:
+                out.append(f)
         else:
-            out.append(c)
+            out.append(c.strip() if isinstance(c, str) else c)
     return out
 
 
@@ -221,6 +374,7 @@ def from_frame(
     on_duplicate: OnDuplicate = "error",
     source: str = "DataFrame",
     first_line: int = 0,
+    ids: Ids = "str",
 ) -> Annotations:
     """Annotations from a long DataFrame with one row per label.
 
@@ -234,25 +388,31 @@ def from_frame(
         sorted distinct labels.
     on_duplicate : {"error", "first", "last"}
         What to do when an (item, annotator) pair occurs twice.
+    ids : {"str", "int"}, default="str"
+        ``"str"``: item and annotator ids are text as written (``"007"`` and ``"7"`` are two
+        items; integer-typed columns keep their integers). ``"int"``: ids are declared numeric,
+        every id must be an integer and ``"007"`` is item ``7``.
     source, first_line : str, int
         Used in error messages: data row ``r`` is reported as ``{source}, line {r + first_line}``.
     """
     if not isinstance(df, pd.DataFrame):
         raise AnnotationsError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    _check_ids(ids)
     if len(df) == 0:
         raise AnnotationsError(f"{source}: no labels (the table has columns but no rows)")
     cols = list(df.columns)
     ic = _pick_column(cols, item_col, ITEM_COLUMNS, "item", source)
     ac = _pick_column(cols, annotator_col, ANNOTATOR_COLUMNS, "annotator", source)
     lc = _pick_column(cols, label_col, LABEL_COLUMNS, "label", source)
-    items = _normalise_ids(df[ic].reset_index(drop=True), "item", source, first_line, str(ic))
-    annotators = _normalise_ids(df[ac].reset_index(drop=True), "annotator", source, first_line, str(ac))
-    labels = _normalise_ids(df[lc].reset_index(drop=True), "label", source, first_line, str(lc))
+    declared = _normalise_classes(classes)
+    items = _normalise_ids(df[ic], "item", source, first_line, str(ic), ids)
+    annotators = _normalise_ids(df[ac], "annotator", source, first_line, str(ac), ids)
+    labels = _normalise_labels(df[lc], source, first_line, str(lc), declared=declared is not None)
     return Annotations.from_ids(
         items,
         annotators,
         labels,
-        classes=_normalise_classes(classes),
+        classes=declared,
         on_duplicate=on_duplicate,
         source=source,
         first_line=first_line,
@@ -270,12 +430,13 @@ def _read_delimited(path: Path, fmt: str, header: bool, sep: str | None) -> tupl
             dtype=str,
             keep_default_na=False,
             skip_blank_lines=True,
+            encoding=ENCODING,
             engine="python" if separator == r"\s+" else "c",
         )
     except pd.errors.EmptyDataError:
         raise AnnotationsError(f"{path}: the file is empty (expected crowdsourced labels)") from None
     except pd.errors.ParserError as exc:
-        raise AnnotationsError(f"{path}: not a well-formed {fmt} table ({exc})") from None
+        raise AnnotationsError(f"{path}: not a well-formed {fmt} table ({_one_line(exc)})") from None
     except UnicodeDecodeError as exc:
         raise AnnotationsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return df, 2 if header else 1
@@ -284,7 +445,7 @@ def _read_delimited(path: Path, fmt: str, header: bool, sep: str | None) -> tupl
 def _read_jsonl(path: Path) -> pd.DataFrame:
     _sniff_text(path, "jsonl")
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding=ENCODING) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -314,7 +475,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise AnnotationsError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise AnnotationsError(f"{path}: not a readable Parquet file ({_one_line(exc)})") from None
 
 
 def read_annotations(
@@ -329,6 +490,7 @@ def read_annotations(
     header: bool | None = None,
     sep: str | None = None,
     missing: Any = None,
+    ids: Ids = "str",
 ) -> Annotations:
     """Read crowdsourced labels from a file.
 
@@ -353,6 +515,11 @@ def read_annotations(
         Field separator overriding the format's own (``,``, tab, whitespace).
     missing : scalar, optional
         Extra missing marker for wide tables (besides -1, NaN and empty cells).
+    ids : {"str", "int"}, default="str"
+        How item and annotator ids are read: ``"str"`` keeps the text of the file (``007``
+        and ``7`` are two items, and ``007`` is written back as ``007``); ``"int"`` declares
+        them numeric (every id must be an integer; ``007`` is ``7``). Labels are class ids
+        either way: integers (``2`` and ``2.0`` are class 2) or names.
 
     Returns
     -------
@@ -369,11 +536,12 @@ def read_annotations(
     fmt = format or infer_format(p)
     if fmt not in FORMATS:
         raise AnnotationsError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    _check_ids(ids)
     _check_file(p)
     if fmt.startswith("wide-"):
-        return read_wide(p, sep=sep, header=bool(header), missing=missing, classes=classes, format=fmt)
+        return read_wide(p, sep=sep, header=bool(header), missing=missing, classes=classes, format=fmt, ids=ids)
     if fmt == "answers-json":
-        return read_answers_json(p, classes=classes)
+        return read_answers_json(p, classes=classes, ids=ids)
     if fmt == "parquet":
         df, first = _read_parquet(p), 2
     elif fmt == "jsonl":
@@ -381,6 +549,8 @@ def read_annotations(
     else:
         hdr = header if header is not None else fmt != "txt"
         df, first = _read_delimited(p, fmt, hdr, sep)
+        if item_col is None and annotator_col is None and label_col is None:
+            _check_long_shape(df, p, fmt, hdr, sep)
         if not hdr:
             item_col = 0 if item_col is None else item_col
             annotator_col = 1 if annotator_col is None else annotator_col
@@ -396,7 +566,58 @@ def read_annotations(
         on_duplicate=on_duplicate,
         source=str(p),
         first_line=first,
+        ids=ids,
     )
+
+
+_NUMBER_CELL = re.compile(r"\s*(?:[+-]?\d+(?:\.\d*)?)?\s*")  # a number or an empty cell
+_CANDIDATE_SEPARATORS = (",", ";", "\t", "|", ":")
+
+
+def _first_line(path: Path) -> str:
+    with path.open(encoding=ENCODING, errors="replace") as fh:
+        for line in fh:
+            if line.strip():
+                return line.rstrip("\r\n")
+    return ""
+
+
+def _check_long_shape(df: pd.DataFrame, path: Path, fmt: str, header: bool, sep: str | None) -> None:
+    """Catch the long read of a file that is not a long table, before any column is dropped.
+
+    * A wide items x annotators table (many columns of numbers, no item/annotator/label
+      header): the error says ``format='wide-txt'`` (or wide-csv / wide-tsv).
+    * One column only whose first line splits on another separator: the error says ``sep=';'``.
+    * A headerless table with more than 3 columns: which 3 are item, annotator and label is
+      not guessed (the other columns would be silently ignored).
+    """
+    n = len(df.columns)
+    names = [str(c) for c in df.columns]
+    known = {*ITEM_COLUMNS, *ANNOTATOR_COLUMNS, *LABEL_COLUMNS}
+    if header and any(c.strip().lower() in known for c in names):
+        return
+    sample = df.head(50)
+    cells = [*(names if header else []), *(str(v) for v in sample.to_numpy().ravel().tolist())]
+    numeric = all(_NUMBER_CELL.fullmatch(c) for c in cells)
+    if n >= 4 and numeric:
+        raise AnnotationsError(
+            f"{path}: this looks like a wide table ({n} columns): use format='wide-{fmt}' "
+            "(rows are items, columns annotators, -1 or empty = no label)"
+        )
+    if n < 3:
+        line = _first_line(path)
+        current = sep if sep is not None else _SEPARATORS[fmt]
+        for cand in _CANDIDATE_SEPARATORS:
+            if cand != current and len(line.split(cand)) >= 3:
+                raise AnnotationsError(
+                    f"{path}: found {n} column(s) where item, annotator and label were expected; the lines look "
+                    f"separated by {cand!r}: use sep={cand!r}"
+                )
+    if not header and n > 3:
+        raise AnnotationsError(
+            f"{path}: {n} columns without a header: say which hold the item, annotator and label "
+            "(item_col=, annotator_col=, label_col=, 0-based) or use header=True"
+        )
 
 
 # --------------------------------------------------------------------------- wide tables
@@ -412,10 +633,13 @@ def from_wide(
 ) -> Annotations:
     """Annotations from a wide array of shape (n_items, n_annotators).
 
-    Cells hold integer class indices (into ``classes`` when given, else the class id itself);
-    ``-1``, NaN, None, empty strings and ``missing`` mark an absent label. Every row is an item
-    and every column an annotator, even when it has no label. Only the observed cells are
-    turned into triples (the dense table is the input format, not an internal one).
+    Cells hold integer class indices into ``classes`` when given, else the class id itself
+    (the classes are then the sorted distinct ids, as for long tables: a cell ``999999999``
+    is one class, not a billion); ``-1``, NaN, None, empty strings and ``missing`` mark an
+    absent label. Every row is an item and every column an annotator, even when it has no
+    label; without ``item_ids`` the items are the row numbers ``0..n_items-1`` (ints). Only the
+    observed cells are turned into triples (the dense table is the input format, not an
+    internal one).
     """
     if isinstance(table, pd.DataFrame):
         annotator_ids = list(table.columns) if annotator_ids is None else annotator_ids
@@ -424,57 +648,64 @@ def from_wide(
         values = np.asarray(table)
     if values.ndim != 2:
         raise AnnotationsError(f"{source}: a wide table must be 2-d (items x annotators), got shape {values.shape}")
-    if values.dtype.kind in "OUS":
-        s = pd.DataFrame(values).astype(object)
-        blank = s.isna() | s.map(lambda v: isinstance(v, str) and v.strip() == "")
-        if missing is not None:
-            blank |= s.map(lambda v: str(v).strip() == str(missing))
-        filled = s.where(~blank, "-1").astype(str)
-        flat = filled.to_numpy().ravel()
-        num = pd.to_numeric(pd.Series(flat), errors="coerce")
-        bad = num.isna().to_numpy() | (num.to_numpy() != np.round(num.fillna(0).to_numpy()))
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            r, c = divmod(k, values.shape[1])
-            raise AnnotationsError(
-                f"{source}, line {r + first_line}, column {c + 1}: value {flat[k]!r} is not a class index "
-                "(expected an integer >= 0, or -1 / NaN / empty for a missing label)"
-            )
-        values = num.to_numpy(dtype=np.float64).reshape(values.shape)
-    values = values.astype(np.float64) if values.dtype.kind in "fiub" else values
-    obs = np.isfinite(values) & (values != -1)
-    if missing is not None:
-        with contextlib.suppress(TypeError, ValueError):
-            obs &= values != float(missing)
-    rows, cols = np.nonzero(obs)
-    vals = values[rows, cols]
-    bad = (vals < 0) | (vals != np.round(vals))
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        raise AnnotationsError(
-            f"{source}, line {int(rows[k]) + first_line}, column {int(cols[k]) + 1}: value {vals[k].item()!r} is not a "
-            "class index (expected an integer >= 0, or -1 / NaN / empty for a missing label)"
-        )
-    labels = vals.astype(np.int64)
     n_items, n_annotators = values.shape
+    expected = "a class id (an integer >= 0, or -1 / NaN / empty for a missing label)"
+    flat = pd.Series(values.ravel())
+    if values.dtype.kind in "iu":
+        obs = flat.to_numpy() != -1
+        if missing is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                obs &= flat.to_numpy() != float(missing)
+        codes = flat.to_numpy().astype(np.int64)[obs]
+        if values.dtype.kind == "u" and codes.size and int(values.max()) > _INT64_MAX:
+            raise AnnotationsError(f"{source}: class id {int(values.max())} is out of range")
+        pos = np.flatnonzero(obs)
+        text: pd.Series | None = None
+    elif values.dtype.kind in "fOUSb":
+        if values.dtype.kind == "b":
+            raise AnnotationsError(f"{source}: a wide table of booleans; expected class ids")
+        text = _as_text(flat) if values.dtype.kind == "f" else flat.astype(object)
+        blank = flat.isna().to_numpy() | text.map(lambda v: isinstance(v, str) and v.strip() == "").to_numpy(bool)
+        text = text.where(~blank, "-1").map(lambda v: repr(v) if isinstance(v, float) else str(v)).str.strip()
+        blank |= text.isin(["-1", "-1.0", "nan", "NaN"]).to_numpy()
+        if missing is not None:
+            blank |= (text == str(missing).strip()).to_numpy()
+        pos = np.flatnonzero(~blank)
+
+        def where(k: int) -> str:
+            r, c = divmod(int(pos[k]), n_annotators)
+            return f"{source}, line {r + first_line}, column {c + 1}"
+
+        codes = _to_int64(text.iloc[pos].reset_index(drop=True), where, "value", expected)
+    else:
+        raise AnnotationsError(f"{source}: a wide table of dtype {values.dtype}; expected class ids")
+    rows, cols = np.divmod(pos.astype(np.int64), max(n_annotators, 1))
+    neg = codes < 0
+    if neg.any():
+        k = int(np.flatnonzero(neg)[0])
+        raise AnnotationsError(
+            f"{source}, line {int(rows[k]) + first_line}, column {int(cols[k]) + 1}: value {int(codes[k])} is not "
+            + expected
+        )
     cls: list[Hashable] | None = _normalise_classes(classes)
     if cls is not None:
-        if labels.size and int(labels.max()) >= len(cls):
-            k = int(np.argmax(labels))
+        if codes.size and int(codes.max()) >= len(cls):
+            k = int(np.argmax(codes))
             raise AnnotationsError(
-                f"{source}, line {int(rows[k]) + first_line}, column {int(cols[k]) + 1}: class index {labels[k]} is "
-                f"outside the {len(cls)} declared classes"
+                f"{source}, line {int(rows[k]) + first_line}, column {int(cols[k]) + 1}: class index {int(codes[k])} "
+                f"is outside the {len(cls)} declared classes"
             )
-        n_classes = len(cls)
+        labels = codes
     else:
-        n_classes = int(labels.max()) + 1 if labels.size else 0
+        uniq, labels = np.unique(codes, return_inverse=True)
+        cls = [int(c) for c in uniq.tolist()]
     return Annotations(
         rows,
         cols,
-        labels,
+        labels.astype(np.int64).reshape(-1),
         n_items=n_items,
         n_annotators=n_annotators,
-        n_classes=n_classes,
+        n_classes=len(cls),
         item_ids=item_ids,
         annotator_ids=annotator_ids,
         classes=cls,
@@ -489,13 +720,17 @@ def read_wide(
     header: bool = False,
     missing: Any = None,
     classes: Sequence[Hashable] | None = None,
+    ids: Ids = "str",
 ) -> Annotations:
     """Read a wide items x annotators table (see :func:`from_wide`).
 
     ``format`` is ``wide-csv``, ``wide-tsv`` or ``wide-txt`` (whitespace); by default taken from
-    the extension. With ``header=True`` the first line holds annotator ids.
+    the extension. With ``header=True`` the first line holds annotator ids, read as text
+    (``ids="str"``, the default: ``007`` stays ``007``) or as integers (``ids="int"``);
+    without a header annotators are the column numbers 0, 1, ... Items are the row numbers.
     """
     p = Path(path)
+    _check_ids(ids)
     _check_file(p)
     fmt = format or "wide-" + infer_format(p)
     base = fmt.removeprefix("wide-")
@@ -506,8 +741,9 @@ def read_wide(
     rows: list[list[str]] = []
     width = None
     first_data_line = None
+    header_line = 1
     annotator_ids: list[str] | None = None
-    with p.open(encoding="utf-8", newline="") as fh:
+    with p.open(encoding=ENCODING, newline="") as fh:
         for lineno, line in enumerate(fh, start=1):
             text = line.rstrip("\r\n")
             if not text.strip():
@@ -515,6 +751,7 @@ def read_wide(
             cells = text.split() if separator == r"\s+" else text.split(separator)
             if header and annotator_ids is None:
                 annotator_ids = [c.strip() for c in cells]
+                header_line = lineno
                 width = len(cells)
                 continue
             if width is None:
@@ -533,10 +770,30 @@ def read_wide(
         table,
         missing=missing,
         classes=classes,
-        annotator_ids=_normalise_classes(annotator_ids) if annotator_ids else None,
+        annotator_ids=_header_ids(annotator_ids, ids, str(p), header_line) if annotator_ids else None,
         source=str(p),
         first_line=first_data_line or 1,
     )
+
+
+def _header_ids(names: list[str], ids: Ids, source: str, line: int) -> list[Hashable]:
+    """Annotator ids of a wide header: text, or integers with ``ids="int"``; unique and present."""
+    out: list[Hashable] = []
+    seen: dict[Hashable, int] = {}
+    for c, name in enumerate(names, start=1):
+        where = f"{source}, line {line}, column {c}"
+        if not name:
+            raise AnnotationsError(f"{where}: empty annotator id in the header")
+        key: Hashable = name
+        if ids == "int":
+            if not re.fullmatch(_INT_PATTERN, name) or abs(int(name)) > _INT64_MAX:
+                raise AnnotationsError(f"{where}: annotator {name!r} is not an integer (ids='int')")
+            key = int(name)
+        if key in seen:
+            raise AnnotationsError(f"{where}: annotator {name!r} repeats column {seen[key]} of the header")
+        seen[key] = c
+        out.append(key)
+    return out
 
 
 def write_wide(
@@ -566,17 +823,22 @@ def write_wide(
 
 
 # --------------------------------------------------------------------------- answers.json
-def read_answers_json(path: str | os.PathLike[str], *, classes: Sequence[Hashable] | None = None) -> Annotations:
-    """Read peerannot's ``answers.json``: ``{task: {worker: label}}``."""
+def read_answers_json(
+    path: str | os.PathLike[str], *, classes: Sequence[Hashable] | None = None, ids: Ids = "str"
+) -> Annotations:
+    """Read peerannot's ``answers.json``: ``{task: {worker: label}}``.
+
+    Task and worker ids are JSON keys, hence text: ``"007"`` and ``"7"`` are two tasks unless
+    ``ids="int"`` declares them numeric.
+    """
     p = Path(path)
+    _check_ids(ids)
     _check_file(p)
     _sniff_text(p, "json")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding=ENCODING))
     except json.JSONDecodeError as exc:
         raise AnnotationsError(f"{p}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise AnnotationsError(f"{p}: not UTF-8 text ({exc.reason})") from None
     if not isinstance(data, dict):
         raise AnnotationsError(f"{p}: expected a JSON object {{task: {{worker: label}}}}, got {type(data).__name__}")
     items: list[Any] = []
@@ -585,7 +847,7 @@ def read_answers_json(path: str | os.PathLike[str], *, classes: Sequence[Hashabl
     for task, answers in data.items():
         if not isinstance(answers, dict):
             raise AnnotationsError(
-                f"{p}: task {task!r} maps to {type(answers).__name__}, expected an object {{worker: label}}"
+                f"{p}: task {show(task)} maps to {type(answers).__name__}, expected an object {{worker: label}}"
             )
         for worker, label in answers.items():
             items.append(task)
@@ -593,8 +855,8 @@ def read_answers_json(path: str | os.PathLike[str], *, classes: Sequence[Hashabl
             labels.append(label)
     if not items:
         raise AnnotationsError(f"{p}: no labels in the answers file")
-    df = pd.DataFrame({"item": items, "annotator": annotators, "label": labels})
-    return from_frame(df, classes=classes, source=str(p), first_line=0)
+    df = pd.DataFrame({"item": items, "annotator": annotators, "label": labels}, dtype=object)
+    return from_frame(df, classes=classes, source=str(p), first_line=0, ids=ids)
 
 
 def write_answers_json(annotations: Annotations, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
@@ -658,13 +920,16 @@ def read_truth(
     label_col: str | int | None = None,
     header: bool | None = None,
     sep: str | None = None,
+    ids: Ids = "str",
 ) -> pd.Series:
     """Read a truth file (item, label) into a Series indexed by item id.
 
-    Ids are normalised like :func:`read_annotations` (integer-looking strings become ints), so
-    the index matches ``Annotations.item_ids``. Repeated items are an error.
+    Item ids are read like :func:`read_annotations` (text unless ``ids="int"``), labels like
+    its labels, so the index matches ``Annotations.item_ids``. Repeated items are an error.
+    The file name is kept in ``series.attrs["source"]`` for the messages of :func:`truth_array`.
     """
     p = Path(path)
+    _check_ids(ids)
     _check_file(p)
     fmt = format or infer_format(p)
     if fmt == "parquet":
@@ -684,13 +949,41 @@ def read_truth(
     cols = list(df.columns)
     ic = _pick_column(cols, item_col, (*ITEM_COLUMNS, "question"), "item", str(p))
     lc = _pick_column(cols, label_col, (*LABEL_COLUMNS, "truth", "gold"), "label", str(p))
-    items = _normalise_ids(df[ic].reset_index(drop=True), "item", str(p), first, str(ic))
-    labels = _normalise_ids(df[lc].reset_index(drop=True), "label", str(p), first, str(lc))
+    items = _normalise_ids(df[ic], "item", str(p), first, str(ic), ids)
+    labels = _normalise_labels(df[lc], str(p), first, str(lc))
     dup = items.duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        raise AnnotationsError(f"{p}, line {row + first}: item {items.iloc[row]!r} has a second truth label")
-    return pd.Series(labels.to_numpy(), index=pd.Index(items.to_numpy(), name="item"), name="label")
+        raise AnnotationsError(f"{p}, line {row + first}: item {show(items.iloc[row])} has a second truth label")
+    out = pd.Series(labels.to_numpy(), index=pd.Index(items.to_numpy(), name="item"), name="label")
+    out.attrs["source"] = str(p)
+    return out
+
+
+def _id_keys(ids: Any) -> pd.Index:
+    """Ids as the text they are written as: ``7`` and ``"7"`` match, ``"007"`` and ``7`` do not."""
+    arr = np.asarray(ids, dtype=object).reshape(-1)
+    return pd.Index([str(int(v)) if isinstance(v, (int, np.integer)) else str(v) for v in arr.tolist()], dtype=object)
+
+
+def match_ids(ids: npt.ArrayLike, query: npt.ArrayLike) -> npt.NDArray[np.intp]:
+    """Position in ``ids`` of each id of ``query``, ``-1`` where absent.
+
+    Ids match by their text, so ids read from different files agree exactly when they are
+    written the same way: an integer ``7`` (a Parquet or JSON number, a row number) matches the
+    text ``"7"`` but not ``"007"``.
+
+    Parameters
+    ----------
+    ids : array-like of shape (N,)
+        Unique ids (e.g. ``Annotations.item_ids``).
+    query : array-like of shape (Q,)
+
+    Returns
+    -------
+    ndarray of shape (Q,)
+    """
+    return np.asarray(_id_keys(ids).get_indexer(_id_keys(query)), dtype=np.intp)
 
 
 def truth_array(truth: pd.Series, annotations: Annotations, *, strict: bool = False) -> npt.NDArray[np.int64]:
@@ -701,22 +994,34 @@ def truth_array(truth: pd.Series, annotations: Annotations, *, strict: bool = Fa
     ndarray of shape (n_items,)
         Class index of each item's true label, ``-1`` where the truth does not cover the item.
 
-    Items in ``truth`` that are not among the annotations' items are ignored unless
-    ``strict=True``; a truth label outside the annotations' classes is always an error.
+    Raises
+    ------
+    AnnotationsError
+        When no truth item is an item of the annotations (truth of another dataset, or ids
+        written differently: ``007`` is not ``7``); with ``strict=True`` when any truth item
+        is not one; and for a truth label outside the annotations' classes. Truth items that
+        are not among the annotations' items are otherwise ignored (a partial overlap is
+        allowed: count the matches with ``(truth_array(...) >= 0).sum()``).
     """
-    index = pd.Index(annotations.item_ids)
-    pos = index.get_indexer(truth.index)
+    source = str(truth.attrs.get("source", "truth"))
+    pos = match_ids(annotations.item_ids, truth.index.to_numpy())
+    if len(truth) and not (pos >= 0).any():
+        raise AnnotationsError(
+            f"{source}: none of the {len(truth)} truth items is an item of the labels (e.g. truth item "
+            f"{show(truth.index[0])}, label item {show(annotations.item_ids[0]) if annotations.n_items else 'none'}); "
+            "is it the truth of another dataset?"
+        )
     if strict and (pos < 0).any():
         k = int(np.flatnonzero(pos < 0)[0])
-        raise AnnotationsError(f"truth item {truth.index[k]!r} is not an item of the annotations")
+        raise AnnotationsError(f"{source}: truth item {show(truth.index[k])} is not an item of the annotations")
     classes = pd.Index(annotations.classes)
     cls = classes.get_indexer(pd.Index(truth.to_numpy()))
     known = pos >= 0
     if (cls[known] < 0).any():
         k = int(np.flatnonzero(known & (cls < 0))[0])
         raise AnnotationsError(
-            f"truth label {truth.iloc[k]!r} of item {truth.index[k]!r} is not one of the classes "
-            f"{annotations.classes.tolist()[:20]}"
+            f"{source}: truth label {show(truth.iloc[k])} of item {show(truth.index[k])} is not one of the classes "
+            f"{show(annotations.classes.tolist()[:20])}"
         )
     out = np.full(annotations.n_items, -1, dtype=np.int64)
     out[pos[known]] = cls[known]
@@ -731,6 +1036,7 @@ def read_features(
     item_col: str | int | None = None,
     header: bool | None = None,
     sep: str | None = None,
+    ids: Ids = "str",
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32]]:
     """Read per-item feature vectors.
 
@@ -742,7 +1048,9 @@ def read_features(
     Returns
     -------
     item_ids : ndarray of shape (N,)
-        Item ids, normalised like :func:`read_annotations` (integer-looking strings become ints).
+        Item ids, read like :func:`read_annotations` (text unless ``ids="int"``; the row
+        numbers, as ints, for ``.npy``). :func:`align_features` matches them to the labels'
+        ids by their text: ``007`` matches ``007``, not ``7``.
     X : ndarray of float32, shape (N, D)
 
     Raises
@@ -752,13 +1060,18 @@ def read_features(
         repeated or missing item id, an array that is not 2-d.
     """
     p = Path(path)
+    _check_ids(ids)
     _check_file(p)
     fmt = format or (p.suffix.lower() == ".npy" and "npy") or infer_format(p)
     if fmt == "npy":
+        with p.open("rb") as fh:
+            magic = fh.read(6)
+        if magic != b"\x93NUMPY":
+            raise AnnotationsError(f"{p}: not a .npy array (the file does not start with the .npy magic bytes)")
         try:
             arr = np.load(p, allow_pickle=False)
-        except ValueError as exc:
-            raise AnnotationsError(f"{p}: not a plain numeric .npy array ({exc})") from None
+        except (ValueError, OSError, EOFError, SyntaxError) as exc:
+            raise AnnotationsError(f"{p}: not a plain numeric .npy array ({_one_line(exc)})") from None
         if arr.ndim != 2 or arr.dtype.kind not in "iuf" or arr.shape[0] == 0:
             raise AnnotationsError(
                 f"{p}: expected a 2-d numeric array (items x features), got shape {arr.shape} dtype {arr.dtype}"
@@ -784,14 +1097,14 @@ def read_features(
     if item_col is None and not lowered & set(ITEM_COLUMNS):
         item_col = 0
     ic = _pick_column(cols, item_col, ITEM_COLUMNS, "item", str(p))
-    ids = _normalise_ids(df[ic].reset_index(drop=True), "item", str(p), first, str(ic))
-    dup = ids.duplicated().to_numpy()
+    item_ids = _normalise_ids(df[ic], "item", str(p), first, str(ic), ids)
+    dup = item_ids.duplicated().to_numpy()
     if dup.any():
         r = int(np.flatnonzero(dup)[0])
-        raise AnnotationsError(f"{p}, line {r + first}: item {ids.iloc[r]!r} appears twice (one row per item)")
+        raise AnnotationsError(f"{p}, line {r + first}: item {show(item_ids.iloc[r])} appears twice (one row per item)")
     feature_cols = [c for c in cols if c != ic]
     if not feature_cols:
-        raise AnnotationsError(f"{p}: no feature columns besides the item column {ic!r}")
+        raise AnnotationsError(f"{p}: no feature columns besides the item column {show(ic)}")
     X = np.empty((len(df), len(feature_cols)), dtype=np.float32)
     for j, c in enumerate(feature_cols):
         values = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
@@ -799,10 +1112,10 @@ def read_features(
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
             raise AnnotationsError(
-                f"{p}, line {r + first}, column {c!r}: feature value {df[c].iloc[r]!r} is not a finite number"
+                f"{p}, line {r + first}, column {c!r}: feature value {show(df[c].iloc[r])} is not a finite number"
             )
         X[:, j] = values
-    return ids.to_numpy(), X
+    return item_ids.to_numpy(), X
 
 
 def align_features(
@@ -829,15 +1142,15 @@ def align_features(
     AnnotationsError
         When an item with labels has no feature row (names the first such item and the count).
     """
-    ids = pd.Index(np.asarray(item_ids))
+    ids = np.asarray(item_ids, dtype=object).reshape(-1)
     if len(ids) != len(X):
         raise AnnotationsError(f"{len(ids)} item ids for {len(X)} feature rows")
-    pos = ids.get_indexer(pd.Index(annotations.item_ids))
+    pos = match_ids(ids, annotations.item_ids)
     missing = pos < 0
     if missing.any():
         first = annotations.item_ids[int(np.flatnonzero(missing)[0])]
         raise AnnotationsError(
-            f"item {first!r} has labels but no feature row ({int(missing.sum())} of {annotations.n_items} labelled "
+            f"item {show(first)} has labels but no feature row ({int(missing.sum())} of {annotations.n_items} labelled "
             "items have no features); every labelled item needs one"
         )
     used = np.zeros(len(ids), dtype=bool)

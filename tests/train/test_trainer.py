@@ -260,5 +260,5 @@ def test_mixup_trains_repeats_with_the_seed_and_resumes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
 def test_mixup_must_be_a_finite_non_negative_float(bad: float) -> None:
-    with pytest.raises(ValueError, match="mixup must be a finite float >= 0"):
+    with pytest.raises(ValueError, match="The 'mixup' parameter of Trainer must be a float >= 0, got "):
         make_trainer(mixup=bad)

@@ -28,6 +28,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from crowdlearn._checks import check_in, check_number, check_random_state, param_error
 from crowdlearn.annotations import Annotations, AnnotationsError
 
 __all__ = [
@@ -37,6 +38,9 @@ __all__ = [
     "IterationCallback",
     "PriorSpec",
     "as_annotations",
+    "check_in",
+    "check_number",
+    "check_random_state",
     "label_matrix",
     "posterior_from_log",
 ]
@@ -169,32 +173,16 @@ def check_priors(priors: Any, n_classes: int, owner: str) -> FloatArray | None:
             return None
         if priors == "uniform":
             return np.full(n_classes, 1.0 / n_classes)
-        raise ValueError(f"The 'priors' parameter of {owner} must be 'learn', 'uniform' or an array; got {priors!r}")
-    p = np.asarray(priors, dtype=np.float64)
+        raise param_error(owner, "priors", "'learn', 'uniform' or an array", priors)
+    try:
+        p = np.asarray(priors, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise param_error(owner, "priors", f"'learn', 'uniform' or an array of shape ({n_classes},)", priors) from None
     if p.shape != (n_classes,):
         raise ValueError(f"The 'priors' parameter of {owner} must have shape ({n_classes},), got {p.shape}")
-    if (p < 0).any() or not np.isclose(p.sum(), 1.0):
-        raise ValueError(f"The 'priors' parameter of {owner} must be non-negative and sum to 1, got {p.tolist()}")
+    if not np.isfinite(p).all() or (p < 0).any() or not np.isclose(p.sum(), 1.0):
+        raise param_error(owner, "priors", "finite, non-negative and sum to 1", p.tolist())
     return p
-
-
-def check_in(value: Any, allowed: tuple[Any, ...], name: str, owner: str) -> None:
-    if value not in allowed:
-        raise ValueError(f"The '{name}' parameter of {owner} must be one of {list(allowed)}; got {value!r}")
-
-
-def check_number(
-    value: Any, name: str, owner: str, *, low: float | None = None, strict: bool = False, integer: bool = False
-) -> None:
-    kinds: tuple[type, ...] = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        what = "an int" if integer else "a number"
-        raise ValueError(f"The '{name}' parameter of {owner} must be {what}; got {value!r}")
-    numeric: Any = value
-    v = float(numeric)
-    if low is not None and (v <= low if strict else v < low):
-        op = ">" if strict else ">="
-        raise ValueError(f"The '{name}' parameter of {owner} must be {op} {low}; got {value!r}")
 
 
 class BaseAggregator:
@@ -387,11 +375,9 @@ def has_converged(history: list[float], tol: float) -> bool:
 
 
 def check_em_params(n_iter: Any, tol: Any, smoothing: Any, owner: str) -> None:
-    """Validate the common EM parameters."""
+    """Validate the common EM parameters (``n_iter=0`` is the initialisation only)."""
     check_number(n_iter, "n_iter", owner, low=0, integer=True)
-    check_number(tol, "tol", owner)
-    if not np.isfinite(tol) and tol > 0:
-        raise ValueError(f"The 'tol' parameter of {owner} must be finite or -inf; got {tol!r}")
+    check_number(tol, "tol", owner, low=0, allow_neg_inf=True)
     check_number(smoothing, "smoothing", owner, low=0)
 
 

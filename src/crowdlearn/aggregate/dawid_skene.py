@@ -18,6 +18,7 @@ from crowdlearn.aggregate.base import (
     check_em_params,
     check_in,
     check_priors,
+    check_random_state,
     items_labelled,
     label_matrix,
     normalise_columns,
@@ -330,6 +331,7 @@ class DawidSkene(_DawidSkeneEM):
         owner = type(self).__name__
         check_em_params(self.n_iter, self.tol, self.smoothing, owner)
         check_in(self.init, ("mv", "spectral"), "init", owner)
+        check_random_state(self.random_state, "random_state", owner)
         check_priors(self.priors, ann.n_classes, owner)
 
     def _initial_confusions(self, ann: Annotations) -> tuple[FloatArray, FloatArray | None] | None:

@@ -12,6 +12,7 @@ from crowdlearn.aggregate.base import (
     FloatArray,
     break_ties,
     check_in,
+    check_random_state,
     label_matrix,
     labels_per_annotator,
     normalise_columns,
@@ -111,6 +112,7 @@ class MajorityVote(BaseAggregator):
 
     def _validate_params(self, ann: Annotations) -> None:
         check_in(self.tie_break, TIE_BREAKS, "tie_break", type(self).__name__)
+        check_random_state(self.random_state, "random_state", type(self).__name__)
 
     def _fit(self, ann: Annotations) -> None:
         w = None
@@ -157,6 +159,7 @@ class Wawa(BaseAggregator):
 
     def _validate_params(self, ann: Annotations) -> None:
         check_in(self.tie_break, TIE_BREAKS, "tie_break", type(self).__name__)
+        check_random_state(self.random_state, "random_state", type(self).__name__)
 
     def _fit(self, ann: Annotations) -> None:
         rng = (

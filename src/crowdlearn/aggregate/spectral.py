@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
+from crowdlearn._checks import check_number, check_random_state
 from crowdlearn.aggregate.base import FloatArray, label_matrix, labels_per_annotator, normalise_columns, spmm
 from crowdlearn.annotations import Annotations
 
@@ -150,6 +151,10 @@ def spectral_confusions(
     .. [1] Y. Zhang, X. Chen, D. Zhou, M. I. Jordan, "Spectral methods meet EM: A provably
        optimal algorithm for crowdsourcing", NeurIPS 2014 / JMLR 17(102), 2016.
     """
+    owner = "spectral_confusions"
+    check_number(smoothing, "smoothing", owner, low=0)
+    check_random_state(random_state, "random_state", owner)
+    check_number(n_restarts, "n_restarts", owner, low=1, integer=True)
     ann = annotations
     M, K = ann.n_annotators, ann.n_classes
     if K < 2:

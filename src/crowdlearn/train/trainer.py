@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from crowdlearn._checks import check_number, param_error
 from crowdlearn.annotations import Annotations
 from crowdlearn.nn.losses import CrowdLoss
 from crowdlearn.nn.model import CrowdModel
@@ -191,22 +192,21 @@ class Trainer:
         sink: Callable[[str], Any] = print,
         distributed: bool = False,
     ) -> None:
-        if epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {epochs!r}")
-        if lr <= 0 or (confusion_lr is not None and confusion_lr <= 0):
-            raise ValueError(f"learning rates must be > 0, got lr={lr!r}, confusion_lr={confusion_lr!r}")
+        check_number(epochs, "epochs", "Trainer", low=1, integer=True)
+        check_number(batch_size, "batch_size", "Trainer", low=1, integer=True)
+        check_number(lr, "lr", "Trainer", low=0, strict=True)
+        check_number(confusion_lr, "confusion_lr", "Trainer", low=0, strict=True, allow_none=True)
+        check_number(weight_decay, "weight_decay", "Trainer", low=0)
+        check_number(mixup, "mixup", "Trainer", low=0)  # 0 disables it
+        check_number(random_state, "random_state", "Trainer", low=0, integer=True)
         for name, value in (("lr", lr), ("confusion_lr", confusion_lr)):
             if value is not None and not (math.isfinite(value) and value <= MAX_LR):
                 raise ValueError(
                     f"{name}={value!r} is too large or not finite: Adam's first step {name} / (1 - beta1) "
                     f"must be a finite float32 (at most {MAX_LR:.3g})"
                 )
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        if not (mixup >= 0 and math.isfinite(mixup)):
-            raise ValueError(f"mixup must be a finite float >= 0 (0 disables it), got {mixup!r}")
         if not isinstance(distributed, bool):
-            raise ValueError(f"distributed must be a bool, got {distributed!r}")
+            raise param_error("Trainer", "distributed", "a bool", distributed)
         self.distributed = distributed
         if distributed:
             dist_utils.init_from_env()
