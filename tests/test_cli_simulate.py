@@ -31,7 +31,7 @@ def test_writes_labels_truth_features_confusions_and_settings(tmp_path: Path) ->
     assert (ann.n_items, ann.n_annotators, ann.n_labels) == (120, 5, 360)
     assert ann.item_counts.tolist() == [3] * 120
     truth = read_truth(out / "truth.csv")
-    assert truth.index.tolist() == list(range(120)) and set(truth.tolist()) <= {0, 1, 2, 3}
+    assert truth.index.tolist() == [str(i) for i in range(120)] and set(truth.tolist()) <= {0, 1, 2, 3}
     ids, X = read_features(out / "features.npy")
     assert X.shape == (120, 6) and ids.tolist() == list(range(120))
     doc = json.loads((out / "true_confusions.json").read_text())
@@ -58,7 +58,7 @@ def test_design_with_observation_probability_and_csv_features(tmp_path: Path) ->
     settings = json.loads((out / "settings.json").read_text())
     assert settings["design"] == "control" and settings["obs_prob"] == 0.5 and settings["family"] is None
     ids, X = read_features(out / "features.csv")
-    assert ids.tolist() == list(range(120)) and X.shape == (120, 10)
+    assert ids.tolist() == [str(i) for i in range(120)] and X.shape == (120, 10)
     assert not (out / "features.npy").exists()
 
 

@@ -120,7 +120,7 @@ def test_crowd_classifier_accepts_numpy_ints(ann: Annotations) -> None:
         ("weight_decay", NAN, "a float >= 0, got nan"),
         ("batch_size", 0, "an int >= 1, got 0"),
         ("mixup", NAN, "a float >= 0, got nan"),
-        ("seed", -3, "an int >= 0, got -3"),
+        ("random_state", -3, "an int >= 0, got -3"),
     ],
 )
 def test_trainer_rejects_bad_numbers(name: str, value: Any, expected: str) -> None:
