@@ -101,7 +101,10 @@ def test_train_bad_truth_fails_before_training(crowd: dict[str, Path], no_fit: l
 
     pd.DataFrame({"item": ["zzz"], "label": ["cat"]}).to_csv(bad, index=False)
     res = runner.invoke(app, train(crowd, "--truth", str(bad)))
-    assert res.exit_code == 1 and "bad_truth.csv: none of the 1 truth items is an item of the labels or a feature row" in res.output
+    assert (
+        res.exit_code == 1
+        and "bad_truth.csv: none of the 1 truth items is an item of the labels or a feature row" in res.output
+    )
     assert no_fit == [] and not (d / "model.safetensors").exists()
 
 
