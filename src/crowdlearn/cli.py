@@ -1064,6 +1064,7 @@ def report_command(
     sep: str | None = SepOption,
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
+    ids: str = IdsOption,
 ) -> None:
     """Write the HTML report of a saved model: annotators, confusion heatmaps, training curves, accuracy."""
     from crowdlearn.estimators import CrowdClassifier
@@ -1078,13 +1079,13 @@ def report_command(
     truth_idx = X_items = None
     if labels is not None:
         ann = load_annotations_option(
-            labels, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate
+            labels, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
         )
         if truth is not None:
-            truth_idx = truth_array(read_truth(truth), ann)
+            truth_idx = truth_array(read_truth(truth, ids=ids), ann)  # type: ignore[arg-type]
         if features is not None:
-            ids, X = read_features(features)
-            X_items, _ = align_features(ann, ids, X)
+            feature_ids, X = read_features(features, ids=ids)  # type: ignore[arg-type]
+            X_items, _ = align_features(ann, feature_ids, X)
     write_html(
         out,
         ann,
