@@ -339,3 +339,53 @@ def test_seeds_are_valid(tmp_path: Path) -> None:
     for name, seed, read in READERS.values():
         read(write(tmp_path, name, seed.encode()))
     assert np.isfinite(read_features(write(tmp_path, "x.csv", FEATURES.encode()))[1]).all()
+
+
+PREDICTIONS = "item,label,confidence,p_cat,p_dog\n007,cat,0.9,0.9,0.1\n7,dog,0.6,0.4,0.6\nq4,cat,0.7,0.7,0.3\n"
+
+
+@FUZZ
+@given(data=st.data())
+def test_cli_evaluate(tmp_path: Path, data: st.DataObject) -> None:
+    """Mutated predictions (or truth) against a valid truth (or predictions) file."""
+    which = data.draw(st.sampled_from(["predictions", "truth"]))
+    pred = write(tmp_path, "pred.csv", data.draw(any_bytes(PREDICTIONS)) if which == "predictions" else b"")
+    truth = write(tmp_path, "truth.csv", data.draw(any_bytes(TRUTH)) if which == "truth" else b"")
+    if which == "predictions":
+        truth.write_text(TRUTH)
+    else:
+        pred.write_text(PREDICTIONS)
+    assert_cli(["evaluate", str(pred), "--truth", str(truth), *data.draw(st.sampled_from([[], ["--json"]]))])
+
+
+TRAIN_FUZZ = settings(FUZZ, max_examples=15)
+
+
+@TRAIN_FUZZ
+@given(data=st.data())
+def test_cli_train(tmp_path: Path, data: st.DataObject) -> None:
+    """Mutated labels or features: a model and its predictions, or one error line and no output."""
+    which = data.draw(st.sampled_from(["labels", "features"]))
+    labels = write(tmp_path, "l.csv", data.draw(any_bytes(LONG)) if which == "labels" else LONG.encode())
+    feats = write(tmp_path, "x.csv", data.draw(any_bytes(FEATURES)) if which == "features" else FEATURES.encode())
+    outdir = tmp_path / "out"
+    outdir.mkdir(exist_ok=True)
+    for f in outdir.iterdir():
+        f.unlink()
+    out = outdir / "m.safetensors"
+    args = ["train", str(labels), "-x", str(feats), "--out", str(out), "--epochs", "1", "--batch-size", "4"]
+    args += ["--validation", "none", "--predictions", str(outdir / "pred.csv"), "--quiet"]
+    assert_cli(args, out)
+    if not out.exists():
+        assert not (outdir / "pred.csv").exists()  # all outputs or none
+
+
+@FUZZ
+@given(data=st.data())
+def test_cli_report_of_mutated_models(tmp_path: Path, model_file: Path, data: st.DataObject) -> None:
+    p = write(tmp_path, "m.cl", data.draw(mutated_model(model_file.read_bytes())))
+    outdir = tmp_path / "out"
+    outdir.mkdir(exist_ok=True)
+    for f in outdir.iterdir():
+        f.unlink()
+    assert_cli(["report", str(p), "--out", str(outdir / "r.html")], outdir / "r.html")
