@@ -238,13 +238,32 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
     def make_optimizer(self) -> torch.optim.Optimizer:
-        """Adam with two parameter groups: backbone (lr, weight decay) and head (confusion_lr)."""
-        head = [p for p in self.model.head.parameters() if p.requires_grad]
-        head_ids = {id(p) for p in head}
+        """Adam: the backbone's group (lr, weight decay), then the head's groups.
+
+        The head's groups are ``head.param_groups(confusion_lr)`` when the head defines it (a
+        list of dicts with ``"params"``, ``"lr"`` and ``"weight_decay"``; every trainable head
+        parameter in exactly one), else one group of all its parameters at ``confusion_lr``
+        without decay (decay would pull the confusion logits toward uniform columns). Each group
+        keeps its ``"base_lr"``, which the ``schedule`` factor multiplies.
+        """
+        head_params = [p for p in self.model.head.parameters() if p.requires_grad]
+        head_ids = {id(p) for p in head_params}
         body = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
         groups: list[dict[str, Any]] = [{"params": body, "lr": self.lr, "weight_decay": self.weight_decay}]
-        if head:
-            groups.append({"params": head, "lr": self.confusion_lr, "weight_decay": 0.0})
+        own = getattr(self.model.head, "param_groups", None)
+        if callable(own):
+            head_groups = [dict(g, params=list(g["params"])) for g in own(self.confusion_lr)]
+            seen = [id(p) for g in head_groups for p in g["params"]]
+            if sorted(seen) != sorted(head_ids) or any({"lr", "weight_decay"} - set(g) for g in head_groups):
+                raise ValueError(
+                    f"{type(self.model.head).__name__}.param_groups() must put every trainable head parameter "
+                    "in exactly one group, each with 'params', 'lr' and 'weight_decay'"
+                )
+            groups += head_groups
+        elif head_params:
+            groups.append({"params": head_params, "lr": self.confusion_lr, "weight_decay": 0.0})
+        for g in groups:
+            g["base_lr"] = float(g["lr"])
         return torch.optim.Adam(groups)
 
     def lr_factor(self, epoch: int) -> float:
@@ -372,8 +391,9 @@ class Trainer:
                     break
                 self._good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.history.new_epoch(epoch)
-                for group, base in zip(self.optimizer.param_groups, (self.lr, self.confusion_lr), strict=False):
-                    group["lr"] = base * self.lr_factor(epoch)
+                for i, group in enumerate(self.optimizer.param_groups):  # base_lr: see make_optimizer
+                    base = group.get("base_lr", self.lr if i == 0 else self.confusion_lr)
+                    group["lr"] = float(base) * self.lr_factor(epoch)
                 self.notify("on_epoch_begin", epoch)
                 self.run_epoch(inputs, annotations, labelled, epoch)
                 if self._ddp is not None:
