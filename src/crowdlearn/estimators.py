@@ -522,7 +522,7 @@ class CrowdClassifier(ParamsMixin):
         """CCEM on the head's output plus the spec's regularizers, weighted by their parameters."""
         params = self._method_params()
         regularizers = [make(params) for make in self._spec().regularizers]
-        return CrowdLoss(float(params.get("lam", 0.0)), regularizers=regularizers)
+        return CrowdLoss(params.get("lam"), regularizers=regularizers)
 
     # ------------------------------------------------------------------ fit / predict
     def fit(

@@ -128,21 +128,24 @@ class CrowdLoss(nn.Module):
 
     Parameters
     ----------
-    lam : float, default=0.0
-        Weight of every regularizer whose ``weight_name`` is ``"lam"`` (the built-ins); unused
-        by plain CCEM.
+    lam : float or None, default=None
+        When given, the weight of every regularizer whose ``weight_name`` is ``"lam"`` (the
+        built-ins); None keeps the regularizers' own weights (``loss.lam`` then reads the first
+        ``lam``-weighted one's, or 0.0). Unused by plain CCEM.
     regularizers : sequence of Regularizer, default=()
         The terms to add; their ``name`` must differ.
     """
 
-    def __init__(self, lam: float = 0.0, *, regularizers: Sequence[Regularizer] = ()) -> None:
+    def __init__(self, lam: float | None = None, *, regularizers: Sequence[Regularizer] = ()) -> None:
         super().__init__()
         self.regularizers = list(regularizers)
         names = [r.name for r in self.regularizers]
         if len(set(names)) != len(names) or {"loss", "nll", "reg"} & set(names):
             raise ValueError(f"regularizer names must be distinct and not loss/nll/reg, got {names}")
-        self._lam = float(lam)
-        self.lam = float(lam)
+        own = [r.weight for r in self.regularizers if r.weight_name == "lam"]
+        self._lam = float(own[0]) if own else 0.0
+        if lam is not None:
+            self.lam = float(lam)
 
     @property
     def lam(self) -> float:

@@ -257,7 +257,6 @@ def _load_entry_points() -> None:
     global _ENTRY_POINTS_LOADED
     if _ENTRY_POINTS_LOADED:
         return
-    _ENTRY_POINTS_LOADED = True
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -278,6 +277,7 @@ def _load_entry_points() -> None:
                 register_method(spec)
             except ValueError as exc:
                 raise RuntimeError(f"{where}: {exc}") from None
+    _ENTRY_POINTS_LOADED = True  # only once every entry point loaded: a broken one errs at every lookup
 
 
 def available_methods(*, entry_points: bool = True) -> tuple[str, ...]:
