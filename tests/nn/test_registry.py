@@ -135,6 +135,12 @@ def test_a_head_sets_its_own_parameter_groups(toy: MethodSpec) -> None:
     groups = trainer.optimizer.param_groups
     assert [g["lr"] for g in groups] == [0.001, pytest.approx(0.02)]
     assert groups[1]["params"] == [model.head.logits]
+    X, ann = _crowd()  # the schedule scales the head's own group from its own learning rate
+    sched = Trainer(
+        model, clf._make_criterion(), lr=0.001, confusion_lr=0.01, device="cpu", epochs=2, schedule="cosine"
+    )
+    sched.fit(X, ann)
+    assert [g["lr"] for g in sched.optimizer.param_groups] == [pytest.approx(0.0005), pytest.approx(0.01)]
 
 
 def test_toy_method_trains_through_the_cli(toy: MethodSpec, tmp_path: Path) -> None:

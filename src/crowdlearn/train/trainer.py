@@ -243,8 +243,9 @@ class Trainer:
         The head's groups are ``head.param_groups(confusion_lr)`` when the head defines it (a
         list of dicts with ``"params"``, ``"lr"`` and ``"weight_decay"``; every trainable head
         parameter in exactly one), else one group of all its parameters at ``confusion_lr``
-        without decay (decay would pull the confusion logits toward uniform columns). Each group
-        keeps its ``"base_lr"``, which the ``schedule`` factor multiplies.
+        without decay (decay would pull the confusion logits toward uniform columns). The
+        ``schedule`` factor multiplies ``self.lr`` (backbone), ``self.confusion_lr`` (the default
+        head group) or a head group's own ``"base_lr"`` (its ``lr`` as the head gave it).
         """
         head_params = [p for p in self.model.head.parameters() if p.requires_grad]
         head_ids = {id(p) for p in head_params}
@@ -259,11 +260,9 @@ class Trainer:
                     f"{type(self.model.head).__name__}.param_groups() must put every trainable head parameter "
                     "in exactly one group, each with 'params', 'lr' and 'weight_decay'"
                 )
-            groups += head_groups
+            groups += [dict(g, base_lr=float(g["lr"])) for g in head_groups]
         elif head_params:
             groups.append({"params": head_params, "lr": self.confusion_lr, "weight_decay": 0.0})
-        for g in groups:
-            g["base_lr"] = float(g["lr"])
         return torch.optim.Adam(groups)
 
     def lr_factor(self, epoch: int) -> float:
