@@ -164,138 +164,138 @@ def _ids_from_json(values: list[Any]) -> np.ndarray[Any, Any]:
 class CrowdClassifier(ParamsMixin):
     """Classifier and annotator confusion matrices learned end to end from crowd labels.
 
-        The model: a backbone ``f`` (inputs -> class probabilities, ``K`` classes) and, for every
-        annotator ``m``, a column-stochastic ``A_m`` with ``A_m[i, j] = P(m says i | true class j)``;
-        annotator ``m``'s label on item ``x`` follows ``A_m f(x)``. Training minimizes over the
-        observed (item, annotator, label) triples only:
+    The model: a backbone ``f`` (inputs -> class probabilities, ``K`` classes) and, for every
+    annotator ``m``, a column-stochastic ``A_m`` with ``A_m[i, j] = P(m says i | true class j)``;
+    annotator ``m``'s label on item ``x`` follows ``A_m f(x)``. Training minimizes over the
+    observed (item, annotator, label) triples only:
 
     {method_table}
 
-        Methods are looked up in the registry (:mod:`crowdlearn.nn.registry`, see docs/training.md,
-        "Methods as plug-ins"); a registered plug-in is used the same way. CrowdLayer's ``init``
-        must stay ``"identity"`` (the original initialization is used) and ``refine_confusions``
-        does not apply to it.
+    Methods are looked up in the registry (:mod:`crowdlearn.nn.registry`, see docs/training.md,
+    "Methods as plug-ins"); a registered plug-in is used the same way. CrowdLayer's ``init``
+    must stay ``"identity"`` (the original initialization is used) and ``refine_confusions``
+    does not apply to it.
 
-        Parameters
-        ----------
-        method : {method_choices}, default="geocrowdnet-f"
-            A registered method (:func:`crowdlearn.nn.available_methods`).
-        method_params : dict or None, default=None
-            The method's own parameters (its spec's declared ones, checked at ``fit``). ``lam`` and
-            ``eps`` are also top-level parameters: a method that declares them takes the top-level
-            value unless ``method_params`` sets it (then ``method_params`` wins; giving both with
-            different values is an error).
-        backbone : None, {"mlp", "linear"} or torch.nn.Module, default=None
-            The classifier, mapping a batch of inputs to ``K`` logits. None or ``"mlp"``: for 2-d
-            feature arrays, the MLP of Ibrahim et al. ``BN(D, affine=False) -> Linear 128 -> ReLU ->
-            Dropout 0.5 -> BN(128, affine=False) -> Linear K``; ``"linear"``: ``BN(D) -> Linear K``.
-            A module is deep-copied at ``fit`` (the given one is not trained).
-        lam : float, default=0.01
-            Regularization weight, {lam_usage} (so is ``lam_schedule``).
-        epochs : int, default=100
-        lr : float, default=1e-3
-            Adam learning rate of the backbone.
-        confusion_lr : float or None, default=None
-            Learning rate of the confusion logits (None: ``lr``).
-        batch_size : int, default=128
-            Items per minibatch (each with all its labels).
-        weight_decay : float, default=1e-4
-            Adam weight decay of the backbone (the confusion logits are not decayed).
-        init : {"identity", "uniform", "mv", "ds"} or array of shape (M, K, K), default="identity"
-            Initial confusion matrices: logits ``init_scale * I`` (Ibrahim et al. use scale 1), zero
-            logits (uniform columns: CCEM can collapse from there), the confusions of majority-vote
-            or Dawid-Skene (:mod:`crowdlearn.aggregate`, ``DawidSkene(smoothing=0.01)``) fitted on the
-            training labels, or given
-            column-stochastic matrices (smoothed by 1e-2 before the log).
-        init_scale : float, default=1.0
-            Diagonal logit of ``init="identity"``.
-        schedule : {"constant", "cosine"} or None, default=None
-            Learning-rate schedule over epochs.
-        lam_schedule : {"constant", "decay", "warmup"} or None, default=None
-            Schedule of the regularization weight over epochs ``e = 0..epochs-1``: ``"decay"``
-            ``lam * (1 - e / epochs)``; ``"warmup"`` ``lam * min(1, (e + 1) / (0.1 * epochs))``;
-            None or ``"constant"`` keeps ``lam``.
-        eps : float, default=1e-6
-            Ridge of the log-determinants (the methods declaring ``eps``).
-        mixup : float, default=0.0
-            Mixup on the crowd labels (``Beta(mixup, mixup)`` mixing weights; 0 disables it): each
-            training batch feeds convex combinations of pairs of its items, and every observed label
-            of both items counts with its item's weight (see :class:`~crowdlearn.train.Trainer`).
-            Requires inputs that can be added (feature arrays, image tensors); it acts as a
-            regularizer of the classifier against label noise.
-        refine_confusions : int, default=0
-            After training, this many EM iterations re-estimate the confusion matrices with the
-            trained classifier as the prior of each training item's true class:
-            ``q_n ∝ f(x_n) ⊙ prod_{(n, m, y)} A_m[y, :]``, then ``A_m[i, j] ∝ sum_{n: m said i} q_n(j)``
-            (observed pairs only; the classifier is unchanged). 0 keeps the end-to-end estimate.
-        validation : {"auto", "truth", "holdout", "none"}, default="auto"
-            Model selection: ``"truth"`` picks the epoch with the best accuracy on ``X_val, y_val``;
-            ``"holdout"`` moves ``holdout_fraction`` of each annotator's labels out of training and
-            picks the epoch with the lowest negative log-likelihood of those held-out labels (no
-            truth needed); ``"none"`` keeps the last epoch; ``"auto"`` is "truth" when ``X_val`` and
-            ``y_val`` are given, else "holdout".
-        holdout_fraction : float, default=0.1
-        patience : int or None, default=None
-            Stop when the validation metric has not improved for this many epochs.
-        device : str, default="auto"
-            "auto" (cuda, then mps, then cpu), "cpu", "cuda", ...
-        amp : bool, default=False
-            Mixed precision on CUDA.
-        random_state : int, default=0
-            Seeds the initial weights, shuffling, dropout and the holdout split. An int, not a
-            :class:`numpy.random.Generator`: torch is seeded with it (``torch.manual_seed``).
-        distributed : bool, default=False
-            Data-parallel training over the processes started by ``torchrun`` (one
-            :class:`~torch.nn.parallel.DistributedDataParallel` replica per process, gloo on CPU,
-            NCCL on the ``LOCAL_RANK`` GPU): the default process group is initialized from torchrun's
-            environment variables if needed. Call ``fit`` on every rank with the same data and
-            parameters; each rank trains on every ``world_size``-th batch, so the effective batch is
-            ``batch_size * world_size``. Every rank ends with the same fitted model; :meth:`save`
-            writes from rank 0 only. See :class:`~crowdlearn.train.Trainer` and docs/training.md.
-        checkpoint_dir : str or None, default=None
-            Save a resumable checkpoint there after every epoch; ``fit(..., resume=True)`` continues it.
-        verbose : {0, 1, 2}, default=0
-            0 silent, 1 a rich progress bar on standard error
-            (:class:`~crowdlearn.train.ProgressBar`), 2 one line per epoch (through ``sink``).
-        sink : callable or None, default=None
-            Receives text messages (None: ``print``).
+    Parameters
+    ----------
+    method : {method_choices}, default="geocrowdnet-f"
+        A registered method (:func:`crowdlearn.nn.available_methods`).
+    method_params : dict or None, default=None
+        The method's own parameters (its spec's declared ones, checked at ``fit``). ``lam`` and
+        ``eps`` are also top-level parameters: a method that declares them takes the top-level
+        value unless ``method_params`` sets it (then ``method_params`` wins; giving both with
+        different values is an error).
+    backbone : None, {"mlp", "linear"} or torch.nn.Module, default=None
+        The classifier, mapping a batch of inputs to ``K`` logits. None or ``"mlp"``: for 2-d
+        feature arrays, the MLP of Ibrahim et al. ``BN(D, affine=False) -> Linear 128 -> ReLU ->
+        Dropout 0.5 -> BN(128, affine=False) -> Linear K``; ``"linear"``: ``BN(D) -> Linear K``.
+        A module is deep-copied at ``fit`` (the given one is not trained).
+    lam : float, default=0.01
+        Regularization weight, {lam_usage} (so is ``lam_schedule``).
+    epochs : int, default=100
+    lr : float, default=1e-3
+        Adam learning rate of the backbone.
+    confusion_lr : float or None, default=None
+        Learning rate of the confusion logits (None: ``lr``).
+    batch_size : int, default=128
+        Items per minibatch (each with all its labels).
+    weight_decay : float, default=1e-4
+        Adam weight decay of the backbone (the confusion logits are not decayed).
+    init : {"identity", "uniform", "mv", "ds"} or array of shape (M, K, K), default="identity"
+        Initial confusion matrices: logits ``init_scale * I`` (Ibrahim et al. use scale 1), zero
+        logits (uniform columns: CCEM can collapse from there), the confusions of majority-vote
+        or Dawid-Skene (:mod:`crowdlearn.aggregate`, ``DawidSkene(smoothing=0.01)``) fitted on the
+        training labels, or given
+        column-stochastic matrices (smoothed by 1e-2 before the log).
+    init_scale : float, default=1.0
+        Diagonal logit of ``init="identity"``.
+    schedule : {"constant", "cosine"} or None, default=None
+        Learning-rate schedule over epochs.
+    lam_schedule : {"constant", "decay", "warmup"} or None, default=None
+        Schedule of the regularization weight over epochs ``e = 0..epochs-1``: ``"decay"``
+        ``lam * (1 - e / epochs)``; ``"warmup"`` ``lam * min(1, (e + 1) / (0.1 * epochs))``;
+        None or ``"constant"`` keeps ``lam``.
+    eps : float, default=1e-6
+        Ridge of the log-determinants (the methods declaring ``eps``).
+    mixup : float, default=0.0
+        Mixup on the crowd labels (``Beta(mixup, mixup)`` mixing weights; 0 disables it): each
+        training batch feeds convex combinations of pairs of its items, and every observed label
+        of both items counts with its item's weight (see :class:`~crowdlearn.train.Trainer`).
+        Requires inputs that can be added (feature arrays, image tensors); it acts as a
+        regularizer of the classifier against label noise.
+    refine_confusions : int, default=0
+        After training, this many EM iterations re-estimate the confusion matrices with the
+        trained classifier as the prior of each training item's true class:
+        ``q_n ∝ f(x_n) ⊙ prod_{(n, m, y)} A_m[y, :]``, then ``A_m[i, j] ∝ sum_{n: m said i} q_n(j)``
+        (observed pairs only; the classifier is unchanged). 0 keeps the end-to-end estimate.
+    validation : {"auto", "truth", "holdout", "none"}, default="auto"
+        Model selection: ``"truth"`` picks the epoch with the best accuracy on ``X_val, y_val``;
+        ``"holdout"`` moves ``holdout_fraction`` of each annotator's labels out of training and
+        picks the epoch with the lowest negative log-likelihood of those held-out labels (no
+        truth needed); ``"none"`` keeps the last epoch; ``"auto"`` is "truth" when ``X_val`` and
+        ``y_val`` are given, else "holdout".
+    holdout_fraction : float, default=0.1
+    patience : int or None, default=None
+        Stop when the validation metric has not improved for this many epochs.
+    device : str, default="auto"
+        "auto" (cuda, then mps, then cpu), "cpu", "cuda", ...
+    amp : bool, default=False
+        Mixed precision on CUDA.
+    random_state : int, default=0
+        Seeds the initial weights, shuffling, dropout and the holdout split. An int, not a
+        :class:`numpy.random.Generator`: torch is seeded with it (``torch.manual_seed``).
+    distributed : bool, default=False
+        Data-parallel training over the processes started by ``torchrun`` (one
+        :class:`~torch.nn.parallel.DistributedDataParallel` replica per process, gloo on CPU,
+        NCCL on the ``LOCAL_RANK`` GPU): the default process group is initialized from torchrun's
+        environment variables if needed. Call ``fit`` on every rank with the same data and
+        parameters; each rank trains on every ``world_size``-th batch, so the effective batch is
+        ``batch_size * world_size``. Every rank ends with the same fitted model; :meth:`save`
+        writes from rank 0 only. See :class:`~crowdlearn.train.Trainer` and docs/training.md.
+    checkpoint_dir : str or None, default=None
+        Save a resumable checkpoint there after every epoch; ``fit(..., resume=True)`` continues it.
+    verbose : {0, 1, 2}, default=0
+        0 silent, 1 a rich progress bar on standard error
+        (:class:`~crowdlearn.train.ProgressBar`), 2 one line per epoch (through ``sink``).
+    sink : callable or None, default=None
+        Receives text messages (None: ``print``).
 
-        Attributes
-        ----------
-        model_ : CrowdModel
-            The trained backbone and head.
-        confusions_ : ndarray of shape (n_annotators, n_classes, n_classes)
-            Learned ``A_m`` (columns sum to 1), annotators in ``annotator_ids_`` order, classes in
-            ``classes_`` order.
-        classes_ : ndarray of shape (n_classes,)
-        annotator_ids_ : ndarray of shape (n_annotators,)
-        n_classes_, n_annotators_ : int
-        n_features_in_ : int or None
-            Columns of ``X`` for 2-d inputs.
-        input_shape_ : tuple of int or None
-            Shape of one input row (None for a Dataset).
-        priors_ : ndarray of shape (n_classes,)
-            Mean predicted class probabilities over the training items.
-        annotator_counts_ : ndarray of shape (n_annotators,)
-            Labels given by each annotator.
-        history_ : History
-            One dict per epoch (losses, validation metric, ``*_best`` flags).
-        best_epoch_ : int or None
-            Epoch selected by the validation rule (None without validation).
-        collapsed_ : bool
-            True when the classifier predicts one class for every training item while the crowd
-            labels use several; ``fit`` then also warns with :class:`CollapsedModelWarning`.
+    Attributes
+    ----------
+    model_ : CrowdModel
+        The trained backbone and head.
+    confusions_ : ndarray of shape (n_annotators, n_classes, n_classes)
+        Learned ``A_m`` (columns sum to 1), annotators in ``annotator_ids_`` order, classes in
+        ``classes_`` order.
+    classes_ : ndarray of shape (n_classes,)
+    annotator_ids_ : ndarray of shape (n_annotators,)
+    n_classes_, n_annotators_ : int
+    n_features_in_ : int or None
+        Columns of ``X`` for 2-d inputs.
+    input_shape_ : tuple of int or None
+        Shape of one input row (None for a Dataset).
+    priors_ : ndarray of shape (n_classes,)
+        Mean predicted class probabilities over the training items.
+    annotator_counts_ : ndarray of shape (n_annotators,)
+        Labels given by each annotator.
+    history_ : History
+        One dict per epoch (losses, validation metric, ``*_best`` flags).
+    best_epoch_ : int or None
+        Epoch selected by the validation rule (None without validation).
+    collapsed_ : bool
+        True when the classifier predicts one class for every training item while the crowd
+        labels use several; ``fit`` then also warns with :class:`CollapsedModelWarning`.
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from crowdlearn import Annotations
-        >>> rng = np.random.default_rng(0)
-        >>> y = rng.integers(0, 2, 60); X = rng.normal(size=(60, 3)) + y[:, None]
-        >>> ann = Annotations(np.repeat(np.arange(60), 2), np.tile([0, 1], 60), np.repeat(y, 2))
-        >>> clf = CrowdClassifier(method="ccem", epochs=2, validation="none").fit(X, ann)
-        >>> clf.confusions_.shape
-        (2, 2, 2)
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crowdlearn import Annotations
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 60); X = rng.normal(size=(60, 3)) + y[:, None]
+    >>> ann = Annotations(np.repeat(np.arange(60), 2), np.tile([0, 1], 60), np.repeat(y, 2))
+    >>> clf = CrowdClassifier(method="ccem", epochs=2, validation="none").fit(X, ann)
+    >>> clf.confusions_.shape
+    (2, 2, 2)
     """
 
     _name: ClassVar[str] = "CrowdClassifier"
@@ -928,7 +928,7 @@ def _document_methods() -> None:
     doc = CrowdClassifier.__doc__ or ""
     choices = ", ".join(f'"{n}"' for n in names)
     CrowdClassifier.__doc__ = (
-        doc.replace("{method_table}", method_table(names))
+        doc.replace("    {method_table}", method_table(names))
         .replace("{method_choices}", "{" + choices + "}")
         .replace("{lam_usage}", _lam_usage(names))
     )

@@ -189,8 +189,11 @@ def test_builtins_are_registered_with_their_declared_parameters() -> None:
     assert get_method("geocrowdnet-f").params[1].default == DEFAULT_RIDGE
     assert get_method("tracereg").param_names == ("lam",)
     assert get_method("ccem").param_names == () and get_method("crowdlayer-vb").inits == ("identity",)
+    doc = CrowdClassifier.__doc__ or ""
+    assert "{method_table}" not in doc and "{method_choices}" not in doc and "{lam_usage}" not in doc
     for name in METHODS:
         assert get_method(name).citation or name == "ce"
+        assert f'    - ``"{name}"``: {get_method(name).summary}' in doc  # the table comes from the specs
 
 
 def test_duplicate_and_unknown_names_are_errors(toy: MethodSpec) -> None:
