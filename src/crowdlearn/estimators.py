@@ -386,12 +386,8 @@ class CrowdClassifier(ParamsMixin):
             expected = shown[0] if len(shown) == 1 else "one of " + ", ".join(shown)
             raise _param_error(c, "init", f"{expected} with method={self.method!r}", self.init)
         self._method_params()
-        for need, what in (
-            ("needs_representation", "the item representation"),
-            ("needs_annotator_features", "annotator features"),
-        ):
-            if getattr(spec, need):
-                raise ValueError(f"method={self.method!r} needs {what}, which {c} does not pass to heads yet")
+        if spec.needs_annotator_features:
+            raise ValueError(f"method={self.method!r} needs annotator features, which {c} does not pass to heads yet")
         if self.schedule not in (None, "constant", "cosine"):
             raise _param_error(c, "schedule", "None, 'constant' or 'cosine'", self.schedule)
         if self.lam_schedule not in (None, "constant", "decay", "warmup"):
@@ -596,7 +592,7 @@ class CrowdClassifier(ParamsMixin):
             torch.manual_seed(int(self.random_state))
             backbone = self._make_backbone(inputs, k)
             head = self._make_head(m, k, self._initial_confusions(train_ann))
-        model = CrowdModel(backbone, head)
+        model = CrowdModel(backbone, head, needs_representation=self._spec().needs_representation)
         self._check_backbone_output(model, inputs, k)
 
         callbacks: list[Callback] = []
@@ -667,12 +663,23 @@ class CrowdClassifier(ParamsMixin):
         was = model.training
         model.eval()
         with torch.no_grad():
-            out = model(inputs.get(idx))
+            out, rep = (
+                model.forward_features(inputs.get(idx))
+                if model.needs_representation
+                else (model(inputs.get(idx)), None)
+            )
         model.train(was)
         if out.ndim != 2 or out.shape[1] != k:
             raise ValueError(
                 f"the backbone outputs shape {tuple(out.shape)} for a batch of {len(idx)}, but the annotations have "
                 f"{k} classes (labels 0..{k - 1}); the backbone must map a batch to (batch, {k}) logits"
+            )
+        if model.needs_representation and (rep is None or rep.ndim != 2 or rep.shape[0] != len(idx)):
+            name = type(model.backbone).__name__
+            got = "only logits" if rep is None else f"a representation of shape {tuple(rep.shape)}"
+            raise ValueError(
+                f"method={self.method!r} needs the item representation, but the backbone {name} gives {got}; "
+                f"give it forward_features(x) -> (logits (batch, {k}), representation (batch, H))"
             )
 
     def _confusions_from_model(self) -> np.ndarray[Any, Any]:
@@ -888,7 +895,7 @@ class CrowdClassifier(ParamsMixin):
                 raise ValueError(f"{path}: a built-in backbone needs 2-d inputs, saved input shape {shape}")
             body = _builtin_backbone(params["backbone"] or "mlp", int(shape[0]), k)
         init: str | np.ndarray[Any, Any] = "identity"
-        model = CrowdModel(body, est._make_head(m, k, init))
+        model = CrowdModel(body, est._make_head(m, k, init), needs_representation=est._spec().needs_representation)
         state = {key[len("model.") :]: v for key, v in tensors.items() if key.startswith("model.")}
         try:
             model.load_state_dict(state)

@@ -266,14 +266,75 @@ def test_two_regularizers_add_their_weighted_terms() -> None:
     torch.testing.assert_close(parts["loss"], parts["nll"] + 0.1 * f + 0.2 * t)
 
 
-def test_a_method_needing_the_representation_is_refused_clearly() -> None:
-    spec = MethodSpec("needs-rep", "x", _toy_head, needs_representation=True)
+class RepresentationShift(nn.Module):
+    """An instance-dependent head: ``log softmax(log f(x) + V h(x))`` with ``h`` the representation."""
+
+    def __init__(self, n_annotators: int, n_classes: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.n_annotators, self.n_classes = n_annotators, n_classes
+        self.shift = nn.Linear(hidden, n_classes)
+        nn.init.zeros_(self.shift.weight)  # starts as the identity head; training must move it
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, log_probs: Tensor, annotators: Tensor, *, rows: Tensor, representation: Tensor) -> Tensor:
+        assert rows.shape == annotators.shape and representation.shape[0] == log_probs.shape[0]
+        self.seen.append(tuple(representation.shape))
+        return torch.log_softmax(log_probs + self.shift(representation), dim=1)
+
+
+@pytest.fixture
+def rep_method() -> Iterator[MethodSpec]:
+    spec = MethodSpec(
+        "rep-toy", "x", lambda ctx: RepresentationShift(ctx.n_annotators, ctx.n_classes), needs_representation=True
+    )
     register_method(spec)
-    try:
-        with pytest.raises(ValueError, match="method='needs-rep' needs the item representation"):
-            CrowdClassifier(method="needs-rep")._validate_params()
-    finally:
-        unregister_method("needs-rep")
+    yield spec
+    unregister_method("rep-toy")
+
+
+def test_a_head_gets_the_item_representation_of_each_label(rep_method: MethodSpec, tmp_path: Path) -> None:
+    X, ann = _crowd()
+    clf = CrowdClassifier(method="rep-toy", epochs=2, batch_size=16, validation="holdout", mixup=0.4)
+    clf.fit(X, ann)
+    head = clf.model_.head
+    assert head.seen and all(len(s) == 2 and s[1] == 128 for s in head.seen)  # (E, H), H = the MLP's hidden size
+    assert head.shift.weight.abs().sum() > 0  # the gradient reached the head through the representation
+    np.testing.assert_array_equal(clf.confusions_, np.repeat(np.eye(3)[None], 3, axis=0))  # no confusions()
+    path = tmp_path / "rep.safetensors"
+    clf.save(path)
+    back = CrowdClassifier.load(path)
+    assert back.model_.needs_representation
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+
+
+def test_a_backbone_returning_only_logits_is_refused_for_such_a_method(rep_method: MethodSpec) -> None:
+    X, ann = _crowd()
+    with pytest.raises(
+        ValueError,
+        match=r"method='rep-toy' needs the item representation, but the backbone Linear "
+        r"gives only logits; give it forward_features",
+    ):
+        CrowdClassifier(method="rep-toy", backbone=nn.Linear(4, 3), epochs=1).fit(X, ann)
+    # a method that needs no representation still trains a logits-only module
+    CrowdClassifier(method="ccem", backbone=nn.Linear(4, 3), epochs=1, validation="none").fit(X, ann)
+
+
+def test_the_builtin_backbones_expose_logits_and_representation() -> None:
+    from crowdlearn.nn import MLP, LeNet, SmallResNet
+
+    torch.manual_seed(0)
+    for net, x, h in (
+        (MLP(4, 3, hidden=(8,)), torch.randn(5, 4), 8),
+        (LeNet(3), torch.randn(5, 1, 28, 28), 84),
+        (SmallResNet(3), torch.randn(5, 3, 16, 16), None),
+    ):
+        net.eval()
+        logits, rep = net.forward_features(x)
+        torch.testing.assert_close(logits, net(x), rtol=0, atol=0)
+        assert rep.shape[0] == 5 and rep.ndim == 2 and (h is None or rep.shape[1] == h)
+    model = CrowdModel(nn.Linear(4, 3), RepresentationShift(2, 3, hidden=4), needs_representation=True)
+    with pytest.raises(ValueError, match="needs the item representation, but the backbone Linear returns only logits"):
+        model.crowd_log_probs(torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 1]))
 
 
 def test_spec_fields_are_checked() -> None:

@@ -164,15 +164,29 @@ class CrowdLoss(nn.Module):
             if reg.weight_name == weight_name:
                 reg.weight = float(value)
 
-    def nll(self, model: CrowdModel, logits: Tensor, rows: Tensor, annotators: Tensor, labels: Tensor) -> Tensor:
+    def nll(
+        self,
+        model: CrowdModel,
+        logits: Tensor,
+        rows: Tensor,
+        annotators: Tensor,
+        labels: Tensor,
+        representation: Tensor | None = None,
+    ) -> Tensor:
         """Mean negative log-likelihood of the observed labels (scalar)."""
-        logp = model.crowd_log_probs(logits, rows, annotators)  # (E, K)
+        logp = model.crowd_log_probs(logits, rows, annotators, representation)  # (E, K)
         if logp.shape[0] == 0:
             raise ValueError("the batch has no observed labels; cannot compute the loss")
         return -logp.gather(1, labels.unsqueeze(1)).squeeze(1).mean()
 
     def forward(
-        self, model: CrowdModel, logits: Tensor, rows: Tensor, annotators: Tensor, labels: Tensor
+        self,
+        model: CrowdModel,
+        logits: Tensor,
+        rows: Tensor,
+        annotators: Tensor,
+        labels: Tensor,
+        representation: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Loss parts; see the module docstring.
 
@@ -181,8 +195,10 @@ class CrowdLoss(nn.Module):
         model : CrowdModel
         logits : Tensor of shape (B, K)
         rows, annotators, labels : Tensor of int64 of shape (E,)
+        representation : Tensor of shape (B, H), optional
+            The batch's item representation, for a head that asks for it.
         """
-        nll = self.nll(model, logits, rows, annotators, labels)
+        nll = self.nll(model, logits, rows, annotators, labels, representation)
         if not self.regularizers:
             return {"loss": nll, "nll": nll}
         parts: dict[str, Tensor] = {}

@@ -143,8 +143,10 @@ class MethodSpec:
         The ``init`` values it accepts ("array" for an (M, K, K) array); ALL_INITS also for a
         head that ignores ``init``.
     needs_representation : bool, default=False
-        The head wants the backbone's item representation (E, H) (not available yet: such a
-        method is refused with a clear error).
+        The head is called as ``head(log_probs, annotators, rows=rows (E,),
+        representation=(E, H))``, the backbone's item representation of each observed label
+        (``forward_features``; the built-in backbones have it, a user backbone returning only
+        logits gets a clear error at ``fit``).
     needs_annotator_features : bool, default=False
         The head wants annotator features (not available yet: refused likewise).
     refines_confusions : bool, default=False
