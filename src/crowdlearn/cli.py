@@ -412,24 +412,82 @@ FeaturesOption = typer.Option(
 )
 
 
+def _or(words: list[str] | tuple[str, ...]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _builtin_methods() -> tuple[str, ...]:
+    """The registered methods, without loading plug-ins or torch (for the help texts)."""
+    from crowdlearn.nn.registry import available_methods
+
+    return available_methods(entry_points=False)
+
+
+def _method_help() -> str:
+    return f"{_or(_builtin_methods())}, or a method registered as a plug-in (docs/training.md)"
+
+
+def _lam_help() -> str:
+    from crowdlearn.nn.registry import get_method
+
+    names = _builtin_methods()
+    used = [n for n in names if "lam" in get_method(n).param_names]
+    ignored = [n for n in names if n not in used]
+    return f"regularization weight, used by {_or(used)}; ignored by {_or(ignored)}"
+
+
+def _method_params_help() -> str:
+    from crowdlearn.nn.registry import get_method
+
+    parts = []
+    for name in _builtin_methods():
+        names = get_method(name).param_names
+        if names:
+            parts.append(f"{name}: {', '.join(names)}")
+    return "; ".join(parts) + " (lam and eps also as --lam and the default eps)"
+
+
+def _parse_method_params(pairs: list[str], spec: Any) -> dict[str, float | int]:
+    """``--method-param NAME=VALUE`` values, checked against the method's declared parameters."""
+    out: dict[str, float | int] = {}
+    declared = {p.name: p for p in spec.params}
+    for pair in pairs:
+        name, eq, text = pair.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            fail(f"--method-param must be NAME=VALUE, got {pair!r}", code=2)
+        if name not in declared:
+            have = ", ".join(declared) or "none"
+            fail(f"--method-param {name}: not a parameter of --method {spec.name} (its parameters: {have})", code=2)
+        if name in out:
+            fail(f"--method-param {name} is given twice", code=2)
+        try:
+            value = float(text)
+        except ValueError:
+            fail(f"--method-param {name}={text}: expected a number", code=2)
+        if declared[name].integer and value.is_integer():
+            value = int(value)
+        try:
+            out[name] = declared[name].check(value, "crowdlearn train", f"--method-param {name}")
+        except ValueError as exc:
+            fail(str(exc), code=2)
+    return out
+
+
 @app.command()
 @user_errors
 def train(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="label file"),
     features: Path = FeaturesOption,
     out: Path = typer.Option(..., "--out", "-o", help="model file to write (safetensors + JSON metadata)"),
-    method: str = typer.Option(
-        "geocrowdnet-f",
-        "--method",
-        "-m",
-        help="ccem, geocrowdnet-f, geocrowdnet-w, tracereg, crowdlayer-mw, crowdlayer-vw, crowdlayer-vb or ce",
+    method: str = typer.Option("geocrowdnet-f", "--method", "-m", help=_method_help()),
+    method_param: list[str] = typer.Option(
+        [],
+        "--method-param",
+        metavar="NAME=VALUE",
+        help="a parameter of --method (repeatable): " + _method_params_help(),
     ),
-    lam: float = typer.Option(
-        0.01,
-        "--lam",
-        help="regularization weight, used by geocrowdnet-f, geocrowdnet-w and tracereg; "
-        "ignored by ccem, ce, crowdlayer-mw, crowdlayer-vw and crowdlayer-vb",
-    ),
+    lam: float = typer.Option(0.01, "--lam", help=_lam_help()),
     epochs: int = typer.Option(100, "--epochs", min=1, help="training epochs"),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate of the classifier"),
     confusion_lr: float | None = typer.Option(None, "--confusion-lr", help="learning rate of the confusions"),
@@ -475,15 +533,25 @@ def train(
     at the end (all or nothing). ``--predictions -`` prints the table on stdout (the messages
     then go to stderr).
     """
-    from crowdlearn.estimators import METHODS, CrowdClassifier
+    from crowdlearn.estimators import CrowdClassifier
     from crowdlearn.io import STDOUT, align_features, atomic_outputs, read_features, read_truth, truth_array
+    from crowdlearn.nn.registry import available_methods, get_method
     from crowdlearn.train import TrainingDivergedError
     from crowdlearn.train.trainer import MAX_LR
 
-    if method not in METHODS:
-        fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
-    if init not in ("identity", "uniform", "mv", "ds"):
-        fail(f"--init must be identity, uniform, mv or ds, got {init!r}", code=2)
+    try:
+        registered = available_methods()
+    except RuntimeError as exc:  # a broken crowdlearn.methods entry point
+        fail(str(exc))
+    if method not in registered:
+        fail(f"--method must be one of {', '.join(registered)}, got {method!r}", code=2)
+    spec = get_method(method)
+    method_params = _parse_method_params(method_param, spec)
+    if "lam" in method_params and lam != 0.01 and method_params["lam"] != lam:
+        fail(f"--lam {lam:g} and --method-param lam={method_params['lam']:g} disagree; give one", code=2)
+    inits = [i for i in spec.inits if i != "array"]
+    if init not in inits:
+        fail(f"--init must be {_or(inits)} with --method {method}, got {init!r}", code=2)
     if validation not in ("holdout", "none"):
         fail(f"--validation must be holdout or none, got {validation!r}", code=2)
     _check_number("--lr", lr, strict=True, hi=MAX_LR)
@@ -535,7 +603,8 @@ def train(
                 f"{[show(c) for c in ann.classes.tolist()[:20]]}"
             )
     clf = CrowdClassifier(
-        method=method,  # type: ignore[arg-type]
+        method=method,
+        method_params=method_params or None,
         lam=lam,
         epochs=epochs,
         lr=lr,

@@ -28,20 +28,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from crowdlearn._checks import check_number, param_error
+from crowdlearn._checks import check_number, param_error, show
 from crowdlearn.annotations import Annotations
-from crowdlearn.nn import (
-    MLP,
-    ConfusionMatrices,
-    CrowdLayer,
-    CrowdLoss,
-    CrowdModel,
-    GeoCrowdNetFLoss,
-    GeoCrowdNetWLoss,
-    IdentityHead,
-    TraceRegLoss,
-)
+from crowdlearn.nn import MLP, ConfusionMatrices, CrowdLoss, CrowdModel, HeadContext, MethodSpec, get_method
 from crowdlearn.nn.functional import DEFAULT_RIDGE
+from crowdlearn.nn.methods import BUILTIN_METHODS
+from crowdlearn.nn.registry import available_methods, method_table
 from crowdlearn.train import (
     Callback,
     Checkpoint,
@@ -65,19 +57,10 @@ __all__ = [
     "posterior_confusions",
 ]
 
-Method = Literal[
-    "ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce", "crowdlayer-mw", "crowdlayer-vw", "crowdlayer-vb"
-]
-METHODS: tuple[str, ...] = (
-    "ccem",
-    "geocrowdnet-f",
-    "geocrowdnet-w",
-    "tracereg",
-    "ce",
-    "crowdlayer-mw",
-    "crowdlayer-vw",
-    "crowdlayer-vb",
-)
+#: A method name: one of :func:`crowdlearn.nn.available_methods` (the registry).
+Method = str
+#: The built-in methods' names; :func:`crowdlearn.nn.available_methods` also lists registered plug-ins.
+METHODS: tuple[str, ...] = tuple(spec.name for spec in BUILTIN_METHODS)
 BACKBONES: tuple[str, ...] = ("mlp", "linear")
 SAVE_FORMAT = "crowdlearn-crowdclassifier"
 SAVE_VERSION = 1
@@ -186,36 +169,29 @@ class CrowdClassifier(ParamsMixin):
     annotator ``m``'s label on item ``x`` follows ``A_m f(x)``. Training minimizes over the
     observed (item, annotator, label) triples only:
 
-    - ``"ccem"``: coupled cross-entropy ``-(1/|S|) sum log (A_m f(x_n))_y``;
-    - ``"geocrowdnet-f"``: CCEM ``- lam * log det(F F^T + eps I)``, ``F`` (K, B) the batch predictions;
-    - ``"geocrowdnet-w"``: CCEM ``- lam * log det(W^T W + eps I)``, ``W`` (MK, K) the stacked ``A_m``;
-    - ``"tracereg"``: CCEM ``+ lam * sum_m trace(A_m)`` (Tanno et al., CVPR 2019);
-    - ``"ce"``: no annotator model (every ``A_m`` fixed to the identity): plain cross-entropy on
-      the crowd labels. Fitted on aggregated labels (one label per item) it is the two-stage
-      baseline "aggregate, then train";
-    - ``"crowdlayer-mw"``, ``"crowdlayer-vw"``, ``"crowdlayer-vb"``: CrowdLayer (Rodrigues &
-      Pereira, AAAI 2018), annotator ``m``'s label ``~ softmax(a_m(f(x)))`` with ``a_m(p) = W_m p``
-      (MW, identity init), ``w_m * p`` (VW, ones) or ``p + b_m`` (VB, zeros); cross-entropy on the
-      observed labels, no regularizer (see :class:`~crowdlearn.nn.CrowdLayer`). ``init`` must
-      stay ``"identity"`` (the original initialization is used); ``confusions_`` are the implied
-      column-stochastic matrices ``C_m[:, j] = softmax(a_m(e_j))``; ``refine_confusions`` does
-      not apply.
+    {method_table}
 
-    Methods from Ibrahim, Nguyen & Fu, ICLR 2023 (arXiv 2306.03288).
+    Methods are looked up in the registry (:mod:`crowdlearn.nn.registry`, see docs/training.md,
+    "Methods as plug-ins"); a registered plug-in is used the same way. CrowdLayer's ``init``
+    must stay ``"identity"`` (the original initialization is used) and ``refine_confusions``
+    does not apply to it.
 
     Parameters
     ----------
-    method : {"ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "ce", "crowdlayer-mw", "crowdlayer-vw", \
-"crowdlayer-vb"}, default="geocrowdnet-f"
+    method : {method_choices}, default="geocrowdnet-f"
+        A registered method (:func:`crowdlearn.nn.available_methods`).
+    method_params : dict or None, default=None
+        The method's own parameters (its spec's declared ones, checked at ``fit``). ``lam`` and
+        ``eps`` are also top-level parameters: a method that declares them takes the top-level
+        value unless ``method_params`` sets it (then ``method_params`` wins; giving both with
+        different values is an error).
     backbone : None, {"mlp", "linear"} or torch.nn.Module, default=None
         The classifier, mapping a batch of inputs to ``K`` logits. None or ``"mlp"``: for 2-d
         feature arrays, the MLP of Ibrahim et al. ``BN(D, affine=False) -> Linear 128 -> ReLU ->
         Dropout 0.5 -> BN(128, affine=False) -> Linear K``; ``"linear"``: ``BN(D) -> Linear K``.
         A module is deep-copied at ``fit`` (the given one is not trained).
     lam : float, default=0.01
-        Regularization weight, used by "geocrowdnet-f", "geocrowdnet-w" and "tracereg"; ignored
-        by "ccem", "ce", "crowdlayer-mw", "crowdlayer-vw" and "crowdlayer-vb", which have no
-        regularizer (so is ``lam_schedule``).
+        Regularization weight, {lam_usage} (so is ``lam_schedule``).
     epochs : int, default=100
     lr : float, default=1e-3
         Adam learning rate of the backbone.
@@ -240,7 +216,7 @@ class CrowdClassifier(ParamsMixin):
         ``lam * (1 - e / epochs)``; ``"warmup"`` ``lam * min(1, (e + 1) / (0.1 * epochs))``;
         None or ``"constant"`` keeps ``lam``.
     eps : float, default=1e-6
-        Ridge of the log-determinants.
+        Ridge of the log-determinants (the methods declaring ``eps``).
     mixup : float, default=0.0
         Mixup on the crowd labels (``Beta(mixup, mixup)`` mixing weights; 0 disables it): each
         training batch feeds convex combinations of pairs of its items, and every observed label
@@ -328,6 +304,7 @@ class CrowdClassifier(ParamsMixin):
         self,
         *,
         method: Method = "geocrowdnet-f",
+        method_params: dict[str, Any] | None = None,
         backbone: str | nn.Module | None = None,
         lam: float = 0.01,
         epochs: int = 100,
@@ -354,6 +331,7 @@ class CrowdClassifier(ParamsMixin):
         sink: Callable[[str], Any] | None = None,
     ) -> None:
         self.method = method
+        self.method_params = method_params
         self.backbone = backbone
         self.lam = lam
         self.epochs = epochs
@@ -386,8 +364,7 @@ class CrowdClassifier(ParamsMixin):
         def number(name: str, lo: float, *, strict: bool, allow_none: bool = False, integer: bool = False) -> None:
             check_number(getattr(self, name), name, c, low=lo, strict=strict, integer=integer, allow_none=allow_none)
 
-        if self.method not in METHODS:
-            raise _param_error(c, "method", f"one of {', '.join(map(repr, METHODS))}", self.method)
+        spec = self._spec()
         if not (self.backbone is None or isinstance(self.backbone, nn.Module) or self.backbone in BACKBONES):
             raise _param_error(c, "backbone", f"None, one of {BACKBONES} or a torch.nn.Module", self.backbone)
         number("lam", 0, strict=False)
@@ -404,8 +381,13 @@ class CrowdClassifier(ParamsMixin):
         number("refine_confusions", 0, strict=False, integer=True)
         if not (isinstance(self.init, np.ndarray) or self.init in ("identity", "uniform", "mv", "ds")):
             raise _param_error(c, "init", "'identity', 'uniform', 'mv', 'ds' or an (M, K, K) array", self.init)
-        if str(self.method).startswith("crowdlayer-") and not (isinstance(self.init, str) and self.init == "identity"):
-            raise _param_error(c, "init", f"'identity' with method={self.method!r} (CrowdLayer's own init)", self.init)
+        if not spec.accepts_init(self.init):
+            shown = [repr(i) if i != "array" else "an (M, K, K) array" for i in spec.inits]
+            expected = shown[0] if len(shown) == 1 else "one of " + ", ".join(shown)
+            raise _param_error(c, "init", f"{expected} with method={self.method!r}", self.init)
+        self._method_params()
+        if spec.needs_annotator_features:
+            raise ValueError(f"method={self.method!r} needs annotator features, which {c} does not pass to heads yet")
         if self.schedule not in (None, "constant", "cosine"):
             raise _param_error(c, "schedule", "None, 'constant' or 'cosine'", self.schedule)
         if self.lam_schedule not in (None, "constant", "decay", "warmup"):
@@ -419,6 +401,30 @@ class CrowdClassifier(ParamsMixin):
             raise _param_error(c, "distributed", "a bool", self.distributed)
         if self.verbose not in (0, 1, 2):
             raise _param_error(c, "verbose", "0, 1 or 2", self.verbose)
+
+    def _spec(self) -> MethodSpec:
+        """The registered spec of ``method`` (the error lists the known methods)."""
+        try:
+            return get_method(self.method)
+        except ValueError:
+            raise _param_error(
+                self._name, "method", f"one of {', '.join(map(repr, available_methods()))}", self.method
+            ) from None
+
+    def _method_params(self) -> dict[str, Any]:
+        """The method's parameters resolved and checked by its spec (see ``method_params``)."""
+        spec = self._spec()
+        given = self.method_params
+        if given is not None and not (isinstance(given, dict) and all(isinstance(k, str) for k in given)):
+            raise _param_error(self._name, "method_params", "None or a dict with str keys", given)
+        sig = inspect.signature(type(self).__init__).parameters
+        top = {p.name: getattr(self, p.name) for p in spec.params if p.top_level and p.name in sig}
+        for name, value in (given or {}).items():
+            if name in top and value != top[name] and top[name] != sig[name].default:
+                raise ValueError(
+                    f"{name}={show(top[name])} and method_params[{name!r}]={show(value)} disagree; set it once"
+                )
+        return spec.resolve_params(given, top, self._name)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -497,15 +503,11 @@ class CrowdClassifier(ParamsMixin):
         return str(self.init)
 
     def _make_head(self, n_annotators: int, n_classes: int, init: str | np.ndarray[Any, Any]) -> nn.Module:
-        if self.method == "ce":
-            return IdentityHead(n_annotators, n_classes)
-        if self.method.startswith("crowdlayer-"):
-            kind: Any = self.method[len("crowdlayer-") :]
-            return CrowdLayer(n_annotators, n_classes, kind=kind)
-        return ConfusionMatrices(n_annotators, n_classes, init=init, scale=float(self.init_scale))
+        ctx = HeadContext(n_annotators, n_classes, init, float(self.init_scale), self._method_params())
+        return self._spec().make_head(ctx)
 
     def _lam_schedule(self) -> Callable[[int], float] | None:
-        lam, epochs = float(self.lam), max(int(self.epochs), 1)
+        lam, epochs = float(self._method_params().get("lam", self.lam)), max(int(self.epochs), 1)
         if self.lam_schedule == "decay":
             return lambda e: lam * (1.0 - e / epochs)
         if self.lam_schedule == "warmup":
@@ -513,14 +515,10 @@ class CrowdClassifier(ParamsMixin):
         return None
 
     def _make_criterion(self) -> CrowdLoss:
-        lam = float(self.lam)
-        if self.method == "geocrowdnet-f":
-            return GeoCrowdNetFLoss(lam, eps=float(self.eps))
-        if self.method == "geocrowdnet-w":
-            return GeoCrowdNetWLoss(lam, eps=float(self.eps))
-        if self.method == "tracereg":
-            return TraceRegLoss(lam)
-        return CrowdLoss()
+        """CCEM on the head's output plus the spec's regularizers, weighted by their parameters."""
+        params = self._method_params()
+        regularizers = [make(params) for make in self._spec().regularizers]
+        return CrowdLoss(params.get("lam"), regularizers=regularizers)
 
     # ------------------------------------------------------------------ fit / predict
     def fit(
@@ -594,7 +592,7 @@ class CrowdClassifier(ParamsMixin):
             torch.manual_seed(int(self.random_state))
             backbone = self._make_backbone(inputs, k)
             head = self._make_head(m, k, self._initial_confusions(train_ann))
-        model = CrowdModel(backbone, head)
+        model = CrowdModel(backbone, head, needs_representation=self._spec().needs_representation)
         self._check_backbone_output(model, inputs, k)
 
         callbacks: list[Callback] = []
@@ -665,19 +663,30 @@ class CrowdClassifier(ParamsMixin):
         was = model.training
         model.eval()
         with torch.no_grad():
-            out = model(inputs.get(idx))
+            out, rep = (
+                model.forward_features(inputs.get(idx))
+                if model.needs_representation
+                else (model(inputs.get(idx)), None)
+            )
         model.train(was)
         if out.ndim != 2 or out.shape[1] != k:
             raise ValueError(
                 f"the backbone outputs shape {tuple(out.shape)} for a batch of {len(idx)}, but the annotations have "
                 f"{k} classes (labels 0..{k - 1}); the backbone must map a batch to (batch, {k}) logits"
             )
+        if model.needs_representation and (rep is None or rep.ndim != 2 or rep.shape[0] != len(idx)):
+            name = type(model.backbone).__name__
+            got = "only logits" if rep is None else f"a representation of shape {tuple(rep.shape)}"
+            raise ValueError(
+                f"method={self.method!r} needs the item representation, but the backbone {name} gives {got}; "
+                f"give it forward_features(x) -> (logits (batch, {k}), representation (batch, H))"
+            )
 
     def _confusions_from_model(self) -> np.ndarray[Any, Any]:
-        head = self.model_.head
-        if isinstance(head, (ConfusionMatrices, CrowdLayer)):
+        get = getattr(self.model_.head, "confusions", None)
+        if callable(get):
             with torch.no_grad():
-                return np.asarray(head.confusions().detach().cpu().numpy(), dtype=np.float64)
+                return np.asarray(get().detach().cpu().numpy(), dtype=np.float64)
         eye = np.eye(self.n_classes_)
         return np.repeat(eye[None], self.n_annotators_, axis=0)
 
@@ -886,7 +895,7 @@ class CrowdClassifier(ParamsMixin):
                 raise ValueError(f"{path}: a built-in backbone needs 2-d inputs, saved input shape {shape}")
             body = _builtin_backbone(params["backbone"] or "mlp", int(shape[0]), k)
         init: str | np.ndarray[Any, Any] = "identity"
-        model = CrowdModel(body, est._make_head(m, k, init))
+        model = CrowdModel(body, est._make_head(m, k, init), needs_representation=est._spec().needs_representation)
         state = {key[len("model.") :]: v for key, v in tensors.items() if key.startswith("model.")}
         try:
             model.load_state_dict(state)
@@ -908,6 +917,31 @@ class CrowdClassifier(ParamsMixin):
         est.confusions_ = est._confusions_from_model()
         return est
 
+
+def _lam_usage(names: tuple[str, ...]) -> str:
+    used = [n for n in names if "lam" in get_method(n).param_names]
+    ignored = [n for n in names if n not in used]
+
+    def said(group: list[str]) -> str:
+        quoted = [f'"{n}"' for n in group]
+        return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+    return f"used by {said(used)}; ignored by {said(ignored)}, which have no regularizer"
+
+
+def _document_methods() -> None:
+    """Fill the docstring's method table, ``method`` choices and ``lam`` usage from the registry."""
+    names = available_methods(entry_points=False)  # importing crowdlearn never imports a plug-in
+    doc = CrowdClassifier.__doc__ or ""
+    choices = ", ".join(f'"{n}"' for n in names)
+    CrowdClassifier.__doc__ = (
+        doc.replace("    {method_table}", method_table(names))
+        .replace("{method_choices}", "{" + choices + "}")
+        .replace("{lam_usage}", _lam_usage(names))
+    )
+
+
+_document_methods()
 
 _META_KEYS = (
     "params",

@@ -1,4 +1,8 @@
-"""Classifier backbones: each maps a batch of inputs to ``K`` logits (no softmax)."""
+"""Classifier backbones: each maps a batch of inputs to ``K`` logits (no softmax).
+
+Each also exposes ``forward_features(x) -> (logits (B, K), representation (B, H))``, the input
+of its last linear layer as the item representation (for heads that ask for it).
+"""
 
 from __future__ import annotations
 
@@ -65,8 +69,13 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.net(x)
-        return out
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (B, K) and the representation (B, H): the input of the last linear layer."""
+        rep: Tensor = self.net[:-1](x)
+        out: Tensor = self.net[-1](rep)
+        return out, rep
 
 
 def paper_mlp(n_features: int, n_classes: int) -> MLP:
@@ -103,8 +112,13 @@ class LeNet(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.classifier(self.features(x))
-        return out
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (B, K) and the representation (B, 84): the input of the last linear layer."""
+        rep: Tensor = self.classifier[:-1](self.features(x))
+        out: Tensor = self.classifier[-1](rep)
+        return out, rep
 
 
 class _Block(nn.Module):
@@ -156,5 +170,10 @@ class SmallResNet(nn.Module):
         self.fc = nn.Linear(cin, n_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
-        return out
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (B, K) and the representation (B, C): the pooled features fed to ``fc``."""
+        rep = torch.flatten(self.pool(self.stages(self.stem(x))), 1)
+        out: Tensor = self.fc(rep)
+        return out, rep

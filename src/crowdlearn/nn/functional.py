@@ -22,6 +22,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from crowdlearn.nn.registry import DEFAULT_RIDGE  # the ridge of the log-determinants (torch-free home)
+
 __all__ = [
     "DEFAULT_RIDGE",
     "Reduction",
@@ -34,12 +36,6 @@ __all__ = [
 ]
 
 Reduction = Literal["none", "mean", "sum"]
-
-#: Ridge ``eps`` added to the Gram matrices before the log-determinant (``G + eps * I``).
-#: With probabilities in ``[0, 1]`` the Gram entries are O(1) or larger, so ``1e-6`` changes the
-#: value of a well-conditioned Gram matrix by a relative ``~1e-6`` while bounding the log-det of a
-#: rank-deficient one below by ``K log(eps)`` (finite, with finite gradients).
-DEFAULT_RIDGE = 1e-6
 
 
 def _reduce(values: Tensor, reduction: Reduction) -> Tensor:

@@ -1,12 +1,18 @@
-"""Losses as small modules: coupled cross-entropy and its regularized variants.
+"""Losses as small modules: coupled cross-entropy plus a list of weighted regularizers.
 
 Each loss is called as ``loss(model, logits, rows, annotators, labels)`` and returns a dict of
 scalar tensors with at least ``"loss"`` (what is minimized) and ``"nll"`` (the mean negative log
-likelihood of the observed labels); regularized losses add ``"reg"`` (the regularizer's value,
-before multiplying by ``lam``). ``lam`` is a plain attribute, so a callback may schedule it.
+likelihood of the observed labels). A loss with regularizers adds, for every regularizer, its
+term under its ``name`` (unweighted, with its sign: what is added before the weight) and
+``"reg"``, the weighted sum of the terms; so ``loss = nll + reg = nll + sum_i w_i * term_i``.
+Each regularizer's weight is a plain attribute named by its ``weight_name`` (``lam`` for the
+built-ins), so a callback may schedule it (:class:`~crowdlearn.train.LambdaSchedule` sets
+``loss.lam``, i.e. every regularizer whose ``weight_name`` is ``"lam"``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -18,63 +24,50 @@ __all__ = [
     "CrowdLoss",
     "GeoCrowdNetFLoss",
     "GeoCrowdNetWLoss",
+    "LogDetVolumeF",
+    "LogDetVolumeW",
+    "Regularizer",
     "TraceRegLoss",
+    "TraceRegularizer",
 ]
 
 
-class CrowdLoss(nn.Module):
-    """Coupled cross-entropy (CCEM) on the observed labels; base of the regularized losses.
+class Regularizer:
+    """A term added to the crowd loss: ``weight * self(model, logits)``.
 
-    ``nll = -(1/E) sum_e log P(annotator m_e says y_e | x_e)`` with the model's head; with a
-    :class:`~crowdlearn.nn.ConfusionMatrices` head this is CCEM (Ibrahim, Nguyen & Fu, ICLR 2023).
+    Subclasses implement :meth:`__call__`, returning the (scalar) term *to add*: a quantity to
+    maximize returns its negative, so there is no hidden sign. ``name`` keys the term in the
+    loss parts (and ``train_<name>`` in the history); ``weight_name`` is the method parameter
+    that sets ``weight`` (a schedule targets it by this name).
 
     Parameters
     ----------
-    lam : float, default=0.0
-        Weight of the regularizer (unused by plain CCEM).
+    weight : float
+        The term's weight ``w``.
     """
 
-    def __init__(self, lam: float = 0.0) -> None:
-        super().__init__()
-        self.lam = float(lam)
+    #: key of the term in the loss parts
+    name: str = "reg"
+    #: the parameter that sets the weight (``lam`` for the built-ins)
+    weight_name: str = "lam"
 
-    def nll(self, model: CrowdModel, logits: Tensor, rows: Tensor, annotators: Tensor, labels: Tensor) -> Tensor:
-        """Mean negative log-likelihood of the observed labels (scalar)."""
-        logp = model.crowd_log_probs(logits, rows, annotators)  # (E, K)
-        if logp.shape[0] == 0:
-            raise ValueError("the batch has no observed labels; cannot compute the loss")
-        return -logp.gather(1, labels.unsqueeze(1)).squeeze(1).mean()
+    def __init__(self, weight: float) -> None:
+        self.weight = float(weight)
 
-    def regularizer(self, model: CrowdModel, logits: Tensor) -> Tensor | None:
-        """The regularizer's value (scalar) or None."""
-        return None
-
-    def forward(
-        self, model: CrowdModel, logits: Tensor, rows: Tensor, annotators: Tensor, labels: Tensor
-    ) -> dict[str, Tensor]:
-        """Loss parts; see the module docstring.
+    def __call__(self, model: CrowdModel, logits: Tensor) -> Tensor:
+        """The term to add (scalar), before the weight.
 
         Parameters
         ----------
         model : CrowdModel
+            Its head holds the annotator model (e.g. ``model.head.confusions()``, (M, K, K)).
         logits : Tensor of shape (B, K)
-        rows, annotators, labels : Tensor of int64 of shape (E,)
+            The batch's classifier logits (float32).
         """
-        nll = self.nll(model, logits, rows, annotators, labels)
-        reg = self.regularizer(model, logits)
-        if reg is None:
-            return {"loss": nll, "nll": nll}
-        return {"loss": nll + self.sign * self.lam * reg, "nll": nll, "reg": reg}
+        raise NotImplementedError
 
-    #: +1 when the regularizer is added, -1 when it is subtracted (a volume to maximize)
-    sign: float = 1.0
-
-    def extra_repr(self) -> str:
-        return f"lam={self.lam:g}"
-
-
-#: CCEM is the base loss itself.
-CoupledCrossEntropy = CrowdLoss
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.weight_name}={self.weight:g})"
 
 
 def _confusions(model: CrowdModel) -> Tensor:
@@ -85,40 +78,163 @@ def _confusions(model: CrowdModel) -> Tensor:
     return out
 
 
-class GeoCrowdNetFLoss(CrowdLoss):
-    """GeoCrowdNet(F): ``CCEM - lam * log det(F F^T + eps I)``, ``F`` the batch predictions (K, B).
+class LogDetVolumeF(Regularizer):
+    """GeoCrowdNet(F)'s term ``-log det(F F^T + eps I)``, ``F`` (K, B) the batch predictions.
 
     Ibrahim, Nguyen & Fu (ICLR 2023). See :func:`crowdlearn.nn.functional.logdet_volume_f`.
     """
 
-    sign = -1.0
+    name = "logdet_f"
 
-    def __init__(self, lam: float = 0.01, *, eps: float = CF.DEFAULT_RIDGE) -> None:
-        super().__init__(lam)
+    def __init__(self, weight: float = 0.01, *, eps: float = CF.DEFAULT_RIDGE) -> None:
+        super().__init__(weight)
         self.eps = float(eps)
 
-    def regularizer(self, model: CrowdModel, logits: Tensor) -> Tensor | None:
-        return CF.logdet_volume_f(logits.float().softmax(dim=1), eps=self.eps)
+    def __call__(self, model: CrowdModel, logits: Tensor) -> Tensor:
+        return -CF.logdet_volume_f(logits.float().softmax(dim=1), eps=self.eps)
 
 
-class GeoCrowdNetWLoss(CrowdLoss):
-    """GeoCrowdNet(W): ``CCEM - lam * log det(W^T W + eps I)``, ``W`` the stacked confusions (MK, K).
+class LogDetVolumeW(Regularizer):
+    """GeoCrowdNet(W)'s term ``-log det(W^T W + eps I)``, ``W`` (MK, K) the stacked confusions.
 
     Ibrahim, Nguyen & Fu (ICLR 2023). See :func:`crowdlearn.nn.functional.logdet_volume_w`.
     """
 
-    sign = -1.0
+    name = "logdet_w"
 
-    def __init__(self, lam: float = 0.01, *, eps: float = CF.DEFAULT_RIDGE) -> None:
-        super().__init__(lam)
+    def __init__(self, weight: float = 0.01, *, eps: float = CF.DEFAULT_RIDGE) -> None:
+        super().__init__(weight)
         self.eps = float(eps)
 
-    def regularizer(self, model: CrowdModel, logits: Tensor) -> Tensor | None:
-        return CF.logdet_volume_w(_confusions(model), eps=self.eps)
+    def __call__(self, model: CrowdModel, logits: Tensor) -> Tensor:
+        return -CF.logdet_volume_w(_confusions(model), eps=self.eps)
+
+
+class TraceRegularizer(Regularizer):
+    """TraceReg's term ``sum_m trace(A_m)`` (Tanno et al., CVPR 2019)."""
+
+    name = "trace"
+
+    def __call__(self, model: CrowdModel, logits: Tensor) -> Tensor:
+        return CF.trace_regularizer(_confusions(model))
+
+
+class CrowdLoss(nn.Module):
+    """Coupled cross-entropy (CCEM) on the observed labels plus weighted regularizers.
+
+    ``nll = -(1/E) sum_e log P(annotator m_e says y_e | x_e)`` with the model's head; with a
+    :class:`~crowdlearn.nn.ConfusionMatrices` head this is CCEM (Ibrahim, Nguyen & Fu, ICLR 2023).
+    ``loss = nll + sum_i w_i * r_i(model, logits)`` over ``regularizers``.
+
+    Parameters
+    ----------
+    lam : float or None, default=None
+        When given, the weight of every regularizer whose ``weight_name`` is ``"lam"`` (the
+        built-ins); None keeps the regularizers' own weights (``loss.lam`` then reads the first
+        ``lam``-weighted one's, or 0.0). Unused by plain CCEM.
+    regularizers : sequence of Regularizer, default=()
+        The terms to add; their ``name`` must differ.
+    """
+
+    def __init__(self, lam: float | None = None, *, regularizers: Sequence[Regularizer] = ()) -> None:
+        super().__init__()
+        self.regularizers = list(regularizers)
+        names = [r.name for r in self.regularizers]
+        if len(set(names)) != len(names) or {"loss", "nll", "reg"} & set(names):
+            raise ValueError(f"regularizer names must be distinct and not loss/nll/reg, got {names}")
+        own = [r.weight for r in self.regularizers if r.weight_name == "lam"]
+        self._lam = float(own[0]) if own else 0.0
+        if lam is not None:
+            self.lam = float(lam)
+
+    @property
+    def lam(self) -> float:
+        """The weight named ``lam``; setting it sets every regularizer weighted by ``lam``."""
+        return self._lam
+
+    @lam.setter
+    def lam(self, value: float) -> None:
+        self.set_weight("lam", value)
+
+    def set_weight(self, weight_name: str, value: float) -> None:
+        """Set the weight of every regularizer whose ``weight_name`` is ``weight_name``."""
+        if weight_name == "lam":
+            self._lam = float(value)
+        for reg in self.regularizers:
+            if reg.weight_name == weight_name:
+                reg.weight = float(value)
+
+    def nll(
+        self,
+        model: CrowdModel,
+        logits: Tensor,
+        rows: Tensor,
+        annotators: Tensor,
+        labels: Tensor,
+        representation: Tensor | None = None,
+    ) -> Tensor:
+        """Mean negative log-likelihood of the observed labels (scalar)."""
+        logp = model.crowd_log_probs(logits, rows, annotators, representation)  # (E, K)
+        if logp.shape[0] == 0:
+            raise ValueError("the batch has no observed labels; cannot compute the loss")
+        return -logp.gather(1, labels.unsqueeze(1)).squeeze(1).mean()
+
+    def forward(
+        self,
+        model: CrowdModel,
+        logits: Tensor,
+        rows: Tensor,
+        annotators: Tensor,
+        labels: Tensor,
+        representation: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Loss parts; see the module docstring.
+
+        Parameters
+        ----------
+        model : CrowdModel
+        logits : Tensor of shape (B, K)
+        rows, annotators, labels : Tensor of int64 of shape (E,)
+        representation : Tensor of shape (B, H), optional
+            The batch's item representation, for a head that asks for it.
+        """
+        nll = self.nll(model, logits, rows, annotators, labels, representation)
+        if not self.regularizers:
+            return {"loss": nll, "nll": nll}
+        parts: dict[str, Tensor] = {}
+        total: Tensor | None = None
+        for reg in self.regularizers:
+            term = reg(model, logits)
+            parts[reg.name] = term
+            weighted = reg.weight * term
+            total = weighted if total is None else total + weighted
+        assert total is not None
+        return {"loss": nll + total, "nll": nll, "reg": total, **parts}
+
+    def extra_repr(self) -> str:
+        return ", ".join(repr(r) for r in self.regularizers) if self.regularizers else f"lam={self.lam:g}"
+
+
+#: CCEM is the base loss itself.
+CoupledCrossEntropy = CrowdLoss
+
+
+class GeoCrowdNetFLoss(CrowdLoss):
+    """GeoCrowdNet(F): ``CCEM - lam * log det(F F^T + eps I)`` (a :class:`LogDetVolumeF` regularizer)."""
+
+    def __init__(self, lam: float = 0.01, *, eps: float = CF.DEFAULT_RIDGE) -> None:
+        super().__init__(lam, regularizers=[LogDetVolumeF(lam, eps=eps)])
+
+
+class GeoCrowdNetWLoss(CrowdLoss):
+    """GeoCrowdNet(W): ``CCEM - lam * log det(W^T W + eps I)`` (a :class:`LogDetVolumeW` regularizer)."""
+
+    def __init__(self, lam: float = 0.01, *, eps: float = CF.DEFAULT_RIDGE) -> None:
+        super().__init__(lam, regularizers=[LogDetVolumeW(lam, eps=eps)])
 
 
 class TraceRegLoss(CrowdLoss):
     """TraceReg (Tanno et al., CVPR 2019): ``CCEM + lam * sum_m trace(A_m)``."""
 
-    def regularizer(self, model: CrowdModel, logits: Tensor) -> Tensor | None:
-        return CF.trace_regularizer(_confusions(model))
+    def __init__(self, lam: float = 0.0) -> None:
+        super().__init__(lam, regularizers=[TraceRegularizer(lam)])

@@ -19,20 +19,47 @@ class CrowdModel(nn.Module):
         Any module mapping a batch of inputs to logits of shape (B, K).
     head : nn.Module
         Called as ``head(log_probs (E, K), annotators (E,)) -> (E, K)`` log distribution of each
-        observed annotator's label.
+        observed annotator's label; when the head needs the item representation it is called as
+        ``head(log_probs, annotators, rows=rows (E,), representation=(E, H))``, the representation
+        of each observed label's item from the backbone's ``forward_features``.
+    needs_representation : bool or None, default=None
+        Whether the head needs the representation (None: the head's own ``needs_representation``
+        attribute, False without one). A method spec's ``needs_representation`` sets it.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, *, needs_representation: bool | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
+        if needs_representation is None:
+            needs_representation = bool(getattr(head, "needs_representation", False))
+        self._needs_representation = bool(needs_representation)
 
     def forward(self, x: Tensor) -> Tensor:
         """Classifier logits, shape (B, K)."""
         out: Tensor = self.backbone(x)
         return out
 
-    def crowd_log_probs(self, logits: Tensor, rows: Tensor, annotators: Tensor) -> Tensor:
+    @property
+    def needs_representation(self) -> bool:
+        """Whether the head is called with the item representation."""
+        return self._needs_representation
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, K) and the item representation (B, H), or None when the backbone has none.
+
+        The representation comes from the backbone's ``forward_features(x) -> (logits, rep)``
+        (the built-in backbones define it); a backbone returning only logits gives None.
+        """
+        get = getattr(self.backbone, "forward_features", None)
+        if get is None:
+            return self.forward(x), None
+        logits, rep = get(x)
+        return logits, rep
+
+    def crowd_log_probs(
+        self, logits: Tensor, rows: Tensor, annotators: Tensor, representation: Tensor | None = None
+    ) -> Tensor:
         """Log distribution of each observed label, shape (E, K).
 
         Parameters
@@ -41,7 +68,18 @@ class CrowdModel(nn.Module):
         rows : Tensor of int64 of shape (E,)
             Row of ``logits`` of each observed label.
         annotators : Tensor of int64 of shape (E,)
+        representation : Tensor of shape (B, H), optional
+            The batch's item representation; required when the head asks for it.
         """
         log_probs = logits.float().log_softmax(dim=1).index_select(0, rows)
-        out: Tensor = self.head(log_probs, annotators)
+        if not self.needs_representation:
+            out: Tensor = self.head(log_probs, annotators)
+            return out
+        if representation is None:
+            raise ValueError(
+                f"the head {type(self.head).__name__} needs the item representation, but the backbone "
+                f"{type(self.backbone).__name__} returns only logits; "
+                "give it forward_features(x) -> (logits, representation)"
+            )
+        out = self.head(log_probs, annotators, rows=rows, representation=representation.float().index_select(0, rows))
         return out

@@ -29,6 +29,8 @@ from crowdlearn.train.history import History
 __all__ = ["DIVERGENCE_FACTOR", "MAX_LR", "Schedule", "Trainer", "TrainingDivergedError", "resolve_device"]
 
 Schedule = Literal["constant", "cosine"] | Callable[[int], float] | None
+#: ``loss_fn(logits (B, K), representation (B, H) or None) -> loss parts``
+LossFn = Callable[[Tensor, "Tensor | None"], dict[str, Tensor]]
 
 #: The largest learning rate Adam can take: its first step ``lr / (1 - beta1)`` (beta1 = 0.9)
 #: must be a finite float32.
@@ -238,13 +240,31 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
     def make_optimizer(self) -> torch.optim.Optimizer:
-        """Adam with two parameter groups: backbone (lr, weight decay) and head (confusion_lr)."""
-        head = [p for p in self.model.head.parameters() if p.requires_grad]
-        head_ids = {id(p) for p in head}
+        """Adam: the backbone's group (lr, weight decay), then the head's groups.
+
+        The head's groups are ``head.param_groups(confusion_lr)`` when the head defines it (a
+        list of dicts with ``"params"``, ``"lr"`` and ``"weight_decay"``; every trainable head
+        parameter in exactly one), else one group of all its parameters at ``confusion_lr``
+        without decay (decay would pull the confusion logits toward uniform columns). The
+        ``schedule`` factor multiplies ``self.lr`` (backbone), ``self.confusion_lr`` (the default
+        head group) or a head group's own ``"base_lr"`` (its ``lr`` as the head gave it).
+        """
+        head_params = [p for p in self.model.head.parameters() if p.requires_grad]
+        head_ids = {id(p) for p in head_params}
         body = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
         groups: list[dict[str, Any]] = [{"params": body, "lr": self.lr, "weight_decay": self.weight_decay}]
-        if head:
-            groups.append({"params": head, "lr": self.confusion_lr, "weight_decay": 0.0})
+        own = getattr(self.model.head, "param_groups", None)
+        if callable(own):
+            head_groups = [dict(g, params=list(g["params"])) for g in own(self.confusion_lr)]
+            seen = [id(p) for g in head_groups for p in g["params"]]
+            if sorted(seen) != sorted(head_ids) or any({"lr", "weight_decay"} - set(g) for g in head_groups):
+                raise ValueError(
+                    f"{type(self.model.head).__name__}.param_groups() must put every trainable head parameter "
+                    "in exactly one group, each with 'params', 'lr' and 'weight_decay'"
+                )
+            groups += [dict(g, base_lr=float(g["lr"])) for g in head_groups]
+        elif head_params:
+            groups.append({"params": head_params, "lr": self.confusion_lr, "weight_decay": 0.0})
         return torch.optim.Adam(groups)
 
     def lr_factor(self, epoch: int) -> float:
@@ -372,8 +392,9 @@ class Trainer:
                     break
                 self._good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.history.new_epoch(epoch)
-                for group, base in zip(self.optimizer.param_groups, (self.lr, self.confusion_lr), strict=False):
-                    group["lr"] = base * self.lr_factor(epoch)
+                for i, group in enumerate(self.optimizer.param_groups):  # base_lr: see make_optimizer
+                    base = group.get("base_lr", self.lr if i == 0 else self.confusion_lr)
+                    group["lr"] = float(base) * self.lr_factor(epoch)
                 self.notify("on_epoch_begin", epoch)
                 self.run_epoch(inputs, annotations, labelled, epoch)
                 if self._ddp is not None:
@@ -452,7 +473,7 @@ class Trainer:
         if self.mixup > 0:
             parts = self.mixup_loss(batch)
         else:
-            parts = self.forward_loss(batch.x, lambda logits: self.get_loss(logits, batch))
+            parts = self.forward_loss(batch.x, lambda logits, rep: self.get_loss(logits, batch, rep))
         values = {k: float(v.detach()) for k, v in parts.items()}
         if self._ddp is not None:
             values = self._sync_values(values, epoch, batch_index)
@@ -468,8 +489,10 @@ class Trainer:
             self.optimizer.step()
         return values
 
-    def forward_loss(self, x: Tensor, loss_fn: Callable[[Tensor], dict[str, Tensor]]) -> dict[str, Tensor]:
-        """``loss_fn(model(x))``: the model under :meth:`autocast`, then the loss in float32.
+    def forward_loss(self, x: Tensor, loss_fn: LossFn) -> dict[str, Tensor]:
+        """``loss_fn(logits, representation)`` of the model on ``x``: the model under
+        :meth:`autocast`, then the loss in float32. The representation (B, H) is computed only
+        when the head asks for it (``model.needs_representation``), else it is None.
 
         In a distributed run both go through the DDP wrapper (see :meth:`wrap_model`).
         """
@@ -477,8 +500,8 @@ class Trainer:
             out: dict[str, Tensor] = self._ddp(x, loss_fn)
             return out
         with self.autocast():
-            logits = self.model(x)
-        return loss_fn(logits)
+            logits, rep = _model_outputs(self.model, x)
+        return loss_fn(logits, rep)
 
     def _sync_values(self, values: dict[str, float], epoch: int, batch_index: int) -> dict[str, float]:
         """Average the loss values over ranks; raise on every rank if any rank's are non-finite."""
@@ -504,11 +527,14 @@ class Trainer:
         for buf in self.model.buffers():
             dist.broadcast(buf, src=0)
 
-    def get_loss(self, logits: Tensor, batch: Batch) -> dict[str, Tensor]:
+    def get_loss(self, logits: Tensor, batch: Batch, representation: Tensor | None = None) -> dict[str, Tensor]:
         """The criterion on one batch: a dict of scalar tensors with ``"loss"``."""
-        parts: dict[str, Tensor] = self.criterion(
-            self.model, logits.float(), batch.rows, batch.annotators, batch.labels
-        )
+        if representation is None:  # the criterion's signature before heads took a representation
+            parts: dict[str, Tensor] = self.criterion(
+                self.model, logits.float(), batch.rows, batch.annotators, batch.labels
+            )
+            return parts
+        parts = self.criterion(self.model, logits.float(), batch.rows, batch.annotators, batch.labels, representation)
         return parts
 
     def mixup_loss(self, batch: Batch) -> dict[str, Tensor]:
@@ -522,11 +548,11 @@ class Trainer:
         inverse[perm] = torch.arange(n)
         perm, inverse = perm.to(self.device), inverse.to(self.device)
 
-        def loss_fn(logits: Tensor) -> dict[str, Tensor]:
+        def loss_fn(logits: Tensor, rep: Tensor | None) -> dict[str, Tensor]:
             # item j's labels sit on row j with weight t and on row inverse[j] (where p[r] = j) with 1 - t
-            own = self.get_loss(logits, batch)
+            own = self.get_loss(logits, batch, rep)
             other_batch = Batch(batch.items, batch.x, inverse[batch.rows], batch.annotators, batch.labels)
-            other = self.get_loss(logits, other_batch)
+            other = self.get_loss(logits, other_batch, rep)
             return {k: t * own[k] + (1.0 - t) * other[k] for k in own}
 
         return self.forward_loss(t * batch.x + (1.0 - t) * batch.x[perm], loss_fn)
@@ -551,12 +577,13 @@ class Trainer:
     def validation_step(self, batch: Batch, y: Tensor | None) -> dict[str, float]:
         """Sums over one validation batch: ``loss_sum``, ``n`` and (with truth) ``correct``."""
         with self.autocast():
-            logits = self.model(batch.x).float()
+            logits, rep = _model_outputs(self.model, batch.x) if y is None else (self.model(batch.x), None)
+        logits = logits.float()
         if y is not None:
             loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
             correct = (logits.argmax(1) == y).sum()
             return {"loss_sum": float(loss), "n": float(len(y)), "correct": float(correct)}
-        logp = self.model.crowd_log_probs(logits, batch.rows, batch.annotators)
+        logp = self.model.crowd_log_probs(logits, batch.rows, batch.annotators, rep)
         nll = -logp.gather(1, batch.labels.unsqueeze(1)).sum()
         return {"loss_sum": float(nll), "n": float(batch.labels.numel())}
 
@@ -611,7 +638,14 @@ class _LossForward(torch.nn.Module):
         self.model = model
         self.autocast = autocast
 
-    def forward(self, x: Tensor, loss_fn: Callable[[Tensor], dict[str, Tensor]]) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, loss_fn: LossFn) -> dict[str, Tensor]:
         with self.autocast():
-            logits = self.model(x)
-        return loss_fn(logits)
+            logits, rep = _model_outputs(self.model, x)
+        return loss_fn(logits, rep)
+
+
+def _model_outputs(model: CrowdModel, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Logits and, only when the head asks for it, the item representation."""
+    if model.needs_representation:
+        return model.forward_features(x)
+    return model(x), None
