@@ -622,7 +622,7 @@ def train(
     import warnings
 
     from crowdlearn.estimators import CollapsedModelWarning
-    from crowdlearn.train.distributed import is_main_process, world_size
+    from crowdlearn.train.distributed import barrier, is_main_process, world_size
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -633,7 +633,7 @@ def train(
             raise typer.Exit(1) from None
         fail(f"{exc} Nothing was written.")
     if not is_main_process():  # rank 0 writes in a distributed run
-        _barrier()
+        barrier()  # every rank waits for rank 0's writes (a no-op in one process)
         return
     try:
         say(
@@ -689,7 +689,7 @@ def train(
                 with staged.open(report) as fh:
                     fh.write(page)
     finally:
-        _barrier()
+        barrier()  # every rank waits for rank 0's writes (a no-op in one process)
     say(f"model written to {out}")
     if predictions is not None:
         if table is not None:
@@ -700,14 +700,6 @@ def train(
         say(f"confusions written to {confusions}")
     if report is not None:
         say(f"report written to {report}")
-
-
-def _barrier() -> None:
-    """Wait for every rank in a distributed run (a no-op otherwise)."""
-    from crowdlearn.train import distributed as dist_utils
-
-    if dist_utils.is_distributed():
-        dist_utils.barrier()
 
 
 def _check_number(flag: str, value: float, *, strict: bool, hi: float | None = None) -> None:
