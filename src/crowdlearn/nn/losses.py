@@ -78,7 +78,15 @@ def _confusions(model: CrowdModel) -> Tensor:
     return out
 
 
-class LogDetVolumeF(Regularizer):
+class _LogDetRegularizer(Regularizer):
+    """A log-determinant term with its ridge ``eps`` (``log det(G + eps I)``)."""
+
+    def __init__(self, weight: float = 0.01, *, eps: float = CF.DEFAULT_RIDGE) -> None:
+        super().__init__(weight)
+        self.eps = float(eps)
+
+
+class LogDetVolumeF(_LogDetRegularizer):
     """GeoCrowdNet(F)'s term ``-log det(F F^T + eps I)``, ``F`` (K, B) the batch predictions.
 
     Ibrahim, Nguyen & Fu (ICLR 2023). See :func:`crowdlearn.nn.functional.logdet_volume_f`.
@@ -86,25 +94,17 @@ class LogDetVolumeF(Regularizer):
 
     name = "logdet_f"
 
-    def __init__(self, weight: float = 0.01, *, eps: float = CF.DEFAULT_RIDGE) -> None:
-        super().__init__(weight)
-        self.eps = float(eps)
-
     def __call__(self, model: CrowdModel, logits: Tensor) -> Tensor:
         return -CF.logdet_volume_f(logits.float().softmax(dim=1), eps=self.eps)
 
 
-class LogDetVolumeW(Regularizer):
+class LogDetVolumeW(_LogDetRegularizer):
     """GeoCrowdNet(W)'s term ``-log det(W^T W + eps I)``, ``W`` (MK, K) the stacked confusions.
 
     Ibrahim, Nguyen & Fu (ICLR 2023). See :func:`crowdlearn.nn.functional.logdet_volume_w`.
     """
 
     name = "logdet_w"
-
-    def __init__(self, weight: float = 0.01, *, eps: float = CF.DEFAULT_RIDGE) -> None:
-        super().__init__(weight)
-        self.eps = float(eps)
 
     def __call__(self, model: CrowdModel, logits: Tensor) -> Tensor:
         return -CF.logdet_volume_w(_confusions(model), eps=self.eps)
