@@ -26,14 +26,14 @@ import pandas as pd
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
-from torch import nn
+from torch import Tensor, nn
 
 from crowdlearn._checks import check_number, param_error, show
 from crowdlearn.annotations import Annotations
 from crowdlearn.nn import MLP, ConfusionMatrices, CrowdLoss, CrowdModel, HeadContext, MethodSpec, get_method
 from crowdlearn.nn.functional import DEFAULT_RIDGE
 from crowdlearn.nn.methods import BUILTIN_METHODS
-from crowdlearn.nn.registry import available_methods, method_table
+from crowdlearn.nn.registry import Targets, TargetsContext, available_methods, method_table
 from crowdlearn.train import (
     Callback,
     Checkpoint,
@@ -46,6 +46,7 @@ from crowdlearn.train import (
     Trainer,
     ValidationSet,
 )
+from crowdlearn.train.transforms import BatchTransform, InputMixup
 
 __all__ = [
     "METHODS",
@@ -502,8 +503,14 @@ class CrowdClassifier(ParamsMixin):
             return conf
         return str(self.init)
 
-    def _make_head(self, n_annotators: int, n_classes: int, init: str | np.ndarray[Any, Any]) -> nn.Module:
-        ctx = HeadContext(n_annotators, n_classes, init, float(self.init_scale), self._method_params())
+    def _make_head(
+        self,
+        n_annotators: int,
+        n_classes: int,
+        init: str | np.ndarray[Any, Any],
+        annotations: Annotations | None = None,
+    ) -> nn.Module:
+        ctx = HeadContext(n_annotators, n_classes, init, float(self.init_scale), self._method_params(), annotations)
         return self._spec().make_head(ctx)
 
     def _lam_schedule(self) -> Callable[[int], float] | None:
@@ -514,11 +521,21 @@ class CrowdClassifier(ParamsMixin):
             return lambda e: lam * min(1.0, (e + 1) / max(0.1 * epochs, 1.0))
         return None
 
-    def _make_criterion(self) -> CrowdLoss:
-        """CCEM on the head's output plus the spec's regularizers, weighted by their parameters."""
-        params = self._method_params()
-        regularizers = [make(params) for make in self._spec().regularizers]
+    def _make_criterion(self) -> nn.Module:
+        """CCEM on the head's output plus the spec's regularizers, weighted by their parameters
+        (or the spec's own criterion, given those regularizers)."""
+        params, spec = self._method_params(), self._spec()
+        regularizers = [make(params) for make in spec.regularizers]
+        if spec.make_criterion is not None:
+            return spec.make_criterion(params, regularizers)
         return CrowdLoss(params.get("lam"), regularizers=regularizers)
+
+    def _make_transform(self) -> BatchTransform | None:
+        """The method's batch transform given ``mixup`` (default: InputMixup when mixup > 0)."""
+        spec = self._spec()
+        if spec.make_transform is not None:
+            return spec.make_transform(self._method_params(), float(self.mixup))
+        return InputMixup(float(self.mixup)) if self.mixup > 0 else None
 
     # ------------------------------------------------------------------ fit / predict
     def fit(
@@ -588,10 +605,80 @@ class CrowdClassifier(ParamsMixin):
             valid = ValidationSet(inputs, annotations=held)
             monitor = ("valid_loss", "min")
 
+        spec = self._spec()
+        if spec.targets is not None and resume:
+            raise ValueError(f"resume=True is not supported by method={self.method!r}, which trains in rounds")
+        init = self._initial_confusions(train_ann)
+        proba: np.ndarray[Any, Any] | None = None
+        n_round = 0
+        while True:
+            targets: Targets | None = None
+            if spec.targets is not None:
+                ctx = TargetsContext(train_ann, self._method_params(), n_round, proba, int(self.random_state))
+                targets = spec.targets(ctx)
+                if targets is None:
+                    if n_round == 0:
+                        raise ValueError(f"method {self.method!r}: its targets hook gave no targets for round 0")
+                    break
+                if targets.confusions is not None:
+                    init = np.asarray(targets.confusions, dtype=np.float64)
+            trainer, callbacks, history = self._train_once(
+                inputs, train_ann, valid, monitor, init, None if targets is None else targets.targets, resume
+            )
+            n_round += 1
+            if spec.targets is None:
+                break
+            proba = self._proba_of(trainer.model, inputs)
+        self.rounds_ = n_round
+
+        self.model_ = trainer.model.cpu()
+        self.history_ = history
+        self.best_epoch_ = callbacks[0].best_epoch_ if monitor is not None else None  # type: ignore[attr-defined]
+        self.classes_ = annotations.classes.copy()
+        self.annotator_ids_ = annotations.annotator_ids.copy()
+        self.n_classes_ = k
+        self.n_annotators_ = m
+        shape = inputs.shape
+        self.input_shape_ = tuple(shape[1:]) if shape is not None else None
+        self.n_features_in_ = shape[1] if shape is not None and len(shape) == 2 else None
+        self.annotator_counts_ = annotations.annotator_counts.copy()
+        self.confusions_ = self._confusions_from_model(inputs, annotations)
+        proba = self._proba(inputs)
+        labelled = annotations.item_counts > 0
+        self.priors_ = proba[labelled].mean(axis=0) if labelled.any() else proba.mean(axis=0)
+        if self.refine_confusions and isinstance(self.model_.head, ConfusionMatrices):
+            refined = posterior_confusions(proba, annotations, self.confusions_, int(self.refine_confusions))
+            self.model_.head.reset_parameters(init=refined, smoothing=1e-10)
+            self.confusions_ = self._confusions_from_model()
+        predicted = np.unique(proba[labelled].argmax(axis=1)) if labelled.any() else np.unique(proba.argmax(axis=1))
+        used = np.unique(annotations.labels)
+        self.collapsed_ = bool(len(predicted) == 1 and len(used) > 1)
+        if self.collapsed_:
+            warnings.warn(
+                CollapsedModelWarning(
+                    f"the model predicts class {self.classes_.tolist()[int(predicted[0])]!r} for every training item "
+                    f"while the crowd labels use {len(used)} classes (a collapsed model; try a smaller lr or lam)"
+                ),
+                stacklevel=2,
+            )
+        return self
+
+    def _train_once(
+        self,
+        inputs: Inputs,
+        train_ann: Annotations,
+        valid: ValidationSet | None,
+        monitor: tuple[str, Literal["min", "max"]] | None,
+        init: str | np.ndarray[Any, Any],
+        targets: np.ndarray[Any, Any] | None,
+        resume: bool,
+    ) -> tuple[Trainer, list[Callback], History]:
+        """One training run: a fresh seeded model, the trainer, ``Trainer.fit``."""
+        k, m = train_ann.n_classes, train_ann.n_annotators
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
             backbone = self._make_backbone(inputs, k)
-            head = self._make_head(m, k, self._initial_confusions(train_ann))
+            head = self._make_head(m, k, init, train_ann)
         model = CrowdModel(backbone, head, needs_representation=self._spec().needs_representation)
         self._check_backbone_output(model, inputs, k)
 
@@ -616,7 +703,7 @@ class CrowdClassifier(ParamsMixin):
             confusion_lr=None if self.confusion_lr is None else float(self.confusion_lr),
             weight_decay=float(self.weight_decay),
             schedule=self.schedule,  # type: ignore[arg-type]
-            mixup=float(self.mixup),
+            transform=self._make_transform(),
             device=self.device,
             amp=bool(self.amp),
             random_state=int(self.random_state),
@@ -624,39 +711,10 @@ class CrowdClassifier(ParamsMixin):
             sink=self.sink or print,
             distributed=bool(self.distributed),
         )
-        history = trainer.fit(inputs, train_ann, valid=valid, resume_from=self.checkpoint_dir if resume else None)
-
-        self.model_ = trainer.model.cpu()
-        self.history_ = history
-        self.best_epoch_ = callbacks[0].best_epoch_ if monitor is not None else None  # type: ignore[attr-defined]
-        self.classes_ = annotations.classes.copy()
-        self.annotator_ids_ = annotations.annotator_ids.copy()
-        self.n_classes_ = k
-        self.n_annotators_ = m
-        shape = inputs.shape
-        self.input_shape_ = tuple(shape[1:]) if shape is not None else None
-        self.n_features_in_ = shape[1] if shape is not None and len(shape) == 2 else None
-        self.annotator_counts_ = annotations.annotator_counts.copy()
-        self.confusions_ = self._confusions_from_model()
-        proba = self._proba(inputs)
-        labelled = annotations.item_counts > 0
-        self.priors_ = proba[labelled].mean(axis=0) if labelled.any() else proba.mean(axis=0)
-        if self.refine_confusions and isinstance(self.model_.head, ConfusionMatrices):
-            refined = posterior_confusions(proba, annotations, self.confusions_, int(self.refine_confusions))
-            self.model_.head.reset_parameters(init=refined, smoothing=1e-10)
-            self.confusions_ = self._confusions_from_model()
-        predicted = np.unique(proba[labelled].argmax(axis=1)) if labelled.any() else np.unique(proba.argmax(axis=1))
-        used = np.unique(annotations.labels)
-        self.collapsed_ = bool(len(predicted) == 1 and len(used) > 1)
-        if self.collapsed_:
-            warnings.warn(
-                CollapsedModelWarning(
-                    f"the model predicts class {self.classes_.tolist()[int(predicted[0])]!r} for every training item "
-                    f"while the crowd labels use {len(used)} classes (a collapsed model; try a smaller lr or lam)"
-                ),
-                stacklevel=2,
-            )
-        return self
+        history = trainer.fit(
+            inputs, train_ann, valid=valid, resume_from=self.checkpoint_dir if resume else None, targets=targets
+        )
+        return trainer, callbacks, history
 
     def _check_backbone_output(self, model: CrowdModel, inputs: Inputs, k: int) -> None:
         idx = np.arange(min(2, len(inputs)), dtype=np.int64)
@@ -682,7 +740,14 @@ class CrowdClassifier(ParamsMixin):
                 f"give it forward_features(x) -> (logits (batch, {k}), representation (batch, H))"
             )
 
-    def _confusions_from_model(self) -> np.ndarray[Any, Any]:
+    def _confusions_from_model(
+        self, inputs: Inputs | None = None, annotations: Annotations | None = None
+    ) -> np.ndarray[Any, Any]:
+        """``confusions_``: the head's (M, K, K); for an instance-dependent head, each annotator's
+        mean per-pair confusion over the labels of ``annotations`` (an annotator without labels
+        gets the mean over all pairs)."""
+        if self._spec().instance_dependent and inputs is not None and annotations is not None:
+            return self._mean_pair_confusions(inputs, annotations)
         get = getattr(self.model_.head, "confusions", None)
         if callable(get):
             with torch.no_grad():
@@ -690,15 +755,75 @@ class CrowdClassifier(ParamsMixin):
         eye = np.eye(self.n_classes_)
         return np.repeat(eye[None], self.n_annotators_, axis=0)
 
-    def _proba(self, inputs: Inputs) -> np.ndarray[Any, Any]:
+    def _mean_pair_confusions(self, inputs: Inputs, annotations: Annotations) -> np.ndarray[Any, Any]:
+        k, m = self.n_classes_, self.n_annotators_
+        total = torch.zeros(m, k, k, dtype=torch.float64)
+        bs = max(int(self.batch_size), 256)
+        for start in range(0, annotations.n_labels, bs):
+            sl = slice(start, start + bs)
+            conf = self._pair_confusions(inputs, annotations.items[sl], annotations.annotators[sl])
+            total.index_add_(0, torch.from_numpy(annotations.annotators[sl]), conf.double())
+        counts = torch.from_numpy(np.bincount(annotations.annotators, minlength=m)).double()
+        fallback = total.sum(0) / counts.sum().clamp(min=1.0)
+        out = torch.where(counts[:, None, None] > 0, total / counts.clamp(min=1.0)[:, None, None], fallback)
+        return np.asarray(out.numpy(), dtype=np.float64)
+
+    def _pair_confusions(self, inputs: Inputs, rows: np.ndarray[Any, Any], annotators: np.ndarray[Any, Any]) -> Tensor:
         device = next(self.model_.parameters()).device
         self.model_.eval()
+        with torch.no_grad():
+            x = inputs.get(np.ascontiguousarray(rows, dtype=np.int64)).to(device)
+            a = torch.from_numpy(np.ascontiguousarray(annotators, dtype=np.int64)).to(device)
+            out: Tensor = self.model_.pair_confusions(x, a).float().cpu()
+        return out
+
+    def predict_confusions(self, X: Any, annotators: npt.ArrayLike) -> np.ndarray[Any, Any]:
+        """Confusion matrix of each (input, annotator) pair, shape (n, n_classes, n_classes).
+
+        ``P(annotator says i | true class j, x)`` at ``[e, i, j]`` (columns sum to 1). For an
+        instance-dependent method (CoNAL, MaDL, ...) it depends on ``x``; for the others it is
+        ``confusions_`` of the annotator (for CrowdLayer, the implied confusions).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, ...)
+            The input of each pair.
+        annotators : array-like of shape (n,)
+            The annotator id of each pair (from ``annotator_ids_``).
+        """
+        inputs = self._check_predict_X(X)
+        ids = np.asarray(annotators)
+        if ids.ndim != 1 or len(ids) != len(inputs):
+            raise ValueError(f"annotators must be 1-d with one id per row of X ({len(inputs)}), got shape {ids.shape}")
+        lookup = {a: i for i, a in enumerate(self.annotator_ids_.tolist())}
+        idx = np.empty(len(ids), dtype=np.int64)
+        for e, a in enumerate(ids.tolist()):
+            if a not in lookup:
+                raise ValueError(f"annotators[{e}] = {a!r} is not an annotator of the fitted model")
+            idx[e] = lookup[a]
+        if not self._spec().instance_dependent:
+            return np.asarray(self.confusions_[idx], dtype=np.float64)
+        bs = max(int(self.batch_size), 256)
+        parts = [
+            self._pair_confusions(inputs, np.arange(s, min(s + bs, len(idx))), idx[s : s + bs]).numpy()
+            for s in range(0, len(idx), bs)
+        ]
+        if not parts:
+            raise ValueError("X has no rows")
+        return np.concatenate(parts).astype(np.float64)
+
+    def _proba(self, inputs: Inputs) -> np.ndarray[Any, Any]:
+        return self._proba_of(self.model_, inputs)
+
+    def _proba_of(self, model: CrowdModel, inputs: Inputs) -> np.ndarray[Any, Any]:
+        device = next(model.parameters()).device
+        model.eval()
         out = []
         bs = max(int(self.batch_size), 256)
         with torch.no_grad():
             for start in range(0, len(inputs), bs):
                 idx = np.arange(start, min(start + bs, len(inputs)), dtype=np.int64)
-                out.append(self.model_(inputs.get(idx).to(device)).float().softmax(dim=1).cpu().numpy())
+                out.append(model(inputs.get(idx).to(device)).float().softmax(dim=1).cpu().numpy())
         if not out:
             raise ValueError("X has no rows")
         return np.concatenate(out).astype(np.float64)
@@ -817,6 +942,8 @@ class CrowdClassifier(ParamsMixin):
         tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.model_.state_dict().items()}
         if isinstance(self.init, np.ndarray):
             tensors["param.init"] = torch.as_tensor(np.ascontiguousarray(self.init))
+        if self._spec().instance_dependent:  # the mean over the training pairs: not rebuildable from the weights
+            tensors["fitted.confusions"] = torch.as_tensor(np.ascontiguousarray(self.confusions_))
         return safetensors_save(tensors, metadata={"crowdlearn": json.dumps(meta)})
 
     @classmethod
@@ -914,7 +1041,15 @@ class CrowdClassifier(ParamsMixin):
         est.n_features_in_ = meta["n_features_in"]
         est.priors_ = np.asarray(meta["priors"], dtype=np.float64)
         est.annotator_counts_ = np.asarray(meta["annotator_counts"], dtype=np.int64)
-        est.confusions_ = est._confusions_from_model()
+        if est._spec().instance_dependent:
+            saved = tensors.get("fitted.confusions")
+            if saved is None or tuple(saved.shape) != (m, k, k):
+                raise ValueError(
+                    f"{path}: the saved confusions (tensor 'fitted.confusions' of shape ({m}, {k}, {k})) are missing"
+                )
+            est.confusions_ = saved.double().numpy()
+        else:
+            est.confusions_ = est._confusions_from_model()
         return est
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from crowdlearn.train.batching import AnnotatorMix
 
 __all__ = ["CrowdModel"]
 
@@ -58,7 +64,13 @@ class CrowdModel(nn.Module):
         return logits, rep
 
     def crowd_log_probs(
-        self, logits: Tensor, rows: Tensor, annotators: Tensor, representation: Tensor | None = None
+        self,
+        logits: Tensor,
+        rows: Tensor,
+        annotators: Tensor,
+        representation: Tensor | None = None,
+        *,
+        annotator_mix: AnnotatorMix | None = None,
     ) -> Tensor:
         """Log distribution of each observed label, shape (E, K).
 
@@ -70,16 +82,46 @@ class CrowdModel(nn.Module):
         annotators : Tensor of int64 of shape (E,)
         representation : Tensor of shape (B, H), optional
             The batch's item representation; required when the head asks for it.
+        annotator_mix : AnnotatorMix, optional
+            Annotator mixtures of the records (Annot-Mix); passed to the head as
+            ``annotator_mix=``, which only a head that mixes annotators accepts.
         """
         log_probs = logits.float().log_softmax(dim=1).index_select(0, rows)
+        kwargs: dict[str, object] = {}
+        if annotator_mix is not None:
+            kwargs["annotator_mix"] = annotator_mix
         if not self.needs_representation:
-            out: Tensor = self.head(log_probs, annotators)
+            out: Tensor = self.head(log_probs, annotators, **kwargs)
             return out
+        out = self.head(log_probs, annotators, rows=rows, representation=self._rows_of(representation, rows), **kwargs)
+        return out
+
+    def _rows_of(self, representation: Tensor | None, rows: Tensor) -> Tensor:
         if representation is None:
             raise ValueError(
                 f"the head {type(self.head).__name__} needs the item representation, but the backbone "
                 f"{type(self.backbone).__name__} returns only logits; "
                 "give it forward_features(x) -> (logits, representation)"
             )
-        out = self.head(log_probs, annotators, rows=rows, representation=representation.float().index_select(0, rows))
-        return out
+        return representation.float().index_select(0, rows)
+
+    def pair_confusions(self, x: Tensor, annotators: Tensor) -> Tensor:
+        """Confusion matrix of every (input, annotator) pair, shape (E, K, K), columns summing to 1.
+
+        ``x`` (E, ...) holds the input of each pair. An instance-dependent head defines
+        ``pair_confusions(annotators (E,), representation (E, H) or None) -> (E, K, K)``; for
+        any other head with ``confusions()`` (M, K, K) this is those matrices, indexed.
+        """
+        own = getattr(self.head, "pair_confusions", None)
+        if callable(own):
+            rep = None
+            if self.needs_representation:
+                _, rep = self.forward_features(x)
+                rep = self._rows_of(rep, torch.arange(x.shape[0], device=x.device))
+            out: Tensor = own(annotators, rep)
+            return out
+        get = getattr(self.head, "confusions", None)
+        if not callable(get):
+            raise TypeError(f"the head {type(self.head).__name__} has neither pair_confusions() nor confusions()")
+        conf: Tensor = get()
+        return conf.index_select(0, annotators)

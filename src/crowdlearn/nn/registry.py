@@ -27,7 +27,9 @@ from crowdlearn._checks import check_number, show
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
+    from crowdlearn.annotations import Annotations
     from crowdlearn.nn.losses import Regularizer
+    from crowdlearn.train.transforms import BatchTransform
 
 __all__ = [
     "ALL_INITS",
@@ -36,6 +38,8 @@ __all__ = [
     "HeadContext",
     "MethodParam",
     "MethodSpec",
+    "Targets",
+    "TargetsContext",
     "available_methods",
     "get_method",
     "method_table",
@@ -70,6 +74,8 @@ class MethodParam:
         Lower bound (None: any finite number).
     strict : bool, default=False
         ``value > low`` instead of ``value >= low``.
+    high : float or None, default=None
+        Upper bound, inclusive (None: none).
     integer : bool, default=False
     top_level : bool, default=False
         Also a :class:`~crowdlearn.CrowdClassifier` parameter of the same name (``lam``, ``eps``):
@@ -83,13 +89,18 @@ class MethodParam:
     strict: bool = False
     integer: bool = False
     top_level: bool = False
+    high: float | None = None
 
     def check(self, value: Any, owner: str, where: str) -> float | int:
         """``value`` checked against the constraints (one-line ValueError naming ``where``)."""
         try:
             check_number(value, self.name, owner, low=self.low, strict=self.strict, integer=self.integer)
+            if self.high is not None and value > self.high:
+                raise ValueError
         except ValueError:
             bound = "" if self.low is None else (f" > {self.low:g}" if self.strict else f" >= {self.low:g}")
+            if self.high is not None:
+                bound += (" and" if bound else "") + f" <= {self.high:g}"
             kind = "an integer" if self.integer else "a finite number"
             raise ValueError(f"{where} must be {kind}{bound}, got {show(value)}") from None
         return int(value) if self.integer else float(value)
@@ -110,6 +121,9 @@ class HeadContext:
         Diagonal logit of ``init="identity"``.
     params : mapping of str to number
         The method's resolved parameters (:meth:`MethodSpec.resolve_params`).
+    annotations : Annotations or None
+        The training labels (after any held-out split), for a head that sizes or initialises
+        itself from them; None when a saved model is rebuilt.
     """
 
     n_annotators: int
@@ -117,6 +131,49 @@ class HeadContext:
     init: str | np.ndarray[Any, Any]
     init_scale: float
     params: Mapping[str, Any]
+    annotations: Annotations | None = None
+
+
+@dataclass(frozen=True)
+class TargetsContext:
+    """What a method's ``targets`` hook receives before each training round.
+
+    Attributes
+    ----------
+    annotations : Annotations
+        The training labels (after any held-out split).
+    params : mapping of str to number
+        The method's resolved parameters.
+    round : int
+        0 before the first training, then 1, 2, ...
+    proba : ndarray of shape (n_items, K) or None
+        The previous round's classifier probabilities of every training item (None in round 0).
+    random_state : int
+    """
+
+    annotations: Annotations
+    params: Mapping[str, Any]
+    round: int
+    proba: np.ndarray[Any, Any] | None
+    random_state: int = 0
+
+
+@dataclass(frozen=True)
+class Targets:
+    """One training round's soft targets (and the confusions that go with them).
+
+    Attributes
+    ----------
+    targets : ndarray of shape (n_items, K)
+        Each item's target distribution (rows of unlabelled items are unused).
+    confusions : ndarray of shape (M, K, K) or None
+        Column-stochastic confusions given to the head factory as its ``init`` (e.g. the
+        aggregator's, so ``confusions_`` and held-out-label validation use them); None keeps the
+        estimator's ``init``.
+    """
+
+    targets: np.ndarray[Any, Any]
+    confusions: np.ndarray[Any, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +208,24 @@ class MethodSpec:
         The head wants annotator features (not available yet: refused likewise).
     refines_confusions : bool, default=False
         ``refine_confusions`` applies (the head is :class:`~crowdlearn.nn.ConfusionMatrices`).
+    instance_dependent : bool, default=False
+        The confusions depend on the item: the head defines ``pair_confusions(annotators (E,),
+        representation (E, H) or None) -> (E, K, K)``; ``confusions_`` is each annotator's mean
+        over the training items it labelled, and ``predict_confusions`` gives the per-pair ones.
+    make_criterion : callable or None, default=None
+        ``make_criterion(params, regularizers) -> nn.Module`` replaces the coupled cross-entropy
+        (:class:`~crowdlearn.nn.CrowdLoss`) as the loss; a criterion with ``takes_batch = True``
+        is called with the whole :class:`~crowdlearn.train.Batch` (see
+        :meth:`~crowdlearn.train.Trainer.get_loss`).
+    make_transform : callable or None, default=None
+        ``make_transform(params, mixup) -> BatchTransform or None``: the method's batch transform
+        given ``CrowdClassifier(mixup=...)`` (default: :class:`~crowdlearn.train.InputMixup`
+        when ``mixup > 0``).
+    targets : callable or None, default=None
+        ``targets(TargetsContext) -> Targets or None``: per-item soft targets before each
+        training round (round 0 first; None ends the rounds; round 0 must give targets). Each
+        round trains a fresh model with the same seed; the last round's model is kept. The
+        two-stage methods use one round, MBEM several.
     citation : str, default=""
     """
 
@@ -163,6 +238,10 @@ class MethodSpec:
     needs_representation: bool = False
     needs_annotator_features: bool = False
     refines_confusions: bool = False
+    instance_dependent: bool = False
+    make_criterion: Callable[[Mapping[str, Any], list[Regularizer]], nn.Module] | None = None
+    make_transform: Callable[[Mapping[str, Any], float], BatchTransform | None] | None = None
+    targets: Callable[[TargetsContext], Targets | None] | None = None
     citation: str = ""
 
     def __post_init__(self) -> None:

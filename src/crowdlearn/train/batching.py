@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from torch.utils.data import Dataset
 
 from crowdlearn.annotations import Annotations
 
-__all__ = ["Batch", "Inputs", "ValidationSet", "item_batches", "make_batch", "shard_batches"]
+__all__ = ["AnnotatorMix", "Batch", "Inputs", "ValidationSet", "item_batches", "make_batch", "shard_batches"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -79,6 +80,12 @@ class Batch:
         Their inputs.
     rows, annotators, labels : Tensor of int64 of shape (E,)
         Every observed label of those items: row in the batch, annotator, class.
+    targets : Tensor of shape (B, K) or None
+        Soft training targets of the rows (a method with per-item targets: the two-stage
+        methods, MBEM); None otherwise.
+    annotator_mix : AnnotatorMix or None
+        Set by a transform that mixes annotators (Annot-Mix): the head sees, for record ``e``,
+        the mixture ``weight * annotator e + (1 - weight) * partner e``.
     """
 
     items: IntArray
@@ -86,6 +93,8 @@ class Batch:
     rows: Tensor
     annotators: Tensor
     labels: Tensor
+    targets: Tensor | None = None
+    annotator_mix: AnnotatorMix | None = None
 
     def to(self, device: torch.device) -> Batch:
         return Batch(
@@ -94,7 +103,32 @@ class Batch:
             self.rows.to(device),
             self.annotators.to(device),
             self.labels.to(device),
+            None if self.targets is None else self.targets.to(device),
+            None if self.annotator_mix is None else self.annotator_mix.to(device),
         )
+
+    def replace(self, **changes: Any) -> Batch:
+        """A copy with some fields replaced (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class AnnotatorMix:
+    """Annotator mixtures of a batch's records (see :class:`Batch`).
+
+    Attributes
+    ----------
+    partners : Tensor of int64 of shape (E,)
+        The second annotator of each record.
+    weight : Tensor of shape (E,)
+        The weight of the record's own annotator (``1 - weight`` goes to the partner).
+    """
+
+    partners: Tensor
+    weight: Tensor
+
+    def to(self, device: torch.device) -> AnnotatorMix:
+        return AnnotatorMix(self.partners.to(device), self.weight.to(device))
 
 
 @dataclass
@@ -174,8 +208,11 @@ def shard_batches(batches: list[IntArray], rank: int, world_size: int) -> list[I
     return padded[rank::world_size]
 
 
-def make_batch(inputs: Inputs, annotations: Annotations, items: IntArray) -> Batch:
-    """The batch of ``items`` with all their observed labels (``O(labels)`` via ``labels_of``)."""
+def make_batch(inputs: Inputs, annotations: Annotations, items: IntArray, targets: Tensor | None = None) -> Batch:
+    """The batch of ``items`` with all their observed labels (``O(labels)`` via ``labels_of``).
+
+    ``targets`` (n_items, K), when given, are the soft targets of every item; the batch gets its rows'.
+    """
     rows, annotators, labels = annotations.labels_of(items)
     return Batch(
         items=items,
@@ -183,4 +220,5 @@ def make_batch(inputs: Inputs, annotations: Annotations, items: IntArray) -> Bat
         rows=torch.from_numpy(rows),
         annotators=torch.from_numpy(annotators),
         labels=torch.from_numpy(labels),
+        targets=None if targets is None else targets[torch.from_numpy(items)],
     )

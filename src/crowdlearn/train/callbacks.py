@@ -183,7 +183,7 @@ class LambdaSchedule(Callback):
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
         lam = float(self.fn(epoch))
-        trainer.criterion.lam = lam
+        setattr(trainer.criterion, "lam", lam)  # noqa: B010  (a loss weight, not a submodule)
         trainer.history.record("lam", lam)
 
 

@@ -19,12 +19,12 @@ from torch import Tensor
 
 from crowdlearn._checks import check_number, param_error
 from crowdlearn.annotations import Annotations
-from crowdlearn.nn.losses import CrowdLoss
 from crowdlearn.nn.model import CrowdModel
 from crowdlearn.train import distributed as dist_utils
 from crowdlearn.train.batching import Batch, Inputs, ValidationSet, item_batches, make_batch, shard_batches
 from crowdlearn.train.callbacks import Callback
 from crowdlearn.train.history import History
+from crowdlearn.train.transforms import BatchTransform, InputMixup
 
 __all__ = ["DIVERGENCE_FACTOR", "MAX_LR", "Schedule", "Trainer", "TrainingDivergedError", "resolve_device"]
 
@@ -129,8 +129,9 @@ class Trainer:
     ----------
     model : CrowdModel
         Backbone (inputs -> logits) plus head (log f -> annotators' label distribution).
-    criterion : CrowdLoss
-        Called as ``criterion(model, logits, rows, annotators, labels) -> dict`` with ``"loss"``.
+    criterion : torch.nn.Module
+        A :class:`~crowdlearn.nn.CrowdLoss` or any loss module called the same way (see
+        :meth:`get_loss`), returning a dict of scalar tensors with ``"loss"``.
     epochs : int, default=100
     batch_size : int, default=128
         Items per batch; each batch carries all observed labels of its items.
@@ -156,7 +157,13 @@ class Trainer:
         draws ``t ~ Beta(mixup, mixup)`` and a permutation ``p`` of its rows, feeds
         ``t * x + (1 - t) * x[p]``, and the loss is ``t * loss(labels of row r at r) +
         (1 - t) * loss(labels of row p[r] at r)``: each mixed row carries the labels of both
-        items it mixes, weighted. 0 disables it. Validation and prediction never mix.
+        items it mixes, weighted. 0 disables it. Validation and prediction never mix. It is
+        :class:`~crowdlearn.train.InputMixup`; ``transform`` replaces it.
+    transform : BatchTransform or None, default=None
+        What a training batch becomes before the loss (:mod:`crowdlearn.train.transforms`): the
+        inputs to feed and weighted views of the labels, whose losses are summed with their
+        weights. None: ``InputMixup(mixup)`` when ``mixup > 0``, else the batch as it is. Giving
+        both ``transform`` and ``mixup > 0`` is an error.
     callbacks : sequence of Callback
         Called in order at each hook.
     sink : callable, default=print
@@ -177,7 +184,7 @@ class Trainer:
     def __init__(
         self,
         model: CrowdModel,
-        criterion: CrowdLoss,
+        criterion: torch.nn.Module,
         *,
         epochs: int = 100,
         batch_size: int = 128,
@@ -190,6 +197,7 @@ class Trainer:
         random_state: int = 0,
         deterministic: bool = False,
         mixup: float = 0.0,
+        transform: BatchTransform | None = None,
         callbacks: Sequence[Callback] = (),
         sink: Callable[[str], Any] = print,
         distributed: bool = False,
@@ -209,6 +217,10 @@ class Trainer:
                 )
         if not isinstance(distributed, bool):
             raise param_error("Trainer", "distributed", "a bool", distributed)
+        if transform is not None and not callable(transform):
+            raise param_error("Trainer", "transform", "None or a BatchTransform", transform)
+        if transform is not None and mixup > 0:
+            raise ValueError("Trainer: give mixup > 0 or a transform, not both (InputMixup(alpha) is the mixup)")
         self.distributed = distributed
         if distributed:
             dist_utils.init_from_env()
@@ -227,6 +239,9 @@ class Trainer:
         self.random_state = int(random_state)
         self.deterministic = deterministic
         self.mixup = float(mixup)
+        self.transform: BatchTransform | None = (
+            transform if transform is not None else (InputMixup(self.mixup) if self.mixup > 0 else None)
+        )
         self.callbacks = list(callbacks)
         self.sink = sink
         self.history = History()
@@ -235,6 +250,7 @@ class Trainer:
         self.optimizer = self.make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self._good_state: dict[str, Tensor] | None = None
+        self._targets: Tensor | None = None
         #: the DistributedDataParallel wrapper while a distributed ``fit`` runs, else None
         self._ddp: torch.nn.parallel.DistributedDataParallel | None = None
 
@@ -290,6 +306,7 @@ class Trainer:
         *,
         valid: ValidationSet | None = None,
         resume_from: str | os.PathLike[str] | None = None,
+        targets: Any = None,
     ) -> History:
         """Train on ``X`` (inputs aligned with ``annotations``' items) and return the history.
 
@@ -301,8 +318,12 @@ class Trainer:
             Adds ``valid_loss`` (and ``valid_acc`` with true labels) to every epoch.
         resume_from : path, optional
             Folder written by :class:`~crowdlearn.train.Checkpoint`: continue that run.
+        targets : array-like of shape (n_items, K), optional
+            Soft targets of every item, carried by each batch (``Batch.targets``) for a criterion
+            that trains on them (the two-stage methods, MBEM).
         """
         inputs = X if isinstance(X, Inputs) else Inputs(X)
+        self._targets = None if targets is None else self._check_targets(targets, annotations)
         if len(inputs) != annotations.n_items:
             raise ValueError(
                 f"X has {len(inputs)} rows but the annotations have {annotations.n_items} items; "
@@ -342,6 +363,16 @@ class Trainer:
             self._ddp = None
             self.sink = sink
         return self.history
+
+    @staticmethod
+    def _check_targets(targets: Any, annotations: Annotations) -> Tensor:
+        t = torch.as_tensor(np.asarray(targets, dtype=np.float32))
+        want = (annotations.n_items, annotations.n_classes)
+        if tuple(t.shape) != want:
+            raise ValueError(f"targets must have shape (n_items, n_classes) = {want}, got {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+            raise ValueError("targets must be finite and non-negative")
+        return t
 
     @property
     def data_parallel(self) -> bool:
@@ -452,7 +483,7 @@ class Trainer:
         if self._ddp is not None:
             batches = shard_batches(batches, dist_utils.rank(), dist_utils.world_size())
         for b, idx in enumerate(batches):
-            batch = make_batch(inputs, annotations, idx).to(self.device)
+            batch = make_batch(inputs, annotations, idx, self._targets).to(self.device)
             parts = self.train_step(batch, epoch, b)
             self.history.record_batch(parts)
             for key, v in parts.items():
@@ -470,8 +501,8 @@ class Trainer:
     def train_step(self, batch: Batch, epoch: int, batch_index: int) -> dict[str, float]:
         """Forward, loss, backward and optimizer step on one batch; returns the loss parts."""
         self.optimizer.zero_grad(set_to_none=True)
-        if self.mixup > 0:
-            parts = self.mixup_loss(batch)
+        if self.transform is not None:
+            parts = self.transformed_loss(batch)
         else:
             parts = self.forward_loss(batch.x, lambda logits, rep: self.get_loss(logits, batch, rep))
         values = {k: float(v.detach()) for k, v in parts.items()}
@@ -528,7 +559,21 @@ class Trainer:
             dist.broadcast(buf, src=0)
 
     def get_loss(self, logits: Tensor, batch: Batch, representation: Tensor | None = None) -> dict[str, Tensor]:
-        """The criterion on one batch: a dict of scalar tensors with ``"loss"``."""
+        """The criterion on one batch: a dict of scalar tensors with ``"loss"``.
+
+        A criterion with ``takes_batch = True`` is called as ``criterion(model, logits, batch,
+        representation)`` (it sees the batch's targets and annotator mixtures); others as
+        ``criterion(model, logits, rows, annotators, labels[, representation])``.
+        """
+        if getattr(self.criterion, "takes_batch", False):
+            out: dict[str, Tensor] = self.criterion(self.model, logits.float(), batch, representation)
+            return out
+        if batch.targets is not None or batch.annotator_mix is not None:
+            what = "soft targets" if batch.targets is not None else "annotator mixtures"
+            raise TypeError(
+                f"the batch carries {what}, which the criterion {type(self.criterion).__name__} cannot use "
+                "(it needs takes_batch = True)"
+            )
         if representation is None:  # the criterion's signature before heads took a representation
             parts: dict[str, Tensor] = self.criterion(
                 self.model, logits.float(), batch.rows, batch.annotators, batch.labels
@@ -537,25 +582,28 @@ class Trainer:
         parts = self.criterion(self.model, logits.float(), batch.rows, batch.annotators, batch.labels, representation)
         return parts
 
-    def mixup_loss(self, batch: Batch) -> dict[str, Tensor]:
-        """Loss parts of one mixed batch (see ``mixup``); draws from the trainer's generator."""
-        n = batch.x.shape[0]
-        # t ~ Beta(a, a) from a numpy generator seeded by the (checkpointed) torch generator
-        draw = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        t = float(np.random.default_rng(draw).beta(self.mixup, self.mixup))
-        perm = torch.randperm(n, generator=self.generator)
-        inverse = torch.empty_like(perm)
-        inverse[perm] = torch.arange(n)
-        perm, inverse = perm.to(self.device), inverse.to(self.device)
+    def transformed_loss(self, batch: Batch) -> dict[str, Tensor]:
+        """Loss parts of one transformed batch: ``sum_v w_v * loss(view_v)`` over the views of
+        ``self.transform`` (see ``transform``), all on one forward pass of the fed inputs."""
+        assert self.transform is not None
+        x, views = self.transform(batch, self.generator)
 
         def loss_fn(logits: Tensor, rep: Tensor | None) -> dict[str, Tensor]:
-            # item j's labels sit on row j with weight t and on row inverse[j] (where p[r] = j) with 1 - t
-            own = self.get_loss(logits, batch, rep)
-            other_batch = Batch(batch.items, batch.x, inverse[batch.rows], batch.annotators, batch.labels)
-            other = self.get_loss(logits, other_batch, rep)
-            return {k: t * own[k] + (1.0 - t) * other[k] for k in own}
+            total: dict[str, Tensor] = {}
+            for weight, view in views:
+                for k, v in self.get_loss(logits, view, rep).items():
+                    total[k] = weight * v if k not in total else total[k] + weight * v
+            return total
 
-        return self.forward_loss(t * batch.x + (1.0 - t) * batch.x[perm], loss_fn)
+        return self.forward_loss(x, loss_fn)
+
+    def mixup_loss(self, batch: Batch) -> dict[str, Tensor]:
+        """Loss parts of one batch under ``InputMixup(self.mixup)`` (kept for subclasses)."""
+        transform, self.transform = self.transform, InputMixup(self.mixup)
+        try:
+            return self.transformed_loss(batch)
+        finally:
+            self.transform = transform
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()

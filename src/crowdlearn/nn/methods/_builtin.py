@@ -1,4 +1,4 @@
-"""The built-in deep methods, registered in :mod:`crowdlearn.nn.registry` at import.
+"""The deep methods that came before the registry (CCEM, GeoCrowdNet, TraceReg, CE, CrowdLayer).
 
 Torch-free at import: each factory imports its head or regularizer when called.
 """
@@ -8,14 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from crowdlearn.nn.registry import DEFAULT_RIDGE, HeadContext, MethodParam, MethodSpec, register_method
+from crowdlearn.nn.registry import DEFAULT_RIDGE, HeadContext, MethodParam, MethodSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from crowdlearn.nn.losses import Regularizer
 
-__all__ = ["BUILTIN_METHODS"]
+__all__ = ["SPECS"]
 
 _ICLR23 = "Ibrahim, Nguyen & Fu, ICLR 2023, arXiv 2306.03288"
 _LAM = MethodParam("lam", 0.01, "regularization weight", low=0.0, top_level=True)
@@ -67,7 +67,7 @@ _CROWDLAYER_FORMS = {
     "vb": "``a_m(p) = p + b_m`` (zeros init)",
 }
 
-BUILTIN_METHODS: tuple[MethodSpec, ...] = (
+SPECS: tuple[MethodSpec, ...] = (
     MethodSpec(
         "ccem",
         "coupled cross-entropy ``-(1/|S|) sum log (A_m f(x_n))_y`` over the observed labels",
@@ -120,6 +120,3 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         for kind in ("mw", "vw", "vb")  # crowdlearn.nn.CROWDLAYER_KINDS (a test checks they agree)
     ),
 )
-
-for _spec in BUILTIN_METHODS:
-    register_method(_spec)
