@@ -16,7 +16,7 @@ import inspect
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -260,6 +260,10 @@ class CrowdClassifier(ParamsMixin):
         (:class:`~crowdlearn.train.ProgressBar`), 2 one line per epoch (through ``sink``).
     sink : callable or None, default=None
         Receives text messages (None: ``print``).
+    callbacks : sequence of Callback or None, default=None
+        Extra :class:`~crowdlearn.train.Callback` objects, called after the estimator's own
+        (early stopping, schedules, checkpoints, progress) at every hook of every training run
+        (e.g. to record a metric per epoch). Not saved with the model.
 
     Attributes
     ----------
@@ -330,6 +334,7 @@ class CrowdClassifier(ParamsMixin):
         checkpoint_dir: str | None = None,
         verbose: int = 0,
         sink: Callable[[str], Any] | None = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> None:
         self.method = method
         self.method_params = method_params
@@ -357,6 +362,7 @@ class CrowdClassifier(ParamsMixin):
         self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
         self.sink = sink
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -400,6 +406,9 @@ class CrowdClassifier(ParamsMixin):
             raise _param_error(c, "holdout_fraction", "a float > 0 and < 1", hf)
         if not isinstance(self.distributed, bool):
             raise _param_error(c, "distributed", "a bool", self.distributed)
+        cbs = self.callbacks
+        if cbs is not None and not (isinstance(cbs, (list, tuple)) and all(isinstance(c, Callback) for c in cbs)):
+            raise _param_error(c, "callbacks", "None or a list of crowdlearn.train.Callback", cbs)
         if self.verbose not in (0, 1, 2):
             raise _param_error(c, "verbose", "0, 1 or 2", self.verbose)
 
@@ -694,6 +703,7 @@ class CrowdClassifier(ParamsMixin):
             callbacks.append(ProgressBar())
         elif self.verbose == 2:
             callbacks.append(EpochPrinter())
+        callbacks.extend(self.callbacks or ())
         trainer = Trainer(
             model,
             self._make_criterion(),
@@ -919,7 +929,7 @@ class CrowdClassifier(ParamsMixin):
         params = {}
         for name in self._get_param_names():
             value = getattr(self, name)
-            if name == "sink":
+            if name in ("sink", "callbacks"):
                 continue
             if name == "backbone" and isinstance(value, nn.Module):
                 value = {"user_module": type(value).__name__}
