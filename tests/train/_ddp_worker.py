@@ -163,6 +163,33 @@ def scenario_mixup(out: dict[str, Any]) -> None:
     out["mixup_state"] = params(model)
 
 
+def scenario_every_method(out: dict[str, Any]) -> None:
+    """Every registered method trains data-parallel (holdout validation, mixup) to identical ranks."""
+    from crowdlearn.nn import available_methods
+
+    x, _, ann = toy(n=48)
+    out["methods"] = list(available_methods())
+    for name in out["methods"]:
+        clf = CrowdClassifier(
+            method=name,
+            epochs=2,
+            batch_size=16,
+            lr=1e-2,
+            mixup=0.4,
+            validation="holdout",
+            holdout_fraction=0.2,
+            device="cpu",
+            random_state=3,
+        )
+        try:
+            clf.fit(x, ann)
+        except Exception as exc:  # reported per method by the test
+            out[f"method_error/{name}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        out[f"method_state/{name}"] = params(clf.model_)
+        out[f"method_loss/{name}"] = [float(e["train_loss"]) for e in clf.history_]
+
+
 def gloo_threads() -> list[str]:
     """Names of this process's gloo threads (Linux: /proc/self/task); [] elsewhere."""
     task = Path("/proc/self/task")
@@ -197,6 +224,7 @@ def run(local_index: int, world: int, port: int, outdir: str) -> None:
         scenario_checkpoint(out, path)
         scenario_diverge(out)
         scenario_mixup(out)
+        scenario_every_method(out)
     out["destroyed"] = not dist_utils.is_distributed()
     out["gloo_threads_after_destroy"] = gloo_threads()
     torch.save(out, path / f"rank{local_index}.pt")

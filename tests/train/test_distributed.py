@@ -6,6 +6,7 @@ timeout so a hang fails the test instead of blocking the suite; each test checks
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -102,6 +103,17 @@ def test_ranks_end_identical_and_learn(ranks: list[dict[str, Any]]) -> None:
     assert_same({k: v for k, v in back.model_.state_dict().items()}, r0["learn_state"])
     assert_same(r0["mixup_state"], r1["mixup_state"])
     assert r0["learn_messages"] == 12 and r1["learn_messages"] == 0  # one line per epoch, from rank 0 only
+
+
+def test_every_registered_method_trains_data_parallel_to_identical_ranks(ranks: list[dict[str, Any]]) -> None:
+    r0, r1 = ranks
+    assert len(r0["methods"]) >= 11 and r0["methods"] == r1["methods"]
+    errors = {k: v for k, v in r0.items() if k.startswith("method_error/")}
+    assert not errors
+    for name in r0["methods"]:
+        assert_same(r0[f"method_state/{name}"], r1[f"method_state/{name}"])
+        assert r0[f"method_loss/{name}"] == r1[f"method_loss/{name}"]
+        assert all(math.isfinite(v) for v in r0[f"method_loss/{name}"])
 
 
 def test_sharded_validation_equals_single_process_validation(ranks: list[dict[str, Any]]) -> None:
