@@ -271,7 +271,11 @@ class CrowdClassifier(ParamsMixin):
         The trained backbone and head.
     confusions_ : ndarray of shape (n_annotators, n_classes, n_classes)
         Learned ``A_m`` (columns sum to 1), annotators in ``annotator_ids_`` order, classes in
-        ``classes_`` order.
+        ``classes_`` order. For an instance-dependent method, each annotator's mean per-pair
+        confusion over the training items it labelled (:meth:`predict_confusions` gives the
+        per-pair ones).
+    rounds_ : int
+        Training runs made (1; more for a method trained in rounds, e.g. MBEM).
     classes_ : ndarray of shape (n_classes,)
     annotator_ids_ : ndarray of shape (n_annotators,)
     n_classes_, n_annotators_ : int
@@ -772,7 +776,7 @@ class CrowdClassifier(ParamsMixin):
         for start in range(0, annotations.n_labels, bs):
             sl = slice(start, start + bs)
             conf = self._pair_confusions(inputs, annotations.items[sl], annotations.annotators[sl])
-            total.index_add_(0, torch.from_numpy(annotations.annotators[sl]), conf.double())
+            total.index_add_(0, torch.from_numpy(np.array(annotations.annotators[sl])), conf.double())
         counts = torch.from_numpy(np.bincount(annotations.annotators, minlength=m)).double()
         fallback = total.sum(0) / counts.sum().clamp(min=1.0)
         out = torch.where(counts[:, None, None] > 0, total / counts.clamp(min=1.0)[:, None, None], fallback)
@@ -782,8 +786,8 @@ class CrowdClassifier(ParamsMixin):
         device = next(self.model_.parameters()).device
         self.model_.eval()
         with torch.no_grad():
-            x = inputs.get(np.ascontiguousarray(rows, dtype=np.int64)).to(device)
-            a = torch.from_numpy(np.ascontiguousarray(annotators, dtype=np.int64)).to(device)
+            x = inputs.get(np.array(rows, dtype=np.int64)).to(device)  # copies: the label arrays are read-only
+            a = torch.from_numpy(np.array(annotators, dtype=np.int64)).to(device)
             out: Tensor = self.model_.pair_confusions(x, a).float().cpu()
         return out
 
