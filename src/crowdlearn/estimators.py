@@ -289,6 +289,8 @@ class CrowdClassifier(ParamsMixin):
         Labels given by each annotator.
     history_ : History
         One dict per epoch (losses, validation metric, ``*_best`` flags).
+    annotator_features_ : ndarray of shape (n_annotators, F) or None
+        The ``annotator_features`` given to :meth:`fit` (float32), None without.
     best_epoch_ : int or None
         Epoch selected by the validation rule (None without validation).
     collapsed_ : bool
@@ -397,8 +399,6 @@ class CrowdClassifier(ParamsMixin):
             expected = shown[0] if len(shown) == 1 else "one of " + ", ".join(shown)
             raise _param_error(c, "init", f"{expected} with method={self.method!r}", self.init)
         self._method_params()
-        if spec.needs_annotator_features:
-            raise ValueError(f"method={self.method!r} needs annotator features, which {c} does not pass to heads yet")
         if self.schedule not in (None, "constant", "cosine"):
             raise _param_error(c, "schedule", "None, 'constant' or 'cosine'", self.schedule)
         if self.lam_schedule not in (None, "constant", "decay", "warmup"):
@@ -523,8 +523,36 @@ class CrowdClassifier(ParamsMixin):
         init: str | np.ndarray[Any, Any],
         annotations: Annotations | None = None,
     ) -> nn.Module:
-        ctx = HeadContext(n_annotators, n_classes, init, float(self.init_scale), self._method_params(), annotations)
+        ctx = HeadContext(
+            n_annotators,
+            n_classes,
+            init,
+            float(self.init_scale),
+            self._method_params(),
+            annotations,
+            getattr(self, "annotator_features_", None),
+        )
         return self._spec().make_head(ctx)
+
+    def _check_annotator_features(self, features: Any, n_annotators: int) -> np.ndarray[Any, Any] | None:
+        spec = self._spec()
+        if features is None:
+            if spec.needs_annotator_features:
+                raise ValueError(
+                    f"method={self.method!r} needs annotator features: pass fit(..., annotator_features=<array of "
+                    f"shape ({n_annotators}, F)>), rows in annotations.annotator_ids order"
+                )
+            return None
+        arr = np.asarray(features)
+        if arr.ndim != 2 or arr.shape[0] != n_annotators or arr.dtype.kind not in "fiub":
+            raise ValueError(
+                f"annotator_features must be a numeric array of shape (n_annotators, F) = ({n_annotators}, F), "
+                f"got shape {arr.shape} and dtype {arr.dtype}"
+            )
+        if not np.isfinite(arr).all():
+            bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+            raise ValueError(f"annotator_features[{bad[0]}, {bad[1]}] is not finite")
+        return np.ascontiguousarray(arr, dtype=np.float32)
 
     def _lam_schedule(self) -> Callable[[int], float] | None:
         lam, epochs = float(self._method_params().get("lam", self.lam)), max(int(self.epochs), 1)
@@ -558,6 +586,7 @@ class CrowdClassifier(ParamsMixin):
         X_val: Any = None,
         y_val: npt.ArrayLike | None = None,
         *,
+        annotator_features: npt.ArrayLike | None = None,
         resume: bool = False,
     ) -> CrowdClassifier:
         """Learn the classifier and the confusion matrices.
@@ -573,6 +602,10 @@ class CrowdClassifier(ParamsMixin):
         y_val : array-like of shape (n_val,), optional
             Their true classes (class ids as in ``annotations.classes``; or indices ``0..K-1``
             when the class ids are not integers).
+        annotator_features : array-like of shape (n_annotators, F), optional
+            Features of each annotator (row ``m``: ``annotations.annotator_ids[m]``) for a method
+            that uses them (its spec's ``needs_annotator_features``, or a head reading
+            ``HeadContext.annotator_features``); kept as ``annotator_features_`` and saved with the model.
         resume : bool, default=False
             Continue the run saved in ``checkpoint_dir``.
 
@@ -589,6 +622,7 @@ class CrowdClassifier(ParamsMixin):
         if annotations.n_labels == 0:
             raise ValueError("the annotations hold no labels")
         inputs = self._check_X(X, annotations.n_items, "X")
+        self.annotator_features_ = self._check_annotator_features(annotator_features, m)
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val (validation items with true labels), or neither")
         mode = self.validation
@@ -956,6 +990,8 @@ class CrowdClassifier(ParamsMixin):
         tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.model_.state_dict().items()}
         if isinstance(self.init, np.ndarray):
             tensors["param.init"] = torch.as_tensor(np.ascontiguousarray(self.init))
+        if self.annotator_features_ is not None:
+            tensors["fitted.annotator_features"] = torch.as_tensor(self.annotator_features_)
         if self._spec().instance_dependent:  # the mean over the training pairs: not rebuildable from the weights
             tensors["fitted.confusions"] = torch.as_tensor(np.ascontiguousarray(self.confusions_))
         return safetensors_save(tensors, metadata={"crowdlearn": json.dumps(meta)})
@@ -1036,6 +1072,10 @@ class CrowdClassifier(ParamsMixin):
                 raise ValueError(f"{path}: a built-in backbone needs 2-d inputs, saved input shape {shape}")
             body = _builtin_backbone(params["backbone"] or "mlp", int(shape[0]), k)
         init: str | np.ndarray[Any, Any] = "identity"
+        feats = tensors.get("fitted.annotator_features")
+        est.annotator_features_ = None if feats is None else feats.numpy()
+        if feats is not None and tuple(feats.shape[:1]) != (m,):
+            raise ValueError(f"{path}: the saved annotator features have {feats.shape[0]} rows for {m} annotators")
         model = CrowdModel(body, est._make_head(m, k, init), needs_representation=est._spec().needs_representation)
         state = {key[len("model.") :]: v for key, v in tensors.items() if key.startswith("model.")}
         try:

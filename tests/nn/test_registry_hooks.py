@@ -264,3 +264,55 @@ def test_extra_callbacks_are_called_and_checked(tmp_path: Path) -> None:
     assert CrowdClassifier.load(tmp_path / "m.safetensors").callbacks is None
     with pytest.raises(ValueError, match="callbacks.* must be None or a list of crowdlearn.train.Callback"):
         CrowdClassifier(callbacks=[print]).fit(x, ann)  # type: ignore[list-item]
+
+
+# ------------------------------------------------------------------ annotator features
+class FeatureHead(nn.Module):
+    """Annotator m's confusion logits ``2 I + feature_m[0] * U``: a head built from annotator features."""
+
+    def __init__(self, features: np.ndarray, k: int) -> None:
+        super().__init__()
+        self.register_buffer("features", torch.as_tensor(features))
+        self.u = nn.Parameter(torch.zeros(k, k))
+        self.n_annotators, self.n_classes = features.shape[0], k
+
+    def confusions(self) -> Tensor:
+        logits = 2.0 * torch.eye(self.n_classes) + self.features[:, :1, None] * self.u
+        return logits.softmax(dim=1)
+
+    def forward(self, log_probs: Tensor, annotators: Tensor) -> Tensor:
+        conf = self.confusions().index_select(0, annotators)
+        return torch.logsumexp(conf.log() + log_probs[:, None, :], dim=2)
+
+
+def _feature_head(ctx: HeadContext) -> nn.Module:
+    assert ctx.annotator_features is not None
+    return FeatureHead(ctx.annotator_features, ctx.n_classes)
+
+
+def test_annotator_features_reach_the_head_and_are_saved(tmp_path: Path) -> None:
+    register_method(
+        MethodSpec("hook-features", "uses annotator features", _feature_head, needs_annotator_features=True)
+    )
+    try:
+        x, ann = crowd()
+        with pytest.raises(ValueError, match=r"needs annotator features: pass fit\(\.\.\., annotator_features="):
+            CrowdClassifier(method="hook-features").fit(x, ann)
+        with pytest.raises(ValueError, match=r"shape \(n_annotators, F\) = \(4, F\), got shape \(3, 2\)"):
+            CrowdClassifier(method="hook-features").fit(x, ann, annotator_features=np.ones((3, 2)))
+        bad = np.ones((4, 2))
+        bad[2, 1] = np.nan
+        with pytest.raises(ValueError, match=r"annotator_features\[2, 1\] is not finite"):
+            CrowdClassifier(method="hook-features").fit(x, ann, annotator_features=bad)
+        feats = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 0.0], [3.0, 1.0]])
+        clf = CrowdClassifier(method="hook-features", epochs=2, validation="none")
+        clf.fit(x, ann, annotator_features=feats)
+        np.testing.assert_array_equal(clf.annotator_features_, feats.astype(np.float32))
+        assert not np.allclose(clf.confusions_[0], clf.confusions_[3])  # the features shape the confusions
+        clf.save(tmp_path / "m.safetensors")
+        back = CrowdClassifier.load(tmp_path / "m.safetensors")
+        np.testing.assert_array_equal(back.annotator_features_, clf.annotator_features_)
+        np.testing.assert_array_equal(back.confusions_, clf.confusions_)
+        np.testing.assert_array_equal(back.predict_proba(x), clf.predict_proba(x))
+    finally:
+        unregister_method("hook-features")

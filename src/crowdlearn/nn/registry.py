@@ -124,6 +124,9 @@ class HeadContext:
     annotations : Annotations or None
         The training labels (after any held-out split), for a head that sizes or initialises
         itself from them; None when a saved model is rebuilt.
+    annotator_features : ndarray of shape (M, F) or None
+        ``CrowdClassifier.fit(..., annotator_features=...)``, rows in annotator index order
+        (float32); None when none were given. Also given when a saved model is rebuilt.
     """
 
     n_annotators: int
@@ -132,6 +135,7 @@ class HeadContext:
     init_scale: float
     params: Mapping[str, Any]
     annotations: Annotations | None = None
+    annotator_features: np.ndarray[Any, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,9 @@ class MethodSpec:
         (``forward_features``; the built-in backbones have it, a user backbone returning only
         logits gets a clear error at ``fit``).
     needs_annotator_features : bool, default=False
-        The head wants annotator features (not available yet: refused likewise).
+        The head needs annotator features: ``fit(..., annotator_features=(M, F))`` must give
+        them (they reach the head factory as ``HeadContext.annotator_features``). A head that
+        can use them but does not need them reads the context's field, which is None without.
     refines_confusions : bool, default=False
         ``refine_confusions`` applies (the head is :class:`~crowdlearn.nn.ConfusionMatrices`).
     instance_dependent : bool, default=False
