@@ -531,6 +531,7 @@ class CrowdClassifier(ParamsMixin):
             self._method_params(),
             annotations,
             getattr(self, "annotator_features_", None),
+            getattr(self, "_representation_dim", None),
         )
         return self._spec().make_head(ctx)
 
@@ -725,6 +726,7 @@ class CrowdClassifier(ParamsMixin):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
             backbone = self._make_backbone(inputs, k)
+            self._representation_dim = self._measure_representation(backbone, inputs, k)
             head = self._make_head(m, k, init, train_ann)
         model = CrowdModel(backbone, head, needs_representation=self._spec().needs_representation)
         self._check_backbone_output(model, inputs, k)
@@ -763,6 +765,20 @@ class CrowdClassifier(ParamsMixin):
             inputs, train_ann, valid=valid, resume_from=self.checkpoint_dir if resume else None, targets=targets
         )
         return trainer, callbacks, history
+
+    def _measure_representation(self, backbone: nn.Module, inputs: Inputs, k: int) -> int | None:
+        """``H`` of the backbone's representation for a method that needs it (two rows, eval mode)."""
+        if not self._spec().needs_representation:
+            return None
+        probe = CrowdModel(backbone, nn.Identity(), needs_representation=True)
+        self._check_backbone_output(probe, inputs, k)
+        was = backbone.training
+        backbone.eval()
+        with torch.no_grad():
+            _, rep = probe.forward_features(inputs.get(np.arange(min(2, len(inputs)), dtype=np.int64)))
+        backbone.train(was)
+        assert rep is not None  # _check_backbone_output refused a backbone without one
+        return int(rep.shape[1])
 
     def _check_backbone_output(self, model: CrowdModel, inputs: Inputs, k: int) -> None:
         idx = np.arange(min(2, len(inputs)), dtype=np.int64)
@@ -990,6 +1006,9 @@ class CrowdClassifier(ParamsMixin):
         tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.model_.state_dict().items()}
         if isinstance(self.init, np.ndarray):
             tensors["param.init"] = torch.as_tensor(np.ascontiguousarray(self.init))
+        rep_dim: int | None = getattr(self, "_representation_dim", None)
+        if rep_dim is not None:
+            tensors["fitted.representation_dim"] = torch.tensor([rep_dim], dtype=torch.int64)
         if self.annotator_features_ is not None:
             tensors["fitted.annotator_features"] = torch.as_tensor(self.annotator_features_)
         if self._spec().instance_dependent:  # the mean over the training pairs: not rebuildable from the weights
@@ -1072,6 +1091,8 @@ class CrowdClassifier(ParamsMixin):
                 raise ValueError(f"{path}: a built-in backbone needs 2-d inputs, saved input shape {shape}")
             body = _builtin_backbone(params["backbone"] or "mlp", int(shape[0]), k)
         init: str | np.ndarray[Any, Any] = "identity"
+        dim = tensors.get("fitted.representation_dim")
+        est._representation_dim = None if dim is None else int(dim.reshape(-1)[0])
         feats = tensors.get("fitted.annotator_features")
         est.annotator_features_ = None if feats is None else feats.numpy()
         if feats is not None and tuple(feats.shape[:1]) != (m,):

@@ -113,7 +113,7 @@ def test_reliability_and_loss_match_a_dense_reference() -> None:
     like = model.crowd_log_probs(logits, batch.rows, batch.annotators, rep)
     act = torch.einsum("eij,ej->ei", head.annotation.weight[batch.annotators], torch.softmax(logits, 1)[batch.rows])
     torch.testing.assert_close(like, act.log_softmax(1))
-    with pytest.raises(ValueError, match=r"representations of size 6.*method_params=\{'representation_dim': 5\}"):
+    with pytest.raises(ValueError, match=r"representations of size 6, but the backbone gives shape \(2, 5\)"):
         head.difficulty(torch.zeros(2, 5))
 
 
@@ -151,11 +151,7 @@ def test_the_projection_keeps_two_views_of_one_step_differentiable() -> None:
 def test_estimator_fits_with_mixup_and_holdout_and_round_trips(tmp_path: Path) -> None:
     X, _, ann = _crowd()
     spec = get_method("crowdar")
-    assert spec.needs_representation and spec.param_names == (
-        "annotation_weight",
-        "difficulty_dim",
-        "representation_dim",
-    )
+    assert spec.needs_representation and spec.param_names == ("annotation_weight", "difficulty_dim")
     for extra in ({"mixup": 0.4, "validation": "none"}, {"validation": "holdout", "holdout_fraction": 0.2}):
         clf = CrowdClassifier(method="crowdar", epochs=2, batch_size=16, lr=1e-2, random_state=0, **extra)
         clf.fit(X, ann)
@@ -173,15 +169,13 @@ def test_estimator_fits_with_mixup_and_holdout_and_round_trips(tmp_path: Path) -
     torch.testing.assert_close(predict_reliability(back.model_, x, a), predict_reliability(clf.model_, x, a))
 
 
-def test_a_backbone_with_another_representation_size_needs_the_parameter() -> None:
+def test_the_reliability_network_is_sized_from_the_backbones_representation(tmp_path: Path) -> None:
     X, _, ann = _crowd()
-    with pytest.raises(ValueError, match=r"pass method_params=\{'representation_dim': 5\}"):
-        CrowdClassifier(method="crowdar", backbone="linear", epochs=1, validation="none").fit(X, ann)
-    clf = CrowdClassifier(
-        method="crowdar", backbone="linear", method_params={"representation_dim": 5}, epochs=1, validation="none"
-    )
-    clf.fit(X, ann)
-    assert clf.model_.head.difficulty_hidden.in_features == 5
+    clf = CrowdClassifier(method="crowdar", backbone="linear", epochs=1, validation="none").fit(X, ann)
+    assert clf.model_.head.difficulty_hidden.in_features == X.shape[1]  # the linear backbone's representation
+    clf.save(tmp_path / "linear.safetensors")
+    back = CrowdClassifier.load(tmp_path / "linear.safetensors")
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
 
 
 def test_it_learns_an_easy_crowd_and_trusts_the_good_annotators_more() -> None:

@@ -127,6 +127,10 @@ class HeadContext:
     annotator_features : ndarray of shape (M, F) or None
         ``CrowdClassifier.fit(..., annotator_features=...)``, rows in annotator index order
         (float32); None when none were given. Also given when a saved model is rebuilt.
+    representation_dim : int or None
+        ``H``, the size of the backbone's item representation, for a method with
+        ``needs_representation`` (measured on two rows before the head is built, and saved with
+        the model); None otherwise.
     """
 
     n_annotators: int
@@ -136,6 +140,7 @@ class HeadContext:
     params: Mapping[str, Any]
     annotations: Annotations | None = None
     annotator_features: np.ndarray[Any, Any] | None = None
+    representation_dim: int | None = None
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ class CrowdARHead(nn.Module):
             raise ValueError(
                 f"CrowdAR's reliability network was built for item representations of size "
                 f"{self.representation_dim}, but the backbone gives shape {tuple(representation.shape)}; "
-                f"pass method_params={{'representation_dim': {representation.shape[-1]}}}"
+                "(the estimator sizes it from the backbone: HeadContext.representation_dim)"
             )
         hidden = torch.sigmoid(self.difficulty_hidden(representation.detach()))
         return torch.sigmoid(self.difficulty_out(hidden))

@@ -24,7 +24,7 @@ def _head(ctx: HeadContext) -> nn.Module:
     return CrowdARHead(
         ctx.n_annotators,
         ctx.n_classes,
-        representation_dim=int(ctx.params["representation_dim"]),
+        representation_dim=int(ctx.representation_dim or 128),
         hidden=int(ctx.params["difficulty_dim"]),
     )
 
@@ -56,13 +56,6 @@ SPECS: tuple[MethodSpec, ...] = (
                 high=1.0,
             ),
             MethodParam("difficulty_dim", 128, "hidden units of the instance-difficulty network", low=1, integer=True),
-            MethodParam(
-                "representation_dim",
-                128,
-                "size H of the backbone's item representation (128 for the built-in mlp)",
-                low=1,
-                integer=True,
-            ),
         ),
         inits=("identity",),
         needs_representation=True,
