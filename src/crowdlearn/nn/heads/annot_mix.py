@@ -47,6 +47,7 @@ class AnnotatorLabelMix(AnnotatorMix):
     partner_labels: Tensor
 
     def to(self, device: torch.device) -> AnnotatorLabelMix:
+        """A copy on ``device`` (partner labels included)."""
         return AnnotatorLabelMix(self.partners.to(device), self.weight.to(device), self.partner_labels.to(device))
 
 
