@@ -188,7 +188,7 @@ def test_mixup_sets_alpha() -> None:
     spec = get_method("annot-mix")
     assert spec.make_transform is not None
     params = spec.resolve_params(None, {}, "CrowdClassifier")
-    assert params == {"alpha": 1.0, "eta": 0.9, "embed_size": 128, "representation_size": 128, "dropout": 0.5}
+    assert params == {"alpha": 1.0, "eta": 0.9, "embed_size": 128, "dropout": 0.5}
     default = spec.make_transform(params, 0.0)
     assert isinstance(default, RecordMixup) and default.alpha == 1.0
     given = spec.make_transform(params, 0.4)
@@ -232,9 +232,9 @@ def test_fits_with_mixup_and_with_holdout_validation() -> None:
     model = held.model_.eval()
     with torch.no_grad():
         logits, rep = model.forward_features(torch.as_tensor(X))
-        rows = torch.from_numpy(out.items)
-        logp = model.crowd_log_probs(logits, rows, torch.from_numpy(out.annotators), rep)
-        nll = -logp.gather(1, torch.from_numpy(out.labels)[:, None]).mean().item()
+        rows = torch.from_numpy(np.array(out.items))
+        logp = model.crowd_log_probs(logits, rows, torch.from_numpy(np.array(out.annotators)), rep)
+        nll = -logp.gather(1, torch.from_numpy(np.array(out.labels))[:, None]).mean().item()
     assert held.history_[held.best_epoch_]["valid_loss"] == pytest.approx(nll, abs=1e-5)
     for clf in (at_04, held):
         assert clf.confusions_.shape == (M, K, K)

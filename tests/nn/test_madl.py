@@ -194,7 +194,7 @@ def test_gradients_reach_every_parameter_but_not_through_the_representation() ->
 def test_errors_name_the_fix() -> None:
     head = MaDLHead(M, K, representation_size=H)
     log_probs, annotators, _, _ = _records()
-    with pytest.raises(ValueError, match=r"representation_size': 4"):
+    with pytest.raises(ValueError, match=r"built for a 6-d item representation but got shape \(9, 4\)"):
         head(log_probs.float(), annotators, representation=torch.zeros(len(annotators), 4))
     with pytest.raises(ValueError, match=r"eta .* must be in \(0, 1\)"):
         MaDLHead(M, K, eta=1.0)
@@ -223,7 +223,6 @@ def test_spec() -> None:
     assert spec.resolve_params(None, {}, "CrowdClassifier") == {
         "eta": 0.8,
         "embed_size": 16,
-        "representation_size": 128,
         "annotator_weights": 1,
         "gamma_shape": 1.25,
         "gamma_rate": 0.25,

@@ -121,8 +121,8 @@ class CoNAL(nn.Module):
         if representation.ndim != 2 or representation.shape != (annotators.shape[0], self.rep_dim):
             raise ValueError(
                 f"CoNAL: the item representation has shape {tuple(representation.shape)}, but the head was built "
-                f"for ({annotators.shape[0]}, rep_dim={self.rep_dim}); set method_params={{'rep_dim': H}} to the "
-                "width H of the backbone's forward_features representation"
+                f"for ({annotators.shape[0]}, rep_dim={self.rep_dim}) (the estimator sizes it from the backbone's "
+                "forward_features: HeadContext.representation_dim)"
             )
         return representation
 

@@ -81,9 +81,8 @@ def check_representation(representation: Tensor | None, size: int, owner: str) -
         raise ValueError(f"{owner} needs the item representation (E, H); the backbone gave none")
     if representation.ndim != 2 or representation.shape[1] != size:
         raise ValueError(
-            f"{owner} was built for a {size}-d item representation but got shape {tuple(representation.shape)}; "
-            f"set method_params={{'representation_size': {representation.shape[-1]}}} (the size of the backbone's "
-            "forward_features representation; the built-in MLP gives 128)"
+            f"{owner} was built for a {size}-d item representation but got shape {tuple(representation.shape)} "
+            "(the estimator sizes the head from the backbone's forward_features: HeadContext.representation_dim)"
         )
     return representation
 

@@ -44,13 +44,6 @@ PARAMS = (
         high=1.0,
     ),
     MethodParam("embed_size", 128, "size of the annotator and item embeddings", low=1, integer=True),
-    MethodParam(
-        "representation_size",
-        128,
-        "size H of the backbone's item representation (128: the built-in MLP)",
-        low=1,
-        integer=True,
-    ),
     MethodParam("dropout", 0.5, "dropout of the annotator-performance model", low=0.0, high=0.99),
 )
 
@@ -62,7 +55,7 @@ def _head(ctx: HeadContext) -> nn.Module:
     return AnnotMixHead(
         ctx.n_annotators,
         ctx.n_classes,
-        representation_size=int(p["representation_size"]),
+        representation_size=int(ctx.representation_dim or 128),  # H of the backbone (measured by the estimator)
         embed_size=int(p["embed_size"]),
         dropout=float(p["dropout"]),
         eta=float(p["eta"]),

@@ -26,9 +26,6 @@ _PARAMS = (
     MethodParam(
         "emb_dim", 20, "size d of the instance and annotator embeddings of the weight w(x, m)", low=1, integer=True
     ),
-    MethodParam(
-        "rep_dim", 128, "width H of the backbone's representation (the built-in MLP: 128)", low=1, integer=True
-    ),
     MethodParam("init_diag", 2.0, "W_c and every W_m start as init_diag * I"),
 )
 
@@ -40,7 +37,7 @@ def _head(ctx: HeadContext) -> nn.Module:
     return CoNAL(
         ctx.n_annotators,
         ctx.n_classes,
-        rep_dim=int(p["rep_dim"]),
+        rep_dim=int(ctx.representation_dim or 128),  # H of the backbone (measured by the estimator)
         emb_dim=int(p["emb_dim"]),
         init_diag=float(p["init_diag"]),
     )

@@ -32,13 +32,6 @@ PARAMS = (
     ),
     MethodParam("embed_size", 16, "size of the annotator and item embeddings", low=1, integer=True),
     MethodParam(
-        "representation_size",
-        128,
-        "size H of the backbone's item representation (128: the built-in MLP)",
-        low=1,
-        integer=True,
-    ),
-    MethodParam(
         "annotator_weights",
         1,
         "1: weight the loss by inverse annotator densities (with the Gamma prior); 0: plain mean NLL",
@@ -59,7 +52,7 @@ def _head(ctx: HeadContext) -> nn.Module:
     return MaDLHead(
         ctx.n_annotators,
         ctx.n_classes,
-        representation_size=int(p["representation_size"]),
+        representation_size=int(ctx.representation_dim or 128),  # H of the backbone (measured by the estimator)
         embed_size=int(p["embed_size"]),
         eta=float(p["eta"]),
         gamma_shape=float(p["gamma_shape"]) if weights else None,
