@@ -71,6 +71,7 @@ import math
 import multiprocessing
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -291,8 +292,22 @@ def _key_dict(task: Task) -> dict[str, Any]:
     }
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    """One torch thread; exit when the parent process is gone (killed), not train on as an orphan."""
+    import threading
+
     torch.set_num_threads(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 # ------------------------------------------------------------------ cache
@@ -535,10 +550,23 @@ def execute(tasks: Iterable[Task], cache_path: Path, root: str, jobs: int, devic
             finish(task, run_task(task, root, device))
         return done, failed
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops like Ctrl-C
+    try:
         futures = {pool.submit(run_task, t, root, device): t for t in tasks}
         for fut in cf.as_completed(futures):
             finish(futures[fut], fut.result())
+    except BaseException:
+        # interrupted: drop the queued runs and end the workers (their runs in progress are lost;
+        # every finished run is already in the cache)
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    pool.shutdown()
     return done, failed
 
 
