@@ -215,25 +215,25 @@ def make_backbone(dataset: str, n_features: int, n_classes: int, seed: int) -> t
 
 # ------------------------------------------------------------------ one run
 class EpochRecorder(Callback):
-    """After every epoch: accuracy on the validation and test items, and the trainer's
-    ``valid_loss`` when it has one (held-out crowd NLL). Reset at every training run (rounds)."""
+    """After every epoch: accuracy on the validation and test items (one eval-mode pass over both),
+    and the trainer's ``valid_loss`` when it has one (held-out crowd NLL). Reset at every training
+    run (a method that trains in rounds keeps its last round's records)."""
 
     def __init__(self, x_val: np.ndarray | None, y_val: np.ndarray | None, x_test: np.ndarray, y_test: np.ndarray):
-        self.x_val, self.y_val, self.x_test, self.y_test = x_val, y_val, x_test, y_test
+        self.n_val = 0 if x_val is None or y_val is None else len(y_val)
+        self.x = x_test if self.n_val == 0 else np.concatenate([x_val, x_test])
+        self.y = y_test if self.n_val == 0 else np.concatenate([y_val, y_test])
 
     def on_train_begin(self, trainer: Any) -> None:
         self.val_acc_: list[float] = []
         self.test_acc_: list[float] = []
         self.valid_loss_: list[float] = []
 
-    @staticmethod
-    def _acc(trainer: Any, x: np.ndarray, y: np.ndarray) -> float:
-        return float((trainer.predict_logits(x).argmax(1).numpy() == y).mean())
-
     def on_epoch_end(self, trainer: Any, epoch: int) -> None:
-        if self.x_val is not None and self.y_val is not None:
-            self.val_acc_.append(self._acc(trainer, self.x_val, self.y_val))
-        self.test_acc_.append(self._acc(trainer, self.x_test, self.y_test))
+        right = trainer.predict_logits(self.x).argmax(1).numpy() == self.y
+        if self.n_val:
+            self.val_acc_.append(float(right[: self.n_val].mean()))
+        self.test_acc_.append(float(right[self.n_val :].mean()))
         loss = trainer.history[-1].get("valid_loss")
         if loss is not None:
             self.valid_loss_.append(float(loss))
