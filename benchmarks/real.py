@@ -46,7 +46,7 @@ Selection protocols (test accuracy %, mean ± std over the seeds):
    point in grid order, the default point first).
 3. ``crowd``: within each holdout run the epoch with the lowest held-out NLL (ties: earliest); the
    grid point with the lowest mean of those NLLs over the seeds (ties: first in grid order). No
-   true label is used.
+   true label is used (except by the ``truth`` reference, whose held-out labels are true labels).
 A grid point is eligible only once all its seeds are finished (and each has at least one epoch).
 
 Cache: every finished run is appended as one JSON line to ``--out DIR/runs.jsonl`` (key: dataset,
