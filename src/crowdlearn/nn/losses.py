@@ -26,6 +26,7 @@ __all__ = [
     "GeoCrowdNetWLoss",
     "LogDetVolumeF",
     "LogDetVolumeW",
+    "RegularizedLoss",
     "Regularizer",
     "TraceRegLoss",
     "TraceRegularizer",
@@ -119,19 +120,18 @@ class TraceRegularizer(Regularizer):
         return CF.trace_regularizer(_confusions(model))
 
 
-class CrowdLoss(nn.Module):
-    """Coupled cross-entropy (CCEM) on the observed labels plus weighted regularizers.
+class RegularizedLoss(nn.Module):
+    """Base of the losses with a list of weighted regularizers (CCEM's and the methods' own).
 
-    ``nll = -(1/E) sum_e log P(annotator m_e says y_e | x_e)`` with the model's head; with a
-    :class:`~crowdlearn.nn.ConfusionMatrices` head this is CCEM (Ibrahim, Nguyen & Fu, ICLR 2023).
-    ``loss = nll + sum_i w_i * r_i(model, logits)`` over ``regularizers``.
+    Holds ``regularizers`` (distinct names, none of loss/nll/reg), the ``lam`` weight and
+    :meth:`set_weight` (what :class:`~crowdlearn.train.LambdaSchedule` and schedules target), and
+    :meth:`add_regularizers`, which adds ``sum_i w_i r_i`` to a loss's parts.
 
     Parameters
     ----------
     lam : float or None, default=None
-        When given, the weight of every regularizer whose ``weight_name`` is ``"lam"`` (the
-        built-ins); None keeps the regularizers' own weights (``loss.lam`` then reads the first
-        ``lam``-weighted one's, or 0.0). Unused by plain CCEM.
+        When given, the weight of every regularizer whose ``weight_name`` is ``"lam"``; None keeps
+        the regularizers' own weights (``lam`` then reads the first ``lam``-weighted one's, or 0.0).
     regularizers : sequence of Regularizer, default=()
         The terms to add; their ``name`` must differ.
     """
@@ -163,6 +163,44 @@ class CrowdLoss(nn.Module):
         for reg in self.regularizers:
             if reg.weight_name == weight_name:
                 reg.weight = float(value)
+
+    def add_regularizers(self, model: CrowdModel, logits: Tensor, parts: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``parts`` with ``loss + sum_i w_i r_i(model, logits)``, ``reg`` (that sum) and each term.
+
+        Without regularizers ``parts`` is returned as it is. ``parts`` must hold ``"loss"``.
+        """
+        if not self.regularizers:
+            return parts
+        terms: dict[str, Tensor] = {}
+        total: Tensor | None = None
+        for reg in self.regularizers:
+            term = reg(model, logits)
+            terms[reg.name] = term
+            weighted = reg.weight * term
+            total = weighted if total is None else total + weighted
+        assert total is not None
+        return {**parts, "loss": parts["loss"] + total, "reg": total, **terms}
+
+    def extra_repr(self) -> str:
+        return ", ".join(repr(r) for r in self.regularizers) if self.regularizers else f"lam={self.lam:g}"
+
+
+class CrowdLoss(RegularizedLoss):
+    """Coupled cross-entropy (CCEM) on the observed labels plus weighted regularizers.
+
+    ``nll = -(1/E) sum_e log P(annotator m_e says y_e | x_e)`` with the model's head; with a
+    :class:`~crowdlearn.nn.ConfusionMatrices` head this is CCEM (Ibrahim, Nguyen & Fu, ICLR 2023).
+    ``loss = nll + sum_i w_i * r_i(model, logits)`` over ``regularizers``.
+
+    Parameters
+    ----------
+    lam : float or None, default=None
+        When given, the weight of every regularizer whose ``weight_name`` is ``"lam"`` (the
+        built-ins); None keeps the regularizers' own weights (``loss.lam`` then reads the first
+        ``lam``-weighted one's, or 0.0). Unused by plain CCEM.
+    regularizers : sequence of Regularizer, default=()
+        The terms to add; their ``name`` must differ.
+    """
 
     def nll(
         self,
@@ -199,20 +237,7 @@ class CrowdLoss(nn.Module):
             The batch's item representation, for a head that asks for it.
         """
         nll = self.nll(model, logits, rows, annotators, labels, representation)
-        if not self.regularizers:
-            return {"loss": nll, "nll": nll}
-        parts: dict[str, Tensor] = {}
-        total: Tensor | None = None
-        for reg in self.regularizers:
-            term = reg(model, logits)
-            parts[reg.name] = term
-            weighted = reg.weight * term
-            total = weighted if total is None else total + weighted
-        assert total is not None
-        return {"loss": nll + total, "nll": nll, "reg": total, **parts}
-
-    def extra_repr(self) -> str:
-        return ", ".join(repr(r) for r in self.regularizers) if self.regularizers else f"lam={self.lam:g}"
+        return self.add_regularizers(model, logits, {"loss": nll, "nll": nll})
 
 
 #: CCEM is the base loss itself.

@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from crowdlearn.nn.model import CrowdModel
     from crowdlearn.train.batching import Batch
 
+from crowdlearn.nn.losses import RegularizedLoss
+
 __all__ = ["CrowdARHead", "CrowdARLoss", "predict_reliability"]
 
 CITATION = (
@@ -191,7 +193,7 @@ class CrowdARHead(nn.Module):
         )
 
 
-class CrowdARLoss(nn.Module):
+class CrowdARLoss(RegularizedLoss):
     """CrowdAR's loss: soft-annotation cross-entropy and reliability cross-entropy (+ regularizers).
 
     ``loss = lam * annotation + (1 - lam) * reliability`` with, over the E observed labels,
@@ -214,11 +216,10 @@ class CrowdARLoss(nn.Module):
     takes_batch = True
 
     def __init__(self, annotation_weight: float = 0.9, *, regularizers: Sequence[Regularizer] = ()) -> None:
-        super().__init__()
+        super().__init__(regularizers=regularizers)
         if not 0.0 <= annotation_weight <= 1.0:
             raise ValueError(f"annotation_weight must be in [0, 1], got {annotation_weight!r}")
         self.annotation_weight = float(annotation_weight)
-        self.regularizers = list(regularizers)
 
     def forward(
         self, model: CrowdModel, logits: Tensor, batch: Batch, representation: Tensor | None = None
@@ -263,16 +264,8 @@ class CrowdARLoss(nn.Module):
         reliability = F.binary_cross_entropy_with_logits(score, agrees)
         lam = self.annotation_weight
         loss = lam * annotation + (1.0 - lam) * reliability
-        out = {"annotation": annotation, "reliability": reliability, "nll": -log_s_label.mean()}
-        if self.regularizers:
-            total = logits.new_zeros(())
-            for reg in self.regularizers:
-                term = reg(model, logits)
-                out[reg.name] = term
-                total = total + reg.weight * term
-            out["reg"] = total
-            loss = loss + total
-        return {"loss": loss, **out}
+        parts = {"loss": loss, "annotation": annotation, "reliability": reliability, "nll": -log_s_label.mean()}
+        return self.add_regularizers(model, logits, parts)
 
     def extra_repr(self) -> str:
         return f"annotation_weight={self.annotation_weight}, regularizers={self.regularizers}"

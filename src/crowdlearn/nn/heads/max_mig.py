@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from crowdlearn.nn.model import CrowdModel
     from crowdlearn.train.batching import Batch
 
+from crowdlearn.nn.losses import RegularizedLoss
+
 __all__ = ["MaxMIGAggregator", "MaxMIGLoss", "mutual_information_gain"]
 
 CITATION = (
@@ -222,7 +224,7 @@ class MaxMIGAggregator(nn.Module):
         return f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, learn_prior={self.learn_prior}"
 
 
-class MaxMIGLoss(nn.Module):
+class MaxMIGLoss(RegularizedLoss):
     """``-MIG`` between the classifier ``h(x)`` and the aggregator ``g(y)`` over a batch (+ regularizers).
 
     See :func:`mutual_information_gain` and :class:`MaxMIGAggregator`. Called by the trainer with
@@ -239,8 +241,7 @@ class MaxMIGLoss(nn.Module):
     takes_batch = True
 
     def __init__(self, *, regularizers: Sequence[Regularizer] = ()) -> None:
-        super().__init__()
-        self.regularizers = list(regularizers)
+        super().__init__(regularizers=regularizers)
 
     def forward(
         self, model: CrowdModel, logits: Tensor, batch: Batch, representation: Tensor | None = None
@@ -272,16 +273,4 @@ class MaxMIGLoss(nn.Module):
         log_h = logits.log_softmax(dim=1)
         log_g = head.aggregate(batch.rows, batch.annotators, batch.labels, logits.shape[0])
         mig = mutual_information_gain(log_h, log_g, head.log_prior())
-        out = {"loss": -mig, "mig": mig}
-        if self.regularizers:
-            total = logits.new_zeros(())
-            for reg in self.regularizers:
-                term = reg(model, logits)
-                out[reg.name] = term
-                total = total + reg.weight * term
-            out["reg"] = total
-            out["loss"] = out["loss"] + total
-        return out
-
-    def extra_repr(self) -> str:
-        return f"regularizers={self.regularizers}"
+        return self.add_regularizers(model, logits, {"loss": -mig, "mig": mig})

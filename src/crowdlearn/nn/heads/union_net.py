@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from crowdlearn.nn import functional as CF
 from crowdlearn.nn.confusion import DEFAULT_SMOOTHING
-from crowdlearn.nn.losses import Regularizer
+from crowdlearn.nn.losses import RegularizedLoss, Regularizer
 from crowdlearn.nn.model import CrowdModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -204,7 +204,7 @@ class UnionNet(nn.Module):
         return f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, variant={self.variant!r}"
 
 
-class UnionLoss(nn.Module):
+class UnionLoss(RegularizedLoss):
     """Union-Net's objective: the cross-entropy of each item's union of labels, plus regularizers.
 
     ``loss = -(1/B) sum_{(n, m, y)} log P((m, y) | x_n) + sum_i w_i r_i`` over the observed labels
@@ -225,31 +225,7 @@ class UnionLoss(nn.Module):
     takes_batch = True
 
     def __init__(self, regularizers: Sequence[Regularizer] = ()) -> None:
-        super().__init__()
-        self.regularizers = list(regularizers)
-        names = [r.name for r in self.regularizers]
-        if len(set(names)) != len(names) or {"loss", "nll", "reg"} & set(names):
-            raise ValueError(f"regularizer names must be distinct and not loss/nll/reg, got {names}")
-        own = [r.weight for r in self.regularizers if r.weight_name == "lam"]
-        self._lam = float(own[0]) if own else 0.0
-
-    @property
-    def lam(self) -> float:
-        """The weight named ``lam`` (0.0 without such a regularizer); setting it sets every regularizer
-        weighted by ``lam`` (what :class:`~crowdlearn.train.LambdaSchedule` does), as for CrowdLoss."""
-        return self._lam
-
-    @lam.setter
-    def lam(self, value: float) -> None:
-        self.set_weight("lam", value)
-
-    def set_weight(self, weight_name: str, value: float) -> None:
-        """Set the weight of every regularizer whose ``weight_name`` is ``weight_name``."""
-        if weight_name == "lam":
-            self._lam = float(value)
-        for reg in self.regularizers:
-            if reg.weight_name == weight_name:
-                reg.weight = float(value)
+        super().__init__(regularizers=regularizers)
 
     def forward(
         self, model: CrowdModel, logits: Tensor, batch: Batch, representation: Tensor | None = None
@@ -278,16 +254,4 @@ class UnionLoss(nn.Module):
         labels = batch.labels.unsqueeze(1)
         loss = -union.gather(1, labels).sum() / logits.shape[0]
         nll = -union.log_softmax(dim=1).gather(1, labels).mean()
-        if not self.regularizers:
-            return {"loss": loss, "nll": nll}
-        parts: dict[str, Tensor] = {}
-        total: Tensor | None = None
-        for reg in self.regularizers:
-            term = reg(model, logits)
-            parts[reg.name] = term
-            total = reg.weight * term if total is None else total + reg.weight * term
-        assert total is not None
-        return {"loss": loss + total, "nll": nll, "reg": total, **parts}
-
-    def extra_repr(self) -> str:
-        return ", ".join(repr(r) for r in self.regularizers)
+        return self.add_regularizers(model, logits, {"loss": loss, "nll": nll})
