@@ -726,10 +726,9 @@ class CrowdClassifier(ParamsMixin):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
             backbone = self._make_backbone(inputs, k)
-            self._representation_dim = self._measure_representation(backbone, inputs, k)
+            self._representation_dim = self._check_backbone_output(backbone, inputs, k)
             head = self._make_head(m, k, init, train_ann)
         model = CrowdModel(backbone, head, needs_representation=self._spec().needs_representation)
-        self._check_backbone_output(model, inputs, k)
 
         callbacks: list[Callback] = []
         if monitor is not None:
@@ -766,43 +765,33 @@ class CrowdClassifier(ParamsMixin):
         )
         return trainer, callbacks, history
 
-    def _measure_representation(self, backbone: nn.Module, inputs: Inputs, k: int) -> int | None:
-        """``H`` of the backbone's representation for a method that needs it (two rows, eval mode)."""
-        if not self._spec().needs_representation:
-            return None
-        probe = CrowdModel(backbone, nn.Identity(), needs_representation=True)
-        self._check_backbone_output(probe, inputs, k)
+    def _check_backbone_output(self, backbone: nn.Module, inputs: Inputs, k: int) -> int | None:
+        """Check the backbone's output on two rows (eval mode, no gradient; draws no random numbers):
+        (batch, k) logits and, for a method that needs it, a (batch, H) representation. Returns
+        ``H`` for such a method, None otherwise."""
+        needs = self._spec().needs_representation
+        probe = CrowdModel(backbone, nn.Identity(), needs_representation=needs)
+        idx = np.arange(min(2, len(inputs)), dtype=np.int64)
         was = backbone.training
         backbone.eval()
         with torch.no_grad():
-            _, rep = probe.forward_features(inputs.get(np.arange(min(2, len(inputs)), dtype=np.int64)))
+            out, rep = probe.forward_features(inputs.get(idx)) if needs else (probe(inputs.get(idx)), None)
         backbone.train(was)
-        assert rep is not None  # _check_backbone_output refused a backbone without one
-        return int(rep.shape[1])
-
-    def _check_backbone_output(self, model: CrowdModel, inputs: Inputs, k: int) -> None:
-        idx = np.arange(min(2, len(inputs)), dtype=np.int64)
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            out, rep = (
-                model.forward_features(inputs.get(idx))
-                if model.needs_representation
-                else (model(inputs.get(idx)), None)
-            )
-        model.train(was)
         if out.ndim != 2 or out.shape[1] != k:
             raise ValueError(
                 f"the backbone outputs shape {tuple(out.shape)} for a batch of {len(idx)}, but the annotations have "
                 f"{k} classes (labels 0..{k - 1}); the backbone must map a batch to (batch, {k}) logits"
             )
-        if model.needs_representation and (rep is None or rep.ndim != 2 or rep.shape[0] != len(idx)):
-            name = type(model.backbone).__name__
+        if not needs:
+            return None
+        if rep is None or rep.ndim != 2 or rep.shape[0] != len(idx):
+            name = type(backbone).__name__
             got = "only logits" if rep is None else f"a representation of shape {tuple(rep.shape)}"
             raise ValueError(
                 f"method={self.method!r} needs the item representation, but the backbone {name} gives {got}; "
                 f"give it forward_features(x) -> (logits (batch, {k}), representation (batch, H))"
             )
+        return int(rep.shape[1])
 
     def _confusions_from_model(
         self, inputs: Inputs | None = None, annotations: Annotations | None = None
