@@ -30,7 +30,36 @@ __all__ = [
     "Regularizer",
     "TraceRegLoss",
     "TraceRegularizer",
+    "label_nll",
 ]
+
+
+def label_nll(
+    model: CrowdModel,
+    logits: Tensor,
+    rows: Tensor,
+    annotators: Tensor,
+    labels: Tensor,
+    representation: Tensor | None = None,
+) -> Tensor:
+    """``-log P(annotator m_e says y_e | x_e)`` of each observed label under the model's head, shape (E,).
+
+    Parameters
+    ----------
+    model : CrowdModel
+    logits : Tensor of shape (B, K)
+    rows, annotators, labels : Tensor of int64 of shape (E,)
+    representation : Tensor of shape (B, H), optional
+
+    Raises
+    ------
+    ValueError
+        The batch has no observed labels.
+    """
+    logp = model.crowd_log_probs(logits, rows, annotators, representation)  # (E, K)
+    if logp.shape[0] == 0:
+        raise ValueError("the batch has no observed labels; cannot compute the loss")
+    return -logp.gather(1, labels.unsqueeze(1)).squeeze(1)
 
 
 class Regularizer:
@@ -212,10 +241,7 @@ class CrowdLoss(RegularizedLoss):
         representation: Tensor | None = None,
     ) -> Tensor:
         """Mean negative log-likelihood of the observed labels (scalar)."""
-        logp = model.crowd_log_probs(logits, rows, annotators, representation)  # (E, K)
-        if logp.shape[0] == 0:
-            raise ValueError("the batch has no observed labels; cannot compute the loss")
-        return -logp.gather(1, labels.unsqueeze(1)).squeeze(1).mean()
+        return label_nll(model, logits, rows, annotators, labels, representation).mean()
 
     def forward(
         self,

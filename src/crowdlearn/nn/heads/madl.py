@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from crowdlearn.nn.losses import label_nll
 from crowdlearn.nn.model import CrowdModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -389,10 +390,7 @@ class MaDLLoss(nn.Module):
         head = model.head
         if not isinstance(head, MaDLHead):
             raise TypeError(f"MaDLLoss needs a MaDLHead, got {type(head).__name__}")
-        logp = model.crowd_log_probs(logits, rows, annotators, representation)
-        if logp.shape[0] == 0:
-            raise ValueError("the batch has no observed labels; cannot compute the loss")
-        per_label = -logp.gather(1, labels.unsqueeze(1)).squeeze(1)
+        per_label = label_nll(model, logits, rows, annotators, labels, representation)
         if head.log_gamma is None:
             nll = per_label.mean()
             return {"loss": nll, "nll": nll}
