@@ -91,12 +91,19 @@ from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.io import atomic_write
 from crowdlearn.nn import MLP, available_methods, get_method
 from crowdlearn.nn.registry import HeadContext, MethodSpec
+from crowdlearn.simulate import item_features, simulate_design
 from crowdlearn.train import Callback, TrainingDivergedError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from music import Split, load, single_label_annotations  # the same splits as benchmarks/music.py
 
-DATASETS = ("music-am", "music", "labelme")
+DATASETS = ("music-am", "music", "labelme", "music-crowd", "sim-control", "sim-fssc", "sim-wssc")
+DEFAULT_DATASETS = ("music-am", "music", "labelme")
+SIM_DATASETS = {"sim-control": "control", "sim-fssc": "f-ssc", "sim-wssc": "w-ssc"}
+#: simulated designs (crowdlearn.simulate.simulate_design + item_features): items, annotators,
+#: classes, observation probability, feature dimension, class-centre norm
+SIM_ITEMS = (1500, 500, 1000)  # training (crowd labels), validation, test items
+SIM_M, SIM_K, SIM_P, SIM_D, SIM_SEPARATION = 30, 5, 0.1, 20, 3.0
 PROTOCOLS = ("last", "clean", "crowd")
 KINDS = ("full", "holdout")
 TRUTH = "truth"  # the reference: method="ce" on the true labels
@@ -106,6 +113,14 @@ DEFAULT_POINT: dict[str, Any] = {"lr": 1e-3, "init": "identity"}  # = CrowdClass
 #: grid ``recipe``: the defaults and the training recipe of the Annot-Mix/MaDL code (Adam at 1e-2 with a
 #: cosine schedule, batch 64, no weight decay; run it with ``--epochs 50`` as they do)
 RECIPE_POINT: dict[str, Any] = {"lr": 1e-2, "schedule": "cosine", "batch_size": 64, "weight_decay": 0.0}
+#: grid ``defaults``: candidate default recipes (issue #12), each applied to every method where it
+#: applies (DS init only where the head depends on its init; input mixup only for methods without
+#: their own batch transform). A point's ``epochs`` replaces ``--epochs``.
+RECIPES: dict[str, dict[str, Any]] = {
+    "base": {},  # CrowdClassifier's defaults (lr 1e-3, identity init, batch 128, wd 1e-4, 100 epochs)
+    "fast-ds-mixup": {"lr": 1e-2, "init": "ds", "mixup": 0.2},  # the best Music row of benchmarks/music.py
+    "cosine": {**RECIPE_POINT, "init": "ds", "epochs": 50},  # the Annot-Mix/MaDL code's recipe
+}
 AM_HIDDEN = (256, 128)
 AM_N_VAL = 100
 HOLDOUT_FRACTION = 0.1
@@ -141,7 +156,17 @@ def _check_default_point() -> None:
 
 def point_label(params: Mapping[str, Any]) -> str:
     """``"lr=0.001, init=identity"``: the grid point's key in the cache and the tables."""
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items() if k != "epochs")
+
+
+def point_epochs(params: Mapping[str, Any], epochs: int) -> int:
+    """The point's own ``epochs``, else ``--epochs``."""
+    return int(params.get("epochs", epochs))
+
+
+def point_keys(method: str, grid: str, epochs: int) -> list[tuple[str, int]]:
+    """(label, epochs) of every grid point of ``method``, in grid order."""
+    return [(point_label(p), point_epochs(p, epochs)) for p in grid_points(method, grid)]
 
 
 @functools.cache
@@ -165,6 +190,9 @@ def head_uses_init(name: str) -> bool:
     return a.keys() != b.keys() or any(not torch.equal(a[key], b[key]) for key in a)
 
 
+RECIPE_OF: dict[tuple[str, str], str] = {}  # (method, point label) -> recipe name, filled by grid_points
+
+
 def grid_points(method: str, grid: str) -> list[dict[str, Any]]:
     """The grid points of ``method`` in order (the default point first)."""
     if grid == "none":
@@ -173,6 +201,19 @@ def grid_points(method: str, grid: str) -> list[dict[str, Any]]:
     inits = INITS if "ds" in get_method(name).inits and head_uses_init(name) else INITS[:1]
     if grid == "recipe":
         return [dict(DEFAULT_POINT), {**RECIPE_POINT, "init": inits[-1]}]
+    if grid == "defaults":
+        own_transform = get_method(name).make_transform is not None
+        points = []
+        for recipe_name, recipe in RECIPES.items():
+            point = dict(recipe)
+            if point.get("init") == "ds" and inits[-1] != "ds":
+                point["init"] = "identity"
+            if own_transform:
+                point.pop("mixup", None)
+            point = point if point else dict(DEFAULT_POINT)
+            RECIPE_OF[(method, point_label(point))] = recipe_name
+            points.append(point)
+        return points
     return [{"lr": lr, "init": init} for lr, init in itertools.product(LRS, inits)]
 
 
@@ -203,12 +244,31 @@ def get_split(dataset: str, seed: int, root: str) -> Split:
         return load("music", seed, root, "truth")
     if dataset == "labelme":
         return load("labelme", seed, root, "truth")
+    if dataset == "music-crowd":  # all 700 training items, no validation items, the 300 test items
+        return load("music", seed, root, "crowd")
+    if dataset in SIM_DATASETS:
+        return sim_split(SIM_DATASETS[dataset], seed)
     if dataset != "music-am":
         raise ValueError(f"unknown dataset {dataset!r}")
     s = load("music", seed, root, "crowd")  # all 700 training items, the 300 test items
     perm = np.random.default_rng(4000 + seed).permutation(len(s.y_test))
     val, test = np.sort(perm[:AM_N_VAL]), np.sort(perm[AM_N_VAL:])
     return Split(s.x_train, s.ann, s.truth, s.x_test[val], s.y_test[val], s.x_test[test], s.y_test[test])
+
+
+def sim_split(design: str, seed: int) -> Split:
+    """A simulated design with item features: the crowd labels of the first ``SIM_ITEMS[0]`` items,
+    the true labels of the next two blocks for validation and test (seeded by ``6000 + seed``)."""
+    n_train, n_val, n_test = SIM_ITEMS
+    g = np.random.default_rng(6000 + seed)
+    crowd = simulate_design(
+        design, n_items=n_train + n_val + n_test, n_annotators=SIM_M, n_classes=SIM_K, p=SIM_P, random_state=g
+    )
+    x = item_features(crowd.true_posteriors, SIM_D, separation=SIM_SEPARATION, random_state=g).astype(np.float32)
+    y = crowd.true_labels
+    tr, va, te = np.arange(n_train), np.arange(n_train, n_train + n_val), np.arange(n_train + n_val, len(y))
+    ann = crowd.annotations.subset_items(tr)
+    return Split(x[tr], ann, y[tr], x[va], y[va], x[te], y[te])
 
 
 def make_backbone(dataset: str, n_features: int, n_classes: int, seed: int) -> torch.nn.Module | None:
@@ -433,23 +493,24 @@ def table_rows(
     cache: Mapping[tuple[Any, ...], Mapping[str, Any]],
     dataset: str,
     methods: Sequence[str],
-    points: Mapping[str, Sequence[str]],
+    points: Mapping[str, Sequence[tuple[str, int]]],
     seeds: Sequence[int],
-    epochs: int,
 ) -> list[Row]:
-    """One Row per method, each protocol selected from the cached runs."""
+    """One Row per method, each protocol selected from the cached runs (``points``: each method's
+    grid points as (label, epochs), in grid order)."""
     rows = []
     for m in methods:
         by_kind: dict[str, dict[tuple[str, int], Mapping[str, Any]]] = {k: {} for k in KINDS}
-        for p in points[m]:
+        for p, epochs in points[m]:
             for s in seeds:
                 for kind in KINDS:
                     r = cache.get((dataset, m, p, s, kind, epochs))
                     if r is not None:
                         by_kind[kind][(p, s)] = r
         row = Row(m)
+        labels = [p for p, _ in points[m]]
         for proto in PROTOCOLS:
-            row.cells[proto] = select(by_kind["holdout" if proto == "crowd" else "full"], points[m], seeds, proto)
+            row.cells[proto] = select(by_kind["holdout" if proto == "crowd" else "full"], labels, seeds, proto)
         rows.append(row)
     return rows
 
@@ -519,14 +580,67 @@ def render_table(dataset: str, rows: Sequence[Row], n_seeds: int, epochs: int, g
 
 
 # ------------------------------------------------------------------ main
+def recipe_table(
+    cache: Mapping[tuple[Any, ...], Mapping[str, Any]],
+    datasets: Sequence[str],
+    methods: Sequence[str],
+    points: Mapping[str, Sequence[tuple[str, int]]],
+    seeds: Sequence[int],
+) -> str:
+    """Grid ``defaults``: every method x recipe, the crowd-only protocol's test accuracy per dataset
+    (held-out-NLL epoch of each holdout run, mean over the seeds) and its mean over the datasets;
+    the recipe with the best mean is marked (ties: the first in RECIPES order)."""
+    head = ["method", "recipe", *datasets, "mean"]
+    lines = [
+        "### Candidate default recipes, crowd-only selection (held-out crowd-label NLL picks the epoch)",
+        "",
+        f"Test accuracy %, mean over {len(seeds)} seeds per dataset; **bold**: the best mean over the datasets.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---|---|" + "---:|" * (len(datasets) + 1),
+    ]
+    for m in methods:
+        rows: list[tuple[str, list[float | None], float | None]] = []
+        for label, epochs in points[m]:
+            accs: list[float | None] = []
+            for d in datasets:
+                vals = []
+                for s in seeds:
+                    r = cache.get((d, m, label, s, "holdout", epochs))
+                    e = None if r is None else best_epoch(r["valid_loss"], "min")
+                    if r is None or e is None:
+                        break
+                    vals.append(float(r["test_acc"][e]))
+                else:
+                    accs.append(100 * float(np.mean(vals)))
+                    continue
+                accs.append(None)
+            mean = None if any(a is None for a in accs) else float(np.mean([a for a in accs if a is not None]))
+            rows.append((RECIPE_OF.get((m, label), label), accs, mean))
+        means = [r[2] for r in rows if r[2] is not None]
+        best = max(means) if means else None
+        for name, accs, mean in rows:
+            cells = [m, name] + ["pending" if a is None else f"{a:.1f}" for a in accs]
+            mean_cell = "pending" if mean is None else f"{mean:.1f}"
+            cells.append(f"**{mean_cell}**" if mean is not None and mean == best else mean_cell)
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def build_tasks(
-    datasets: Sequence[str], methods: Sequence[str], grid: str, seeds: Sequence[int], epochs: int
+    datasets: Sequence[str],
+    methods: Sequence[str],
+    grid: str,
+    seeds: Sequence[int],
+    epochs: int,
+    kinds: Sequence[str] = KINDS,
 ) -> list[Task]:
     tasks = []
-    for d, m in itertools.product(datasets, methods):
+    for m, d in itertools.product(methods, datasets):  # method-major: an interrupted run leaves whole methods
         for params in grid_points(m, grid):
-            for s, kind in itertools.product(seeds, KINDS):
-                tasks.append(Task(d, m, point_label(params), params, s, kind, epochs))
+            for s, kind in itertools.product(seeds, kinds):
+                run_params = {k: v for k, v in params.items() if k != "epochs"}
+                tasks.append(Task(d, m, point_label(params), run_params, s, kind, point_epochs(params, epochs)))
     return tasks
 
 
@@ -582,12 +696,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="benchmarks/real.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", required=True, help="folder of the run cache runs.jsonl and of tables.md")
-    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {', '.join(DATASETS)}")
+    parser.add_argument(
+        "--datasets", default=",".join(DEFAULT_DATASETS), help=f"comma-separated, of {', '.join(DATASETS)}"
+    )
     parser.add_argument(
         "--methods", default=None, help=f"comma-separated registered methods and/or {TRUTH!r} (default: all + truth)"
     )
-    parser.add_argument("--grid", choices=["none", "small", "recipe"], default="small")
+    parser.add_argument("--grid", choices=["none", "small", "recipe", "defaults"], default="small")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help="run kinds: full (last/clean protocols), holdout (crowd protocol)"
+    )
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
     parser.add_argument("--device", default="cpu")
@@ -616,7 +735,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cache_path = out / "runs.jsonl"
     seeds = list(range(args.seeds))
-    tasks = build_tasks(datasets, methods, args.grid, seeds, args.epochs)
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not kinds or any(k not in KINDS for k in kinds):
+        parser.error(f"--kinds takes a comma-separated subset of {', '.join(KINDS)}, got {args.kinds!r}")
+    tasks = build_tasks(datasets, methods, args.grid, seeds, args.epochs, kinds)
     cache = read_cache(cache_path)
     todo = [t for t in tasks if t.key not in cache]
     failed = 0
@@ -625,11 +747,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         _, failed = execute(todo, cache_path, args.root, args.jobs, args.device)
         cache = read_cache(cache_path)
 
-    points = {m: [point_label(p) for p in grid_points(m, args.grid)] for m in methods}
+    points = {m: point_keys(m, args.grid, args.epochs) for m in methods}
     tables = [
-        render_table(d, table_rows(cache, d, methods, points, seeds, args.epochs), args.seeds, args.epochs, args.grid)
+        render_table(d, table_rows(cache, d, methods, points, seeds), args.seeds, args.epochs, args.grid)
         for d in datasets
     ]
+    if args.grid == "defaults":
+        tables.append(recipe_table(cache, datasets, methods, points, seeds))
     compute = sum(cache[t.key]["seconds"] for t in tasks if t.key in cache)
     argv_shown = " ".join(sys.argv[1:] if argv is None else argv)
     footer = [
