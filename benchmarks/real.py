@@ -18,6 +18,15 @@ Datasets (``--datasets``):
   the built-in MLP of Ibrahim et al. (hidden 128).
 - ``labelme``: LabelMe with the 512-d VGG16 average-pooled features: 1,000 training items, the
   500-item valid split for validation, 1,188 test items; the built-in MLP (hidden 128).
+- ``music-crowd``: Music with no truth anywhere: all 700 training items, no validation items (the
+  clean protocol has nothing to select on), the 300 test items; the built-in MLP.
+- ``sim-control``, ``sim-fssc``, ``sim-wssc``: the matrix-level designs of
+  ``crowdlearn.simulate.simulate_design`` (those of benchmarks/identifiability.py) with item
+  features from ``item_features`` (20-d, class centres of norm 3, unit noise): 30 annotators,
+  5 classes, each label observed with probability 0.1; 1,500 training items (crowd labels), 500
+  validation and 1,000 test items (true labels), per seed ``default_rng(6000 + seed)``; the
+  built-in MLP.
+Not given, ``--datasets`` is ``music-am,music,labelme``.
 Within a dataset, every protocol trains on the same items and is scored on the same test items.
 
 Training: ``CrowdClassifier`` defaults (Adam, lr 1e-3, weight decay 1e-4 on the backbone, batch
@@ -30,7 +39,14 @@ Grid (``--grid``): ``none``: the default point only (lr 1e-3, init identity); ``
 ``spec.inits`` has "ds" and whose head depends on the init (a probe builds the head from both
 inits; ``ce``'s identity head ignores it, CrowdLayer accepts only "identity"); ``recipe``: the
 default point and the training recipe of the Annot-Mix/MaDL code (lr 1e-2, cosine schedule, batch
-64, no weight decay, DS init where it applies; run with ``--epochs 50`` as they do).
+64, no weight decay, DS init where it applies; run with ``--epochs 50`` as they do); ``defaults``:
+the candidate default recipes of ``RECIPES`` (issue #12): ``base`` (the base training values),
+``fast-ds-mixup`` (lr 1e-2, DS init, input mixup 0.2: the best Music row of benchmarks/music.py),
+``cosine`` (the Annot-Mix/MaDL code's recipe with DS init, 50 epochs); DS init only where the head
+depends on it, input mixup only for methods without their own batch transform. A point may set
+its own ``epochs`` (it replaces ``--epochs``). Grid points name every training value they change;
+the others are the base values of ``crowdlearn.nn.registry.BASE_TRAINING`` (so the tables do not
+move when a method's recipe changes).
 
 Runs: every (dataset, method, grid point, seed) is trained twice. A ``full`` run trains on all
 crowd labels of the training items (``validation="none"``); a callback records the accuracy on the
@@ -50,6 +66,10 @@ Selection protocols (test accuracy %, mean ± std over the seeds):
    grid point with the lowest mean of those NLLs over the seeds (ties: first in grid order). No
    true label is used (except by the ``truth`` reference, whose held-out labels are true labels).
 A grid point is eligible only once all its seeds are finished (and each has at least one epoch).
+With ``--grid defaults`` a last table gives, per method and recipe, the crowd protocol's test
+accuracy on each dataset and the mean over the datasets (the best mean in bold): the experiment
+that picks each method's default recipe. ``--kinds holdout`` trains only the runs of the crowd
+protocol.
 
 Cache: every finished run is appended as one JSON line to ``--out DIR/runs.jsonl`` (key: dataset,
 method, grid point, seed, run kind, epochs); a rerun skips the runs already there, so an
@@ -59,7 +79,8 @@ without training. The tables, the command, the machine and the times are printed
 atomically to ``DIR/tables.md``.
 
 Run:  PYTHONPATH=src python benchmarks/real.py --out DIR [--datasets music-am,music,labelme]
-      [--methods a,b,c] [--grid none|small|recipe] [--seeds 10] [--epochs 100] [--jobs 2] [--table-only]
+      [--methods a,b,c] [--grid none|small|recipe|defaults] [--seeds 10] [--epochs 100]
+      [--kinds full,holdout] [--jobs 2] [--table-only]
 """
 
 from __future__ import annotations
@@ -90,7 +111,7 @@ import torch
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.io import atomic_write
 from crowdlearn.nn import MLP, available_methods, get_method
-from crowdlearn.nn.registry import HeadContext, MethodSpec
+from crowdlearn.nn.registry import BASE_TRAINING, HeadContext, MethodSpec
 from crowdlearn.simulate import item_features, simulate_design
 from crowdlearn.train import Callback, TrainingDivergedError
 
@@ -109,7 +130,7 @@ KINDS = ("full", "holdout")
 TRUTH = "truth"  # the reference: method="ce" on the true labels
 LRS = (1e-3, 1e-2)
 INITS = ("identity", "ds")
-DEFAULT_POINT: dict[str, Any] = {"lr": 1e-3, "init": "identity"}  # = CrowdClassifier's defaults (checked)
+DEFAULT_POINT: dict[str, Any] = {"lr": 1e-3, "init": "identity"}  # = the base training values (checked)
 #: grid ``recipe``: the defaults and the training recipe of the Annot-Mix/MaDL code (Adam at 1e-2 with a
 #: cosine schedule, batch 64, no weight decay; run it with ``--epochs 50`` as they do)
 RECIPE_POINT: dict[str, Any] = {"lr": 1e-2, "schedule": "cosine", "batch_size": 64, "weight_decay": 0.0}
@@ -146,12 +167,20 @@ VARIANT_NOTE = {"crowdlayer-mw", "crowdlayer-vw", "crowdlayer-vb", "union-net-a"
 
 # ------------------------------------------------------------------ grid
 def _check_default_point() -> None:
-    import inspect
-
-    sig = inspect.signature(CrowdClassifier.__init__).parameters
     for key, value in DEFAULT_POINT.items():
-        if sig[key].default != value:
-            raise RuntimeError(f"CrowdClassifier's default {key}={sig[key].default!r} is not DEFAULT_POINT's {value!r}")
+        if BASE_TRAINING[key] != value:
+            raise RuntimeError(f"the base training value {key}={BASE_TRAINING[key]!r} is not DEFAULT_POINT's {value!r}")
+
+
+def run_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The CrowdClassifier training values of a grid point: the point's, else the base values
+    (never a method's recipe, so that a table does not move when a recipe changes). An unset
+    confusion learning rate is the point's ``lr`` (what ``confusion_lr=None`` means)."""
+    out = {**BASE_TRAINING, **params}
+    if out["confusion_lr"] is None:
+        out["confusion_lr"] = out["lr"]
+    del out["epochs"]  # the task's (``point_epochs``)
+    return out
 
 
 def point_label(params: Mapping[str, Any]) -> str:
@@ -323,7 +352,7 @@ def run_task(task: Task, root: str, device: str = "cpu") -> dict[str, Any]:
         callbacks=[rec],
         random_state=task.seed,
         device=device,
-        **task.params,
+        **run_params(task.params),
     )
     diverged: int | None = None
     collapsed = False

@@ -488,12 +488,20 @@ def train(
         help="a parameter of --method (repeatable): " + _method_params_help(),
     ),
     lam: float = typer.Option(0.01, "--lam", help=_lam_help()),
-    epochs: int = typer.Option(100, "--epochs", min=1, help="training epochs"),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate of the classifier"),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="training epochs (default: the method's recipe)"),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Adam learning rate of the classifier (default: the method's recipe)"
+    ),
     confusion_lr: float | None = typer.Option(None, "--confusion-lr", help="learning rate of the confusions"),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="items per batch"),
-    init: str = typer.Option("identity", "--init", help="initial confusions: identity, uniform, mv or ds"),
-    mixup: float = typer.Option(0.0, "--mixup", help="mixup Beta parameter (0: off)"),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="items per batch (default: the method's recipe)"
+    ),
+    init: str | None = typer.Option(
+        None, "--init", help="initial confusions: identity, uniform, mv or ds (default: the method's recipe)"
+    ),
+    mixup: float | None = typer.Option(
+        None, "--mixup", help="mixup Beta parameter, 0: off (default: the method's recipe)"
+    ),
     validation: str = typer.Option(
         "holdout", "--validation", help="holdout (held-out crowd labels pick the epoch) or none (last epoch)"
     ),
@@ -550,15 +558,17 @@ def train(
     if "lam" in method_params and lam != 0.01 and method_params["lam"] != lam:
         fail(f"--lam {lam:g} and --method-param lam={method_params['lam']:g} disagree; give one", code=2)
     inits = [i for i in spec.inits if i != "array"]
-    if init not in inits:
+    if init is not None and init not in inits:
         fail(f"--init must be {_or(inits)} with --method {method}, got {init!r}", code=2)
     if validation not in ("holdout", "none"):
         fail(f"--validation must be holdout or none, got {validation!r}", code=2)
-    _check_number("--lr", lr, strict=True, hi=MAX_LR)
+    if lr is not None:
+        _check_number("--lr", lr, strict=True, hi=MAX_LR)
     if confusion_lr is not None:
         _check_number("--confusion-lr", confusion_lr, strict=True, hi=MAX_LR)
     _check_number("--lam", lam, strict=False)
-    _check_number("--mixup", mixup, strict=False)
+    if mixup is not None:
+        _check_number("--mixup", mixup, strict=False)
     if seed < 0:
         fail(f"--seed must be an integer >= 0, got {seed}", code=2)
     _check_outputs(

@@ -33,7 +33,7 @@ from crowdlearn.annotations import Annotations
 from crowdlearn.nn import MLP, ConfusionMatrices, CrowdLoss, CrowdModel, HeadContext, MethodSpec, get_method
 from crowdlearn.nn.functional import DEFAULT_RIDGE
 from crowdlearn.nn.methods import BUILTIN_METHODS
-from crowdlearn.nn.registry import Targets, TargetsContext, available_methods, method_table
+from crowdlearn.nn.registry import BASE_TRAINING, Targets, TargetsContext, available_methods, method_table
 from crowdlearn.train import (
     Callback,
     Checkpoint,
@@ -193,37 +193,44 @@ class CrowdClassifier(ParamsMixin):
         A module is deep-copied at ``fit`` (the given one is not trained).
     lam : float, default=0.01
         Regularization weight, {lam_usage} (so is ``lam_schedule``).
-    epochs : int, default=100
-    lr : float, default=1e-3
+    epochs : int or None, default=None
+    lr : float or None, default=None
         Adam learning rate of the backbone.
     confusion_lr : float or None, default=None
-        Learning rate of the confusion logits (None: ``lr``).
-    batch_size : int, default=128
+        Learning rate of the confusion logits (None: the recipe's, else ``lr``).
+    batch_size : int or None, default=None
         Items per minibatch (each with all its labels).
-    weight_decay : float, default=1e-4
+    weight_decay : float or None, default=None
         Adam weight decay of the backbone (the confusion logits are not decayed).
-    init : {"identity", "uniform", "mv", "ds"} or array of shape (M, K, K), default="identity"
+    init : {"identity", "uniform", "mv", "ds"}, array of shape (M, K, K) or None, default=None
         Initial confusion matrices: logits ``init_scale * I`` (Ibrahim et al. use scale 1), zero
         logits (uniform columns: CCEM can collapse from there), the confusions of majority-vote
         or Dawid-Skene (:mod:`crowdlearn.aggregate`, ``DawidSkene(smoothing=0.01)``) fitted on the
         training labels, or given
         column-stochastic matrices (smoothed by 1e-2 before the log).
+
+        **None (the default of these training parameters, and of** ``schedule`` **and**
+        ``mixup`` **): the method's recipe** (its spec's ``recipe``, chosen by the experiment in
+        docs/training.md, "Default recipes"), else the library's base value
+        (:data:`crowdlearn.nn.registry.BASE_TRAINING`: lr 1e-3, batch 128, weight decay 1e-4,
+        100 epochs, constant schedule, identity init, no mixup). ``training_params_`` holds the
+        values a fit used.
     init_scale : float, default=1.0
         Diagonal logit of ``init="identity"``.
     schedule : {"constant", "cosine"} or None, default=None
-        Learning-rate schedule over epochs.
+        Learning-rate schedule over epochs (None: the recipe's, else constant).
     lam_schedule : {"constant", "decay", "warmup"} or None, default=None
         Schedule of the regularization weight over epochs ``e = 0..epochs-1``: ``"decay"``
         ``lam * (1 - e / epochs)``; ``"warmup"`` ``lam * min(1, (e + 1) / (0.1 * epochs))``;
         None or ``"constant"`` keeps ``lam``.
     eps : float, default=1e-6
         Ridge of the log-determinants (the methods declaring ``eps``).
-    mixup : float, default=0.0
-        Mixup on the crowd labels (``Beta(mixup, mixup)`` mixing weights; 0 disables it): each
-        training batch feeds convex combinations of pairs of its items, and every observed label
-        of both items counts with its item's weight (see :class:`~crowdlearn.train.Trainer`).
-        Requires inputs that can be added (feature arrays, image tensors); it acts as a
-        regularizer of the classifier against label noise.
+    mixup : float or None, default=None
+        Mixup on the crowd labels (``Beta(mixup, mixup)`` mixing weights; 0 disables it; None:
+        the recipe's, else 0): each training batch feeds convex combinations of pairs of its
+        items, and every observed label of both items counts with its item's weight (see
+        :class:`~crowdlearn.train.Trainer`). Requires inputs that can be added (feature arrays,
+        image tensors); it acts as a regularizer of the classifier against label noise.
     refine_confusions : int, default=0
         After training, this many EM iterations re-estimate the confusion matrices with the
         trained classifier as the prior of each training item's true class:
@@ -291,6 +298,10 @@ class CrowdClassifier(ParamsMixin):
         One dict per epoch (losses, validation metric, ``*_best`` flags).
     annotator_features_ : ndarray of shape (n_annotators, F) or None
         The ``annotator_features`` given to :meth:`fit` (float32), None without.
+    training_params_ : dict
+        The training parameters the fit used (``lr``, ``confusion_lr``, ``epochs``,
+        ``batch_size``, ``weight_decay``, ``schedule``, ``init``, ``mixup``): each one given,
+        else the method's recipe, else the base value; an init array shows as ``"array"``.
     best_epoch_ : int or None
         Epoch selected by the validation rule (None without validation).
     collapsed_ : bool
@@ -318,17 +329,17 @@ class CrowdClassifier(ParamsMixin):
         method_params: dict[str, Any] | None = None,
         backbone: str | nn.Module | None = None,
         lam: float = 0.01,
-        epochs: int = 100,
-        lr: float = 1e-3,
+        epochs: int | None = None,
+        lr: float | None = None,
         confusion_lr: float | None = None,
-        batch_size: int = 128,
-        weight_decay: float = 1e-4,
-        init: str | np.ndarray[Any, Any] = "identity",
+        batch_size: int | None = None,
+        weight_decay: float | None = None,
+        init: str | np.ndarray[Any, Any] | None = None,
         init_scale: float = 1.0,
         schedule: str | None = None,
         lam_schedule: str | None = None,
         eps: float = DEFAULT_RIDGE,
-        mixup: float = 0.0,
+        mixup: float | None = None,
         refine_confusions: int = 0,
         validation: str = "auto",
         holdout_fraction: float = 0.1,
@@ -374,10 +385,13 @@ class CrowdClassifier(ParamsMixin):
     def _validate_params(self) -> None:
         c = self._name
 
-        def number(name: str, lo: float, *, strict: bool, allow_none: bool = False, integer: bool = False) -> None:
-            check_number(getattr(self, name), name, c, low=lo, strict=strict, integer=integer, allow_none=allow_none)
-
         spec = self._spec()
+        training = self._training()
+
+        def number(name: str, lo: float, *, strict: bool, allow_none: bool = False, integer: bool = False) -> None:
+            value = training[name] if name in training else getattr(self, name)
+            check_number(value, name, c, low=lo, strict=strict, integer=integer, allow_none=allow_none)
+
         if not (self.backbone is None or isinstance(self.backbone, nn.Module) or self.backbone in BACKBONES):
             raise _param_error(c, "backbone", f"None, one of {BACKBONES} or a torch.nn.Module", self.backbone)
         number("lam", 0, strict=False)
@@ -392,15 +406,16 @@ class CrowdClassifier(ParamsMixin):
         number("patience", 1, strict=False, allow_none=True, integer=True)
         number("random_state", 0, strict=False, integer=True)
         number("refine_confusions", 0, strict=False, integer=True)
-        if not (isinstance(self.init, np.ndarray) or self.init in ("identity", "uniform", "mv", "ds")):
-            raise _param_error(c, "init", "'identity', 'uniform', 'mv', 'ds' or an (M, K, K) array", self.init)
-        if not spec.accepts_init(self.init):
+        init = training["init"]
+        if not (isinstance(init, np.ndarray) or init in ("identity", "uniform", "mv", "ds")):
+            raise _param_error(c, "init", "None, 'identity', 'uniform', 'mv', 'ds' or an (M, K, K) array", init)
+        if not spec.accepts_init(init):
             shown = [repr(i) if i != "array" else "an (M, K, K) array" for i in spec.inits]
             expected = shown[0] if len(shown) == 1 else "one of " + ", ".join(shown)
-            raise _param_error(c, "init", f"{expected} with method={self.method!r}", self.init)
+            raise _param_error(c, "init", f"{expected} with method={self.method!r}", init)
         self._method_params()
-        if self.schedule not in (None, "constant", "cosine"):
-            raise _param_error(c, "schedule", "None, 'constant' or 'cosine'", self.schedule)
+        if training["schedule"] not in ("constant", "cosine"):
+            raise _param_error(c, "schedule", "None, 'constant' or 'cosine'", training["schedule"])
         if self.lam_schedule not in (None, "constant", "decay", "warmup"):
             raise _param_error(c, "lam_schedule", "None, 'constant', 'decay' or 'warmup'", self.lam_schedule)
         if self.validation not in ("auto", "truth", "holdout", "none"):
@@ -415,6 +430,18 @@ class CrowdClassifier(ParamsMixin):
             raise _param_error(c, "callbacks", "None or a list of crowdlearn.train.Callback", cbs)
         if self.verbose not in (0, 1, 2):
             raise _param_error(c, "verbose", "0, 1 or 2", self.verbose)
+
+    def _training(self) -> dict[str, Any]:
+        """The training parameters of a fit: each one set here, else the method's recipe, else the
+        library's base value (:meth:`MethodSpec.training`)."""
+        return self._spec().training({k: getattr(self, k) for k in BASE_TRAINING})
+
+    def _shown_training(self) -> dict[str, Any]:
+        """:meth:`_training` with an init array shown as "array" (JSON-able)."""
+        out = self._training()
+        if isinstance(out["init"], np.ndarray):
+            out["init"] = "array"
+        return out
 
     def _spec(self) -> MethodSpec:
         """The registered spec of ``method`` (the error lists the known methods)."""
@@ -503,18 +530,19 @@ class CrowdClassifier(ParamsMixin):
         return _builtin_backbone(self.backbone or "mlp", shape[1], n_classes)
 
     def _initial_confusions(self, annotations: Annotations) -> str | np.ndarray[Any, Any]:
-        if isinstance(self.init, np.ndarray):
-            return self.init
-        if self.init in ("mv", "ds"):
+        init = self._training()["init"]
+        if isinstance(init, np.ndarray):
+            return init
+        if init in ("mv", "ds"):
             import importlib
 
             aggregate: Any = importlib.import_module("crowdlearn.aggregate")
             # a smoothed (MAP, pseudo-count 0.01) Dawid-Skene: annotators with a handful of labels
             # get no hard zeros, which would otherwise become the most extreme logits
-            agg = aggregate.MajorityVote() if self.init == "mv" else aggregate.DawidSkene(smoothing=0.01)
+            agg = aggregate.MajorityVote() if init == "mv" else aggregate.DawidSkene(smoothing=0.01)
             conf: np.ndarray[Any, Any] = np.asarray(agg.fit(annotations).confusions_, dtype=np.float64)
             return conf
-        return str(self.init)
+        return str(init)
 
     def _make_head(
         self,
@@ -556,7 +584,7 @@ class CrowdClassifier(ParamsMixin):
         return np.ascontiguousarray(arr, dtype=np.float32)
 
     def _lam_schedule(self) -> Callable[[int], float] | None:
-        lam, epochs = float(self._method_params().get("lam", self.lam)), max(int(self.epochs), 1)
+        lam, epochs = float(self._method_params().get("lam", self.lam)), max(int(self._training()["epochs"]), 1)
         if self.lam_schedule == "decay":
             return lambda e: lam * (1.0 - e / epochs)
         if self.lam_schedule == "warmup":
@@ -574,10 +602,10 @@ class CrowdClassifier(ParamsMixin):
 
     def _make_transform(self) -> BatchTransform | None:
         """The method's batch transform given ``mixup`` (default: InputMixup when mixup > 0)."""
-        spec = self._spec()
+        spec, mixup = self._spec(), float(self._training()["mixup"])
         if spec.make_transform is not None:
-            return spec.make_transform(self._method_params(), float(self.mixup))
-        return InputMixup(float(self.mixup)) if self.mixup > 0 else None
+            return spec.make_transform(self._method_params(), mixup)
+        return InputMixup(mixup) if mixup > 0 else None
 
     # ------------------------------------------------------------------ fit / predict
     def fit(
@@ -690,6 +718,7 @@ class CrowdClassifier(ParamsMixin):
         self.input_shape_ = tuple(shape[1:]) if shape is not None else None
         self.n_features_in_ = shape[1] if shape is not None and len(shape) == 2 else None
         self.annotator_counts_ = annotations.annotator_counts.copy()
+        self.training_params_ = self._shown_training()
         self.confusions_ = self._confusions_from_model(inputs, annotations)
         proba = self._proba(inputs)
         labelled = annotations.item_counts > 0
@@ -743,15 +772,16 @@ class CrowdClassifier(ParamsMixin):
         elif self.verbose == 2:
             callbacks.append(EpochPrinter())
         callbacks.extend(self.callbacks or ())
+        training = self._training()
         trainer = Trainer(
             model,
             self._make_criterion(),
-            epochs=int(self.epochs),
-            batch_size=int(self.batch_size),
-            lr=float(self.lr),
-            confusion_lr=None if self.confusion_lr is None else float(self.confusion_lr),
-            weight_decay=float(self.weight_decay),
-            schedule=self.schedule,  # type: ignore[arg-type]
+            epochs=int(training["epochs"]),
+            batch_size=int(training["batch_size"]),
+            lr=float(training["lr"]),
+            confusion_lr=None if training["confusion_lr"] is None else float(training["confusion_lr"]),
+            weight_decay=float(training["weight_decay"]),
+            schedule=training["schedule"],
             transform=self._make_transform(),
             device=self.device,
             amp=bool(self.amp),
@@ -811,7 +841,7 @@ class CrowdClassifier(ParamsMixin):
     def _mean_pair_confusions(self, inputs: Inputs, annotations: Annotations) -> np.ndarray[Any, Any]:
         k, m = self.n_classes_, self.n_annotators_
         total = torch.zeros(m, k, k, dtype=torch.float64)
-        bs = max(int(self.batch_size), 256)
+        bs = max(int(self._training()["batch_size"]), 256)
         for start in range(0, annotations.n_labels, bs):
             sl = slice(start, start + bs)
             conf = self._pair_confusions(inputs, annotations.items[sl], annotations.annotators[sl])
@@ -856,7 +886,7 @@ class CrowdClassifier(ParamsMixin):
             idx[e] = lookup[a]
         if not self._spec().instance_dependent:
             return np.asarray(self.confusions_[idx], dtype=np.float64)
-        bs = max(int(self.batch_size), 256)
+        bs = max(int(self._training()["batch_size"]), 256)
         parts = [
             self._pair_confusions(inputs, np.arange(s, min(s + bs, len(idx))), idx[s : s + bs]).numpy()
             for s in range(0, len(idx), bs)
@@ -872,7 +902,7 @@ class CrowdClassifier(ParamsMixin):
         device = next(model.parameters()).device
         model.eval()
         out = []
-        bs = max(int(self.batch_size), 256)
+        bs = max(int(self._training()["batch_size"]), 256)
         with torch.no_grad():
             for start in range(0, len(inputs), bs):
                 idx = np.arange(start, min(start + bs, len(inputs)), dtype=np.int64)
@@ -991,6 +1021,7 @@ class CrowdClassifier(ParamsMixin):
             "annotator_counts": self.annotator_counts_.tolist(),
             "best_epoch": self.best_epoch_,
             "history": self.history_.without_batches().to_list(),
+            "training": getattr(self, "training_params_", self._shown_training()),
         }
         tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.model_.state_dict().items()}
         if isinstance(self.init, np.ndarray):
@@ -1105,6 +1136,8 @@ class CrowdClassifier(ParamsMixin):
         est.n_features_in_ = meta["n_features_in"]
         est.priors_ = np.asarray(meta["priors"], dtype=np.float64)
         est.annotator_counts_ = np.asarray(meta["annotator_counts"], dtype=np.int64)
+        saved_training = meta.get("training")  # absent from files written before the recipes
+        est.training_params_ = dict(saved_training) if isinstance(saved_training, dict) else est._shown_training()
         if est._spec().instance_dependent:
             saved = tensors.get("fitted.confusions")
             if saved is None or tuple(saved.shape) != (m, k, k):

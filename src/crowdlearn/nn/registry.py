@@ -17,7 +17,7 @@ specs); the group is read once, on the first lookup.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ALL_INITS",
+    "BASE_TRAINING",
     "DEFAULT_RIDGE",
     "ENTRY_POINT_GROUP",
     "HeadContext",
@@ -57,6 +58,19 @@ DEFAULT_RIDGE = 1e-6
 ENTRY_POINT_GROUP = "crowdlearn.methods"
 #: The confusion initialisations of ``CrowdClassifier(init=...)``; "array" stands for an (M, K, K) array.
 ALL_INITS: tuple[str, ...] = ("identity", "uniform", "mv", "ds", "array")
+#: The training parameters of ``CrowdClassifier`` a method's :attr:`MethodSpec.recipe` may set,
+#: with the library's base values (used where neither the user nor the recipe gives one).
+#: ``confusion_lr=None`` means the backbone's ``lr``.
+BASE_TRAINING: Mapping[str, Any] = {
+    "lr": 1e-3,
+    "confusion_lr": None,
+    "epochs": 100,
+    "batch_size": 128,
+    "weight_decay": 1e-4,
+    "schedule": "constant",
+    "init": "identity",
+    "mixup": 0.0,
+}
 
 
 @dataclass(frozen=True)
@@ -237,6 +251,11 @@ class MethodSpec:
         training round (round 0 first; None ends the rounds; round 0 must give targets). Each
         round trains a fresh model with the same seed; the last round's model is kept. The
         two-stage methods use one round, MBEM several.
+    recipe : mapping, default={}
+        The method's default training recipe: values of :data:`BASE_TRAINING`'s keys (``lr``,
+        ``confusion_lr``, ``epochs``, ``batch_size``, ``weight_decay``, ``schedule``, ``init``,
+        ``mixup``) that ``CrowdClassifier`` uses when its parameter is left at None; the other
+        keys keep the base values. See :meth:`training`.
     citation : str, default=""
     """
 
@@ -253,6 +272,7 @@ class MethodSpec:
     make_criterion: Callable[[Mapping[str, Any], list[Regularizer]], nn.Module] | None = None
     make_transform: Callable[[Mapping[str, Any], float], BatchTransform | None] | None = None
     targets: Callable[[TargetsContext], Targets | None] | None = None
+    recipe: Mapping[str, Any] = field(default_factory=dict)
     citation: str = ""
 
     def __post_init__(self) -> None:
@@ -266,6 +286,34 @@ class MethodSpec:
         bad = [i for i in self.inits if i not in ALL_INITS]
         if bad or not self.inits:
             raise ValueError(f"method {self.name!r}: inits must be a non-empty subset of {ALL_INITS}, got {self.inits}")
+        unknown = sorted(set(self.recipe) - set(BASE_TRAINING), key=str)
+        if unknown:
+            raise ValueError(
+                f"method {self.name!r}: recipe key {unknown[0]!r} is not a training parameter "
+                f"(one of {', '.join(BASE_TRAINING)})"
+            )
+        init = self.recipe.get("init")
+        if init is not None and not (isinstance(init, str) and init in self.inits):
+            raise ValueError(f"method {self.name!r}: recipe init={init!r} is not one of its inits {self.inits}")
+
+    def training(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The training parameters of a run: ``given`` (the estimator's values; None = not set),
+        else the method's :attr:`recipe`, else :data:`BASE_TRAINING`.
+
+        Parameters
+        ----------
+        given : mapping
+            Values of (some of) :data:`BASE_TRAINING`'s keys.
+
+        Returns
+        -------
+        dict
+            One value per key of :data:`BASE_TRAINING` (``confusion_lr`` may stay None: ``lr``).
+        """
+        out = dict(BASE_TRAINING)
+        out.update(self.recipe)
+        out.update({k: v for k, v in given.items() if k in BASE_TRAINING and v is not None})
+        return out
 
     @property
     def param_names(self) -> tuple[str, ...]:
