@@ -321,6 +321,14 @@ class CrowdClassifier(ParamsMixin):
     must stay ``"identity"`` (the original initialization is used) and ``refine_confusions``
     does not apply to it.
 
+    The crowd labels are ``fit``'s ``y``: an :class:`~crowdlearn.Annotations`, an
+    ``(n_items, n_annotators)`` array of class ids with NaN or ``-1`` for a missing label, or 1-d
+    labels read as one annotator's (see :meth:`fit`). With scikit-learn installed this is a
+    scikit-learn classifier (tags, ``clone``, ``Pipeline``, ``GridSearchCV``); :meth:`score` is
+    the accuracy against a 1-d ``y`` of true classes and, on crowd labels, their mean
+    log-likelihood under the model (truth-free, not an accuracy). See docs/training.md,
+    "scikit-learn integration".
+
     Parameters
     ----------
     method : {method_choices}, default="geocrowdnet-f"
@@ -451,6 +459,9 @@ class CrowdClassifier(ParamsMixin):
     >>> clf = CrowdClassifier(method="ccem", epochs=2, validation="none").fit(X, ann)
     >>> clf.confusions_.shape
     (2, 2, 2)
+    >>> Y = np.stack([y, y], axis=1); Y[::3, 1] = -1   # the same crowd as an array, with gaps
+    >>> CrowdClassifier(method="ccem", epochs=2, validation="none").fit(X, Y).annotator_counts_.tolist()
+    [60, 40]
     """
 
     _name: ClassVar[str] = "CrowdClassifier"
