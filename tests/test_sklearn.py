@@ -3,6 +3,7 @@ scikit-learn's own estimator checks, and the same library without scikit-learn."
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 import warnings
@@ -64,6 +65,9 @@ def test_not_fitted_error_is_scikit_learns_and_crowdlearns(crowd: dict[str, Any]
     with pytest.raises(SklearnNotFittedError, match="not fitted yet") as err:
         clf.predict(crowd["X"])
     assert isinstance(err.value, NotFittedError)  # the existing except clauses still catch it
+    again = pickle.loads(pickle.dumps(err.value))  # as a joblib worker sends it back
+    assert isinstance(again, SklearnNotFittedError) and isinstance(again, NotFittedError)
+    assert str(again) == str(err.value)
     with pytest.raises(SklearnNotFittedError):
         check_is_fitted(clf)
     clf.fit(crowd["X"], crowd["Y"])

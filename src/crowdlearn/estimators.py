@@ -79,6 +79,11 @@ class NotFittedError(ValueError, AttributeError):
     scikit-learn's checks written for either class catch it.
     """
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # rebuilt by _not_fitted_error where it is unpickled (e.g. sent back by a joblib worker):
+        # the class made for scikit-learn is not importable by name
+        return _not_fitted_error, (str(self),)
+
 
 _WITH_SKLEARN_BASE: dict[type[Exception], type[NotFittedError]] = {}
 
