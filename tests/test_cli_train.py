@@ -164,7 +164,7 @@ def test_predict_errors(crowd: dict[str, Path], tmp_path: Path) -> None:
     np.save(narrow, np.zeros((4, 3), dtype=np.float32))
     res = runner.invoke(app, ["predict", str(model), "--features", str(narrow)])
     assert res.exit_code == 1
-    assert "X has 3 features, but CrowdClassifier was fitted with 5 features" in res.output
+    assert "X has 3 features, but CrowdClassifier is expecting 5 features as input" in res.output
     fake = tmp_path / "fake.safetensors"
     fake.write_text("not a model")
     res = runner.invoke(app, ["predict", str(fake), "--features", str(narrow)])

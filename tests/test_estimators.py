@@ -116,7 +116,7 @@ def test_parameter_and_input_errors(small) -> None:
     with pytest.raises(NotFittedError, match="not fitted yet"):
         CrowdClassifier().predict(x)
     clf = CrowdClassifier(epochs=1, validation="none").fit(x, ann)
-    with pytest.raises(ValueError, match="X has 5 features, but CrowdClassifier was fitted with 6 features"):
+    with pytest.raises(ValueError, match="X has 5 features, but CrowdClassifier is expecting 6 features as input"):
         clf.predict(x[:, :5])
     with pytest.raises(ValueError, match="needs a 2-d feature array"):
         CrowdClassifier(epochs=1).fit(np.zeros((200, 2, 3)), ann)

@@ -5,8 +5,11 @@ and every annotator's confusion matrix from crowdsourced labels (coupled cross-e
 minimization and GeoCrowdNet: S. Ibrahim, T. Nguyen, X. Fu, "Deep Learning From Crowdsourced
 Labels: Coupled Cross-Entropy Minimization, Identifiability, and Regularization", ICLR 2023).
 
-scikit-learn is not required: :class:`ParamsMixin` implements ``get_params``/``set_params``
-from the keyword-only ``__init__`` signature, so ``sklearn.base.clone`` works on these objects.
+scikit-learn is not required. :class:`ParamsMixin` implements ``get_params``/``set_params``
+from the keyword-only ``__init__`` signature, and :class:`CrowdClassifier` implements the rest of
+scikit-learn's estimator protocol (tags, ``_estimator_type``, its ``NotFittedError``), so with
+scikit-learn installed it is a classifier to ``clone``, ``Pipeline`` and ``GridSearchCV``
+(docs/training.md, "scikit-learn integration").
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import copy
 import inspect
 import json
 import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,7 +72,37 @@ SAVE_VERSION = 1
 
 
 class NotFittedError(ValueError, AttributeError):
-    """An estimator method that needs a fitted model was called before ``fit``."""
+    """An estimator method that needs a fitted model was called before ``fit``.
+
+    Once scikit-learn is imported, the error raised is also a
+    :class:`sklearn.exceptions.NotFittedError` (a subclass of both), so ``except`` clauses and
+    scikit-learn's checks written for either class catch it.
+    """
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # rebuilt by _not_fitted_error where it is unpickled (e.g. sent back by a joblib worker):
+        # the class made for scikit-learn is not importable by name
+        return _not_fitted_error, (str(self),)
+
+
+_WITH_SKLEARN_BASE: dict[type[Exception], type[NotFittedError]] = {}
+
+
+def _not_fitted_error(message: str) -> NotFittedError:
+    """crowdlearn's :class:`NotFittedError`, also scikit-learn's once scikit-learn is imported.
+
+    scikit-learn is looked up in ``sys.modules``, never imported here: importing it costs
+    seconds (its scipy.stats chain), and code that can name ``sklearn.exceptions.NotFittedError``
+    in an ``except`` clause has imported it already.
+    """
+    base = getattr(sys.modules.get("sklearn.exceptions"), "NotFittedError", None)
+    if not (isinstance(base, type) and issubclass(base, Exception)):
+        return NotFittedError(message)
+    if base not in _WITH_SKLEARN_BASE:  # one class per scikit-learn class, so every raise has the same type
+        _WITH_SKLEARN_BASE[base] = type(
+            "NotFittedError", (NotFittedError, base), {"__module__": __name__, "__doc__": NotFittedError.__doc__}
+        )
+    return _WITH_SKLEARN_BASE[base](message)
 
 
 class CollapsedModelWarning(UserWarning):
@@ -140,6 +174,121 @@ class ParamsMixin:
 _param_error = param_error  # the package's one helper (crowdlearn._checks)
 
 
+_CROWD_Y = (
+    "an Annotations, an (n_items, n_annotators) array of class ids with NaN or -1 for a missing label, "
+    "or 1-d labels (one per item)"
+)
+
+
+def _crowd_labels(y: Any, name: str, owner: str) -> tuple[Annotations, bool]:
+    """The crowd labels ``y`` as Annotations, and whether ``y`` was an array (see ``CrowdClassifier.fit``).
+
+    A 2-d array is converted once, vectorized, and only its observed cells become labels (by
+    :func:`crowdlearn.io.from_wide`, the wide-table reader); a 1-d array is one label per item
+    from a single annotator.
+    """
+    if isinstance(y, Annotations):
+        return y, False
+    if y is None:
+        raise ValueError(f"{owner} requires y to be passed, but the target y is None; {name} must be {_CROWD_Y}")
+    annotator_ids: list[Any] | None = None
+    if isinstance(y, pd.DataFrame):
+        annotator_ids = list(y.columns)
+        y = y.to_numpy()
+    arr = np.asarray(y)
+    if arr.ndim == 1:
+        return _single_annotator(arr, name), True
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be {_CROWD_Y}; got an array of shape {arr.shape}")
+    if arr.dtype.kind in "OUS":  # e.g. None or pandas.NA for the missing cells
+        try:
+            arr = pd.DataFrame(arr).astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name} must hold integer class ids (NaN or -1 for a missing label), got dtype {arr.dtype}; "
+                "for other class ids pass a crowdlearn.Annotations (Annotations.from_ids)"
+            ) from None
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must hold integer class ids (NaN or -1 for a missing label), got dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        missing = np.isnan(arr)
+        bad = ~missing & ~(np.isfinite(arr) & (arr == np.floor(arr)) & (arr >= -1) & (arr < 2.0**62))
+    else:
+        missing = np.zeros(arr.shape, dtype=bool)
+        bad = arr < -1
+    if bad.any():
+        r, c = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name}[{r}, {c}] = {show(arr[r, c])} is not a class id: a crowd-label array holds integer "
+            "class ids >= 0, with NaN or -1 marking a missing label"
+        )
+    from crowdlearn.io import from_wide
+
+    codes = np.where(missing, -1, arr).astype(np.int64)
+    return from_wide(codes, annotator_ids=annotator_ids, source=name), True
+
+
+def _single_annotator(arr: np.ndarray[Any, Any], name: str) -> Annotations:
+    """1-d labels: item ``n`` labelled ``arr[n]`` by one annotator (id 0); the classes are their distinct values."""
+    missing = pd.isna(arr) if arr.dtype.kind in "fO" else np.zeros(len(arr), dtype=bool)
+    if missing.any():
+        pos = int(np.flatnonzero(missing)[0])
+        raise ValueError(
+            f"{name}[{pos}] is missing: a 1-d {name} holds one label per item; for crowd labels with gaps pass "
+            "an (n_items, n_annotators) array with NaN or -1 for a missing label"
+        )
+    if arr.dtype.kind == "f" and not np.array_equal(arr, np.floor(arr)):
+        pos = int(np.flatnonzero(arr != np.floor(arr))[0])
+        raise ValueError(
+            f"{name}[{pos}] = {show(arr[pos])} is not a class label: {name} holds class ids (integers or strings), "
+            "not continuous values"
+        )
+    try:
+        classes, codes = np.unique(arr, return_inverse=True)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in arr.tolist()})
+        raise ValueError(
+            f"{name} mixes label types ({', '.join(kinds)}); labels must all be numbers or all be strings"
+        ) from None
+    n = len(arr)
+    return Annotations(
+        np.arange(n), np.zeros(n, dtype=np.int64), codes.reshape(-1), n_items=n, n_annotators=1, classes=classes
+    )
+
+
+def _array_input(X: Any, name: str) -> Any:
+    """``X`` checked as scikit-learn checks an array input (a tensor or a Dataset passes unchanged).
+
+    Sparse, complex, non-numeric and non-finite arrays and arrays of 0 features are refused
+    with one line naming ``name``; an object array of numbers becomes float64.
+    """
+    if isinstance(X, (Tensor, torch.utils.data.Dataset)):
+        return X
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        raise TypeError(
+            f"{name} is a sparse {type(X).__name__}; sparse input is not supported: pass a dense array "
+            f"({name}.toarray()), a tensor or a torch Dataset"
+        )
+    arr = np.asarray(X)
+    if arr.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}; the inputs must be real")
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name} must be numeric: {exc}") from None
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        pos = tuple(int(v) for v in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(
+            f"{name}[{', '.join(map(str, pos))}] = {show(arr[pos])}; the inputs must be finite (no NaN or inf)"
+        )
+    if arr.ndim == 2 and arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
+    return arr
+
+
 def _ids_to_json(ids: np.ndarray[Any, Any]) -> list[Any]:
     out: list[Any] = []
     for v in ids.tolist():
@@ -176,6 +325,14 @@ class CrowdClassifier(ParamsMixin):
     "Methods as plug-ins"); a registered plug-in is used the same way. CrowdLayer's ``init``
     must stay ``"identity"`` (the original initialization is used) and ``refine_confusions``
     does not apply to it.
+
+    The crowd labels are ``fit``'s ``y``: an :class:`~crowdlearn.Annotations`, an
+    ``(n_items, n_annotators)`` array of class ids with NaN or ``-1`` for a missing label, or 1-d
+    labels read as one annotator's (see :meth:`fit`). With scikit-learn installed this is a
+    scikit-learn classifier (tags, ``clone``, ``Pipeline``, ``GridSearchCV``); :meth:`score` is
+    the accuracy against a 1-d ``y`` of true classes and, on crowd labels, their mean
+    log-likelihood under the model (truth-free, not an accuracy). See docs/training.md,
+    "scikit-learn integration".
 
     Parameters
     ----------
@@ -318,9 +475,43 @@ class CrowdClassifier(ParamsMixin):
     >>> clf = CrowdClassifier(method="ccem", epochs=2, validation="none").fit(X, ann)
     >>> clf.confusions_.shape
     (2, 2, 2)
+    >>> Y = np.stack([y, y], axis=1); Y[::3, 1] = -1   # the same crowd as an array, with gaps
+    >>> CrowdClassifier(method="ccem", epochs=2, validation="none").fit(X, Y).annotator_counts_.tolist()
+    [60, 40]
     """
 
     _name: ClassVar[str] = "CrowdClassifier"
+    # scikit-learn's estimator protocol, implemented rather than inherited: crowdlearn imports and
+    # works without scikit-learn, and a base class that exists only when it is installed would
+    # change the repr, the pickled state and the types with the environment. ParamsMixin gives
+    # get_params/set_params (all clone needs); the tags, this type marker (scikit-learn < 1.6)
+    # and __sklearn_is_fitted__ complete it.
+    _estimator_type: ClassVar[str] = "classifier"
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags (scikit-learn >= 1.6; imports it).
+
+        A classifier of 2-d numeric ``X`` (no NaN, no sparse input; a ``backbone`` module may take
+        other inputs, which scikit-learn's checks do not feed), with a required ``y``. scikit-learn
+        has no tag for crowd labels: ``y`` is read as described in :meth:`fit` (1-d labels, an
+        ``(n_items, n_annotators)`` crowd array or an :class:`~crowdlearn.Annotations`), so a 2-d ``y``
+        is not multi-output (``multi_output=False``: one class is predicted per item) and not a
+        label transformer's input (``one_d_labels`` and ``two_d_labels`` stay False).
+        """
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="classifier",
+            target_tags=TargetTags(required=True, multi_output=False, single_output=True),
+            classifier_tags=ClassifierTags(multi_class=True, multi_label=False),
+            input_tags=InputTags(two_d_array=True, sparse=False, allow_nan=False),
+            # repeatable on the CPU for a fixed random_state; CUDA kernels may not be
+            non_deterministic=self.device != "cpu" and torch.cuda.is_available(),
+        )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether :meth:`fit` has run (scikit-learn's ``check_is_fitted`` asks this)."""
+        return hasattr(self, "model_")
 
     def __init__(
         self,
@@ -469,8 +660,8 @@ class CrowdClassifier(ParamsMixin):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise NotFittedError(
-                f"This {self._name} instance is not fitted yet; call fit(X, annotations) before using this method."
+            raise _not_fitted_error(
+                f"This {self._name} instance is not fitted yet; call fit(X, y) before using this method."
             )
 
     def _class_indices(self, y: npt.ArrayLike, classes: np.ndarray[Any, Any], name: str) -> npt.NDArray[np.int64]:
@@ -493,12 +684,18 @@ class CrowdClassifier(ParamsMixin):
             out[i] = lookup[v]
         return out
 
-    def _check_X(self, X: Any, n_rows: int | None, what: str) -> Inputs:
-        inputs = X if isinstance(X, Inputs) else Inputs(X)
+    def _check_X(self, X: Any, n_rows: int | None, what: str, y_name: str | None = None) -> Inputs:
+        """``X`` as Inputs, with ``n_rows`` rows: the items of the annotations, or the rows of array ``y_name``."""
+        inputs = X if isinstance(X, Inputs) else Inputs(_array_input(X, what))
         if n_rows is not None and len(inputs) != n_rows:
+            if y_name is not None:
+                raise ValueError(
+                    f"{what} has {len(inputs)} rows but {y_name} has {n_rows}; row n of {what} must hold the input "
+                    f"of the item labelled in row n of {y_name}"
+                )
             raise ValueError(
                 f"{what} has {len(inputs)} rows but the annotations have {n_rows} items; "
-                "row n of X must hold the input of item n (annotations.item_ids[n])"
+                f"row n of {what} must hold the input of item n (annotations.item_ids[n])"
             )
         return inputs
 
@@ -507,14 +704,22 @@ class CrowdClassifier(ParamsMixin):
         inputs = self._check_X(X, None, "X")
         if self.input_shape_ is not None:
             shape = inputs.shape
+            if shape is not None and len(shape) == 1 and self.n_features_in_ is not None:
+                raise ValueError(
+                    f"X must be 2-d (n_rows, {self.n_features_in_}), got a 1-d array of shape {shape}. Reshape your "
+                    "data: X.reshape(1, -1) for a single item, X.reshape(-1, 1) for a single feature"
+                )
             if shape is None or tuple(shape[1:]) != tuple(self.input_shape_):
                 got = "a Dataset" if shape is None else f"rows of shape {tuple(shape[1:])}"
                 if self.n_features_in_ is not None and shape is not None and len(shape) == 2:
-                    got = f"{shape[1]} features"
-                    expected = f"{self.n_features_in_} features"
-                else:
-                    expected = f"rows of shape {tuple(self.input_shape_)}"
-                raise ValueError(f"X has {got}, but {self._name} was fitted with {expected}")
+                    # scikit-learn's wording (its check_n_features_in_after_fitting matches it)
+                    raise ValueError(
+                        f"X has {shape[1]} features, but {self._name} is expecting {self.n_features_in_} features "
+                        "as input"
+                    )
+                raise ValueError(
+                    f"X has {got}, but {self._name} was fitted with rows of shape {tuple(self.input_shape_)}"
+                )
         return inputs
 
     # ------------------------------------------------------------------ building blocks
@@ -611,7 +816,7 @@ class CrowdClassifier(ParamsMixin):
     def fit(
         self,
         X: Any,
-        annotations: Annotations,
+        y: Annotations | npt.ArrayLike | pd.DataFrame,
         X_val: Any = None,
         y_val: npt.ArrayLike | None = None,
         *,
@@ -623,16 +828,27 @@ class CrowdClassifier(ParamsMixin):
         Parameters
         ----------
         X : ndarray or Tensor of shape (n_items, ...) or torch Dataset of length n_items
-            Inputs aligned with ``annotations``' items (row ``n`` is item ``n``).
-        annotations : Annotations
-            The crowd labels.
+            Inputs aligned with the items of ``y`` (row ``n`` is item ``n``).
+        y : Annotations, array-like of shape (n_items, n_annotators) or of shape (n_items,)
+            The crowd labels, in one of three encodings:
+
+            - an :class:`~crowdlearn.Annotations` (observed triples; item ``n`` is row ``n`` of ``X``);
+            - an array (or DataFrame, whose columns are the annotator ids) of shape
+              ``(n_items, n_annotators)``: ``y[n, m]`` is annotator ``m``'s class id for item ``n``,
+              NaN (float arrays, or None / ``pandas.NA``) or ``-1`` marks a missing label, class ids are
+              integers ``>= 0`` and the classes are the distinct observed values. Only observed cells
+              become labels (converted once, vectorized, by :func:`crowdlearn.io.from_wide`). Row
+              subsets are item subsets, so scikit-learn's splitters can cut ``X`` and ``y`` together;
+            - a 1-d array of shape ``(n_items,)``: one label per item (any ids: integers, -1
+              included, or strings; none missing) from a single annotator, ordinary
+              supervised labels read as a one-annotator crowd.
         X_val : like X, optional
             Validation inputs with known truth (for model selection).
         y_val : array-like of shape (n_val,), optional
-            Their true classes (class ids as in ``annotations.classes``; or indices ``0..K-1``
+            Their true classes (class ids as in the classes of ``y``; or indices ``0..K-1``
             when the class ids are not integers).
         annotator_features : array-like of shape (n_annotators, F), optional
-            Features of each annotator (row ``m``: ``annotations.annotator_ids[m]``) for a method
+            Features of each annotator (row ``m``: annotator ``m`` of ``y``) for a method
             that uses them (its spec's ``needs_annotator_features``, or a head reading
             ``HeadContext.annotator_features``); kept as ``annotator_features_`` and saved with the model.
         resume : bool, default=False
@@ -641,16 +857,27 @@ class CrowdClassifier(ParamsMixin):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            One line: ``y`` of another shape or dtype, a cell that is not a class id, no labels at
+            all, a single class, ``X`` and ``y`` with different numbers of rows, bad parameters.
         """
         self._validate_params()
-        if not isinstance(annotations, Annotations):
-            raise TypeError(f"annotations must be a crowdlearn.Annotations, got {type(annotations).__name__}")
+        annotations, from_array = _crowd_labels(y, "y", self._name)
         k, m = annotations.n_classes, annotations.n_annotators
-        if k < 2:
-            raise ValueError(f"the annotations have {k} class(es); need at least 2")
         if annotations.n_labels == 0:
-            raise ValueError("the annotations hold no labels")
-        inputs = self._check_X(X, annotations.n_items, "X")
+            raise ValueError(
+                "y holds no labels: every cell is missing (NaN or -1)"
+                if from_array
+                else "the annotations hold no labels"
+            )
+        if k < 2:
+            raise ValueError(
+                f"the {'labels in y' if from_array else 'annotations'} have {k} class(es); need at least 2"
+            )
+        inputs = self._check_X(X, annotations.n_items, "X", "y" if from_array else None)
         self.annotator_features_ = self._check_annotator_features(annotator_features, m)
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val (validation items with true labels), or neither")
@@ -921,13 +1148,108 @@ class CrowdClassifier(ParamsMixin):
         out: np.ndarray[Any, Any] = self.classes_[self.predict_proba(X).argmax(axis=1)]
         return out
 
-    def score(self, X: Any, y: npt.ArrayLike) -> float:
-        """Accuracy of :meth:`predict` against true classes ``y`` (shape (n,))."""
-        pred = self.predict_proba(X).argmax(axis=1)
-        yi = self._class_indices(y, self.classes_, "y")
-        if len(yi) != len(pred):
-            raise ValueError(f"X has {len(pred)} rows but y has {len(yi)} labels")
-        return float(np.mean(pred == yi))
+    def score(self, X: Any, y: Annotations | npt.ArrayLike | pd.DataFrame) -> float:
+        """Accuracy against true classes, or the mean log-likelihood of crowd labels.
+
+        The score scikit-learn's ``GridSearchCV`` and ``cross_val_score`` maximize by default.
+
+        Parameters
+        ----------
+        X : like the ``X`` of :meth:`fit`, of n rows
+        y : array-like of shape (n,), or crowd labels: array-like of shape (n, n_annotators) or Annotations
+            A 1-d ``y`` holds true classes: the score is the accuracy of :meth:`predict`, in [0, 1].
+            Crowd labels (encoded as in :meth:`fit`; an array's columns are the fitted annotators
+            in ``annotator_ids_`` order, a DataFrame's column names and an Annotations' ids are
+            looked up in ``annotator_ids_``) give the mean over their observed labels of
+            ``log P(annotator m says y | x) = log (A_m f(x))[y]``, in (-inf, 0], higher is better:
+            minus the held-out negative log-likelihood that ``validation="holdout"`` minimizes.
+            It measures how well the model explains the crowd, with no truth: it is not an
+            accuracy.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            One line: rows of ``X`` and ``y`` differ, a class or an annotator the model was not
+            fitted on, no labels, ``X`` unlike the training inputs.
+        """
+        self._check_fitted()
+        positional = y is not None and not isinstance(y, (Annotations, pd.DataFrame))
+        if positional:
+            y = np.asarray(y)
+            if y.ndim == 1:
+                pred = self.predict_proba(X).argmax(axis=1)
+                yi = self._class_indices(y, self.classes_, "y")
+                if len(yi) != len(pred):
+                    raise ValueError(f"X has {len(pred)} rows but y has {len(yi)} labels")
+                return float(np.mean(pred == yi))
+            if y.ndim == 2 and y.shape[1] != self.n_annotators_:
+                raise ValueError(
+                    f"y has {y.shape[1]} columns but {self._name} was fitted on {self.n_annotators_} annotators "
+                    "(column m of y holds the labels of annotator_ids_[m])"
+                )
+        crowd, from_array = _crowd_labels(y, "y", self._name)
+        inputs = self._check_predict_X(X)
+        if len(inputs) != crowd.n_items:
+            raise ValueError(f"X has {len(inputs)} rows but y has {crowd.n_items} items")
+        if crowd.n_labels == 0:
+            raise ValueError(
+                "y holds no labels: every cell is missing (NaN or -1)" if from_array else "y holds no labels"
+            )
+        return self._crowd_log_likelihood(inputs, self._fitted_indices(crowd, positional))
+
+    def _fitted_indices(self, crowd: Annotations, positional: bool) -> Annotations:
+        """``crowd`` with its annotators and classes re-indexed as the fitted model's."""
+        known_a = {a: i for i, a in enumerate(self.annotator_ids_.tolist())}
+        a_map = np.arange(crowd.n_annotators, dtype=np.int64)
+        if not positional:
+            for j, a in enumerate(crowd.annotator_ids.tolist()):
+                if a not in known_a and np.any(crowd.annotators == j):
+                    raise ValueError(f"y holds labels of annotator {a!r}, not an annotator of the fitted model")
+                a_map[j] = known_a.get(a, 0)
+        known_c = {c: i for i, c in enumerate(self.classes_.tolist())}
+        c_map = np.zeros(crowd.n_classes, dtype=np.int64)
+        for j, c in enumerate(crowd.classes.tolist()):
+            if c not in known_c:
+                raise ValueError(
+                    f"y holds class {c!r}, not one of the classes the model was fitted on ({self.classes_.tolist()})"
+                )
+            c_map[j] = known_c[c]
+        return Annotations(
+            crowd.items,
+            a_map[crowd.annotators],
+            c_map[crowd.labels],
+            n_items=crowd.n_items,
+            n_annotators=self.n_annotators_,
+            n_classes=self.n_classes_,
+        )
+
+    def _crowd_log_likelihood(self, inputs: Inputs, crowd: Annotations) -> float:
+        """Mean ``log P(label | x, annotator)`` of the labels of ``crowd`` (indexed as the model):
+        the head's label distribution, as in the held-out ``valid_loss`` of
+        :meth:`crowdlearn.train.Trainer.validation_step`."""
+        from crowdlearn.train.batching import make_batch
+
+        model = self.model_
+        device = next(model.parameters()).device
+        model.eval()
+        total, count = 0.0, 0
+        bs = max(int(self.batch_size), 256)
+        with torch.no_grad():
+            for start in range(0, crowd.n_items, bs):
+                batch = make_batch(inputs, crowd, np.arange(start, min(start + bs, crowd.n_items), dtype=np.int64))
+                if batch.labels.numel() == 0:
+                    continue
+                x = batch.x.to(device)
+                logits, rep = model.forward_features(x) if model.needs_representation else (model(x), None)
+                rows, annotators = batch.rows.to(device), batch.annotators.to(device)
+                logp = model.crowd_log_probs(logits.float(), rows, annotators, rep)
+                total += float(logp.gather(1, batch.labels.to(device).unsqueeze(1)).sum())
+                count += int(batch.labels.numel())
+        return total / count
 
     def annotator_report(self) -> pd.DataFrame:
         """Per-annotator summary of the learned confusions.
