@@ -1237,7 +1237,7 @@ class CrowdClassifier(ParamsMixin):
         device = next(model.parameters()).device
         model.eval()
         total, count = 0.0, 0
-        bs = max(int(self.batch_size), 256)
+        bs = max(int(self._training()["batch_size"]), 256)
         with torch.no_grad():
             for start in range(0, crowd.n_items, bs):
                 batch = make_batch(inputs, crowd, np.arange(start, min(start + bs, crowd.n_items), dtype=np.int64))
