@@ -157,7 +157,7 @@ def test_split_kfold_holds_out_every_label_exactly_once(rng: np.random.Generator
     held_rows = [set(map(tuple, h.to_frame(ids=False).to_numpy().tolist())) for _, h in folds]
     assert sum(len(r) for r in held_rows) == ann.n_labels  # disjoint ...
     assert set().union(*held_rows) == set(map(tuple, ann.to_frame(ids=False).to_numpy().tolist()))  # ... and complete
-    for f, (train, held) in enumerate(folds):
+    for train, held in folds:
         assert train.n_items == ann.n_items and train.n_annotators == ann.n_annotators
         assert train.concat(held).same_content(ann)  # every label once within a pair
         # each annotator's labels are spread evenly over the folds
