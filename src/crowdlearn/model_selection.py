@@ -262,7 +262,7 @@ def expand_param_grid(
                 shown = ", ".join(n for n in valid if n not in FORBIDDEN_GRID_KEYS)
                 raise ValueError(
                     f"{name}: {key!r} is not a parameter of {type(estimator).__name__} (its parameters: {shown}; "
-                    f"method parameters as {_METHOD_PARAM_PREFIX}<name>)"
+                    f"method parameters as {key_name(_METHOD_PARAM_PREFIX + '<name>')})"
                 )
             if isinstance(values, np.ndarray):
                 values = values.tolist() if values.ndim == 1 else values
