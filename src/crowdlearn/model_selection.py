@@ -202,6 +202,10 @@ def _resolve(estimator: CrowdClassifier, point: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def _describe(point: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={show(v)}" for k, v in point.items())
+
+
 def _default_key_name(key: str) -> str:
     return f"param_grid[{key!r}]"
 
@@ -566,7 +570,8 @@ class CrowdSearchCV:
                     scores[i, f] = -recorder.losses_[int(stopper.best_epoch_)]
                 if self.verbose:
                     say(
-                        f"point {i + 1}/{n_points} split {f + 1}/{n_splits} {point}: score {scores[i, f]:.4f}"
+                        f"point {i + 1}/{n_points} split {f + 1}/{n_splits} ({_describe(point)}): "
+                        f"score {scores[i, f]:.4f}"
                         + (f" at epoch {best_epochs[i, f] + 1}" if best_epochs[i, f] >= 0 else "")
                         + f" ({fit_times[i, f]:.1f} s)"
                     )
@@ -646,7 +651,9 @@ class CrowdSearchCV:
         user_cbs = list(est.callbacks or ())
         est.set_params(validation="none", callbacks=[StopAfter(n_epochs), *user_cbs])
         if self.verbose:
-            (self.sink or print)(f"refit {dict(point)} on all {annotations.n_labels} labels for {n_epochs} epochs")
+            (self.sink or print)(
+                f"refit ({_describe(point)}) on all {annotations.n_labels} labels for {n_epochs} epochs"
+            )
         est.fit(X, annotations, **fit_params)
         est.set_params(callbacks=self.estimator.callbacks)
         return est
