@@ -149,6 +149,41 @@ def test_split_holdout_partitions_each_annotator(rng: np.random.Generator) -> No
     assert again == train
 
 
+def test_split_kfold_holds_out_every_label_exactly_once(rng: np.random.Generator) -> None:
+    n = 500
+    ann = Annotations(np.arange(n), rng.integers(0, 9, n), rng.integers(0, 3, n), n_annotators=10)
+    folds = ann.split_kfold(4, random_state=5)
+    assert len(folds) == 4
+    held_rows = [set(map(tuple, h.to_frame(ids=False).to_numpy().tolist())) for _, h in folds]
+    assert sum(len(r) for r in held_rows) == ann.n_labels  # disjoint ...
+    assert set().union(*held_rows) == set(map(tuple, ann.to_frame(ids=False).to_numpy().tolist()))  # ... and complete
+    for train, held in folds:
+        assert train.n_items == ann.n_items and train.n_annotators == ann.n_annotators
+        assert train.concat(held).same_content(ann)  # every label once within a pair
+        # each annotator's labels are spread evenly over the folds
+        c = ann.annotator_counts
+        assert np.all((held.annotator_counts == c // 4) | (held.annotator_counts == c // 4 + 1))
+    assert ann.annotator_counts[9] == 0
+    again = ann.kfold_labels(4, random_state=5)
+    assert again.tolist() == ann.kfold_labels(4, random_state=5).tolist()
+    assert again.tolist() != ann.kfold_labels(4, random_state=6).tolist()
+    assert folds[0][1] == ann.subset_labels(again == 0)
+
+
+def test_split_kfold_spreads_annotators_with_few_labels_over_the_folds() -> None:
+    # 30 annotators with one label each: a random starting fold per annotator, not all in fold 0
+    ann = Annotations(np.arange(30), np.arange(30), np.zeros(30, dtype=np.int64), n_classes=2)
+    sizes = np.bincount(ann.kfold_labels(3, random_state=0), minlength=3)
+    assert sizes.sum() == 30 and sizes.min() >= 5
+
+
+@pytest.mark.parametrize("bad", [1, 0, 2.0, True, "3"])
+def test_split_kfold_rejects_a_bad_number_of_folds(bad: object) -> None:
+    ann = Annotations([0, 1], [0, 1], [0, 1])
+    with pytest.raises(AnnotationsError, match="n_splits must be an integer >= 2, got"):
+        ann.split_kfold(bad)  # type: ignore[arg-type]
+
+
 def test_concat_matches_ids() -> None:
     a = Annotations.from_ids(["x", "y"], ["w1", "w2"], ["p", "q"])
     b = Annotations.from_ids(["y", "z"], ["w1", "w3"], ["q", "r"])

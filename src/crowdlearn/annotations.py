@@ -617,6 +617,63 @@ class Annotations:
         held = rank < n_out[self.annotators]
         return self.subset_labels(~held), self.subset_labels(held)
 
+    def kfold_labels(self, n_splits: int = 5, *, random_state: int | np.random.Generator | None = 0) -> IntArray:
+        """The fold of every label, each annotator's labels spread evenly over ``n_splits`` folds (seeded).
+
+        Within each annotator the labels are put in a random order and dealt to the folds in
+        turn, starting at a random fold per annotator: an annotator with ``c`` labels has
+        ``floor(c / n_splits)`` or one more in every fold, and the folds' sizes differ by at
+        most the number of annotators.
+
+        Parameters
+        ----------
+        n_splits : int >= 2, default=5
+        random_state : int, Generator or None, default=0
+            Seed (or generator) of the order and the starting folds.
+
+        Returns
+        -------
+        ndarray of int64 of shape (n_labels,)
+            Fold ``0..n_splits-1`` of each label (in label order).
+        """
+        if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
+            raise AnnotationsError(f"n_splits must be an integer >= 2, got {show(n_splits)}")
+        k = int(n_splits)
+        rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+        counts = self.annotator_counts
+        key = rng.random(self.n_labels)
+        offset = rng.integers(0, k, size=self.n_annotators)
+        order = np.lexsort((key, self.annotators))
+        starts = self.by_annotator.indptr[:-1]
+        rank = np.empty(self.n_labels, dtype=np.int64)
+        rank[order] = np.arange(self.n_labels) - np.repeat(starts, counts)
+        folds: IntArray = ((rank + offset[self.annotators]) % k).astype(np.int64)
+        return folds
+
+    def split_kfold(
+        self, n_splits: int = 5, *, random_state: int | np.random.Generator | None = 0
+    ) -> list[tuple[Annotations, Annotations]]:
+        """K-fold over each annotator's labels: ``n_splits`` (train, held-out) pairs.
+
+        Fold ``f`` holds out the labels that :meth:`kfold_labels` puts in fold ``f`` and trains
+        on the others, so every label is held out exactly once over the folds and never twice.
+        An annotator with fewer than ``n_splits`` labels is absent from the held-out part of
+        some folds; one with a single label has no training label in the fold that holds it out.
+
+        Parameters
+        ----------
+        n_splits : int >= 2, default=5
+        random_state : int, Generator or None, default=0
+
+        Returns
+        -------
+        list of (train, held_out) Annotations
+            ``n_splits`` pairs, each with the index spaces and ids of ``self``; within a pair
+            they hold every label exactly once.
+        """
+        folds = self.kfold_labels(n_splits, random_state=random_state)
+        return [(self.subset_labels(folds != f), self.subset_labels(folds == f)) for f in range(int(n_splits))]
+
     def concat(self, *others: Annotations, on_duplicate: OnDuplicate = "error") -> Annotations:
         """Concatenate with other Annotations, matching items, annotators and classes by id.
 

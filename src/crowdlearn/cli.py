@@ -339,6 +339,7 @@ _OUTPUT_KINDS = {
     "--out": "model (a binary safetensors file)",
     "--confusions": "confusions (JSON)",
     "--report": "report (HTML)",
+    "--search-results": "search results (CSV)",
 }
 
 
@@ -474,6 +475,73 @@ def _parse_method_params(pairs: list[str], spec: Any) -> dict[str, float | int]:
     return out
 
 
+#: CrowdClassifier parameters a --search grid file may not set: the command sets them (or they
+#: cannot vary between the search's fits; see crowdlearn.model_selection.FORBIDDEN_GRID_KEYS).
+_CLI_ONLY_KEYS = {"verbose": "set by --progress / --quiet"}
+#: The train flags that set a CrowdClassifier parameter, with their defaults: a grid key may not
+#: also be given by its flag.
+_GRID_FLAGS: dict[str, tuple[str, str]] = {
+    "method": ("--method", "method"),
+    "lam": ("--lam", "lam"),
+    "epochs": ("--epochs", "epochs"),
+    "lr": ("--lr", "lr"),
+    "confusion_lr": ("--confusion-lr", "confusion_lr"),
+    "batch_size": ("--batch-size", "batch_size"),
+    "init": ("--init", "init"),
+    "mixup": ("--mixup", "mixup"),
+    "random_state": ("--seed", "seed"),
+}
+
+
+def _toml_key(key: str) -> str:
+    """A grid key as the TOML file spells it (``method_params__lam`` -> ``method_params.lam``)."""
+    return key.replace("method_params__", "method_params.", 1)
+
+
+def read_search_grid(path: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """The grid and the ``[search]`` table of a ``--search`` TOML file (checked; exit 1 naming the file).
+
+    The file's top-level keys are CrowdClassifier parameters mapping to lists of values; a
+    ``[method_params]`` table maps method parameter names to lists; a ``[search]`` table may set
+    ``criterion`` ("holdout" or "kfold") and ``cv`` (an integer >= 2).
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    if not path.is_file():
+        fail(f"{path}: no such grid file (--search)" if not path.exists() else f"{path}: not a file (--search)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        fail(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); --search expects a TOML grid")
+    except tomllib.TOMLDecodeError as exc:
+        fail(f"{path}: not valid TOML: {' '.join(str(exc).split())}")
+    settings = data.pop("search", {})
+    if not isinstance(settings, dict):
+        fail(f"{path}: search must be a table ([search]) with criterion and cv, got {show(settings)}")
+    for key in settings:
+        if key not in ("criterion", "cv"):
+            fail(f"{path}: [search] key {key!r} is unknown (expected criterion, cv)")
+    grid: dict[str, list[Any]] = {}
+    method_params = data.pop("method_params", None)
+    for key, values in data.items():
+        if key in _CLI_ONLY_KEYS:
+            fail(f"{path}: key {key} cannot be searched ({_CLI_ONLY_KEYS[key]})")
+        if isinstance(values, dict):
+            fail(f"{path}: key {key} must be a list of values, got a table")
+        grid[key] = values
+    if method_params is not None:
+        if not isinstance(method_params, dict):
+            fail(f"{path}: method_params must be a table ([method_params]) of lists, got {show(method_params)}")
+        for name, values in method_params.items():
+            grid[f"method_params__{name}"] = values
+    if not grid:
+        fail(f"{path}: the grid has no keys; give CrowdClassifier parameters as lists, e.g. lr = [0.001, 0.01]")
+    return grid, settings
+
+
 @app.command()
 @user_errors
 def train(
@@ -519,6 +587,20 @@ def train(
     report: Path | None = ReportOption,
     progress: bool | None = ProgressOption,
     quiet: bool = QuietOption,
+    search: Path | None = typer.Option(
+        None,
+        "--search",
+        metavar="GRID.toml",
+        help="search a grid of parameters without clean labels (a TOML file: parameter = [values]; "
+        "docs/training.md) and write the best point refit on all labels",
+    ),
+    criterion: str | None = typer.Option(
+        None, "--criterion", help="with --search: holdout (default) or kfold (held-out crowd-label NLL)"
+    ),
+    cv: int | None = typer.Option(None, "--cv", help="with --search --criterion kfold: folds (default 5)"),
+    search_results: Path | None = typer.Option(
+        None, "--search-results", help="with --search: CSV of every grid point's scores (cv_results_)"
+    ),
     distributed: bool = typer.Option(
         False,
         "--distributed",
@@ -571,10 +653,19 @@ def train(
         _check_number("--mixup", mixup, strict=False)
     if seed < 0:
         fail(f"--seed must be an integer >= 0, got {seed}", code=2)
+    grid, search_settings = _search_options(
+        search, criterion, cv, search_results, distributed, validation, method_param, locals()
+    )
     _check_outputs(
         force,
-        {"--out": out, "--predictions": predictions, "--confusions": confusions, "--report": report},
-        {"FILE": file, "--features": features, "--truth": truth},
+        {
+            "--out": out,
+            "--predictions": predictions,
+            "--confusions": confusions,
+            "--report": report,
+            "--search-results": search_results,
+        },
+        {"FILE": file, "--features": features, "--truth": truth, "--search": search},
     )
     to_stderr = predictions is not None and str(predictions) == STDOUT
 
@@ -629,6 +720,24 @@ def train(
         distributed=distributed,
     )
     clf._validate_params()  # before the first epoch (and before a distributed group starts)
+    searcher = None
+    if search is not None:
+        from crowdlearn.model_selection import CrowdSearchCV, expand_param_grid
+
+        clf.set_params(verbose=0)  # one line per fit instead of a progress bar per fit
+        try:
+            expand_param_grid(clf, grid, key_name=_toml_key)
+        except ValueError as exc:
+            fail(f"{search}: {exc}")
+        searcher = CrowdSearchCV(
+            clf,
+            grid,
+            criterion=search_settings["criterion"],
+            cv=search_settings["cv"],
+            random_state=seed,
+            verbose=0 if quiet else 1,
+            sink=lambda line: typer.echo(f"search: {line}", err=True),
+        )
     import warnings
 
     from crowdlearn.estimators import CollapsedModelWarning
@@ -637,7 +746,10 @@ def train(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CollapsedModelWarning)
-            clf.fit(X_items, ann)
+            if searcher is None:
+                clf.fit(X_items, ann)
+            else:
+                clf = searcher.fit(X_items, ann).best_estimator_
     except TrainingDivergedError as exc:
         if not is_main_process():  # every rank raises; rank 0 reports
             raise typer.Exit(1) from None
@@ -647,7 +759,7 @@ def train(
         return
     try:
         say(
-            f"trained {method} on {ann.n_items} items, {ann.n_labels} labels, {ann.n_annotators} annotators, "
+            f"trained {clf.method} on {ann.n_items} items, {ann.n_labels} labels, {ann.n_annotators} annotators, "
             f"{ann.n_classes} classes; {X.shape[1]} features"
             + (f"; data-parallel over {world_size()} processes" if world_size() > 1 else "")
         )
@@ -656,6 +768,10 @@ def train(
         if clf.best_epoch_ is not None:
             h = clf.history_[clf.best_epoch_]
             say(f"selected epoch {clf.best_epoch_ + 1} of {epochs}: held-out label NLL {h['valid_loss']:.4f}")
+        if searcher is not None:
+            if not quiet:
+                _print_search_table(searcher, err=to_stderr)
+            say(_search_summary(searcher))
         for w in caught:  # other warnings go on to Python's handlers
             if issubclass(w.category, CollapsedModelWarning):
                 typer.echo(f"warning: {w.message}", err=True)  # shown even with --quiet
@@ -680,9 +796,18 @@ def train(
                 table = _write_table(
                     _prediction_table(feature_ids, clf.classes_, proba, False), predictions, force, staged
                 )
+            if search_results is not None and searcher is not None:
+                _write_table(searcher.results_frame(), search_results, force, staged)
             if confusions is not None:
                 _write_confusions(
-                    confusions, method, clf.classes_, clf.priors_, clf.annotator_ids_, clf.confusions_, force, staged
+                    confusions,
+                    clf.method,
+                    clf.classes_,
+                    clf.priors_,
+                    clf.annotator_ids_,
+                    clf.confusions_,
+                    force,
+                    staged,
                 )
             if report is not None:
                 from crowdlearn.io import match_ids
@@ -694,7 +819,7 @@ def train(
                     model=clf,
                     truth=truth_array(series, ann) if series is not None and labelled else None,
                     X=X_items,
-                    title=f"crowdlearn train --method {method}: {file.name}",
+                    title=f"crowdlearn train --method {clf.method}: {file.name}",
                 )
                 with staged.open(report) as fh:
                     fh.write(page)
@@ -708,8 +833,109 @@ def train(
             say(f"predictions written to {predictions}")
     if confusions is not None:
         say(f"confusions written to {confusions}")
+    if search_results is not None:
+        say(f"search results written to {search_results}")
     if report is not None:
         say(f"report written to {report}")
+
+
+def _flag_default(name: str) -> Any:
+    """The default of the train command's parameter ``name`` (its typer option's default)."""
+    default = inspect.signature(train).parameters[name].default
+    return getattr(default, "default", default)
+
+
+def _search_options(
+    search: Path | None,
+    criterion: str | None,
+    cv: int | None,
+    search_results: Path | None,
+    distributed: bool,
+    validation: str,
+    method_param: list[str],
+    given: dict[str, Any],
+) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """The --search grid and its criterion and cv, checked against the other flags before any work."""
+    if search is None:
+        for flag, value in (("--criterion", criterion), ("--cv", cv), ("--search-results", search_results)):
+            if value is not None:
+                fail(f"{flag} needs --search GRID.toml", code=2)
+        return {}, {}
+    if distributed:
+        fail("--search runs its fits in one process; it cannot be combined with --distributed", code=2)
+    if validation != _flag_default("validation"):
+        fail("--validation does not apply with --search (its --criterion selects the epochs); drop it", code=2)
+    grid, settings = read_search_grid(search)
+    for key in grid:
+        param = "method_params" if key.startswith("method_params__") else key
+        set_by = _GRID_FLAGS.get(param)
+        if set_by is not None and given[set_by[1]] != _flag_default(set_by[1]):
+            fail(f"{search}: key {_toml_key(key)} and {set_by[0]} both set {param}; give it once", code=2)
+        if param == "method_params" and method_param:
+            fail(
+                f"{search}: key {_toml_key(key)} and --method-param both set method parameters; give them once", code=2
+            )
+    out: dict[str, Any] = {}
+    choices: tuple[tuple[str, str, Any, Any], ...] = (
+        ("criterion", "--criterion", criterion, "holdout"),
+        ("cv", "--cv", cv, 5),
+    )
+    for name, flag, value, default in choices:
+        in_file = settings.get(name)
+        if value is not None and in_file is not None and value != in_file:
+            fail(f"{flag} {value} and {search} [search] {name} = {show(in_file)} disagree; give one", code=2)
+        chosen = value if value is not None else in_file if in_file is not None else default
+        where = flag if value is not None else f"{search}: [search] {name}"
+        if name == "criterion" and chosen not in ("holdout", "kfold"):
+            fail(f"{where} must be holdout or kfold, got {show(chosen)}", code=2 if value is not None else 1)
+        if name == "cv" and (isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 2):
+            fail(f"{where} must be an integer >= 2, got {show(chosen)}", code=2 if value is not None else 1)
+        out[name] = chosen
+    return grid, out
+
+
+def _print_search_table(searcher: Any, *, err: bool) -> None:
+    """Every grid point of a finished search as a rich table (rank, the point, score, epochs)."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    res = searcher.cv_results_
+    keys = [k[len("param_") :] for k in res if k.startswith("param_")]
+    table = Table(title=f"crowdlearn train --search: {len(res['params'])} grid points (score = -held-out label NLL)")
+    table.add_column("rank", justify="right")
+    for key in keys:
+        table.add_column(_toml_key(key))
+    table.add_column("mean score", justify="right")
+    table.add_column("std", justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("fit s", justify="right")
+    for i in range(len(res["params"])):
+        mean = float(res["mean_test_score"][i])
+        cells = [str(int(res["rank_test_score"][i]))]
+        cells += ["-" if res[f"param_{k}"][i] is None else str(res[f"param_{k}"][i]) for k in keys]
+        cells += [
+            "diverged" if bool(res["diverged"][i]) else (f"{mean:.4f}" if math.isfinite(mean) else "nan"),
+            f"{float(res['std_test_score'][i]):.4f}",
+            str(int(res["refit_epochs"][i])),
+            f"{float(res['mean_fit_time'][i]):.1f}",
+        ]
+        table.add_row(*cells)
+    Console(stderr=err, width=max(100, 12 * (len(keys) + 5)), highlight=False).print(table)
+
+
+def _search_summary(searcher: Any) -> str:
+    point = ", ".join(f"{_toml_key(k)}={show(v)}" for k, v in searcher.best_params_.items())
+    n = len(searcher.cv_results_["params"])
+    crit = searcher.criterion
+    over = "one held-out split" if crit == "holdout" else f"{searcher.n_splits_} folds"
+    return (
+        f"search ({crit}): best grid point {searcher.best_index_ + 1} of {n} ({point}), "
+        f"score {searcher.best_score_:.4f} "
+        f"(mean held-out label NLL {-searcher.best_score_:.4f} over {over}); refit on all labels for "
+        f"{searcher.refit_epochs_} epochs"
+    )
 
 
 def _check_number(flag: str, value: float, *, strict: bool, hi: float | None = None) -> None:
