@@ -578,7 +578,7 @@ class CrowdSearchCV:
             if diverged[i]:
                 scores[i] = np.nan
                 best_epochs[i] = -1
-            est_epochs = int(_configured(self.estimator, point).epochs)
+            est_epochs = int(_configured(self.estimator, point)._training()["epochs"])
             if callable(self.criterion) or diverged[i]:
                 refit_epochs[i] = est_epochs
             else:
