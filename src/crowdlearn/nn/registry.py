@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -292,6 +293,7 @@ class MethodSpec:
                 f"method {self.name!r}: recipe key {unknown[0]!r} is not a training parameter "
                 f"(one of {', '.join(BASE_TRAINING)})"
             )
+        object.__setattr__(self, "recipe", MappingProxyType(dict(self.recipe)))  # frozen, like the spec
         init = self.recipe.get("init")
         if init is not None and not (isinstance(init, str) and init in self.inits):
             raise ValueError(f"method {self.name!r}: recipe init={init!r} is not one of its inits {self.inits}")

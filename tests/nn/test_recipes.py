@@ -1,0 +1,109 @@
+"""Default recipes: MethodSpec.recipe, CrowdClassifier's None training parameters, training_params_."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crowdlearn import Annotations
+from crowdlearn.estimators import CrowdClassifier
+from crowdlearn.nn import get_method
+from crowdlearn.nn.methods._builtin import COSINE_DS_RECIPE
+from crowdlearn.nn.registry import BASE_TRAINING, MethodSpec
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _head(ctx: object) -> None:  # never called: the specs below are only built
+    raise AssertionError
+
+
+def _crowd(n: int = 40, k: int = 3, m: int = 4) -> tuple[np.ndarray, Annotations]:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, k, n)
+    X = (rng.normal(size=(n, 5)) + 2.0 * np.eye(k, 5)[y]).astype(np.float32)
+    items = np.repeat(np.arange(n), 2)
+    annotators = np.concatenate([rng.choice(m, size=2, replace=False) for _ in range(n)])
+    labels = np.where(rng.random(2 * n) < 0.8, np.repeat(y, 2), rng.integers(0, k, 2 * n))
+    return X, Annotations(items, annotators, labels, n_annotators=m, n_classes=k)
+
+
+def test_training_resolves_given_then_recipe_then_base() -> None:
+    spec = MethodSpec("r", "a recipe", _head, recipe={"lr": 0.05, "epochs": 7})  # type: ignore[arg-type]
+    assert spec.training({}) == {**BASE_TRAINING, "lr": 0.05, "epochs": 7}
+    got = spec.training({"lr": None, "epochs": 3, "batch_size": None, "mixup": 0.0})
+    assert got == {**BASE_TRAINING, "lr": 0.05, "epochs": 3, "mixup": 0.0}  # 0.0 is a value, None is "not set"
+    plain = MethodSpec("p", "no recipe", _head)  # type: ignore[arg-type]
+    assert plain.training({}) == dict(BASE_TRAINING)
+
+
+def test_recipe_is_checked_and_frozen() -> None:
+    with pytest.raises(ValueError, match="recipe key 'momentum' is not a training parameter"):
+        MethodSpec("r", "bad", _head, recipe={"momentum": 0.9})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="recipe init='ds' is not one of its inits"):
+        MethodSpec("r", "bad", _head, inits=("identity",), recipe={"init": "ds"})  # type: ignore[arg-type]
+    source = {"lr": 0.05}
+    spec = MethodSpec("r", "ok", _head, recipe=source)  # type: ignore[arg-type]
+    source["lr"] = 1.0  # the caller's dict is copied
+    assert spec.recipe["lr"] == 0.05
+    with pytest.raises(TypeError):
+        spec.recipe["lr"] = 2.0  # type: ignore[index]
+
+
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f"])
+def test_the_measured_methods_carry_the_cosine_ds_recipe(method: str) -> None:
+    assert dict(get_method(method).recipe) == COSINE_DS_RECIPE
+
+
+def test_estimator_uses_the_recipe_where_a_parameter_is_none(tmp_path: Path) -> None:
+    X, ann = _crowd()
+    clf = CrowdClassifier(method="geocrowdnet-f", epochs=3, validation="none").fit(X, ann)
+    expected = {**BASE_TRAINING, **COSINE_DS_RECIPE, "epochs": 3}
+    assert clf.training_params_ == expected
+    assert len(clf.history_.epochs) == 3
+    assert clf.get_params()["lr"] is None  # the parameter stays as given (scikit-learn's clone contract)
+    path = tmp_path / "m.safetensors"
+    clf.save(path)
+    assert CrowdClassifier.load(path).training_params_ == expected
+
+
+def test_a_given_value_wins_over_the_recipe() -> None:
+    X, ann = _crowd()
+    clf = CrowdClassifier(
+        method="ccem", epochs=2, lr=3e-3, init="identity", schedule="constant", validation="none"
+    ).fit(X, ann)
+    assert clf.training_params_ == {
+        **BASE_TRAINING,
+        **COSINE_DS_RECIPE,
+        "epochs": 2,
+        "lr": 3e-3,
+        "init": "identity",
+        "schedule": "constant",
+    }
+
+
+def test_the_recipe_changes_the_fit() -> None:
+    """Leaving a parameter at None is not the same fit as giving the base value (the recipe acts)."""
+    X, ann = _crowd()
+    recipe = CrowdClassifier(method="ccem", epochs=2, validation="none").fit(X, ann)
+    base = CrowdClassifier(
+        method="ccem", epochs=2, validation="none", **{k: v for k, v in BASE_TRAINING.items() if k != "epochs"}
+    ).fit(X, ann)
+    assert base.training_params_ == {**BASE_TRAINING, "epochs": 2}
+    assert not np.allclose(recipe.predict_proba(X), base.predict_proba(X))
+
+
+def test_a_method_without_recipe_trains_at_the_base_values() -> None:
+    X, ann = _crowd()
+    clf = CrowdClassifier(method="crowdlayer-mw", epochs=2, validation="none").fit(X, ann)
+    assert clf.training_params_ == {**BASE_TRAINING, "epochs": 2}
+
+
+def test_a_bad_value_is_named_whether_given_or_not() -> None:
+    X, ann = _crowd()
+    with pytest.raises(ValueError, match="lr"):
+        CrowdClassifier(method="ccem", lr=-1.0).fit(X, ann)
+    with pytest.raises(ValueError, match="init"):
+        CrowdClassifier(method="crowdlayer-mw", init="ds").fit(X, ann)
