@@ -348,12 +348,41 @@ class Annotations:
                 "items, annotators and labels must have the same length, "
                 f"got {len(it_raw)}, {len(an_raw)}, {len(lb_raw)}"
             )
-        it_idx, it_ids = _encode(it_raw, item_ids, "item")
-        an_idx, an_ids = _encode(an_raw, annotator_ids, "annotator")
+        return cls._from_columns(
+            _Column.of(it_raw),
+            _Column.of(an_raw),
+            _Column.of(lb_raw),
+            classes=classes,
+            item_ids=item_ids,
+            annotator_ids=annotator_ids,
+            on_duplicate=on_duplicate,
+            where=where,
+        )
+
+    @classmethod
+    def _from_columns(
+        cls,
+        items: _Column,
+        annotators: _Column,
+        labels: _Column,
+        *,
+        classes: Sequence[Hashable] | None,
+        item_ids: Sequence[Hashable] | None,
+        annotator_ids: Sequence[Hashable] | None,
+        on_duplicate: OnDuplicate,
+        where: _Where,
+    ) -> Annotations:
+        """The core of :meth:`from_ids` (and of the readers): factorized columns to Annotations.
+
+        Every step works on the distinct values, then maps the codes with one ``take``; the
+        only passes over all labels are those takes and the duplicate check.
+        """
+        it_idx, it_ids = _encode_column(items, item_ids, "item", where=where)
+        an_idx, an_ids = _encode_column(annotators, annotator_ids, "annotator", where=where)
         if classes is None:
-            # hash once, then sort only the distinct labels (K log K) and remap the codes
-            lb_codes, lb_uniques = _factorize(lb_raw)
-            uniq = list(_id_array(lb_uniques).tolist())
+            # sort only the distinct labels (K log K) and remap the codes
+            lb_sub, lb_vals = _factorize(labels.values)
+            uniq = list(_id_array(lb_vals).tolist())
             try:
                 order = sorted(range(len(uniq)), key=uniq.__getitem__)
             except TypeError as exc:
@@ -364,22 +393,22 @@ class Annotations:
                 ) from exc
             rank = np.empty(len(order), dtype=np.int64)
             rank[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int64)
-            lb_idx = rank[lb_codes]
+            lb_idx = rank[lb_sub][labels.codes]
             cl = np.empty(len(order), dtype=object)
             cl[:] = [uniq[i] for i in order]
             if _all_int(cl):
                 cl = np.asarray(cl.tolist(), dtype=np.int64)
         else:
-            lb_idx, cl = _encode(lb_raw, classes, "label", what="declared classes", where=where)
+            lb_idx, cl = _encode_column(labels, classes, "label", what="declared classes", where=where)
         dropped = 0
         found = _repeated_rows(_pair_key(it_idx, an_idx, len(an_ids), len(it_ids))) if len(it_idx) > 1 else None
         if found is not None:
             if on_duplicate == "error":
                 a, b = _first_duplicate(*found)
                 raise AnnotationsError(
-                    f"{where(b)}: duplicate (item, annotator) pair ({show(it_raw.iloc[b])}, {show(an_raw.iloc[b])}), "
-                    f"first seen at {where(a).split(', ')[-1]}; each annotator may label an item once "
-                    "(pass on_duplicate='first' or on_duplicate='last' to keep one)"
+                    f"{where(b)}: duplicate (item, annotator) pair ({show(items.value(b))}, "
+                    f"{show(annotators.value(b))}), first seen at {where(a).split(', ')[-1]}; each annotator may "
+                    "label an item once (pass on_duplicate='first' or on_duplicate='last' to keep one)"
                 )
             if on_duplicate not in ("first", "last"):
                 raise AnnotationsError(f"on_duplicate must be 'error', 'first' or 'last', got {show(on_duplicate)}")
@@ -851,6 +880,68 @@ def _all_int(values: np.ndarray[Any, Any]) -> bool:
     return len(values) > 0 and pd.api.types.infer_dtype(values, skipna=False) == "integer"
 
 
+@dataclass(frozen=True)
+class _Column:
+    """One column of ids (or labels) as codes into its values: ``values.iloc[codes[r]]`` is row ``r``.
+
+    Attributes
+    ----------
+    codes : ndarray of int64 of shape (n_labels,)
+        Index into ``values`` of each row.
+    values : Series of shape (n_values,)
+        The values, in order of first appearance (value ``u`` first occurs before value
+        ``u + 1``); not necessarily distinct (a reader may have normalised them).
+    distinct : bool
+        Whether ``values`` are known to be distinct (then they are the ids as they are).
+    """
+
+    codes: IntArray
+    values: pd.Series
+    distinct: bool = False
+
+    @classmethod
+    def of(cls, values: pd.Series) -> _Column:
+        """Factorize a column by hashing; a missing value is a value of its own."""
+        codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=False)
+        return cls(codes.astype(np.int64, copy=False), pd.Series(uniques), distinct=True)
+
+    def first_row(self, u: int) -> int:
+        """The first row holding value ``u`` (a linear scan; used for error messages only)."""
+        return int(np.argmax(self.codes == u))
+
+    def value(self, row: int) -> Any:
+        """The value of row ``row``."""
+        return self.values.iloc[int(self.codes[row])]
+
+
+def _encode_column(
+    column: _Column,
+    declared: Sequence[Hashable] | None,
+    name: str,
+    what: str | None = None,
+    where: _Where | None = None,
+) -> tuple[IntArray, np.ndarray[Any, Any]]:
+    """:func:`_encode` on the column's values, then one ``take`` to every row."""
+    if declared is None and column.distinct:
+        vals = column.values
+        return column.codes, _id_array(vals.to_numpy() if isinstance(vals.dtype, np.dtype) else vals.array)
+    try:
+        sub, ids = _encode(column.values, declared, name, what, where)
+    except _UnknownValue as exc:
+        row = column.first_row(exc.index)
+        loc = (where or _Where(None, 0))(row)
+        raise AnnotationsError(f"{loc}: {exc.message}") from None
+    return sub[column.codes], ids
+
+
+class _UnknownValue(Exception):
+    """A value outside the declared ids (re-raised with its row by :func:`_encode_column`)."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index, self.message = index, message
+
+
 def _encode(
     values: pd.Series,
     declared: Sequence[Hashable] | None,
@@ -872,9 +963,8 @@ def _encode(
     if (codes < 0).any():
         row = int(np.flatnonzero(codes < 0)[0])
         shown = ", ".join(show(c) for c in decl.tolist()[:20])
-        loc = (where or _Where(None, 0))(row)
-        raise AnnotationsError(
-            f"{loc}: {name} {show(values.iloc[row])} is not one of the {what or 'declared ' + name + ' ids'} ({shown})"
+        raise _UnknownValue(
+            row, f"{name} {show(values.iloc[row])} is not one of the {what or 'declared ' + name + ' ids'} ({shown})"
         )
     out_ids: np.ndarray[Any, Any] = decl
     if _all_int(decl):
