@@ -197,8 +197,55 @@ class _Loc:
         return f"{self.source}, line {self.line(i)}, column {self.column!r}"
 
 
+def _arrow_text(values: pd.Series) -> Any | None:
+    """The pyarrow array behind a column of pyarrow-backed strings without missing values, else None."""
+    dtype = values.dtype
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow") or values.hasnans:
+        return None
+    import pyarrow as pa
+
+    return pa.chunked_array(values.array.__arrow_array__())
+
+
+# A text whose first and last characters are printable ASCII other than space is unchanged by
+# str.strip() (which removes only whitespace, ASCII or not): only the other values need Python.
+_PLAIN_ENDS = r"^[!-~]((?s).*[!-~])?$"
+_CANONICAL_INT = r"^(0|-?[1-9][0-9]{0,17})$"
+
+
+def _text_mask(values: pd.Series, pattern: str) -> npt.NDArray[np.bool_] | None:
+    """``re.search(pattern)`` for each value of a pyarrow-backed text column (vectorised), else None."""
+    arr = _arrow_text(values)
+    if arr is None:
+        return None
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.match_substring_regex(arr, pattern).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _column(values: pd.Series) -> _Column:
+    """Codes and distinct values of a column, by hashing.
+
+    A text column in which every value is a canonical integer (``0``, ``42``, ``-7``; no sign,
+    leading zero or space) is hashed through its integers: the same distinct texts in the same
+    order of first appearance, at a fraction of the cost of hashing strings.
+    """
+    canonical = _text_mask(values, _CANONICAL_INT)
+    if canonical is not None and len(values) and canonical.all():
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        ints = pc.cast(_arrow_text(values), pa.int64()).to_numpy()
+        codes, uniques = pd.factorize(ints, sort=False)
+        return _Column(codes.astype(np.int64, copy=False), pd.Series(uniques).astype(str).astype(values.dtype))
+    return _Column.of(values)
+
+
 def _missing_error(values: pd.Series, what: str, loc: _Loc) -> None:
     s = values.astype(object)
+    plain = _text_mask(values, "[!-~]")  # holds a printable non-space ASCII character: not empty
+    if plain is not None and plain.all():
+        return
     empty = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
@@ -218,6 +265,12 @@ def _check_scalars(values: pd.Series, what: str, loc: _Loc) -> None:
 
 def _as_text(values: pd.Series) -> pd.Series:
     """Each value as its text: floats by repr (``2.0``, ``1.5``, ``1e+30``), the rest by str, stripped."""
+    plain = _text_mask(values, _PLAIN_ENDS)
+    if plain is not None:
+        out = values.astype(object)
+        if not plain.all():
+            out[~plain] = out[~plain].str.strip()
+        return out
     return values.astype(str).astype(object).str.strip()  # str(1.5) == repr(1.5) == "1.5"
 
 
@@ -429,7 +482,7 @@ def from_frame(
     # distinct values only, and an error names the first row holding the offending value
     columns = []
     for col, what in ((ic, "item"), (ac, "annotator"), (lc, "label")):
-        raw = _Column.of(df[col].reset_index(drop=True))
+        raw = _column(df[col].reset_index(drop=True))
         if what == "label":
             norm = _normalise_labels(
                 raw.values, source, first_line, str(col), declared=declared is not None, rows=raw.first_row
