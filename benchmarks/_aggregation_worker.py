@@ -7,7 +7,10 @@ wall time of each method (including building the method's input object from the 
 ``Annotations`` for ours, the task/worker/label DataFrame for crowd-kit), the EM iterations and
 this process's peak RSS, plus an ``.npz`` of predicted labels (-1 where a method gave none).
 
-    python _aggregation_worker.py ours|crowdkit INPUT.npz OUTPUT_PREFIX METHOD[:N_ITER] ...
+    python _aggregation_worker.py ours|crowdkit INPUT.npz OUTPUT_PREFIX [df-]METHOD[:N_ITER] ...
+
+``df-ds:20`` runs ours through the DataFrame API (``fit_predict(df)`` with task/worker/label
+columns built from the int arrays, the DataFrame included in the time), exactly as crowd-kit runs.
 """
 
 from __future__ import annotations
@@ -28,18 +31,25 @@ def peak_rss_mb() -> float:
 
 
 def run_ours(data: Any, method: str, n_iter: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """``df-<method>``: through the crowd-kit style DataFrame API, as crowd-kit is called."""
     from crowdlearn.aggregate import GLAD, MACE, DawidSkene, MajorityVote, OneCoinDawidSkene, Wawa
     from crowdlearn.annotations import Annotations
 
+    frame = method.startswith("df-")
+    method = method.removeprefix("df-")
     t0 = time.perf_counter()
-    ann = Annotations(
-        data["items"],
-        data["annotators"],
-        data["labels"],
-        n_items=int(data["n_items"]),
-        n_annotators=int(data["n_annotators"]),
-        n_classes=int(data["n_classes"]),
-    )
+    ann: Any
+    if frame:
+        ann = pd.DataFrame({"task": data["items"], "worker": data["annotators"], "label": data["labels"]})
+    else:
+        ann = Annotations(
+            data["items"],
+            data["annotators"],
+            data["labels"],
+            n_items=int(data["n_items"]),
+            n_annotators=int(data["n_annotators"]),
+            n_classes=int(data["n_classes"]),
+        )
     em: dict[str, Any] = {} if n_iter is None else {"n_iter": n_iter, "tol": 0.0}
     agg: Any = {
         "mv": lambda: MajorityVote(),
@@ -53,6 +63,8 @@ def run_ours(data: Any, method: str, n_iter: int | None) -> tuple[np.ndarray, di
     }[method]()
     labels = agg.fit_predict(ann)
     seconds = time.perf_counter() - t0
+    if frame:
+        labels = labels.reindex(np.arange(int(data["n_items"]))).fillna(-1).to_numpy().astype(np.int64)
     return np.asarray(labels), {"seconds": seconds, "n_iter": getattr(agg, "n_iter_", None)}
 
 
@@ -91,7 +103,7 @@ def main(argv: list[str]) -> None:
         method, _, it = spec.partition(":")
         n_iter = int(it) if it else None
         run = run_ours if side == "ours" else run_crowdkit
-        labels, info = run(data, method, n_iter)
+        labels, info = run(data, method if side == "ours" else method.removeprefix("df-"), n_iter)
         info["peak_rss_mb"] = peak_rss_mb()
         results["methods"][spec] = info
         preds[spec.replace(":", "_")] = labels

@@ -8,6 +8,7 @@ peak RSS (``getrusage``). Prints markdown tables and the command line that produ
 
     PYTHONPATH=src .venv/bin/python benchmarks/aggregation.py            # full (about 15-25 min)
     PYTHONPATH=src .venv/bin/python benchmarks/aggregation.py --quick    # small smoke run
+    PYTHONPATH=src .venv/bin/python benchmarks/aggregation.py --ingest   # DataFrame API, MV 10M, validate
 """
 
 from __future__ import annotations
@@ -67,14 +68,17 @@ def ensure_crowdkit() -> None:
 
 
 def run_child(
-    side: str, npz: Path, specs: list[str], timeout: float | None
+    side: str, npz: Path, specs: list[str], timeout: float | None, src: Path | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Run the worker; return ({spec: info}, {spec: labels}); a timeout keeps finished methods."""
-    out = str(npz.with_suffix("")) + f"-{side}-{abs(hash(tuple(specs)))}"
+    """Run the worker; return ({spec: info}, {spec: labels}); a timeout keeps finished methods.
+
+    ``src``: the crowdlearn source tree of side "ours" (default this checkout's ``src``).
+    """
+    out = str(npz.with_suffix("")) + f"-{side}-{abs(hash((tuple(specs), str(src))))}"
     python = str(CK_PYTHON) if side == "crowdkit" else sys.executable
     env = dict(os.environ, **THREAD_ENV)
     if side == "ours":
-        env["PYTHONPATH"] = str(REPO / "src")
+        env["PYTHONPATH"] = str(src or REPO / "src")
     cmd = [python, str(WORKER), side, str(npz), out, *specs]
     timed_out = False
     try:
@@ -265,6 +269,104 @@ def scale(args: argparse.Namespace, tmp: Path) -> None:
     print("\n".join(rows))
 
 
+def best_of(repeats: int, run: Any) -> dict[str, Any]:
+    """The fastest of ``repeats`` results of ``run()`` (a dict with "seconds"), or its first error."""
+    best: dict[str, Any] | None = None
+    for _ in range(repeats):
+        r = run()
+        if "seconds" not in r:
+            return r
+        if best is None or r["seconds"] < best["seconds"]:
+            best = r
+    return best or {"error": "error"}
+
+
+def time_validate(csv: Path, src: Path, reader: str, repeats: int) -> dict[str, Any]:
+    """Wall time of ``python -m crowdlearn validate CSV`` (interpreter start and imports included)."""
+    env = dict(os.environ, **THREAD_ENV, PYTHONPATH=str(src), CROWDLEARN_READER=reader)
+
+    def once() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        res = subprocess.run(
+            [sys.executable, "-m", "crowdlearn", "validate", str(csv)], env=env, capture_output=True, text=True
+        )
+        if res.returncode != 0:
+            print(f"warning: validate failed: {res.stderr.strip()[:300]}", file=sys.stderr)
+            return {"error": "error"}
+        return {"seconds": time.perf_counter() - t0}
+
+    return best_of(repeats, once)
+
+
+def ingest(args: argparse.Namespace, tmp: Path) -> None:
+    """The DataFrame API against crowd-kit (both sides in this run), MV at 10M, ``validate`` of a CSV."""
+    import pandas as pd
+
+    sides = [("ours", REPO / "src")] + ([("before", Path(args.before))] if args.before else [])
+    rows: list[tuple[str, dict[str, dict[str, Any]]]] = []
+
+    def case(label: str, n_labels: int, spec: str, ck_spec: str | None, ck_timeout: float | None = None) -> None:
+        items, annotators, labels, _ = simulate(n_labels, seed=n_labels)
+        npz = tmp / f"ingest-{n_labels}.npz"
+        if not npz.exists():
+            save_npz(npz, items, annotators, labels, (n_labels // 5, 1000, 5))
+        res: dict[str, dict[str, Any]] = {}
+        for name, src in sides:
+            res[name] = best_of(args.repeats, lambda src=src: run_child("ours", npz, [spec], None, src)[0][spec])
+        if ck_spec is not None and not args.no_crowdkit:
+            res["crowdkit"] = best_of(
+                args.repeats, lambda: run_child("crowdkit", npz, [ck_spec], ck_timeout or args.timeout)[0][ck_spec]
+            )
+        rows.append((label, res))
+        print(f"done {label}", file=sys.stderr)
+
+    ds = f"ds:{args.ds_iter}"
+    big, huge, small = (20_000, 50_000, 5_000) if args.quick else (1_000_000, 10_000_000, 100_000)
+    case(f"DawidSkene ({args.ds_iter} it), DataFrame API, {big:,} labels", big, f"df-{ds}", ds)
+    case(f"MajorityVote, DataFrame API, {big:,} labels", big, "df-mv", "mv")
+    case(f"MajorityVote, DataFrame API, {huge:,} labels", huge, "df-mv", "mv")
+    case(f"MajorityVote, Annotations from int arrays, {huge:,} labels", huge, "mv", None)
+    it = f":{args.ds_iter}"
+    for name, spec in (
+        (f"OneCoinDawidSkene ({args.ds_iter} it)", "onecoin" + it),
+        (f"GLAD ({args.ds_iter} it)", "glad" + it),
+        ("MACE (defaults)", "mace"),
+    ):
+        case(f"{name}, DataFrame API, {small:,} labels", small, f"df-{spec}", spec, args.glad_timeout)
+    for f in tmp.glob("ingest-*.npz"):
+        f.unlink()
+    n_csv = 20_000 if args.quick else args.csv_lines
+    items, annotators, labels, _ = simulate(n_csv, seed=n_csv)
+    csv = tmp / "labels.csv"
+    pd.DataFrame({"item": items, "annotator": annotators, "label": labels}).to_csv(csv, index=False)
+    del items, annotators, labels
+    before_validate = time_validate(csv, Path(args.before), "pandas", args.repeats) if args.before else None
+    for reader in ("pyarrow", "pandas"):
+        res = {"ours": time_validate(csv, REPO / "src", reader, args.repeats)}
+        if before_validate is not None:  # the code before had one (pandas) parser
+            res["before"] = before_validate
+        rows.append((f"`crowdlearn validate` of a {n_csv:,}-line CSV (CROWDLEARN_READER={reader})", res))
+        print(f"done validate {reader}", file=sys.stderr)
+    csv.unlink()
+
+    def t(r: dict[str, Any] | None) -> str:
+        if r is None:
+            return "-"
+        return f"{r['seconds']:.3f}" if "seconds" in r else str(r.get("error", "-"))
+
+    before = " | before s" if args.before else ""
+    print(
+        f"\n### Ingest and the DataFrame API (simulated: 1,000 annotators, K=5, 5 labels per item; best of {args.repeats})\n"
+    )
+    print(f"| case | ours s{before} | crowd-kit s | crowd-kit / ours |")
+    print("|---|---:|" + ("---:|" if args.before else "") + "---:|---:|")
+    for label, res in rows:
+        o, c = res.get("ours"), res.get("crowdkit")
+        ratio = f"{c['seconds'] / o['seconds']:.1f}x" if o and c and "seconds" in o and "seconds" in c else "-"
+        b = f" | {t(res.get('before'))}" if args.before else ""
+        print(f"| {label} | {t(o)}{b} | {t(c)} | {ratio} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="3 small datasets and 100k labels only")
@@ -273,10 +375,18 @@ def main() -> None:
     p.add_argument("--no-crowdkit", action="store_true")
     p.add_argument("--no-real", action="store_true")
     p.add_argument("--no-scale", action="store_true")
+    p.add_argument("--ingest", action="store_true", help="only the ingest / DataFrame API / validate table")
+    p.add_argument("--before", default=None, help="another crowdlearn src folder timed beside ours (e.g. main's)")
+    p.add_argument("--csv-lines", type=int, default=5_000_000, help="lines of the CSV given to validate")
     p.add_argument("--ds-iter", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per crowd-kit child")
-    p.add_argument("--glad-timeout", type=float, default=60.0, help="seconds for crowd-kit GLAD per dataset")
+    p.add_argument(
+        "--glad-timeout",
+        type=float,
+        default=60.0,
+        help="seconds for crowd-kit GLAD per dataset (--ingest: GLAD, MACE, OneCoin)",
+    )
     args = p.parse_args()
     if args.datasets is None:
         args.datasets = ["bluebirds", "dog", "rte"] if args.quick else DATASETS
@@ -286,10 +396,13 @@ def main() -> None:
         ensure_crowdkit()
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="crowdlearn-agg-") as d:
-        if not args.no_real:
-            real_data(args, Path(d))
-        if not args.no_scale:
-            scale(args, Path(d))
+        if args.ingest:
+            ingest(args, Path(d))
+        else:
+            if not args.no_real:
+                real_data(args, Path(d))
+            if not args.no_scale:
+                scale(args, Path(d))
     print(
         f"\nCommand: `PYTHONPATH=src python benchmarks/aggregation.py {' '.join(sys.argv[1:])}`".rstrip()
         + f" ({time.time() - t0:.0f} s)"

@@ -27,6 +27,14 @@ from crowdlearn.io import (
     write_wide,
 )
 
+
+@pytest.fixture(autouse=True, params=["pyarrow", "pandas"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with both CSV parsers (pyarrow's, and pandas' forced by CROWDLEARN_READER)."""
+    monkeypatch.setenv("CROWDLEARN_READER", request.param)
+    return str(request.param)
+
+
 ids = st.one_of(
     st.integers(0, 10_000),
     st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC_-.", min_size=1, max_size=6).filter(lambda s: not s[0].isdigit()),

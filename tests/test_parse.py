@@ -27,6 +27,13 @@ from crowdlearn.io import (
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True, params=["pyarrow", "pandas"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with both CSV parsers (pyarrow's, and pandas' forced by CROWDLEARN_READER)."""
+    monkeypatch.setenv("CROWDLEARN_READER", request.param)
+    return str(request.param)
+
+
 def cli(*args: str) -> tuple[int, str, str]:
     res = runner.invoke(app, list(args))
     return res.exit_code, res.stdout, res.stderr

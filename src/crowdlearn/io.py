@@ -40,7 +40,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from crowdlearn._checks import show
-from crowdlearn.annotations import Annotations, AnnotationsError, OnDuplicate
+from crowdlearn.annotations import Annotations, AnnotationsError, OnDuplicate, _Column, _Where
 
 __all__ = [
     "FORMATS",
@@ -180,17 +180,72 @@ def _check_ids(ids: Any) -> None:
 
 
 class _Loc:
-    """'file, line N, column C' for messages about row ``r`` of one column."""
+    """'file, line N, column C' for messages about value ``i`` of one column.
 
-    def __init__(self, source: str, first_line: int, column: str) -> None:
+    ``rows`` maps the position of a value to its data row when the values checked are a
+    column's distinct values (:class:`~crowdlearn.annotations._Column`), not the column itself.
+    """
+
+    def __init__(self, source: str, first_line: int, column: str, rows: Callable[[int], int] | None = None) -> None:
         self.source, self.first_line, self.column = source, first_line, column
+        self.rows = rows
 
-    def __call__(self, row: int) -> str:
-        return f"{self.source}, line {row + self.first_line}, column {self.column!r}"
+    def line(self, i: int) -> int:
+        return (self.rows(i) if self.rows is not None else i) + self.first_line
+
+    def __call__(self, i: int) -> str:
+        return f"{self.source}, line {self.line(i)}, column {self.column!r}"
+
+
+def _arrow_text(values: pd.Series) -> Any | None:
+    """The pyarrow array behind a column of pyarrow-backed strings without missing values, else None."""
+    dtype = values.dtype
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow") or values.hasnans:
+        return None
+    import pyarrow as pa
+
+    return pa.chunked_array(values.array.__arrow_array__())
+
+
+# A text whose first and last characters are printable ASCII other than space is unchanged by
+# str.strip() (which removes only whitespace, ASCII or not): only the other values need Python.
+_PLAIN_ENDS = r"^[!-~]((?s).*[!-~])?$"
+_CANONICAL_INT = r"^(0|-?[1-9][0-9]{0,17})$"
+
+
+def _text_mask(values: pd.Series, pattern: str) -> npt.NDArray[np.bool_] | None:
+    """``re.search(pattern)`` for each value of a pyarrow-backed text column (vectorised), else None."""
+    arr = _arrow_text(values)
+    if arr is None:
+        return None
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.match_substring_regex(arr, pattern).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _column(values: pd.Series) -> _Column:
+    """Codes and distinct values of a column, by hashing.
+
+    A text column in which every value is a canonical integer (``0``, ``42``, ``-7``; no sign,
+    leading zero or space) is hashed through its integers: the same distinct texts in the same
+    order of first appearance, at a fraction of the cost of hashing strings.
+    """
+    canonical = _text_mask(values, _CANONICAL_INT)
+    if canonical is not None and len(values) and canonical.all():
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        ints = pc.cast(_arrow_text(values), pa.int64()).to_numpy()
+        codes, uniques = pd.factorize(ints, sort=False)
+        return _Column(codes.astype(np.int64, copy=False), pd.Series(uniques).astype(str).astype(values.dtype))
+    return _Column.of(values)
 
 
 def _missing_error(values: pd.Series, what: str, loc: _Loc) -> None:
     s = values.astype(object)
+    plain = _text_mask(values, "[!-~]")  # holds a printable non-space ASCII character: not empty
+    if plain is not None and plain.all():
+        return
     empty = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
@@ -210,6 +265,12 @@ def _check_scalars(values: pd.Series, what: str, loc: _Loc) -> None:
 
 def _as_text(values: pd.Series) -> pd.Series:
     """Each value as its text: floats by repr (``2.0``, ``1.5``, ``1e+30``), the rest by str, stripped."""
+    plain = _text_mask(values, _PLAIN_ENDS)
+    if plain is not None:
+        out = values.astype(object)
+        if not plain.all():
+            out[~plain] = out[~plain].str.strip()
+        return out
     return values.astype(str).astype(object).str.strip()  # str(1.5) == repr(1.5) == "1.5"
 
 
@@ -245,15 +306,22 @@ def _to_int64(text: pd.Series, loc: Callable[[int], str], what: str, expected: s
 
 
 def _normalise_ids(
-    values: pd.Series, what: str, source: str, first_line: int, column: str, ids: Ids = "str"
+    values: pd.Series,
+    what: str,
+    source: str,
+    first_line: int,
+    column: str,
+    ids: Ids = "str",
+    rows: Callable[[int], int] | None = None,
 ) -> pd.Series:
     """Item or annotator ids: text stays text (``007`` and ``7`` differ) unless ``ids="int"``.
 
     Integer-typed columns (Parquet, JSON numbers, DataFrames) keep their integers, as do
     integral floats (a NaN-promoted integer column); with ``ids="int"`` every id must be an
-    integer and ``007`` is ``7``. Empty ids are an error.
+    integer and ``007`` is ``7``. Empty ids are an error. ``rows`` maps a value's position to its
+    data row (see :class:`_Loc`).
     """
-    loc = _Loc(source, first_line, column)
+    loc = _Loc(source, first_line, column, rows)
     values = values.reset_index(drop=True)
     if values.dtype.kind in "iu":
         if values.dtype.kind == "u" and len(values) and int(values.max()) > _INT64_MAX:
@@ -274,15 +342,20 @@ def _normalise_ids(
 
 
 def _normalise_labels(
-    values: pd.Series, source: str, first_line: int, column: str, declared: bool = False
+    values: pd.Series,
+    source: str,
+    first_line: int,
+    column: str,
+    declared: bool = False,
+    rows: Callable[[int], int] | None = None,
 ) -> pd.Series:
     """Labels: integer class ids (``2`` and ``2.0`` are class 2) or class names.
 
     A non-integral number (``1.5``) is an error unless ``declared`` (classes were given, then it
     stays a float to be matched against them). Integers and names mixed in one column are an
-    error.
+    error. ``rows`` maps a value's position to its data row (see :class:`_Loc`).
     """
-    loc = _Loc(source, first_line, column)
+    loc = _Loc(source, first_line, column, rows)
     values = values.reset_index(drop=True)
     if values.dtype.kind in "iu":
         return values.astype(np.int64)
@@ -306,7 +379,7 @@ def _normalise_labels(
         j = int(np.flatnonzero(~numeric)[0])
         raise AnnotationsError(
             f"{source}, column {column!r}: mixed label types: numbers (e.g. {text.iloc[i]!r} at line "
-            f"{i + first_line}) and strings (e.g. {text.iloc[j]!r} at line {j + first_line}); labels must all be "
+            f"{loc.line(i)}) and strings (e.g. {text.iloc[j]!r} at line {loc.line(j)}); labels must all be "
             "class ids or all names"
         )
     return text
@@ -405,23 +478,42 @@ def from_frame(
     ac = _pick_column(cols, annotator_col, ANNOTATOR_COLUMNS, "annotator", source)
     lc = _pick_column(cols, label_col, LABEL_COLUMNS, "label", source)
     declared = _normalise_classes(classes)
-    items = _normalise_ids(df[ic], "item", source, first_line, str(ic), ids)
-    annotators = _normalise_ids(df[ac], "annotator", source, first_line, str(ac), ids)
-    labels = _normalise_labels(df[lc], source, first_line, str(lc), declared=declared is not None)
-    return Annotations.from_ids(
-        items,
-        annotators,
-        labels,
+    # each column is hashed once; the checks and the text normalisation then run on its
+    # distinct values only, and an error names the first row holding the offending value
+    columns = []
+    for col, what in ((ic, "item"), (ac, "annotator"), (lc, "label")):
+        raw = _column(df[col].reset_index(drop=True))
+        if what == "label":
+            norm = _normalise_labels(
+                raw.values, source, first_line, str(col), declared=declared is not None, rows=raw.first_row
+            )
+        else:
+            norm = _normalise_ids(raw.values, what, source, first_line, str(col), ids, rows=raw.first_row)
+        columns.append(_Column(raw.codes, norm.reset_index(drop=True)))
+    return Annotations._from_columns(
+        *columns,
         classes=declared,
+        item_ids=None,
+        annotator_ids=None,
         on_duplicate=on_duplicate,
-        source=source,
-        first_line=first_line,
+        where=_Where(source, first_line),
     )
 
 
 def _read_delimited(path: Path, fmt: str, header: bool, sep: str | None) -> tuple[pd.DataFrame, int]:
+    """Every field as text (empty fields ``""``), columns named by the header or numbered 0, 1, ...
+
+    Parsed by pyarrow's multi-threaded CSV reader when pyarrow is installed and the separator is
+    one character, else (or with ``CROWDLEARN_READER=pandas``) by pandas'. The two give the same
+    table; anything pyarrow's reader rejects or would read differently (a ragged row, a
+    repeated or empty column name) is read again by pandas, so errors are pandas' in both cases.
+    """
     _sniff_text(path, fmt)
     separator = sep if sep is not None else _SEPARATORS[fmt]
+    if len(separator) == 1 and os.environ.get("CROWDLEARN_READER", "").lower() != "pandas":
+        df = _read_delimited_arrow(path, separator, header)
+        if df is not None:
+            return df, 2 if header else 1
     try:
         df = pd.read_csv(
             path,
@@ -440,6 +532,43 @@ def _read_delimited(path: Path, fmt: str, header: bool, sep: str | None) -> tupl
     except UnicodeDecodeError as exc:
         raise AnnotationsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return df, 2 if header else 1
+
+
+def _read_delimited_arrow(path: Path, separator: str, header: bool) -> pd.DataFrame | None:
+    """:func:`_read_delimited` through ``pyarrow.csv``; None when pandas must read the file."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        return None
+    parse = pacsv.ParseOptions(delimiter=separator, newlines_in_values=True)
+    try:
+        # the column names (or count) first, so that every column is read as text, as pandas' dtype=str
+        with pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(autogenerate_column_names=not header), parse_options=parse
+        ) as reader:
+            names = list(reader.schema.names)
+        if header and (len(set(names)) != len(names) or "" in names):
+            return None  # pandas renames repeated and empty names (a.1, Unnamed: 0)
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(autogenerate_column_names=not header),
+            parse_options=parse,
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None  # ragged rows, a bad quote, an empty file: pandas says what is wrong
+    # the dtype pandas' read_csv(dtype=str) gives (pandas >= 3: its "str" dtype; before: object)
+    text = pd.Series([], dtype=str).dtype
+    mapper = {pa.string(): text}.get if isinstance(text, pd.api.extensions.ExtensionDtype) else None
+    return pd.DataFrame(
+        {(name if header else i): table.column(i).to_pandas(types_mapper=mapper) for i, name in enumerate(names)}
+    )
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
