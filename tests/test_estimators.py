@@ -124,7 +124,9 @@ def test_parameter_and_input_errors(small) -> None:
 
 def test_initializations_are_used(small) -> None:
     x, _, ann, _ = small
-    ident = CrowdClassifier(method="ccem", epochs=1, confusion_lr=1e-12, validation="none", init_scale=2.0).fit(x, ann)
+    ident = CrowdClassifier(
+        method="ccem", epochs=1, confusion_lr=1e-12, validation="none", init="identity", init_scale=2.0
+    ).fit(x, ann)
     np.testing.assert_allclose(ident.confusions_[0].diagonal(), np.e**2 / (np.e**2 + 2), rtol=1e-6)
     uni = CrowdClassifier(method="ccem", epochs=1, confusion_lr=1e-12, validation="none", init="uniform").fit(x, ann)
     np.testing.assert_allclose(uni.confusions_, 1 / 3, rtol=1e-6)
@@ -196,7 +198,9 @@ def test_load_maps_the_seed_param_of_files_saved_before_random_state(tmp_path: P
 
 def test_resume_through_estimator(tmp_path: Path, small) -> None:
     x, _, ann, _ = small
-    kw = {"method": "ccem", "batch_size": 64, "validation": "none", "lr": 1e-2}
+    # a constant schedule: the run is extended from 2 to 4 epochs (a cosine schedule over 2 epochs
+    # is another run than one over 4)
+    kw = {"method": "ccem", "batch_size": 64, "validation": "none", "lr": 1e-2, "schedule": "constant"}
     straight = CrowdClassifier(epochs=4, **kw).fit(x, ann)  # type: ignore[arg-type]
     part = CrowdClassifier(epochs=2, checkpoint_dir=str(tmp_path / "ck"), **kw).fit(x, ann)  # type: ignore[arg-type]
     assert len(part.history_) == 2

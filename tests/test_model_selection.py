@@ -30,7 +30,9 @@ def crowd() -> tuple[np.ndarray, np.ndarray, Annotations]:
 
 
 def base(**kw: Any) -> CrowdClassifier:
-    params: dict[str, Any] = {"method": "ccem", "epochs": 4, "batch_size": 32, "lr": 1e-2}
+    # a constant schedule: under ccem's cosine recipe a refit stopped early is not a shorter fit
+    # (test_a_cosine_refit_follows_the_point_s_schedule)
+    params: dict[str, Any] = {"method": "ccem", "epochs": 4, "batch_size": 32, "lr": 1e-2, "schedule": "constant"}
     params.update(kw)
     return CrowdClassifier(**params)
 
@@ -137,6 +139,21 @@ def test_the_refit_is_a_plain_fit_on_all_labels_for_the_chosen_epochs(crowd) -> 
     np.testing.assert_allclose(search.predict_proba(x), again.predict_proba(x), rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(search.predict(x), again.predict(x))
     assert best.callbacks is None and best.validation == "none"
+
+
+def test_a_cosine_refit_follows_the_point_s_schedule(crowd) -> None:
+    """With a schedule over ``epochs``, the refit is the point's fit stopped after ``refit_epochs_``."""
+    from crowdlearn.model_selection import StopAfter
+
+    x, _, ann = crowd
+    search = CrowdSearchCV(base(epochs=8, schedule="cosine"), {"lr": [1e-2, 3e-2]}).fit(x, ann)
+    n = search.refit_epochs_
+    stopped = base(epochs=8, schedule="cosine", validation="none", callbacks=[StopAfter(n)], **search.best_params_)
+    stopped.fit(x, ann)
+    np.testing.assert_allclose(search.predict_proba(x), stopped.predict_proba(x), rtol=1e-6, atol=1e-7)
+    if n < 8:
+        shorter = base(epochs=n, schedule="cosine", validation="none", **search.best_params_).fit(x, ann)
+        assert not np.allclose(search.predict_proba(x), shorter.predict_proba(x))
 
 
 def test_the_holdout_score_is_the_estimators_own_held_out_nll(crowd) -> None:
