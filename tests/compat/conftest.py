@@ -75,7 +75,6 @@ _install()
 #: fails too. Those it fails and ours passes are not listed (they must pass).
 XFAIL: dict[str, str] = {}
 
-_MMSR = "M-MSR is not in crowdlearn yet (its compat class raises NotImplementedError)"
 _MACE_EM = (
     "pins crowd-kit's MACE-EM result from its random restarts (accuracy exactly 0.9: one task wrong); "
     "crowdlearn's MACE starts from the vote, deterministically, and gets all 10 tasks right"
@@ -91,17 +90,6 @@ _GLAD_PRIVATE = (
 
 #: crowd-kit passes these; crowdlearn does not provide what they test (see docs/crowdkit.md).
 KNOWN_GAPS: dict[str, str] = {
-    "aggregation/test_classification_aggregation.py::test_fit_predict_classification_aggregations_methods[MMSR predict labels on toy YSDA]": _MMSR,
-    "aggregation/test_classification_aggregation.py::test_fit_predict_classification_aggregations_methods[MMSR predict labelson simple dataset]": _MMSR,
-    "aggregation/test_classification_aggregation.py::test_fit_predict_classification_aggregations_methods[MMSR predict scores on toy YSDA]": _MMSR,
-    "aggregation/test_classification_aggregation.py::test_fit_predict_classification_aggregations_methods[MMSR predict scores on simple dataset]": _MMSR,
-    'aggregation/test_classification_aggregation_edge_cases.py::test_agg_raise_on_less_columns[MMSR predict raises on no "task"]': _MMSR,
-    'aggregation/test_classification_aggregation_edge_cases.py::test_agg_raise_on_less_columns[MMSR predict raises on no "label"]': _MMSR,
-    'aggregation/test_classification_aggregation_edge_cases.py::test_agg_raise_on_less_columns[MMSR predict raises on no "worker"]': _MMSR,
-    'aggregation/test_classification_aggregation_edge_cases.py::test_agg_raise_on_less_columns[MMSR predict_score raises on no "task"]': _MMSR,
-    'aggregation/test_classification_aggregation_edge_cases.py::test_agg_raise_on_less_columns[MMSR predict_score raises on no "label"]': _MMSR,
-    'aggregation/test_classification_aggregation_edge_cases.py::test_agg_raise_on_less_columns[MMSR predict_score raises on no "worker"]': _MMSR,
-    "aggregation/test_classification_aggregation_edge_cases.py::test_zero_iter[MMSR]": _MMSR,
     "aggregation/test_mace_aggregation.py::test_aggregate_mace_on_simple[em]": _MACE_EM,
     "aggregation/test_mace_aggregation.py::test_thetas_on_simple": _MACE_INIT,
     "aggregation/test_majority_vote.py::test_segmentation_majority_vote_with_missing_skills_value": _SEGMENTATION,

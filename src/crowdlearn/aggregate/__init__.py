@@ -15,6 +15,7 @@ from crowdlearn.aggregate.gold import GoldMajorityVote
 from crowdlearn.aggregate.kos import KOS
 from crowdlearn.aggregate.mace import MACE
 from crowdlearn.aggregate.majority import MajorityVote, Wawa
+from crowdlearn.aggregate.mmsr import MMSR
 from crowdlearn.aggregate.multilabel import BinaryRelevance
 from crowdlearn.aggregate.spectral import SpectralError, spectral_confusions
 from crowdlearn.aggregate.zero_based_skill import ZeroBasedSkill
@@ -24,6 +25,7 @@ __all__ = [
     "KOS",
     "MACE",
     "METHODS",
+    "MMSR",
     "BaseAggregator",
     "BinaryRelevance",
     "DawidSkene",
