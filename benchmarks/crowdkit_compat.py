@@ -50,6 +50,7 @@ def _native(name: str) -> Any:
         "zbs": lambda: a.ZeroBasedSkill(tie_break="first"),
         "gold": lambda: a.GoldMajorityVote(tie_break="first"),
         "kos": lambda: a.KOS(tie_break="first"),
+        "ds20": lambda: a.DawidSkene(n_iter=20, tol=0),
     }[name]()
 
 
@@ -64,6 +65,7 @@ def _crowdkit_api(module: Any, name: str) -> Any:
         "zbs": module.ZeroBasedSkill,
         "gold": module.GoldMajorityVote,
         "kos": module.KOS,
+        "ds20": lambda: module.DawidSkene(20, -np.inf),
     }[name]()
 
 
@@ -150,17 +152,39 @@ def main(argv: list[str]) -> None:
     p.add_argument("--methods", nargs="*", default=METHODS)
     p.add_argument("--quick", action="store_true", help="bluebirds and temp only")
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument(
+        "--simulate",
+        nargs="*",
+        type=int,
+        default=[],
+        help="also simulated Dawid-Skene data of these sizes (labels; K=5, 1,000 annotators, 5 labels per item)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.datasets = ["bluebirds", "temp"]
     from crowdlearn.datasets import load_dataset
 
     root = os.environ.get("CROWDLEARN_DATA") or str(REPO.parent / "shared" / "data")
-    rows_acc, rows_time = [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    rows_acc: list[str] = []
+    rows_time: list[str] = []
+    sim_acc: list[str] = []
+    sim_time: list[str] = []
+
+    def sources() -> Any:
         for name in args.datasets:
             ds = load_dataset(name, root=root)
-            ann, truth = ds.annotations, ds.truth
+            yield name, ds.name, ds.annotations, ds.truth, args.methods
+        if args.simulate:
+            from aggregation import simulate  # benchmarks/aggregation.py (this folder is on sys.path)
+            from crowdlearn.annotations import Annotations
+
+            for n in args.simulate:
+                items, annotators, labels, truth = simulate(n, seed=n)
+                ann = Annotations(items, annotators, labels, n_items=n // 5, n_annotators=1000, n_classes=5)
+                yield f"sim-{n}", f"simulated {n:,}", ann, truth, ["mv", "ds20"]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, title, ann, truth, method_list in sources():
             known = np.flatnonzero(truth >= 0)
             gold = known[::2]
             npz = Path(tmp) / f"{name}.npz"
@@ -176,7 +200,7 @@ def main(argv: list[str]) -> None:
                 gold_task=gold,
                 gold_label=truth[gold],
             )
-            methods = [m for m in args.methods if m not in BINARY_ONLY or ann.n_classes == 2]
+            methods = [m for m in method_list if m not in BINARY_ONLY or ann.n_classes == 2]
             res = {side: run(sys.executable, side, npz, methods, args.timeout) for side in ("native", "compat")}
             # crowd-kit's GLAD in a child of its own: it can take minutes (PEERS.md)
             rest = [m for m in methods if m != "glad"]
@@ -186,7 +210,7 @@ def main(argv: list[str]) -> None:
                     run(args.crowdkit_python, "crowdkit", npz.with_name(npz.stem + "-glad.npz"), ["glad"], args.timeout)
                 )
             acc_cells, time_cells = [], []
-            for m in args.methods:
+            for m in method_list:
                 if m not in methods:
                     acc_cells.append("n/a")
                     time_cells.append("n/a")
@@ -205,9 +229,10 @@ def main(argv: list[str]) -> None:
                     secs.append(f"{r['seconds']:.3f}")
                 acc_cells.append(" / ".join(accs))
                 time_cells.append(" / ".join(secs))
-            label = f"{ds.name} ({ann.n_labels:,} labels)"
-            rows_acc.append(f"| {label} | " + " | ".join(acc_cells) + " |")
-            rows_time.append(f"| {label} | " + " | ".join(time_cells) + " |")
+            label = f"{title} ({ann.n_labels:,} labels)"
+            sim = name.startswith("sim-")
+            (sim_acc if sim else rows_acc).append(f"| {label} | " + " | ".join(acc_cells) + " |")
+            (sim_time if sim else rows_time).append(f"| {label} | " + " | ".join(time_cells) + " |")
             print(f"done {name}", file=sys.stderr)
     head = " | ".join(args.methods)
     sep = "|---|" + "---:|" * len(args.methods)
@@ -217,6 +242,12 @@ def main(argv: list[str]) -> None:
     print("\n### fit_predict wall time, seconds (native / compat / crowd-kit 1.4.2)\n")
     print(f"| dataset | {head} |\n{sep}")
     print("\n".join(rows_time))
+    if sim_acc:
+        print("\n### Simulated data: accuracy and seconds (native / compat / crowd-kit 1.4.2)\n")
+        print("| data | MV accuracy | DS-20it accuracy | MV seconds | DS-20it seconds |\n|---|---:|---:|---:|---:|")
+        for a, t in zip(sim_acc, sim_time):
+            acells, tcells = a.strip("| ").split(" | "), t.strip("| ").split(" | ")
+            print(f"| {acells[0]} | {acells[1]} | {acells[2]} | {tcells[1]} | {tcells[2]} |")
     print("\ncommand: PYTHONPATH=src python benchmarks/crowdkit_compat.py " + " ".join(argv))
 
 

@@ -18,7 +18,8 @@ class MACE(BaseClassificationAggregator):
 
     ``method="vb"``: variational Bayes with a Beta(``alpha``, ``beta``) competence prior (crowdlearn's
     is symmetric: ``alpha`` must equal ``beta``) and crowd-kit's Dirichlet(10) strategy prior;
-    ``method="em"``: MAP EM with pseudo-count ``smoothing``. crowdlearn starts from the soft
+    ``method="em"``: MAP EM with pseudo-count ``smoothing``; both with a uniform class prior, as
+    crowd-kit's MACE (and the paper). crowdlearn starts from the soft
     majority vote, deterministically, so ``n_restarts``, ``default_noise``, ``random_state`` and
     ``verbose`` (crowd-kit's random restarts) are accepted and unused; fitting runs ``n_iter``
     iterations or stops at crowdlearn's tolerance.
@@ -86,10 +87,16 @@ class MACE(BaseClassificationAggregator):
             return self
         ann = _frame.to_annotations(data)
         if self.method == "vb":
-            est = _MACE(n_iter=int(self.n_iter), method="vb", competence_prior=float(self.alpha), strategy_prior=10.0)
+            est = _MACE(
+                n_iter=int(self.n_iter),
+                method="vb",
+                competence_prior=float(self.alpha),
+                strategy_prior=10.0,
+                priors="uniform",
+            )
         else:
             s = float(self.smoothing)
-            est = _MACE(n_iter=int(self.n_iter), method="em", smoothing=s, competence_smoothing=s)
+            est = _MACE(n_iter=int(self.n_iter), method="em", smoothing=s, competence_smoothing=s, priors="uniform")
         est.fit(ann)
         self.probas_ = _frame.probas_frame(ann, est.probas_)
         self.labels_ = _frame.labels_series(ann, est.labels_)
