@@ -11,20 +11,30 @@ DataFrame with columns ``task``, ``worker``, ``label`` (pandas outputs indexed b
 from crowdlearn.aggregate.base import BaseAggregator
 from crowdlearn.aggregate.dawid_skene import DawidSkene, OneCoinDawidSkene
 from crowdlearn.aggregate.glad import GLAD
+from crowdlearn.aggregate.gold import GoldMajorityVote
+from crowdlearn.aggregate.kos import KOS
 from crowdlearn.aggregate.mace import MACE
 from crowdlearn.aggregate.majority import MajorityVote, Wawa
+from crowdlearn.aggregate.mmsr import MMSR
+from crowdlearn.aggregate.multilabel import BinaryRelevance
 from crowdlearn.aggregate.spectral import SpectralError, spectral_confusions
+from crowdlearn.aggregate.zero_based_skill import ZeroBasedSkill
 
 __all__ = [
     "GLAD",
+    "KOS",
     "MACE",
     "METHODS",
+    "MMSR",
     "BaseAggregator",
+    "BinaryRelevance",
     "DawidSkene",
+    "GoldMajorityVote",
     "MajorityVote",
     "OneCoinDawidSkene",
     "SpectralError",
     "Wawa",
+    "ZeroBasedSkill",
     "spectral_confusions",
 ]
 

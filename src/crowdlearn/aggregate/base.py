@@ -5,7 +5,8 @@ crowd-kit style :class:`pandas.DataFrame` with columns ``task``, ``worker``, ``l
 attributes are always numpy arrays indexed by the item / annotator / class *indices* of the
 annotations; ``fit_predict`` and ``fit_predict_proba`` return numpy arrays for
 :class:`Annotations` input and pandas objects indexed by task id for DataFrame input (as
-crowd-kit does), so a crowd-kit user switches with one import.
+crowd-kit does). crowd-kit's own API (its parameters, attributes and return types) is
+:mod:`crowdlearn.compat.crowdkit`, the one-import switch (docs/crowdkit.md).
 
 The numerics work on the observed (item, annotator, label) triples only. The central object is
 the one-hot label matrix ``X`` (scipy CSR of shape ``(n_items, n_annotators * K)``, a single 1 at

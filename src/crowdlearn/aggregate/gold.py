@@ -1,0 +1,101 @@
+"""Gold majority vote: a majority vote weighted by each annotator's accuracy on gold items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crowdlearn.aggregate.base import BaseAggregator, FloatArray, IterationCallback, check_in, check_random_state
+from crowdlearn.aggregate.dawid_skene import known_label_array
+from crowdlearn.aggregate.majority import TIE_BREAKS, _vote, vote_confusions
+from crowdlearn.annotations import Annotations
+from crowdlearn.quality import accuracy_on_aggregates
+
+__all__ = ["GoldMajorityVote"]
+
+
+class GoldMajorityVote(BaseAggregator):
+    r"""Majority vote weighted by accuracy on gold (known-truth) items.
+
+    ``skills_[m]`` is the share of annotator ``m``'s labels on gold items that equal the gold
+    class; every item then gets the vote :math:`\arg\max_k \sum_{(n, m, y = k)} s_m`. An annotator
+    without any label on a gold item has no skill: :meth:`fit` raises and names them (give more
+    gold, or use :class:`~crowdlearn.aggregate.MajorityVote` with your own ``weights``).
+
+    Parameters
+    ----------
+    tie_break : {"random", "first"}, default="random"
+        Tie rule of the vote, see :class:`~crowdlearn.aggregate.MajorityVote`.
+    random_state : int, Generator or None, default=0
+        Seed of the random tie-break.
+
+    Attributes
+    ----------
+    skills_ : ndarray of shape (n_annotators,)
+        Accuracy of each annotator on the gold items.
+    labels_, probas_, priors_, confusions_ : ndarray
+        As in :class:`~crowdlearn.aggregate.MajorityVote`, from the skill-weighted vote.
+
+    Examples
+    --------
+    >>> from crowdlearn import Annotations
+    >>> ann = Annotations([0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 1, 2], [1, 0, 1, 0, 1, 0])
+    >>> gmv = GoldMajorityVote().fit(ann, true_labels=[1, -1])
+    >>> gmv.skills_.tolist(), gmv.labels_.tolist()
+    ([1.0, 0.0, 1.0], [1, 0])
+    """
+
+    skills_: FloatArray
+    confusions_: FloatArray
+
+    def __init__(self, *, tie_break: str = "random", random_state: int | np.random.Generator | None = 0) -> None:
+        self.tie_break = tie_break
+        self.random_state = random_state
+
+    def _validate_params(self, ann: Annotations) -> None:
+        check_in(self.tie_break, TIE_BREAKS, "tie_break", type(self).__name__)
+        check_random_state(self.random_state, "random_state", type(self).__name__)
+
+    def fit(
+        self,
+        annotations: Annotations | pd.DataFrame,
+        *,
+        true_labels: Any = None,
+        callback: IterationCallback | None = None,
+    ) -> GoldMajorityVote:
+        """Estimate the skills on the gold items and vote.
+
+        Parameters
+        ----------
+        annotations : Annotations or DataFrame
+            Crowd labels; a DataFrame needs columns ``task``, ``worker``, ``label``.
+        true_labels : array-like of shape (n_items,), Series or dict
+            Gold classes: class indices with -1 for unknown, or a mapping item id -> class id.
+        callback : callable, optional
+            Unused (one-pass method).
+
+        Returns
+        -------
+        self
+        """
+        ann = self._start_fit(annotations, callback)
+        known = known_label_array(true_labels, ann)
+        if known is None:
+            raise ValueError("GoldMajorityVote.fit needs true_labels (the gold classes of some items)")
+        skills = np.asarray(accuracy_on_aggregates(ann, known, by="annotator"), dtype=np.float64)
+        missing = np.flatnonzero(np.isnan(skills))
+        if missing.size:
+            ids = self.annotator_ids_[missing[:10]].tolist()
+            raise ValueError(
+                f"{missing.size} annotator(s) have no label on a gold item, so no skill: {ids}"
+                f"{' ...' if missing.size > 10 else ''}; add gold items they labelled or drop their labels"
+            )
+        self.skills_ = skills
+        self.probas_, self.priors_, self.labels_ = _vote(ann, skills, self.tie_break, self.random_state)
+        self.confusions_ = vote_confusions(ann, self.probas_)
+        return self
+
+    def _fit(self, ann: Annotations) -> None:
+        raise TypeError("GoldMajorityVote.fit needs true_labels=")

@@ -1,0 +1,37 @@
+"""crowd-kit's ``aggregation.base``: the classification aggregator base class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["BaseClassificationAggregator"]
+
+
+class BaseClassificationAggregator:
+    """Base of the crowd-kit style classification aggregators.
+
+    Attributes
+    ----------
+    labels_ : Series or None
+        Aggregated label of each task, indexed by ``task``, named ``agg_label``.
+    """
+
+    labels_: pd.Series | None = None
+
+    def fit(self, data: pd.DataFrame) -> BaseClassificationAggregator:
+        """Fit on answers with columns ``task``, ``worker``, ``label``; returns self."""
+        raise NotImplementedError
+
+    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
+        """Fit and return ``labels_``."""
+        raise NotImplementedError
+
+    def _params(self) -> dict[str, Any]:
+        """Constructor parameters (public attributes without a trailing underscore)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_")}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"

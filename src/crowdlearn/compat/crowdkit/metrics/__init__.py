@@ -1,0 +1,3 @@
+"""crowd-kit's ``metrics``: ``metrics.data`` and ``metrics.workers``, computed by :mod:`crowdlearn.quality`."""
+
+__all__: list[str] = []
