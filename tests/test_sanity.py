@@ -170,7 +170,7 @@ def test_lr_1e6_collapse_warns_and_strict_raises() -> None:
 
 def test_a_partial_collapse_at_chance_is_a_collapse() -> None:
     x, ann, _ = _binary(nonneg=True)  # lr=1e6 leaves 91% of the items in one class, the rest noise
-    with pytest.warns(CollapsedModelWarning, match="no better than a guess with the same class shares"):
+    with pytest.warns(CollapsedModelWarning, match=r"no better than a guess .* \(a collapsed model, at chance; try a"):
         clf = CrowdClassifier(method="ccem", lr=1e6, confusion_lr=1e-3, epochs=5, device="cpu").fit(x, ann)
     assert clf.findings_ is not None and clf.findings_.collapse_signs == ["chance"]
     assert clf.findings_.top_share < 0.98 and abs(clf.findings_.kappa) < 0.1
@@ -264,5 +264,5 @@ def test_cli_lr_1e6_collapse_exits_3(tmp_path: Path, extra: list[str]) -> None:
     assert res.exit_code == 3, res.output
     assert res.output.count("\n") == 1 and "Traceback" not in res.output
     assert res.output.startswith("error: untrusted model: ")
-    assert "(a collapsed model; try a smaller --lr or --lam)" in res.output or "(flipped classes; " in res.output
+    assert "(a collapsed model" in res.output or "(flipped classes; " in res.output
     assert not (tmp_path / "m.safetensors").exists()

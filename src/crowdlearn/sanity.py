@@ -174,6 +174,8 @@ class ModelCheck:
                 f"training items, no better than a guess with the same class shares ({self.chance_agreement:.1%}; "
                 f"kappa {self.kappa:.2f}; class {name} is predicted for {self.top_share:.1%})"
             )
+            epochs = "--epochs" if flags else "epochs"
+            return f"{cause} (a collapsed model, at chance; try a smaller {lr} or {lam}, or more {epochs})"
         return f"{cause} (a collapsed model; try a smaller {lr} or {lam})"
 
     def flip_message(self, *, flags: bool = False) -> str:
