@@ -266,3 +266,21 @@ def test_cli_lr_1e6_collapse_exits_3(tmp_path: Path, extra: list[str]) -> None:
     assert res.output.startswith("error: untrusted model: ")
     assert "(a collapsed model" in res.output or "(flipped classes; " in res.output
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_music_a_normal_fit_passes_and_permuted_confusions_are_caught(data_dir: Path) -> None:
+    from crowdlearn.aggregate import DawidSkene
+    from crowdlearn.datasets import load_music
+
+    music = load_music(data_dir)
+    x, ann = np.asarray(music.features["train"], dtype=np.float32), music.annotations
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrustedModelWarning)
+        good = CrowdClassifier(method="ccem", epochs=20, device="cpu").fit(x, ann)
+    assert good.findings_ is not None and good.findings_.kappa > 0.5
+    ds = np.asarray(DawidSkene(smoothing=0.01).fit(ann).confusions_)
+    perm = np.roll(np.arange(ann.n_classes), 1)  # Dawid-Skene's confusions with the classes relabelled
+    with pytest.warns(FlippedClassesWarning):
+        bad = CrowdClassifier(method="ccem", init=ds[:, :, perm], epochs=20, device="cpu").fit(x, ann)
+    assert np.mean(bad.predict(x) == ann.classes[music.truth]) < 0.2
