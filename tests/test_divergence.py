@@ -88,7 +88,9 @@ def test_a_collapsed_model_warns_and_says_so() -> None:
     from crowdlearn.estimators import CollapsedModelWarning
 
     x, ann = _data()
-    with pytest.warns(CollapsedModelWarning, match="predicts class 0 for every training item while the crowd labels"):
+    with pytest.warns(
+        CollapsedModelWarning, match="predicts class 0 for every training item while the crowd's majority"
+    ):
         clf = CrowdClassifier(method="ccem", backbone=_Constant(), epochs=2, lr=1e-3, validation="none").fit(x, ann)
     assert clf.collapsed_ is True
     with warnings.catch_warnings():
@@ -115,7 +117,7 @@ def test_cli_lr_1e6_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv", "x.npy"]
 
 
-def test_cli_reports_a_collapsed_model_as_a_warning_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_refuses_a_collapsed_model_unless_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     x, ann = _data()
     labels, feats = _files(tmp_path, x, ann)
     real_fit = CrowdClassifier.fit
@@ -127,5 +129,10 @@ def test_cli_reports_a_collapsed_model_as_a_warning_line(tmp_path: Path, monkeyp
     monkeypatch.setattr(CrowdClassifier, "fit", constant_fit)
     args = ["train", str(labels), "-x", str(feats), "--out", str(tmp_path / "m.safetensors"), "--epochs", "2"]
     res = runner.invoke(app, [*args, "--validation", "none", "--method", "ccem"])
+    assert res.exit_code == 3, res.output
+    assert "error: untrusted model: the model predicts class 0 for every training item while the crowd's" in res.output
+    assert not (tmp_path / "m.safetensors").exists()
+    res = runner.invoke(app, [*args, "--validation", "none", "--method", "ccem", "--allow-untrusted"])
     assert res.exit_code == 0, res.output
-    assert "warning: the model predicts class 0 for every training item while the crowd labels use 3" in res.output
+    assert "warning: the model predicts class 0 for every training item while the crowd's majority" in res.output
+    assert (tmp_path / "m.safetensors").exists()

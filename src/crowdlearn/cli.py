@@ -1,7 +1,8 @@
 """The ``crowdlearn`` command line: a thin shell over the public API.
 
 Every command exits 0 on success, 1 on invalid input (one clear line on stderr, no traceback)
-and 2 on a usage error.
+and 2 on a usage error; ``train`` exits 3 (:data:`UNTRUSTED_MODEL_EXIT`) when the trained model
+fails the post-fit checks (collapsed, or flipped classes) unless ``--allow-untrusted`` is given.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     PermissionError,
     ValueError,
 )
+
+
+#: Exit code of ``crowdlearn train`` for a model that fails the post-fit checks (nothing written).
+UNTRUSTED_MODEL_EXIT = 3
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -584,6 +589,13 @@ def train(
     ),
     confusions: Path | None = typer.Option(None, "--confusions", help="write the learned confusions as JSON"),
     force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
+    allow_untrusted: bool = typer.Option(
+        False,
+        "--allow-untrusted",
+        help="write a model that fails the post-fit checks (collapsed, or classes flipped against the "
+        "crowd) with a warning line and exit 0; without it such a run writes nothing and exits "
+        f"{UNTRUSTED_MODEL_EXIT}",
+    ),
     report: Path | None = ReportOption,
     progress: bool | None = ProgressOption,
     quiet: bool = QuietOption,
@@ -621,7 +633,10 @@ def train(
 
     Every input and output is checked before the first epoch; the outputs are written together
     at the end (all or nothing). ``--predictions -`` prints the table on stdout (the messages
-    then go to stderr).
+    then go to stderr). A model that fails the post-fit checks (it predicts one class for nearly
+    every item, or its classes look permuted against the crowd's majority vote) is reported in
+    one line with the advice, nothing is written and the exit code is 3, unless
+    ``--allow-untrusted`` is given (then a warning line, the outputs and exit 0).
     """
     from crowdlearn.estimators import CrowdClassifier
     from crowdlearn.io import STDOUT, align_features, atomic_outputs, read_features, read_truth, truth_array
@@ -740,12 +755,12 @@ def train(
         )
     import warnings
 
-    from crowdlearn.estimators import CollapsedModelWarning
+    from crowdlearn.estimators import UntrustedModelWarning
     from crowdlearn.train.distributed import barrier, is_main_process, world_size
 
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CollapsedModelWarning)
+            warnings.simplefilter("always", UntrustedModelWarning)
             if searcher is None:
                 clf.fit(X_items, ann)
             else:
@@ -754,6 +769,14 @@ def train(
         if not is_main_process():  # every rank raises; rank 0 reports
             raise typer.Exit(1) from None
         fail(f"{exc} Nothing was written.")
+    findings = clf.findings_.messages(flags=True) if clf.findings_ is not None else []
+    if findings and not allow_untrusted:  # every rank fitted the same model and stops here
+        if not is_main_process():
+            raise typer.Exit(UNTRUSTED_MODEL_EXIT)
+        fail(
+            f"untrusted model: {'; '.join(findings)}. Nothing was written; --allow-untrusted writes it anyway",
+            code=UNTRUSTED_MODEL_EXIT,
+        )
     if not is_main_process():  # rank 0 writes in a distributed run
         barrier()  # every rank waits for rank 0's writes (a no-op in one process)
         return
@@ -767,15 +790,18 @@ def train(
             say(f"{len(unlabelled)} feature rows have no labels: not used for training (predicted below)")
         if clf.best_epoch_ is not None:
             h = clf.history_[clf.best_epoch_]
-            say(f"selected epoch {clf.best_epoch_ + 1} of {epochs}: held-out label NLL {h['valid_loss']:.4f}")
+            say(
+                f"selected epoch {clf.best_epoch_ + 1} of {clf.training_params_['epochs']}: "
+                f"held-out label NLL {h['valid_loss']:.4f}"
+            )
         if searcher is not None:
             if not quiet:
                 _print_search_table(searcher, err=to_stderr)
             say(_search_summary(searcher))
-        for w in caught:  # other warnings go on to Python's handlers
-            if issubclass(w.category, CollapsedModelWarning):
-                typer.echo(f"warning: {w.message}", err=True)  # shown even with --quiet
-            else:
+        for line in findings:  # --allow-untrusted: shown even with --quiet
+            typer.echo(f"warning: {line}", err=True)
+        for w in caught:  # the findings are shown above; other warnings go on to Python's handlers
+            if not issubclass(w.category, UntrustedModelWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         proba = clf.predict_proba(X)
         if series is not None and truth_pos is not None:

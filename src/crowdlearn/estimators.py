@@ -38,6 +38,7 @@ from crowdlearn.nn import MLP, ConfusionMatrices, CrowdLoss, CrowdModel, HeadCon
 from crowdlearn.nn.functional import DEFAULT_RIDGE
 from crowdlearn.nn.methods import BUILTIN_METHODS
 from crowdlearn.nn.registry import BASE_TRAINING, Targets, TargetsContext, available_methods, method_table
+from crowdlearn.sanity import ModelCheck, check_model
 from crowdlearn.train import (
     Callback,
     Checkpoint,
@@ -56,8 +57,11 @@ __all__ = [
     "METHODS",
     "CollapsedModelWarning",
     "CrowdClassifier",
+    "FlippedClassesWarning",
     "NotFittedError",
     "ParamsMixin",
+    "UntrustedModelError",
+    "UntrustedModelWarning",
     "item_posteriors",
     "posterior_confusions",
 ]
@@ -105,10 +109,37 @@ def _not_fitted_error(message: str) -> NotFittedError:
     return _WITH_SKLEARN_BASE[base](message)
 
 
-class CollapsedModelWarning(UserWarning):
-    """The fitted classifier predicts one class for every training item although the crowd
-    labels use several (see ``CrowdClassifier.collapsed_``). Not an error: the run finished,
-    but the model is likely useless (too large a learning rate or regularization weight)."""
+class UntrustedModelWarning(UserWarning):
+    """``fit`` finished but the post-fit checks (:func:`crowdlearn.sanity.check_model`) found the
+    model collapsed or its classes flipped (``CrowdClassifier.findings_``); the message gives the
+    cause and the advice. ``strict=True`` raises :class:`UntrustedModelError` instead."""
+
+
+class CollapsedModelWarning(UntrustedModelWarning):
+    """The fitted classifier predicts one class for (nearly) every training item although the
+    crowd's majority votes are spread over several (see ``CrowdClassifier.collapsed_``). The run
+    finished, but the model is likely useless (too large a learning rate or regularization weight)."""
+
+
+class FlippedClassesWarning(UntrustedModelWarning):
+    """The fitted model's classes look permuted against the crowd's: its predictions agree with
+    the majority vote less than chance, or most labels come from annotators whose learned
+    confusion has its diagonal below its off-diagonal (see ``CrowdClassifier.flipped_``)."""
+
+
+class UntrustedModelError(ValueError):
+    """``fit`` with ``strict=True`` found the model collapsed or flipped. The estimator is fitted
+    (``findings_`` and every other fitted attribute are set) so that it can be inspected.
+
+    Attributes
+    ----------
+    findings : ModelCheck
+        The post-fit checks' record (:class:`crowdlearn.sanity.ModelCheck`).
+    """
+
+    def __init__(self, message: str, findings: ModelCheck) -> None:
+        super().__init__(message)
+        self.findings = findings
 
 
 class ParamsMixin:
@@ -428,6 +459,16 @@ class CrowdClassifier(ParamsMixin):
         Extra :class:`~crowdlearn.train.Callback` objects, called after the estimator's own
         (early stopping, schedules, checkpoints, progress) at every hook of every training run
         (e.g. to record a metric per epoch). Not saved with the model.
+    strict : bool, default=False
+        After training, :func:`crowdlearn.sanity.check_model` checks the model against the crowd
+        for a collapse (one class predicted for >= 98% of the labelled items while the crowd's
+        majority vote gives it to <= 90%, or predictions agreeing with the majority vote no
+        better than chance) and a latent-class flip (predictions agreeing with the majority vote
+        less than half as often as chance, or less than chance while annotators with their
+        confusion diagonal below the off-diagonal give most of the labels). False: a finding is a
+        :class:`CollapsedModelWarning` or :class:`FlippedClassesWarning` (both
+        :class:`UntrustedModelWarning`); True: :class:`UntrustedModelError`. See
+        docs/training.md, "Untrusted models".
 
     Attributes
     ----------
@@ -461,9 +502,19 @@ class CrowdClassifier(ParamsMixin):
         else the method's recipe, else the base value; an init array shows as ``"array"``.
     best_epoch_ : int or None
         Epoch selected by the validation rule (None without validation).
+    findings_ : ModelCheck or None
+        The post-fit checks (:func:`crowdlearn.sanity.check_model` on the training items with
+        labels); None for a model loaded from a file saved without them.
     collapsed_ : bool
-        True when the classifier predicts one class for every training item while the crowd
-        labels use several; ``fit`` then also warns with :class:`CollapsedModelWarning`.
+        ``findings_.collapsed``: the classifier predicts one class for >= 98% of the labelled
+        training items while the crowd's majority vote gives it to <= 90% of them, or its
+        predictions agree with the majority vote no better than chance; ``fit`` then warns with
+        :class:`CollapsedModelWarning` (raises with ``strict=True``). Not set on a model loaded
+        from a file saved without findings.
+    flipped_ : bool
+        ``findings_.flipped``: the model's classes look permuted against the crowd's; ``fit``
+        then warns with :class:`FlippedClassesWarning` (raises with ``strict=True``). Not set
+        on a model loaded from a file saved without findings.
 
     Examples
     --------
@@ -543,6 +594,7 @@ class CrowdClassifier(ParamsMixin):
         verbose: int = 0,
         sink: Callable[[str], Any] | None = None,
         callbacks: Sequence[Callback] | None = None,
+        strict: bool = False,
     ) -> None:
         self.method = method
         self.method_params = method_params
@@ -571,6 +623,7 @@ class CrowdClassifier(ParamsMixin):
         self.verbose = verbose
         self.sink = sink
         self.callbacks = callbacks
+        self.strict = strict
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -616,6 +669,8 @@ class CrowdClassifier(ParamsMixin):
             raise _param_error(c, "holdout_fraction", "a float > 0 and < 1", hf)
         if not isinstance(self.distributed, bool):
             raise _param_error(c, "distributed", "a bool", self.distributed)
+        if not isinstance(self.strict, bool):
+            raise _param_error(c, "strict", "a bool", self.strict)
         cbs = self.callbacks
         if cbs is not None and not (isinstance(cbs, (list, tuple)) and all(isinstance(c, Callback) for c in cbs)):
             raise _param_error(c, "callbacks", "None or a list of crowdlearn.train.Callback", cbs)
@@ -954,18 +1009,21 @@ class CrowdClassifier(ParamsMixin):
             refined = posterior_confusions(proba, annotations, self.confusions_, int(self.refine_confusions))
             self.model_.head.reset_parameters(init=refined, smoothing=1e-10)
             self.confusions_ = self._confusions_from_model()
-        predicted = np.unique(proba[labelled].argmax(axis=1)) if labelled.any() else np.unique(proba.argmax(axis=1))
-        used = np.unique(annotations.labels)
-        self.collapsed_ = bool(len(predicted) == 1 and len(used) > 1)
-        if self.collapsed_:
-            warnings.warn(
-                CollapsedModelWarning(
-                    f"the model predicts class {self.classes_.tolist()[int(predicted[0])]!r} for every training item "
-                    f"while the crowd labels use {len(used)} classes (a collapsed model; try a smaller lr or lam)"
-                ),
-                stacklevel=2,
-            )
+        self._check_model(annotations, proba)
         return self
+
+    def _check_model(self, annotations: Annotations, proba: np.ndarray[Any, Any]) -> None:
+        """The post-fit checks: set ``findings_``, ``collapsed_``, ``flipped_``; warn or raise."""
+        findings = check_model(annotations, proba, self.confusions_)
+        self.findings_: ModelCheck | None = findings
+        self.collapsed_ = findings.collapsed
+        self.flipped_ = findings.flipped
+        if self.strict and findings.untrusted:
+            raise UntrustedModelError("; ".join(findings.messages()), findings)
+        if findings.collapsed:
+            warnings.warn(CollapsedModelWarning(findings.collapse_message()), stacklevel=3)
+        if findings.flipped:
+            warnings.warn(FlippedClassesWarning(findings.flip_message()), stacklevel=3)
 
     def _train_once(
         self,
@@ -1345,6 +1403,9 @@ class CrowdClassifier(ParamsMixin):
             "history": self.history_.without_batches().to_list(),
             "training": getattr(self, "training_params_", self._shown_training()),
         }
+        findings: ModelCheck | None = getattr(self, "findings_", None)
+        if findings is not None:  # optional: files written before the post-fit checks lack it
+            meta["findings"] = findings.to_dict()
         tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.model_.state_dict().items()}
         if isinstance(self.init, np.ndarray):
             tensors["param.init"] = torch.as_tensor(np.ascontiguousarray(self.init))
@@ -1460,6 +1521,13 @@ class CrowdClassifier(ParamsMixin):
         est.annotator_counts_ = np.asarray(meta["annotator_counts"], dtype=np.int64)
         saved_training = meta.get("training")  # absent from files written before the recipes
         est.training_params_ = dict(saved_training) if isinstance(saved_training, dict) else est._shown_training()
+        est.findings_ = None
+        if meta.get("findings") is not None:
+            try:
+                findings = ModelCheck.from_dict(meta["findings"])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{path}: the saved model checks ('findings') are damaged ({exc})") from None
+            est.findings_, est.collapsed_, est.flipped_ = findings, findings.collapsed, findings.flipped
         if est._spec().instance_dependent:
             saved = tensors.get("fitted.confusions")
             if saved is None or tuple(saved.shape) != (m, k, k):

@@ -38,6 +38,7 @@ th, td { padding: 0.2em 0.6em; border: 1px solid #ddd; text-align: right; }
 th { background: #f3f3f3; }
 td.id, th.id { text-align: left; font-family: ui-monospace, Menlo, Consolas, monospace; }
 p.note { color: #555; font-size: 0.9em; }
+p.untrusted { color: #8a1c1c; font-weight: 600; }
 .heatmaps { display: flex; flex-wrap: wrap; gap: 1.2em; }
 .heatmap table { font-size: 0.75em; }
 .heatmap td { width: 2.6em; text-align: center; border: 1px solid #fff; }
@@ -85,7 +86,8 @@ def render_html(
     table (label count, estimated accuracy, spammer score; by label count, at most
     ``max_annotators`` rows) and confusion heatmaps (the ``top`` annotators with most labels and
     the label-weighted mean matrix) for ``aggregator`` and for ``model``; training curves
-    (``model``); identifiability diagnostics (``diagnosis``); accuracy against ``truth``.
+    (``model``); the model's post-fit checks (a ``model`` with ``findings_``: collapse, flipped
+    classes); identifiability diagnostics (``diagnosis``); accuracy against ``truth``.
 
     Parameters
     ----------
@@ -153,6 +155,8 @@ def render_html(
 
     body: list[str] = [f"<h1>{escape(title)}</h1>"]
     body.append(_summary_section(annotations) if annotations is not None else _model_summary_section(model))
+    if model is not None and getattr(model, "findings_", None) is not None:
+        body.append(_checks_section(model.findings_))
     if truth_arr is not None and annotations is not None:
         body.append(_truth_section(annotations, truth_arr, aggregator, model, X))
     for src in sources:
@@ -611,6 +615,44 @@ def _curves_section(model: Any) -> str:
     return (
         '<section id="training">\n<h2>Training</h2>\n'
         f'<p class="note">{escape(chosen)}.</p>\n' + "\n".join(charts) + "\n</section>"
+    )
+
+
+def _checks_section(findings: Any) -> str:
+    """The post-fit checks of a model (a :class:`crowdlearn.sanity.ModelCheck`)."""
+    f = findings
+    if f.untrusted:
+        verdict = "".join(f'<p class="untrusted">{escape(line)}</p>\n' for line in f.messages())
+    else:
+        verdict = "<p>No collapse and no flipped classes found.</p>\n"
+    ratio = f.agreement / f.chance_agreement if f.chance_agreement > 0 else float("nan")
+    rows = [
+        ("labelled training items checked", str(f.n_items)),
+        (
+            f"most predicted class (collapse: >= {f.collapse_share:.0%} while the crowd's majority vote "
+            f"gives it to <= {f.crowd_share_max:.0%})",
+            f"{escape(f.classes[f.top_class])}: {f.top_share:.1%} of the items "
+            f"(majority vote: {f.crowd_top_share:.1%})",
+        ),
+        (
+            f"agreement with the majority vote / chance (flip: < {f.agreement_ratio:g})",
+            f"{f.agreement:.1%} / {f.chance_agreement:.1%} = {_num(ratio, 2)}",
+        ),
+    ]
+    if f.below_diagonal_share is not None:
+        rows.append(
+            (
+                "labels from annotators with confusion diagonal below the off-diagonal "
+                f"(flip: > {f.below_diagonal_max:.0%})",
+                f"{f.below_diagonal_share:.1%} (mean diagonal {_num(f.mean_diagonal, 2)})",
+            )
+        )
+    return (
+        '<section id="checks">\n<h2>Model checks</h2>\n'
+        + verdict
+        + _kv_table(rows)
+        + '\n<p class="note">See docs/training.md, "Untrusted models": the rules compare the model with the '
+        "crowd's majority vote, so they cannot see a flip of a crowd whose majority is itself wrong.</p>\n</section>"
     )
 
 
