@@ -158,9 +158,13 @@ def test_flip_on_tfidf_text_features() -> None:
     assert clf.flipped_ and np.mean(clf.predict(tfidf) == y) < 0.2
 
 
+#: the base training values (the issue's lr=1e6 runs predate the methods' cosine + DS recipes)
+BASE = {"schedule": "constant", "init": "identity", "weight_decay": 1e-4, "batch_size": 128, "mixup": 0.0}
+
+
 def test_lr_1e6_collapse_warns_and_strict_raises() -> None:
     x, ann, _ = _binary(nonneg=True)
-    params = dict(method="geocrowdnet-f", lr=1e6, confusion_lr=1e-3, epochs=5, device="cpu")
+    params = dict(method="geocrowdnet-f", lr=1e6, confusion_lr=1e-3, epochs=5, device="cpu", **BASE)
     with pytest.warns(CollapsedModelWarning, match="for every training item while the crowd's majority vote"):
         clf = CrowdClassifier(**params).fit(x, ann)  # type: ignore[arg-type]
     assert clf.collapsed_ is True and len(np.unique(clf.predict(x))) == 1
@@ -171,7 +175,7 @@ def test_lr_1e6_collapse_warns_and_strict_raises() -> None:
 def test_a_partial_collapse_at_chance_is_a_collapse() -> None:
     x, ann, _ = _binary(nonneg=True)  # lr=1e6 leaves 91% of the items in one class, the rest noise
     with pytest.warns(CollapsedModelWarning, match=r"no better than a guess .* \(a collapsed model, at chance; try a"):
-        clf = CrowdClassifier(method="ccem", lr=1e6, confusion_lr=1e-3, epochs=5, device="cpu").fit(x, ann)
+        clf = CrowdClassifier(method="ccem", lr=1e6, confusion_lr=1e-3, epochs=5, device="cpu", **BASE).fit(x, ann)
     assert clf.findings_ is not None and clf.findings_.collapse_signs == ["chance"]
     assert clf.findings_.top_share < 0.98 and abs(clf.findings_.kappa) < 0.1
 
