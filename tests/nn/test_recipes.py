@@ -10,7 +10,7 @@ import pytest
 from crowdlearn import Annotations
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.nn import get_method
-from crowdlearn.nn.methods._builtin import COSINE_DS_RECIPE
+from crowdlearn.nn.methods._builtin import COSINE_DS_RECIPE, FAST_DS_MIXUP_RECIPE
 from crowdlearn.nn.registry import BASE_TRAINING, MethodSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,9 +52,13 @@ def test_recipe_is_checked_and_frozen() -> None:
         spec.recipe["lr"] = 2.0  # type: ignore[index]
 
 
-@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f"])
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w"])
 def test_the_measured_methods_carry_the_cosine_ds_recipe(method: str) -> None:
     assert dict(get_method(method).recipe) == COSINE_DS_RECIPE
+
+
+def test_tracereg_carries_the_fast_ds_mixup_recipe() -> None:
+    assert dict(get_method("tracereg").recipe) == FAST_DS_MIXUP_RECIPE
 
 
 def test_estimator_uses_the_recipe_where_a_parameter_is_none(tmp_path: Path) -> None:
