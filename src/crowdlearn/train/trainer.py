@@ -247,6 +247,9 @@ class Trainer:
         self.history = History()
         self.stop_training = False
         self.generator = torch.Generator().manual_seed(self.random_state)
+        head: Any = self.model.head
+        if self.data_parallel and getattr(head, "sparse", False):
+            head.sparse = False  # DDP all-reduces dense gradients
         self.optimizer = self.make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self._good_state: dict[str, Tensor] | None = None
@@ -257,6 +260,14 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def make_optimizer(self) -> torch.optim.Optimizer:
         """Adam: the backbone's group (lr, weight decay), then the head's groups.
+
+        A head group with ``"sparse": True`` (a :class:`~crowdlearn.nn.ConfusionMatrices`
+        head with ``sparse=True``, the default) is stepped by :class:`torch.optim.SparseAdam`
+        (lazy Adam: an annotator absent from the batch keeps its logits and moments), the
+        others by :class:`torch.optim.Adam`, through one
+        :class:`~crowdlearn.train.optim.AdamWithSparse` (sparse groups last). In a distributed
+        run the heads are made dense first (``head.sparse = False``; DDP averages dense
+        gradients).
 
         The head's groups are ``head.param_groups(confusion_lr)`` when the head defines it (a
         list of dicts with ``"params"``, ``"lr"`` and ``"weight_decay"``; every trainable head
@@ -281,7 +292,13 @@ class Trainer:
             groups += [dict(g, base_lr=float(g["lr"])) for g in head_groups]
         elif head_params:
             groups.append({"params": head_params, "lr": self.confusion_lr, "weight_decay": 0.0})
-        return torch.optim.Adam(groups)
+        sparse = [g for g in groups if g.get("sparse")]
+        if not sparse:
+            return torch.optim.Adam([{k: v for k, v in g.items() if k != "sparse"} for g in groups])
+        from crowdlearn.train.optim import AdamWithSparse
+
+        dense = [g for g in groups if not g.get("sparse")]
+        return AdamWithSparse(dense, sparse)
 
     def lr_factor(self, epoch: int) -> float:
         """Learning-rate multiplier of ``epoch`` under ``schedule``."""
