@@ -11,11 +11,16 @@ from torch import Tensor, nn
 
 from crowdlearn.nn import functional as CF
 
-__all__ = ["DEFAULT_SMOOTHING", "ConfusionMatrices", "IdentityHead"]
+__all__ = ["DEFAULT_SMOOTHING", "SPARSE_BY_DEFAULT", "ConfusionMatrices", "IdentityHead"]
 
 #: Smoothing applied when initializing from given matrices: ``A <- (1 - s) A + s / K`` so that
 #: exact zeros (e.g. a Dawid-Skene estimate) become finite logits ``log A``.
 DEFAULT_SMOOTHING = 1e-2
+#: What ``sparse=None`` means for :class:`ConfusionMatrices` and :class:`~crowdlearn.nn.CrowdLayer`
+#: (read when a head is built): sparse gradients and lazy Adam for the annotators' parameters.
+#: Set it to False before building the heads (e.g. before ``CrowdClassifier.fit``) for the dense
+#: formulation; docs/training.md and docs/benchmarks.md ("Training cost") compare the two.
+SPARSE_BY_DEFAULT = True
 
 
 @dataclass
@@ -37,8 +42,9 @@ class ConfusionMatrices(nn.Module):
     softmaxes those and indexes them per label, ``O(E K^2 + U K^2)`` for ``E`` pairs, whatever
     ``M``.
 
-    With ``sparse=True`` (the default) the gradient of the logits is a sparse tensor holding the
-    ``U`` rows only, and :meth:`param_groups` asks the :class:`~crowdlearn.train.Trainer` for
+    With ``sparse=True`` (the default, :data:`SPARSE_BY_DEFAULT`) the gradient of the logits is a
+    sparse tensor holding the ``U`` rows only, and :meth:`param_groups` asks the
+    :class:`~crowdlearn.train.Trainer` for
     :class:`torch.optim.SparseAdam` (lazy Adam: the moments and the logits of annotators absent
     from a batch are not touched by its step). The regularizers over all annotators
     (GeoCrowdNet(W)'s ``W^T W``, TraceReg's trace sum) then read cached sums whose value is
@@ -64,8 +70,9 @@ class ConfusionMatrices(nn.Module):
         ``e^scale / (e^scale + K - 1)``.
     smoothing : float in [0, 1), default=DEFAULT_SMOOTHING (1e-2)
         Used with an array ``init`` only.
-    sparse : bool, default=True
-        Sparse gradients, lazy Adam and cached regularizer sums (see above); False: dense.
+    sparse : bool or None, default=None
+        Sparse gradients, lazy Adam and cached regularizer sums (see above); False: dense;
+        None: :data:`SPARSE_BY_DEFAULT` (True).
 
     Attributes
     ----------
@@ -81,14 +88,14 @@ class ConfusionMatrices(nn.Module):
         init: str | np.ndarray[Any, Any] | Tensor = "identity",
         scale: float = 1.0,
         smoothing: float = DEFAULT_SMOOTHING,
-        sparse: bool = False,
+        sparse: bool | None = None,
     ) -> None:
         super().__init__()
         if n_annotators < 1 or n_classes < 2:
             raise ValueError(f"need n_annotators >= 1 and n_classes >= 2, got {n_annotators} and {n_classes}")
         self.n_annotators = int(n_annotators)
         self.n_classes = int(n_classes)
-        self.sparse = bool(sparse)
+        self.sparse = bool(SPARSE_BY_DEFAULT if sparse is None else sparse)
         self.logits = nn.Parameter(torch.empty(self.n_annotators, self.n_classes, self.n_classes))
         #: (distinct annotators (U,), their log confusions (U, K, K)) of the last forward
         self._touched: tuple[Tensor, Tensor] | None = None
@@ -158,13 +165,42 @@ class ConfusionMatrices(nn.Module):
         Tensor of shape (E, K)
             ``log (A_{m_e} f(x_e))``.
         """
+        log_conf, inverse = self._gather(annotators)
+        return CF.annotator_log_probs(log_probs, log_conf, inverse)
+
+    def label_log_probs(self, log_probs: Tensor, annotators: Tensor, labels: Tensor) -> Tensor:
+        """``log (A_{m_e} f(x_e))_{y_e}``: :meth:`forward` at the labels only, ``O(E K + U K^2)``.
+
+        Parameters
+        ----------
+        log_probs : Tensor of shape (E, K)
+        annotators, labels : Tensor of int64 of shape (E,)
+
+        Returns
+        -------
+        Tensor of shape (E,)
+        """
+        if labels.shape != annotators.shape or log_probs.shape[:1] != annotators.shape:
+            raise ValueError(
+                f"log_probs (E, K), annotators (E,) and labels (E,) must agree, got {tuple(log_probs.shape)}, "
+                f"{tuple(annotators.shape)} and {tuple(labels.shape)}"
+            )
+        log_conf, inverse = self._gather(annotators)
+        k = self.n_classes
+        label_rows = log_conf.reshape(-1, k).index_select(0, inverse * k + labels)  # (E, K): log A_m[y, :]
+        return torch.logsumexp(label_rows + log_probs, dim=1)
+
+    def _gather(self, annotators: Tensor) -> tuple[Tensor, Tensor]:
+        """Log confusions of the distinct annotators (U, K, K) and each label's row among them (E,)."""
         if annotators.ndim != 1:
             raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
         touched, inverse = torch.unique(annotators, return_inverse=True)
         sparse = self.sparse and torch.is_grad_enabled() and self.logits.requires_grad
-        log_conf = CF.log_confusions(CF.gather_rows(self.logits, touched, sparse_grad=sparse))  # (U, K, K)
+        log_conf = CF.log_confusions(
+            CF.gather_rows(self.logits, touched, sparse_grad=sparse, distinct=True)
+        )  # (U, K, K)
         self._touched = (touched, log_conf)
-        return CF.annotator_log_probs(log_probs, log_conf, inverse)
+        return log_conf, inverse
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """The optimizer group of the logits: ``lr``, no weight decay, ``"sparse": self.sparse``.
@@ -173,6 +209,8 @@ class ConfusionMatrices(nn.Module):
         :class:`torch.optim.SparseAdam` (which has no weight decay; the logits are not decayed
         either way, decay would pull them toward uniform columns).
         """
+        if not self.logits.requires_grad:  # frozen (e.g. the two-stage methods' fixed confusions)
+            return []
         return [{"params": [self.logits], "lr": float(lr), "weight_decay": 0.0, "sparse": self.sparse}]
 
     def invalidate_cache(self) -> None:

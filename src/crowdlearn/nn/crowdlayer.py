@@ -7,6 +7,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from crowdlearn.nn import confusion
 from crowdlearn.nn import functional as CF
 
 __all__ = ["CROWDLAYER_KINDS", "CrowdLayer"]
@@ -51,8 +52,9 @@ class CrowdLayer(nn.Module):
     n_classes : int
         ``K``.
     kind : {"mw", "vw", "vb"}, default="mw"
-    sparse : bool, default=True
-        Sparse gradients and lazy Adam (see above).
+    sparse : bool or None, default=None
+        Sparse gradients and lazy Adam (see above); None:
+        :data:`crowdlearn.nn.confusion.SPARSE_BY_DEFAULT` (True).
 
     Attributes
     ----------
@@ -60,7 +62,9 @@ class CrowdLayer(nn.Module):
         ``W_m``, ``w_m`` or ``b_m``.
     """
 
-    def __init__(self, n_annotators: int, n_classes: int, *, kind: CrowdLayerKind = "mw", sparse: bool = False) -> None:
+    def __init__(
+        self, n_annotators: int, n_classes: int, *, kind: CrowdLayerKind = "mw", sparse: bool | None = None
+    ) -> None:
         super().__init__()
         if n_annotators < 1 or n_classes < 2:
             raise ValueError(f"need n_annotators >= 1 and n_classes >= 2, got {n_annotators} and {n_classes}")
@@ -69,7 +73,7 @@ class CrowdLayer(nn.Module):
         self.n_annotators = int(n_annotators)
         self.n_classes = int(n_classes)
         self.kind = str(kind)
-        self.sparse = bool(sparse)
+        self.sparse = bool(confusion.SPARSE_BY_DEFAULT if sparse is None else sparse)
         m, k = self.n_annotators, self.n_classes
         shape = (m, k, k) if kind == "mw" else (m, k)
         self.weight = nn.Parameter(torch.empty(shape))
@@ -90,7 +94,7 @@ class CrowdLayer(nn.Module):
         """The pre-softmax activation ``a`` (E, K) for probabilities ``probs`` (E, K)."""
         touched, inverse = torch.unique(annotators, return_inverse=True)
         sparse = self.sparse and torch.is_grad_enabled() and self.weight.requires_grad
-        w = CF.gather_rows(self.weight, touched, sparse_grad=sparse).index_select(0, inverse)
+        w = CF.gather_rows(self.weight, touched, sparse_grad=sparse, distinct=True).index_select(0, inverse)
         if self.kind == "mw":
             return torch.bmm(w, probs.unsqueeze(2)).squeeze(2)
         if self.kind == "vw":
@@ -115,6 +119,8 @@ class CrowdLayer(nn.Module):
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """The optimizer group of ``weight``: ``lr``, no weight decay, ``"sparse": self.sparse``."""
+        if not self.weight.requires_grad:  # frozen (e.g. the two-stage methods' fixed confusions)
+            return []
         return [{"params": [self.weight], "lr": float(lr), "weight_decay": 0.0, "sparse": self.sparse}]
 
     def confusions(self) -> Tensor:

@@ -17,7 +17,7 @@ None of these functions mutates its inputs.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -70,7 +70,7 @@ def log_confusions(logits: Tensor) -> Tensor:
     return torch.log_softmax(logits, dim=1)
 
 
-def gather_rows(weight: Tensor, index: Tensor, *, sparse_grad: bool = False) -> Tensor:
+def gather_rows(weight: Tensor, index: Tensor, *, sparse_grad: bool = False, distinct: bool = False) -> Tensor:
     """Rows ``weight[index]`` of a per-annotator parameter, optionally with a sparse gradient.
 
     Parameters
@@ -81,8 +81,13 @@ def gather_rows(weight: Tensor, index: Tensor, *, sparse_grad: bool = False) -> 
         The rows to take (e.g. the batch's distinct annotators).
     sparse_grad : bool, default=False
         When True the gradient reaching ``weight`` is a sparse COO tensor holding only the taken
-        rows (:func:`torch.gather` with ``sparse_grad=True``), for a sparse optimizer such as
-        :class:`torch.optim.SparseAdam`; when False it is dense (:meth:`torch.Tensor.index_select`).
+        rows (one sparse dimension, as ``nn.Embedding(sparse=True)`` gives), for a sparse
+        optimizer such as :class:`torch.optim.SparseAdam`; when False it is dense
+        (:meth:`torch.Tensor.index_select`).
+    distinct : bool, default=False
+        The caller guarantees ``index`` is sorted and without repeats (e.g. from
+        :func:`torch.unique`): the sparse gradient is then marked coalesced, so the optimizer
+        does not sort it again. Unchecked.
 
     Returns
     -------
@@ -92,9 +97,31 @@ def gather_rows(weight: Tensor, index: Tensor, *, sparse_grad: bool = False) -> 
         raise ValueError(f"index must be 1-d, got shape {tuple(index.shape)}")
     if not sparse_grad:
         return weight.index_select(0, index)
-    shape = (index.shape[0], *weight.shape[1:])
-    full = index.view(-1, *([1] * (weight.ndim - 1))).expand(shape)
-    return torch.gather(weight, 0, full, sparse_grad=True)
+    out: Tensor = _RowsWithSparseGrad.apply(weight, index, distinct)  # type: ignore[no-untyped-call]
+    return out
+
+
+class _RowsWithSparseGrad(torch.autograd.Function):
+    """``weight.index_select(0, index)`` whose gradient is a hybrid sparse COO tensor (one sparse
+    dimension, the rows; dense values of shape ``weight.shape[1:]``): the layout
+    ``nn.Embedding(sparse=True)`` gives, for a parameter of any rank (``F.embedding`` takes
+    2-d weights only, and :func:`torch.gather`'s ``sparse_grad`` is element-wise, an index per
+    entry, which makes :class:`torch.optim.SparseAdam`'s coalescing ``K^2`` times larger)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, index: Tensor, distinct: bool) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.shape = weight.shape
+        ctx.distinct = distinct
+        return weight.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (index,) = ctx.saved_tensors
+        out = torch.sparse_coo_tensor(
+            index.unsqueeze(0), grad, ctx.shape, check_invariants=False, is_coalesced=ctx.distinct
+        )
+        return out, None, None
 
 
 def annotator_log_probs(log_probs: Tensor, log_conf: Tensor, annotators: Tensor) -> Tensor:

@@ -57,10 +57,9 @@ def label_nll(
     ValueError
         The batch has no observed labels.
     """
-    logp = model.crowd_log_probs(logits, rows, annotators, representation)  # (E, K)
-    if logp.shape[0] == 0:
+    if rows.shape[0] == 0:
         raise ValueError("the batch has no observed labels; cannot compute the loss")
-    return -logp.gather(1, labels.unsqueeze(1)).squeeze(1)
+    return -model.label_log_probs(logits, rows, annotators, labels, representation)
 
 
 class Regularizer:
