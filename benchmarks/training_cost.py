@@ -11,7 +11,12 @@ epochs are timed (a callback around each epoch), not the set-up. Columns:
   annotators' parameters at every step, the regularizers over all ``M``);
 - ``BxMxK``: a small reference of the formulation of the original code (every step softmaxes
   all ``M`` matrices, forms the ``B x M x K`` predictions and masks the missing labels), inside
-  this script only, timed over one epoch (its ratio is per epoch like the others).
+  this script only, timed over one epoch, once (its ratio is per epoch like the others).
+
+Times are CPU seconds of the process (``time.process_time``; one torch thread, so about the
+wall time on an idle machine): the machine these numbers come from is shared, and CPU time is
+less disturbed by the other jobs than wall time (not immune: they share caches and memory
+bandwidth).
 
 ``--registry`` adds every registered method through ``CrowdClassifier`` (its defaults,
 ``init="identity"``, ``validation="none"``), each relative to ``method="ce"`` timed the same way.
@@ -166,7 +171,7 @@ def core_table(ms: list[int], epochs: int, repeats: int, reference: bool) -> Non
             ]  # fmt: skip
             cell = f"{times[0] / ce:.2f} / {times[1] / ce:.2f}"
             if reference and kind == "conf":
-                one = best(lambda name=name, X=X, ann=ann: dense_reference(name, X, ann, 1), repeats)
+                one = dense_reference(name, X, ann, 1)  # one run: it is slow enough to be stable
                 cell += f" / {one / (ce / epochs):.2f}"
             cells.append(cell)
         print(f"| {m:,} | {ce:.2f} | " + " | ".join(cells) + " |", flush=True)

@@ -217,3 +217,25 @@ def test_amp_keeps_the_log_determinants_in_float32() -> None:
     assert parts["logdet_f"].dtype == torch.float32 and parts["logdet_w"].dtype == torch.float32
     values = trainer.train_step(batch, 0, 0)
     assert all(np.isfinite(v) for v in values.values())
+
+
+class _Wrapper(torch.nn.Module):
+    """A plug-in head using a ConfusionMatrices inside, without param_groups."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = ConfusionMatrices(M, K, sparse=True)
+
+    def forward(self, log_probs: torch.Tensor, annotators: torch.Tensor) -> torch.Tensor:
+        return self.inner(log_probs, annotators)
+
+
+def test_a_sparse_layer_inside_a_head_without_groups_is_made_dense() -> None:
+    torch.manual_seed(0)
+    model = CrowdModel(torch.nn.Linear(D, K), _Wrapper())
+    trainer = Trainer(model, CrowdLoss(), lr=0.05, device="cpu", sink=lambda s: None)
+    assert isinstance(trainer.optimizer, torch.optim.Adam) and not model.head.inner.sparse
+    before = model.head.inner.logits.detach().clone()
+    trainer.train_step(_batch([0, 2], 0), 0, 0)  # dense Adam would refuse a sparse gradient
+    assert not model.head.inner.logits.grad.is_sparse
+    assert not torch.equal(model.head.inner.logits.detach(), before)

@@ -267,7 +267,8 @@ class Trainer:
         others by :class:`torch.optim.Adam`, through one
         :class:`~crowdlearn.train.optim.AdamWithSparse` (sparse groups last). In a distributed
         run the heads are made dense first (``head.sparse = False``; DDP averages dense
-        gradients).
+        gradients). A head without ``param_groups`` gets one dense group, and its sparse layers
+        (e.g. a ``ConfusionMatrices`` inside it) are made dense.
 
         The head's groups are ``head.param_groups(confusion_lr)`` when the head defines it (a
         list of dicts with ``"params"``, ``"lr"`` and ``"weight_decay"``; every trainable head
@@ -291,6 +292,10 @@ class Trainer:
                 )
             groups += [dict(g, base_lr=float(g["lr"])) for g in head_groups]
         elif head_params:
+            layer: Any
+            for layer in self.model.head.modules():  # a sparse layer inside a head without groups: dense
+                if getattr(layer, "sparse", False) is True:
+                    layer.sparse = False
             groups.append({"params": head_params, "lr": self.confusion_lr, "weight_decay": 0.0})
         sparse = [g for g in groups if g.get("sparse")]
         if not sparse:
