@@ -239,3 +239,21 @@ def test_a_sparse_layer_inside_a_head_without_groups_is_made_dense() -> None:
     trainer.train_step(_batch([0, 2], 0), 0, 0)  # dense Adam would refuse a sparse gradient
     assert not model.head.inner.logits.grad.is_sparse
     assert not torch.equal(model.head.inner.logits.detach(), before)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_label_log_probs_is_the_forward_at_the_labels(sparse: bool) -> None:
+    head = _heads(sparse)[0]
+    gen = torch.Generator().manual_seed(2)
+    annotators = torch.tensor([3, 0, 3, 6, 6])
+    labels = torch.tensor([2, 0, 1, 1, 2])
+    log_probs = torch.log_softmax(torch.randn(5, K, generator=gen), dim=1).requires_grad_(True)
+    got = head.label_log_probs(log_probs, annotators, labels)
+    got.sum().backward()
+    grads = (log_probs.grad.clone(), head.logits.grad.to_dense() if sparse else head.logits.grad.clone())
+    log_probs.grad, head.logits.grad = None, None
+    want = _dense_forward(head, log_probs, annotators).gather(1, labels.unsqueeze(1)).squeeze(1)
+    want.sum().backward()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(grads[0], log_probs.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads[1], head.logits.grad, rtol=1e-5, atol=1e-7)
