@@ -203,7 +203,8 @@ class ConfusionMatrices(nn.Module):
         return log_conf, inverse
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        """The optimizer group of the logits: ``lr``, no weight decay, ``"sparse": self.sparse``.
+        """The optimizer group of the logits: ``lr``, no weight decay, ``"sparse": self.sparse``,
+        ``"base_lr": None`` (the trainer's schedule follows its ``confusion_lr``).
 
         The :class:`~crowdlearn.train.Trainer` steps a group with ``"sparse": True`` with
         :class:`torch.optim.SparseAdam` (which has no weight decay; the logits are not decayed
@@ -211,7 +212,7 @@ class ConfusionMatrices(nn.Module):
         """
         if not self.logits.requires_grad:  # frozen (e.g. the two-stage methods' fixed confusions)
             return []
-        return [{"params": [self.logits], "lr": float(lr), "weight_decay": 0.0, "sparse": self.sparse}]
+        return [{"params": [self.logits], "lr": float(lr), "weight_decay": 0.0, "sparse": self.sparse, "base_lr": None}]
 
     def invalidate_cache(self) -> None:
         """Forget the cached confusions behind :meth:`volume_gram` and :meth:`trace_sum`.

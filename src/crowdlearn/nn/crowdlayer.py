@@ -118,10 +118,11 @@ class CrowdLayer(nn.Module):
         return torch.log_softmax(self.activation(log_probs.exp(), annotators), dim=1)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        """The optimizer group of ``weight``: ``lr``, no weight decay, ``"sparse": self.sparse``."""
+        """The optimizer group of ``weight``: ``lr``, no weight decay, ``"sparse": self.sparse``,
+        ``"base_lr": None`` (the trainer's schedule follows its ``confusion_lr``)."""
         if not self.weight.requires_grad:  # frozen (e.g. the two-stage methods' fixed confusions)
             return []
-        return [{"params": [self.weight], "lr": float(lr), "weight_decay": 0.0, "sparse": self.sparse}]
+        return [{"params": [self.weight], "lr": float(lr), "weight_decay": 0.0, "sparse": self.sparse, "base_lr": None}]
 
     def confusions(self) -> Tensor:
         """Implied confusions ``C_m[i, j] = softmax(a(e_j))_i``, shape (M, K, K); columns sum to 1."""

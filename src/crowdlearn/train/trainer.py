@@ -275,7 +275,9 @@ class Trainer:
         parameter in exactly one), else one group of all its parameters at ``confusion_lr``
         without decay (decay would pull the confusion logits toward uniform columns). The
         ``schedule`` factor multiplies ``self.lr`` (backbone), ``self.confusion_lr`` (the default
-        head group) or a head group's own ``"base_lr"`` (its ``lr`` as the head gave it).
+        head group, and a head group given with ``"base_lr": None``, as the confusion and
+        CrowdLayer heads give theirs) or a head group's own ``"base_lr"`` (its ``lr`` as the
+        head gave it, when it gives no ``"base_lr"``).
         """
         head_params = [p for p in self.model.head.parameters() if p.requires_grad]
         head_ids = {id(p) for p in head_params}
@@ -290,7 +292,7 @@ class Trainer:
                     f"{type(self.model.head).__name__}.param_groups() must put every trainable head parameter "
                     "in exactly one group, each with 'params', 'lr' and 'weight_decay'"
                 )
-            groups += [dict(g, base_lr=float(g["lr"])) for g in head_groups]
+            groups += [dict(g, base_lr=g["base_lr"] if "base_lr" in g else float(g["lr"])) for g in head_groups]
         elif head_params:
             layer: Any
             for layer in self.model.head.modules():  # a sparse layer inside a head without groups: dense
@@ -446,7 +448,9 @@ class Trainer:
                 self._good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.history.new_epoch(epoch)
                 for i, group in enumerate(self.optimizer.param_groups):  # base_lr: see make_optimizer
-                    base = group.get("base_lr", self.lr if i == 0 else self.confusion_lr)
+                    base = group.get("base_lr")
+                    if base is None:
+                        base = self.lr if i == 0 else self.confusion_lr
                     group["lr"] = float(base) * self.lr_factor(epoch)
                 self.notify("on_epoch_begin", epoch)
                 self.run_epoch(inputs, annotations, labelled, epoch)
