@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,11 +11,26 @@ from torch import Tensor, nn
 
 from crowdlearn.nn import functional as CF
 
-__all__ = ["DEFAULT_SMOOTHING", "ConfusionMatrices", "IdentityHead"]
+__all__ = ["DEFAULT_SMOOTHING", "SPARSE_BY_DEFAULT", "ConfusionMatrices", "IdentityHead"]
 
 #: Smoothing applied when initializing from given matrices: ``A <- (1 - s) A + s / K`` so that
 #: exact zeros (e.g. a Dawid-Skene estimate) become finite logits ``log A``.
 DEFAULT_SMOOTHING = 1e-2
+#: What ``sparse=None`` means for :class:`ConfusionMatrices` and :class:`~crowdlearn.nn.CrowdLayer`
+#: (read when a head is built): sparse gradients and lazy Adam for the annotators' parameters.
+#: Set it to False before building the heads (e.g. before ``CrowdClassifier.fit``) for the dense
+#: formulation; docs/training.md and docs/benchmarks.md ("Training cost") compare the two.
+SPARSE_BY_DEFAULT = True
+
+
+@dataclass
+class _ConfusionCache:
+    """Every annotator's confusions as last computed, their Gram sum and trace sum (float64)."""
+
+    conf: Tensor  # (M, K, K)
+    gram: Tensor  # (K, K): sum_m conf_m^T conf_m
+    trace: Tensor  # (): sum_m trace(conf_m)
+    pending: Tensor | None = None  # annotators an optimizer step may have changed since
 
 
 class ConfusionMatrices(nn.Module):
@@ -22,7 +38,20 @@ class ConfusionMatrices(nn.Module):
 
     ``A_m = softmax(P_m)`` over the row index, so every column sums to 1 by construction and
     ``A_m[i, j] = P(annotator m says i | true class j)``. The forward pass works on the observed
-    (item, annotator) pairs only: ``O(E K^2)`` for ``E`` pairs.
+    (item, annotator) pairs only: it takes the logits of the batch's ``U`` distinct annotators,
+    softmaxes those and indexes them per label, ``O(E K^2 + U K^2)`` for ``E`` pairs, whatever
+    ``M``.
+
+    With ``sparse=True`` (the default, :data:`SPARSE_BY_DEFAULT`) the gradient of the logits is a
+    sparse tensor holding the ``U`` rows only, and :meth:`param_groups` asks the
+    :class:`~crowdlearn.train.Trainer` for
+    :class:`torch.optim.SparseAdam` (lazy Adam: the moments and the logits of annotators absent
+    from a batch are not touched by its step). The regularizers over all annotators
+    (GeoCrowdNet(W)'s ``W^T W``, TraceReg's trace sum) then read cached sums whose value is
+    exact and whose gradient reaches the batch's annotators only (:meth:`volume_gram`,
+    :meth:`trace_sum`). ``sparse=False`` gives dense gradients, dense Adam (which moves every
+    annotator at every step through its momentum) and the regularizers over all ``M``
+    annotators at every step, ``O(M K^2)``: the formulation before the sparse path.
 
     Parameters
     ----------
@@ -41,6 +70,9 @@ class ConfusionMatrices(nn.Module):
         ``e^scale / (e^scale + K - 1)``.
     smoothing : float in [0, 1), default=DEFAULT_SMOOTHING (1e-2)
         Used with an array ``init`` only.
+    sparse : bool or None, default=None
+        Sparse gradients, lazy Adam and cached regularizer sums (see above); False: dense;
+        None: :data:`SPARSE_BY_DEFAULT` (True).
 
     Attributes
     ----------
@@ -56,13 +88,18 @@ class ConfusionMatrices(nn.Module):
         init: str | np.ndarray[Any, Any] | Tensor = "identity",
         scale: float = 1.0,
         smoothing: float = DEFAULT_SMOOTHING,
+        sparse: bool | None = None,
     ) -> None:
         super().__init__()
         if n_annotators < 1 or n_classes < 2:
             raise ValueError(f"need n_annotators >= 1 and n_classes >= 2, got {n_annotators} and {n_classes}")
         self.n_annotators = int(n_annotators)
         self.n_classes = int(n_classes)
+        self.sparse = bool(SPARSE_BY_DEFAULT if sparse is None else sparse)
         self.logits = nn.Parameter(torch.empty(self.n_annotators, self.n_classes, self.n_classes))
+        #: (distinct annotators (U,), their log confusions (U, K, K)) of the last forward
+        self._touched: tuple[Tensor, Tensor] | None = None
+        self._cache: _ConfusionCache | None = None
         self.reset_parameters(init=init, scale=scale, smoothing=smoothing)
 
     def reset_parameters(
@@ -74,6 +111,7 @@ class ConfusionMatrices(nn.Module):
     ) -> None:
         """(Re)initialize the logits; see the class docstring for the options."""
         m, k = self.n_annotators, self.n_classes
+        self.invalidate_cache()
         with torch.no_grad():
             if isinstance(init, str):
                 if init == "identity":
@@ -113,6 +151,9 @@ class ConfusionMatrices(nn.Module):
     def forward(self, log_probs: Tensor, annotators: Tensor) -> Tensor:
         """Log distribution of each observed annotator's label.
 
+        Only the ``U`` distinct annotators of ``annotators`` are softmaxed (``O(E K^2 + U K^2)``);
+        the values are those of the dense formulation ``log_confusions()[annotators]``.
+
         Parameters
         ----------
         log_probs : Tensor of shape (E, K)
@@ -124,10 +165,128 @@ class ConfusionMatrices(nn.Module):
         Tensor of shape (E, K)
             ``log (A_{m_e} f(x_e))``.
         """
-        return CF.annotator_log_probs(log_probs, self.log_confusions(), annotators)
+        log_conf, inverse = self._gather(annotators)
+        return CF.annotator_log_probs(log_probs, log_conf, inverse)
+
+    def label_log_probs(self, log_probs: Tensor, annotators: Tensor, labels: Tensor) -> Tensor:
+        """``log (A_{m_e} f(x_e))_{y_e}``: :meth:`forward` at the labels only, ``O(E K + U K^2)``.
+
+        Parameters
+        ----------
+        log_probs : Tensor of shape (E, K)
+        annotators, labels : Tensor of int64 of shape (E,)
+
+        Returns
+        -------
+        Tensor of shape (E,)
+        """
+        if labels.shape != annotators.shape or log_probs.shape[:1] != annotators.shape:
+            raise ValueError(
+                f"log_probs (E, K), annotators (E,) and labels (E,) must agree, got {tuple(log_probs.shape)}, "
+                f"{tuple(annotators.shape)} and {tuple(labels.shape)}"
+            )
+        log_conf, inverse = self._gather(annotators)
+        k = self.n_classes
+        label_rows = log_conf.reshape(-1, k).index_select(0, inverse * k + labels)  # (E, K): log A_m[y, :]
+        return torch.logsumexp(label_rows + log_probs, dim=1)
+
+    def _gather(self, annotators: Tensor) -> tuple[Tensor, Tensor]:
+        """Log confusions of the distinct annotators (U, K, K) and each label's row among them (E,)."""
+        if annotators.ndim != 1:
+            raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
+        touched, inverse = torch.unique(annotators, return_inverse=True)
+        sparse = self.sparse and torch.is_grad_enabled() and self.logits.requires_grad
+        log_conf = CF.log_confusions(
+            CF.gather_rows(self.logits, touched, sparse_grad=sparse, distinct=True)
+        )  # (U, K, K)
+        self._touched = (touched, log_conf)
+        return log_conf, inverse
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The optimizer group of the logits: ``lr``, no weight decay, ``"sparse": self.sparse``,
+        ``"base_lr": None`` (the trainer's schedule follows its ``confusion_lr``).
+
+        The :class:`~crowdlearn.train.Trainer` steps a group with ``"sparse": True`` with
+        :class:`torch.optim.SparseAdam` (which has no weight decay; the logits are not decayed
+        either way, decay would pull them toward uniform columns).
+        """
+        if not self.logits.requires_grad:  # frozen (e.g. the two-stage methods' fixed confusions)
+            return []
+        return [{"params": [self.logits], "lr": float(lr), "weight_decay": 0.0, "sparse": self.sparse, "base_lr": None}]
+
+    def invalidate_cache(self) -> None:
+        """Forget the cached confusions behind :meth:`volume_gram` and :meth:`trace_sum`.
+
+        Called on (re)initialization and when a state dict is loaded; call it after editing
+        ``logits`` in place outside an optimizer step.
+        """
+        self._cache = None
+        self._touched = None
+
+    def _synced_cache(self) -> _ConfusionCache:
+        """The cache, rebuilt (``O(M K^3)``) when missing or refreshed for the annotators the last
+        optimizer step may have changed (those of the last call; ``O(U K^3)``)."""
+        cache = self._cache
+        with torch.no_grad():
+            if cache is None or cache.conf.device != self.logits.device:
+                conf = torch.softmax(self.logits.detach(), dim=1).double()
+                gram = torch.einsum("mij,mik->jk", conf, conf)
+                trace = torch.diagonal(conf, dim1=1, dim2=2).sum()
+                cache = self._cache = _ConfusionCache(conf, gram, trace)
+            elif cache.pending is not None:
+                ids = cache.pending
+                new = torch.softmax(self.logits.detach().index_select(0, ids), dim=1).double()
+                old = cache.conf.index_select(0, ids)
+                cache.gram += torch.einsum("mij,mik->jk", new, new) - torch.einsum("mij,mik->jk", old, old)
+                cache.trace += torch.diagonal(new, dim1=1, dim2=2).sum() - torch.diagonal(old, dim1=1, dim2=2).sum()
+                cache.conf.index_copy_(0, ids, new)
+            cache.pending = None
+        return cache
+
+    def _last_touched(self) -> tuple[Tensor, Tensor]:
+        if self._touched is None:
+            raise RuntimeError("ConfusionMatrices: no forward pass yet; the batch's annotators are unknown")
+        return self._touched
+
+    def volume_gram(self) -> Tensor:
+        """``W^T W = sum_m A_m^T A_m`` over all ``M`` annotators, shape (K, K), float64.
+
+        The value is exact: every annotator's ``A_m`` is cached and refreshed for those a
+        sparse (lazy) optimizer step may have changed, the annotators of the previous call. The
+        gradient flows through the annotators of the last forward only (those a lazy optimizer
+        updates); ``O(U K^3)`` per call instead of ``O(M K^3)``. Exact only when the logits of
+        absent annotators do not change between calls (``sparse=True`` with a lazy optimizer);
+        the dense formulation is :func:`crowdlearn.nn.functional.logdet_volume_w` of
+        :meth:`confusions`.
+        """
+        touched, log_conf = self._last_touched()
+        cache = self._synced_cache()
+        a = log_conf.exp().double()
+        part = torch.einsum("mij,mik->jk", a, a)
+        cache.pending = touched
+        return cache.gram + (part - part.detach())
+
+    def trace_sum(self) -> Tensor:
+        """``sum_m trace(A_m)`` over all ``M`` annotators (scalar, float64), cached as
+        :meth:`volume_gram` is: exact value, gradient through the last forward's annotators."""
+        touched, log_conf = self._last_touched()
+        cache = self._synced_cache()
+        part = torch.diagonal(log_conf.exp().double(), dim1=1, dim2=2).sum()
+        cache.pending = touched
+        return cache.trace + (part - part.detach())
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self.invalidate_cache()
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_touched"] = None  # holds part of a graph; not copied
+        state["_cache"] = None
+        return state
 
     def extra_repr(self) -> str:
-        return f"n_annotators={self.n_annotators}, n_classes={self.n_classes}"
+        return f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, sparse={self.sparse}"
 
 
 class IdentityHead(nn.Module):

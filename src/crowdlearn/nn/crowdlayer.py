@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+
+from crowdlearn.nn import confusion
+from crowdlearn.nn import functional as CF
 
 __all__ = ["CROWDLAYER_KINDS", "CrowdLayer"]
 
@@ -32,7 +35,11 @@ class CrowdLayer(nn.Module):
     annotator (the Keras original stores ``W_m`` transposed, ``p W``; the same model). Note that
     at its initialization the layer is *not* the identity map on distributions: it gives
     ``softmax(p)``, a flattened version of ``p`` (the three variants agree there). Only observed
-    pairs are touched: ``O(E K^2)`` for MW, ``O(E K)`` for VW and VB.
+    pairs are touched: ``O(E K^2)`` for MW, ``O(E K)`` for VW and VB; the parameters of the
+    batch's ``U`` distinct annotators are taken once. With ``sparse=True`` (the default) their
+    gradient is sparse (those ``U`` rows) and :meth:`param_groups` asks the trainer for
+    :class:`torch.optim.SparseAdam`, which leaves absent annotators' parameters and moments
+    untouched; ``sparse=False``: dense gradients and Adam.
 
     The implied confusion matrices (:meth:`confusions`) feed one-hot probability vectors
     ``p = e_j`` through the layer: ``C_m[:, j] = softmax(a(e_j))``, i.e. ``P(label i | true j)``
@@ -45,6 +52,9 @@ class CrowdLayer(nn.Module):
     n_classes : int
         ``K``.
     kind : {"mw", "vw", "vb"}, default="mw"
+    sparse : bool or None, default=None
+        Sparse gradients and lazy Adam (see above); None:
+        :data:`crowdlearn.nn.confusion.SPARSE_BY_DEFAULT` (True).
 
     Attributes
     ----------
@@ -52,7 +62,9 @@ class CrowdLayer(nn.Module):
         ``W_m``, ``w_m`` or ``b_m``.
     """
 
-    def __init__(self, n_annotators: int, n_classes: int, *, kind: CrowdLayerKind = "mw") -> None:
+    def __init__(
+        self, n_annotators: int, n_classes: int, *, kind: CrowdLayerKind = "mw", sparse: bool | None = None
+    ) -> None:
         super().__init__()
         if n_annotators < 1 or n_classes < 2:
             raise ValueError(f"need n_annotators >= 1 and n_classes >= 2, got {n_annotators} and {n_classes}")
@@ -61,6 +73,7 @@ class CrowdLayer(nn.Module):
         self.n_annotators = int(n_annotators)
         self.n_classes = int(n_classes)
         self.kind = str(kind)
+        self.sparse = bool(confusion.SPARSE_BY_DEFAULT if sparse is None else sparse)
         m, k = self.n_annotators, self.n_classes
         shape = (m, k, k) if kind == "mw" else (m, k)
         self.weight = nn.Parameter(torch.empty(shape))
@@ -79,7 +92,9 @@ class CrowdLayer(nn.Module):
 
     def activation(self, probs: Tensor, annotators: Tensor) -> Tensor:
         """The pre-softmax activation ``a`` (E, K) for probabilities ``probs`` (E, K)."""
-        w = self.weight.index_select(0, annotators)
+        touched, inverse = torch.unique(annotators, return_inverse=True)
+        sparse = self.sparse and torch.is_grad_enabled() and self.weight.requires_grad
+        w = CF.gather_rows(self.weight, touched, sparse_grad=sparse, distinct=True).index_select(0, inverse)
         if self.kind == "mw":
             return torch.bmm(w, probs.unsqueeze(2)).squeeze(2)
         if self.kind == "vw":
@@ -102,6 +117,13 @@ class CrowdLayer(nn.Module):
         """
         return torch.log_softmax(self.activation(log_probs.exp(), annotators), dim=1)
 
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The optimizer group of ``weight``: ``lr``, no weight decay, ``"sparse": self.sparse``,
+        ``"base_lr": None`` (the trainer's schedule follows its ``confusion_lr``)."""
+        if not self.weight.requires_grad:  # frozen (e.g. the two-stage methods' fixed confusions)
+            return []
+        return [{"params": [self.weight], "lr": float(lr), "weight_decay": 0.0, "sparse": self.sparse, "base_lr": None}]
+
     def confusions(self) -> Tensor:
         """Implied confusions ``C_m[i, j] = softmax(a(e_j))_i``, shape (M, K, K); columns sum to 1."""
         m, k = self.n_annotators, self.n_classes
@@ -112,4 +134,4 @@ class CrowdLayer(nn.Module):
         return cols.reshape(m, k, k).transpose(1, 2)
 
     def extra_repr(self) -> str:
-        return f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, kind={self.kind!r}"
+        return f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, kind={self.kind!r}, sparse={self.sparse}"

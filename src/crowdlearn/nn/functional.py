@@ -17,7 +17,7 @@ None of these functions mutates its inputs.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -29,7 +29,9 @@ __all__ = [
     "Reduction",
     "annotator_log_probs",
     "coupled_cross_entropy",
+    "gather_rows",
     "log_confusions",
+    "logdet_gram",
     "logdet_volume_f",
     "logdet_volume_w",
     "trace_regularizer",
@@ -66,6 +68,60 @@ def log_confusions(logits: Tensor) -> Tensor:
     if logits.ndim != 3 or logits.shape[1] != logits.shape[2]:
         raise ValueError(f"confusion logits must have shape (M, K, K), got {tuple(logits.shape)}")
     return torch.log_softmax(logits, dim=1)
+
+
+def gather_rows(weight: Tensor, index: Tensor, *, sparse_grad: bool = False, distinct: bool = False) -> Tensor:
+    """Rows ``weight[index]`` of a per-annotator parameter, optionally with a sparse gradient.
+
+    Parameters
+    ----------
+    weight : Tensor of shape (M, ...)
+        A per-annotator parameter (e.g. confusion logits (M, K, K)).
+    index : Tensor of int64 of shape (U,)
+        The rows to take (e.g. the batch's distinct annotators).
+    sparse_grad : bool, default=False
+        When True the gradient reaching ``weight`` is a sparse COO tensor holding only the taken
+        rows (one sparse dimension, as ``nn.Embedding(sparse=True)`` gives), for a sparse
+        optimizer such as :class:`torch.optim.SparseAdam`; when False it is dense
+        (:meth:`torch.Tensor.index_select`).
+    distinct : bool, default=False
+        The caller guarantees ``index`` is sorted and without repeats (e.g. from
+        :func:`torch.unique`): the sparse gradient is then marked coalesced, so the optimizer
+        does not sort it again. Unchecked.
+
+    Returns
+    -------
+    Tensor of shape (U, ...)
+    """
+    if index.ndim != 1:
+        raise ValueError(f"index must be 1-d, got shape {tuple(index.shape)}")
+    if not sparse_grad:
+        return weight.index_select(0, index)
+    out: Tensor = _RowsWithSparseGrad.apply(weight, index, distinct)  # type: ignore[no-untyped-call]
+    return out
+
+
+class _RowsWithSparseGrad(torch.autograd.Function):
+    """``weight.index_select(0, index)`` whose gradient is a hybrid sparse COO tensor (one sparse
+    dimension, the rows; dense values of shape ``weight.shape[1:]``): the layout
+    ``nn.Embedding(sparse=True)`` gives, for a parameter of any rank (``F.embedding`` takes
+    2-d weights only, and :func:`torch.gather`'s ``sparse_grad`` is element-wise, an index per
+    entry, which makes :class:`torch.optim.SparseAdam`'s coalescing ``K^2`` times larger)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, index: Tensor, distinct: bool) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.shape = weight.shape
+        ctx.distinct = distinct
+        return weight.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (index,) = ctx.saved_tensors
+        out = torch.sparse_coo_tensor(
+            index.unsqueeze(0), grad, ctx.shape, check_invariants=False, is_coalesced=ctx.distinct
+        )
+        return out, None, None
 
 
 def annotator_log_probs(log_probs: Tensor, log_conf: Tensor, annotators: Tensor) -> Tensor:
@@ -152,6 +208,24 @@ def _ridge_logdet(gram: Tensor, eps: float) -> Tensor:
     sign, logabsdet = torch.linalg.slogdet(g)
     # gram + eps*I is symmetric positive definite; a non-positive sign means the input was not finite
     return torch.where(sign > 0, logabsdet, torch.full_like(logabsdet, float("nan"))).to(gram.dtype)
+
+
+def logdet_gram(gram: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor:
+    """``log det(gram + eps I)`` of a symmetric positive semi-definite ``K x K`` Gram matrix.
+
+    Parameters
+    ----------
+    gram : Tensor of shape (K, K)
+    eps : float, default=DEFAULT_RIDGE (1e-6)
+
+    Returns
+    -------
+    Tensor
+        Scalar, ``gram``'s dtype (computed in float64).
+    """
+    if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
+        raise ValueError(f"gram must have shape (K, K), got {tuple(gram.shape)}")
+    return _ridge_logdet(gram, eps)
 
 
 def logdet_volume_f(probs: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor:

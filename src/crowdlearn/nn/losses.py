@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from crowdlearn.nn import functional as CF
@@ -56,10 +57,9 @@ def label_nll(
     ValueError
         The batch has no observed labels.
     """
-    logp = model.crowd_log_probs(logits, rows, annotators, representation)  # (E, K)
-    if logp.shape[0] == 0:
+    if rows.shape[0] == 0:
         raise ValueError("the batch has no observed labels; cannot compute the loss")
-    return -logp.gather(1, labels.unsqueeze(1)).squeeze(1)
+    return -model.label_log_probs(logits, rows, annotators, labels, representation)
 
 
 class Regularizer:
@@ -108,6 +108,17 @@ def _confusions(model: CrowdModel) -> Tensor:
     return out
 
 
+def _cached(model: CrowdModel, what: str) -> Tensor | None:
+    """The head's cached sum ``what`` (``volume_gram`` or ``trace_sum``) when it is sparse and
+    has had a forward pass (exact value, gradient through the batch's annotators), else None."""
+    head = model.head
+    get = getattr(head, what, None)
+    if not (getattr(head, "sparse", False) and callable(get) and getattr(head, "_touched", None) is not None):
+        return None
+    out: Tensor = get()
+    return out
+
+
 class _LogDetRegularizer(Regularizer):
     """A log-determinant term with its ridge ``eps`` (``log det(G + eps I)``)."""
 
@@ -132,20 +143,35 @@ class LogDetVolumeW(_LogDetRegularizer):
     """GeoCrowdNet(W)'s term ``-log det(W^T W + eps I)``, ``W`` (MK, K) the stacked confusions.
 
     Ibrahim, Nguyen & Fu (ICLR 2023). See :func:`crowdlearn.nn.functional.logdet_volume_w`.
+    With a sparse head (:class:`~crowdlearn.nn.ConfusionMatrices` with ``sparse=True``) ``W^T W``
+    is the head's cached :meth:`~crowdlearn.nn.ConfusionMatrices.volume_gram` (the same value;
+    the gradient reaches the batch's annotators only, ``O(U K^3)`` per step); otherwise it is
+    formed from all ``M`` confusions at every step.
     """
 
     name = "logdet_w"
 
     def __call__(self, model: CrowdModel, logits: Tensor) -> Tensor:
+        gram = _cached(model, "volume_gram")
+        if gram is not None:
+            return -CF.logdet_gram(gram, eps=self.eps).to(torch.float32)
         return -CF.logdet_volume_w(_confusions(model), eps=self.eps)
 
 
 class TraceRegularizer(Regularizer):
-    """TraceReg's term ``sum_m trace(A_m)`` (Tanno et al., CVPR 2019)."""
+    """TraceReg's term ``sum_m trace(A_m)`` (Tanno et al., CVPR 2019).
+
+    With a sparse head the sum is the head's cached
+    :meth:`~crowdlearn.nn.ConfusionMatrices.trace_sum` (the same value; the gradient reaches the
+    batch's annotators only); otherwise it is formed from all ``M`` confusions at every step.
+    """
 
     name = "trace"
 
     def __call__(self, model: CrowdModel, logits: Tensor) -> Tensor:
+        total = _cached(model, "trace_sum")
+        if total is not None:
+            return total.to(torch.float32)
         return CF.trace_regularizer(_confusions(model))
 
 

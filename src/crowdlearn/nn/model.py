@@ -96,6 +96,34 @@ class CrowdModel(nn.Module):
         out = self.head(log_probs, annotators, rows=rows, representation=self._rows_of(representation, rows), **kwargs)
         return out
 
+    def label_log_probs(
+        self,
+        logits: Tensor,
+        rows: Tensor,
+        annotators: Tensor,
+        labels: Tensor,
+        representation: Tensor | None = None,
+    ) -> Tensor:
+        """Log probability of each observed label, ``log P(annotator m_e says y_e | x_e)``, shape (E,).
+
+        ``crowd_log_probs(...)`` at the labels. A head with ``label_log_probs(log_probs (E, K),
+        annotators (E,), labels (E,)) -> (E,)`` (and no need for the representation) computes
+        only the label's entry (:class:`~crowdlearn.nn.ConfusionMatrices`: ``O(E K)`` instead of
+        ``O(E K^2)``).
+
+        Parameters
+        ----------
+        logits : Tensor of shape (B, K)
+        rows, annotators, labels : Tensor of int64 of shape (E,)
+        representation : Tensor of shape (B, H), optional
+        """
+        own = getattr(self.head, "label_log_probs", None)
+        if callable(own) and not self.needs_representation:
+            out: Tensor = own(logits.float().log_softmax(dim=1).index_select(0, rows), annotators, labels)
+            return out
+        logp = self.crowd_log_probs(logits, rows, annotators, representation)  # (E, K)
+        return logp.gather(1, labels.unsqueeze(1)).squeeze(1)
+
     def _rows_of(self, representation: Tensor | None, rows: Tensor) -> Tensor:
         if representation is None:
             raise ValueError(

@@ -247,6 +247,9 @@ class Trainer:
         self.history = History()
         self.stop_training = False
         self.generator = torch.Generator().manual_seed(self.random_state)
+        head: Any = self.model.head
+        if self.data_parallel and getattr(head, "sparse", False):
+            head.sparse = False  # DDP all-reduces dense gradients
         self.optimizer = self.make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self._good_state: dict[str, Tensor] | None = None
@@ -258,12 +261,23 @@ class Trainer:
     def make_optimizer(self) -> torch.optim.Optimizer:
         """Adam: the backbone's group (lr, weight decay), then the head's groups.
 
+        A head group with ``"sparse": True`` (a :class:`~crowdlearn.nn.ConfusionMatrices`
+        head with ``sparse=True``, the default) is stepped by :class:`torch.optim.SparseAdam`
+        (lazy Adam: an annotator absent from the batch keeps its logits and moments), the
+        others by :class:`torch.optim.Adam`, through one
+        :class:`~crowdlearn.train.optim.AdamWithSparse` (sparse groups last). In a distributed
+        run the heads are made dense first (``head.sparse = False``; DDP averages dense
+        gradients). A head without ``param_groups`` gets one dense group, and its sparse layers
+        (e.g. a ``ConfusionMatrices`` inside it) are made dense.
+
         The head's groups are ``head.param_groups(confusion_lr)`` when the head defines it (a
         list of dicts with ``"params"``, ``"lr"`` and ``"weight_decay"``; every trainable head
         parameter in exactly one), else one group of all its parameters at ``confusion_lr``
         without decay (decay would pull the confusion logits toward uniform columns). The
         ``schedule`` factor multiplies ``self.lr`` (backbone), ``self.confusion_lr`` (the default
-        head group) or a head group's own ``"base_lr"`` (its ``lr`` as the head gave it).
+        head group, and a head group given with ``"base_lr": None``, as the confusion and
+        CrowdLayer heads give theirs) or a head group's own ``"base_lr"`` (its ``lr`` as the
+        head gave it, when it gives no ``"base_lr"``).
         """
         head_params = [p for p in self.model.head.parameters() if p.requires_grad]
         head_ids = {id(p) for p in head_params}
@@ -278,10 +292,20 @@ class Trainer:
                     f"{type(self.model.head).__name__}.param_groups() must put every trainable head parameter "
                     "in exactly one group, each with 'params', 'lr' and 'weight_decay'"
                 )
-            groups += [dict(g, base_lr=float(g["lr"])) for g in head_groups]
+            groups += [dict(g, base_lr=g["base_lr"] if "base_lr" in g else float(g["lr"])) for g in head_groups]
         elif head_params:
+            layer: Any
+            for layer in self.model.head.modules():  # a sparse layer inside a head without groups: dense
+                if getattr(layer, "sparse", False) is True:
+                    layer.sparse = False
             groups.append({"params": head_params, "lr": self.confusion_lr, "weight_decay": 0.0})
-        return torch.optim.Adam(groups)
+        sparse = [g for g in groups if g.get("sparse")]
+        if not sparse:
+            return torch.optim.Adam([{k: v for k, v in g.items() if k != "sparse"} for g in groups])
+        from crowdlearn.train.optim import AdamWithSparse
+
+        dense = [g for g in groups if not g.get("sparse")]
+        return AdamWithSparse(dense, sparse)
 
     def lr_factor(self, epoch: int) -> float:
         """Learning-rate multiplier of ``epoch`` under ``schedule``."""
@@ -424,7 +448,9 @@ class Trainer:
                 self._good_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.history.new_epoch(epoch)
                 for i, group in enumerate(self.optimizer.param_groups):  # base_lr: see make_optimizer
-                    base = group.get("base_lr", self.lr if i == 0 else self.confusion_lr)
+                    base = group.get("base_lr")
+                    if base is None:
+                        base = self.lr if i == 0 else self.confusion_lr
                     group["lr"] = float(base) * self.lr_factor(epoch)
                 self.notify("on_epoch_begin", epoch)
                 self.run_epoch(inputs, annotations, labelled, epoch)

@@ -104,7 +104,7 @@ class CrowdARHead(nn.Module):
         super().__init__()
         if representation_dim < 1 or hidden < 1:
             raise ValueError(f"need representation_dim >= 1 and hidden >= 1, got {representation_dim} and {hidden}")
-        self.annotation = CrowdLayer(n_annotators, n_classes, kind="mw")
+        self.annotation = CrowdLayer(n_annotators, n_classes, kind="mw", sparse=False)
         self.n_annotators = self.annotation.n_annotators
         self.n_classes = self.annotation.n_classes
         self.representation_dim = int(representation_dim)
