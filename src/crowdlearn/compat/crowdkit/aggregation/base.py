@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["BaseClassificationAggregator"]
+__all__ = ["BaseClassificationAggregator", "ProbasAggregator"]
 
 
 class BaseClassificationAggregator:
@@ -26,7 +26,9 @@ class BaseClassificationAggregator:
 
     def fit_predict(self, data: pd.DataFrame) -> pd.Series:
         """Fit and return ``labels_``."""
-        raise NotImplementedError
+        self.fit(data)
+        assert self.labels_ is not None
+        return self.labels_
 
     def _params(self) -> dict[str, Any]:
         """Constructor parameters (public attributes without a trailing underscore)."""
@@ -35,3 +37,21 @@ class BaseClassificationAggregator:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
         return f"{type(self).__name__}({args})"
+
+
+class ProbasAggregator(BaseClassificationAggregator):
+    """A classification aggregator with per-task class probabilities ``probas_``.
+
+    Attributes
+    ----------
+    probas_ : DataFrame or None
+        Indexed by ``task``, one column per label.
+    """
+
+    probas_: pd.DataFrame | None = None
+
+    def fit_predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Fit and return ``probas_``."""
+        self.fit(data)
+        assert self.probas_ is not None
+        return self.probas_

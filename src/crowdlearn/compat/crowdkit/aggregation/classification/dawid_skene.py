@@ -15,7 +15,7 @@ from crowdlearn.aggregate.base import FloatArray, label_matrix, normalise_column
 from crowdlearn.aggregate.dawid_skene import ds_m_step, one_coin_confusions
 from crowdlearn.annotations import Annotations
 from crowdlearn.compat.crowdkit import _frame
-from crowdlearn.compat.crowdkit.aggregation.base import BaseClassificationAggregator
+from crowdlearn.compat.crowdkit.aggregation.base import ProbasAggregator
 
 __all__ = ["DawidSkene", "OneCoinDawidSkene"]
 
@@ -75,7 +75,7 @@ def _clamp(T: FloatArray, known: npt.NDArray[np.int64] | None) -> FloatArray:
     return T
 
 
-class _EMFrames(BaseClassificationAggregator):
+class _EMFrames(ProbasAggregator):
     """Empty-input results shared by the two Dawid-Skene classes."""
 
     probas_: pd.DataFrame | None
@@ -314,15 +314,3 @@ class OneCoinDawidSkene(_EMFrames):
         self._results(ann, T, errors_frame(ann, conf), est.log_likelihood_)
         self.skills_ = _frame.worker_series(ann, p, "skill")
         return self
-
-    def fit_predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Fit and return ``probas_``."""
-        self.fit(data)
-        assert self.probas_ is not None
-        return self.probas_
-
-    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
-        """Fit and return ``labels_``."""
-        self.fit(data)
-        assert self.labels_ is not None
-        return self.labels_

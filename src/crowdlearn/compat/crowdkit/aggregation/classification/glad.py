@@ -10,7 +10,7 @@ import pandas as pd
 from crowdlearn.aggregate import GLAD as _GLADNative
 from crowdlearn.annotations import Annotations
 from crowdlearn.compat.crowdkit import _frame
-from crowdlearn.compat.crowdkit.aggregation.base import BaseClassificationAggregator
+from crowdlearn.compat.crowdkit.aggregation.base import ProbasAggregator
 from crowdlearn.compat.crowdkit.aggregation.classification.dawid_skene import _CrowdKitRule
 
 __all__ = ["GLAD"]
@@ -37,7 +37,7 @@ def _one_mean(value: Any, name: str) -> float:
     return float(value)
 
 
-class GLAD(BaseClassificationAggregator):
+class GLAD(ProbasAggregator):
     r"""GLAD (crowd-kit API): worker expertise :math:`\alpha` and task difficulty :math:`e^{\beta}`.
 
     Runs :class:`crowdlearn.aggregate.GLAD` (vectorized EM with a block-Newton M-step);
@@ -131,15 +131,3 @@ class GLAD(BaseClassificationAggregator):
         self.betas_ = pd.Series(np.log(est.betas_), index=_frame.id_index(ann.item_ids, "task"), name="beta")
         self.loss_history_ = [ll / ann.n_labels for ll in est.log_likelihood_]
         return self
-
-    def fit_predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Fit and return ``probas_``."""
-        self.fit(data)
-        assert self.probas_ is not None
-        return self.probas_
-
-    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
-        """Fit and return ``labels_``."""
-        self.fit(data)
-        assert self.labels_ is not None
-        return self.labels_

@@ -8,12 +8,12 @@ import pandas as pd
 
 from crowdlearn.aggregate import MACE as _MACE
 from crowdlearn.compat.crowdkit import _frame
-from crowdlearn.compat.crowdkit.aggregation.base import BaseClassificationAggregator
+from crowdlearn.compat.crowdkit.aggregation.base import ProbasAggregator
 
 __all__ = ["MACE"]
 
 
-class MACE(BaseClassificationAggregator):
+class MACE(ProbasAggregator):
     r"""MACE (crowd-kit API) on :class:`crowdlearn.aggregate.MACE`.
 
     ``method="vb"``: variational Bayes with a Beta(``alpha``, ``beta``) competence prior (crowdlearn's
@@ -103,15 +103,3 @@ class MACE(BaseClassificationAggregator):
         self.spamming_ = np.column_stack([1.0 - est.competences_, est.competences_])
         self.thetas_ = est.strategies_
         return self
-
-    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
-        """Fit and return ``labels_``."""
-        self.fit(data)
-        assert self.labels_ is not None
-        return self.labels_
-
-    def fit_predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Fit and return ``probas_``."""
-        self.fit(data)
-        assert self.probas_ is not None
-        return self.probas_
