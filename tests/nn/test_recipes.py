@@ -10,7 +10,7 @@ import pytest
 from crowdlearn import Annotations
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.nn import get_method
-from crowdlearn.nn.methods._builtin import COSINE_DS_RECIPE, FAST_DS_MIXUP_RECIPE
+from crowdlearn.nn.methods._builtin import COSINE_DS_RECIPE, COSINE_RECIPE, FAST_DS_MIXUP_RECIPE
 from crowdlearn.nn.registry import BASE_TRAINING, MethodSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -61,6 +61,11 @@ def test_tracereg_carries_the_fast_ds_mixup_recipe() -> None:
     assert dict(get_method("tracereg").recipe) == FAST_DS_MIXUP_RECIPE
 
 
+def test_crowdlayer_mw_carries_the_cosine_recipe_without_ds() -> None:
+    assert dict(get_method("crowdlayer-mw").recipe) == COSINE_RECIPE
+    assert "init" not in COSINE_RECIPE  # CrowdLayer accepts only the identity init
+
+
 def test_estimator_uses_the_recipe_where_a_parameter_is_none(tmp_path: Path) -> None:
     X, ann = _crowd()
     clf = CrowdClassifier(method="geocrowdnet-f", epochs=3, validation="none").fit(X, ann)
@@ -101,7 +106,7 @@ def test_the_recipe_changes_the_fit() -> None:
 
 def test_a_method_without_recipe_trains_at_the_base_values() -> None:
     X, ann = _crowd()
-    clf = CrowdClassifier(method="crowdlayer-mw", epochs=2, validation="none").fit(X, ann)
+    clf = CrowdClassifier(method="crowdlayer-vw", epochs=2, validation="none").fit(X, ann)
     assert clf.training_params_ == {**BASE_TRAINING, "epochs": 2}
 
 
