@@ -10,7 +10,7 @@ import pytest
 from crowdlearn import Annotations
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.nn import get_method
-from crowdlearn.nn.methods._builtin import COSINE_DS_RECIPE, COSINE_RECIPE, FAST_DS_MIXUP_RECIPE
+from crowdlearn.nn.methods._recipes import COSINE_DS_RECIPE, COSINE_RECIPE, FAST_DS_MIXUP_RECIPE, FAST_MIXUP_RECIPE
 from crowdlearn.nn.registry import BASE_TRAINING, MethodSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -59,6 +59,16 @@ def test_the_measured_methods_carry_the_cosine_ds_recipe(method: str) -> None:
 
 def test_tracereg_carries_the_fast_ds_mixup_recipe() -> None:
     assert dict(get_method("tracereg").recipe) == FAST_DS_MIXUP_RECIPE
+
+
+@pytest.mark.parametrize("method", ["madl", "conal"])
+def test_madl_and_conal_carry_the_fast_mixup_recipe(method: str) -> None:
+    assert dict(get_method(method).recipe) == FAST_MIXUP_RECIPE
+
+
+@pytest.mark.parametrize("method", ["annot-mix", "max-mig"])
+def test_the_methods_whose_base_values_won_have_no_recipe(method: str) -> None:
+    assert dict(get_method(method).recipe) == {}
 
 
 def test_crowdlayer_mw_carries_the_cosine_recipe_without_ds() -> None:

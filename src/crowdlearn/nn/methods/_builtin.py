@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from crowdlearn.nn.methods._recipes import COSINE_DS_RECIPE, COSINE_RECIPE, FAST_DS_MIXUP_RECIPE
 from crowdlearn.nn.registry import DEFAULT_RIDGE, HeadContext, MethodParam, MethodSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,18 +67,6 @@ _CROWDLAYER_FORMS = {
     "vw": "``a_m(p) = w_m * p`` (ones init)",
     "vb": "``a_m(p) = p + b_m`` (zeros init)",
 }
-
-#: The default recipe chosen by benchmarks/real.py --grid defaults (docs/training.md, "Default
-#: recipes"): Adam at 1e-2 with a cosine schedule over 50 epochs, batch 64, no weight decay,
-#: confusions initialised at a smoothed Dawid-Skene's -- the best mean test accuracy under
-#: crowd-only selection over Music (no truth), LabelMe and the simulated designs for CCEM,
-#: GeoCrowdNet(F) and GeoCrowdNet(W); without the DS init (its head has none) for CrowdLayer MW.
-COSINE_RECIPE: dict[str, Any] = {"lr": 1e-2, "schedule": "cosine", "epochs": 50, "batch_size": 64, "weight_decay": 0.0}
-COSINE_DS_RECIPE: dict[str, Any] = {**COSINE_RECIPE, "init": "ds"}
-
-#: The other candidate that won for a method (TraceReg): Adam at 1e-2, DS init, input mixup 0.2
-#: (the best Music row of benchmarks/music.py), the other values the base ones.
-FAST_DS_MIXUP_RECIPE: dict[str, Any] = {"lr": 1e-2, "init": "ds", "mixup": 0.2}
 
 SPECS: tuple[MethodSpec, ...] = (
     MethodSpec(

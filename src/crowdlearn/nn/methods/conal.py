@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from crowdlearn.nn.methods._recipes import FAST_MIXUP_RECIPE
 from crowdlearn.nn.registry import HeadContext, MethodParam, MethodSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,6 +62,7 @@ SPECS: tuple[MethodSpec, ...] = (
         inits=("identity",),
         needs_representation=True,
         instance_dependent=True,
+        recipe=FAST_MIXUP_RECIPE,
         citation="Chu, Ma & Wang, AAAI 2021",
     ),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from crowdlearn.nn.methods._recipes import FAST_MIXUP_RECIPE
 from crowdlearn.nn.registry import HeadContext, MethodParam, MethodSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,6 +79,7 @@ SPECS: tuple[MethodSpec, ...] = (
         needs_representation=True,
         instance_dependent=True,
         make_criterion=_criterion,
+        recipe=FAST_MIXUP_RECIPE,
         citation=CITATION,
     ),
 )

@@ -1,0 +1,25 @@
+"""The default training recipes of the methods (``MethodSpec.recipe``).
+
+Each was chosen by ``benchmarks/real.py --grid defaults`` (docs/training.md and
+docs/benchmarks.md, "Default recipes"): among three candidates, the best mean test accuracy under
+crowd-only selection (held-out crowd-label NLL picks the epoch) over Music without truth, LabelMe
+and the simulated F-SSC and control designs, 3 seeds. The candidates: the base values
+(:data:`crowdlearn.nn.registry.BASE_TRAINING`), lr 1e-2 with input mixup 0.2 (and DS init where
+the head has one), and the Annot-Mix/MaDL code's lr 1e-2 + cosine schedule over 50 epochs, batch
+64, no weight decay (and DS init where the head has one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["COSINE_DS_RECIPE", "COSINE_RECIPE", "FAST_DS_MIXUP_RECIPE", "FAST_MIXUP_RECIPE"]
+
+#: Adam at 1e-2 with a cosine schedule over 50 epochs, batch 64, no weight decay: CrowdLayer MW.
+COSINE_RECIPE: dict[str, Any] = {"lr": 1e-2, "schedule": "cosine", "epochs": 50, "batch_size": 64, "weight_decay": 0.0}
+#: The same, confusions started at a smoothed Dawid-Skene's: CCEM, GeoCrowdNet(F) and (W).
+COSINE_DS_RECIPE: dict[str, Any] = {**COSINE_RECIPE, "init": "ds"}
+#: Adam at 1e-2 (constant) with input mixup 0.2, the other values the base ones: MaDL, CoNAL.
+FAST_MIXUP_RECIPE: dict[str, Any] = {"lr": 1e-2, "mixup": 0.2}
+#: The same with DS-initialised confusions: TraceReg.
+FAST_DS_MIXUP_RECIPE: dict[str, Any] = {**FAST_MIXUP_RECIPE, "init": "ds"}
