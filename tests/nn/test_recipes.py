@@ -52,7 +52,7 @@ def test_recipe_is_checked_and_frozen() -> None:
         spec.recipe["lr"] = 2.0  # type: ignore[index]
 
 
-@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w"])
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w", "union-net-b"])
 def test_the_measured_methods_carry_the_cosine_ds_recipe(method: str) -> None:
     assert dict(get_method(method).recipe) == COSINE_DS_RECIPE
 
@@ -61,18 +61,19 @@ def test_tracereg_carries_the_fast_ds_mixup_recipe() -> None:
     assert dict(get_method("tracereg").recipe) == FAST_DS_MIXUP_RECIPE
 
 
-@pytest.mark.parametrize("method", ["madl", "conal"])
+@pytest.mark.parametrize("method", ["madl", "conal", "crowdlayer-vb"])
 def test_madl_and_conal_carry_the_fast_mixup_recipe(method: str) -> None:
     assert dict(get_method(method).recipe) == FAST_MIXUP_RECIPE
 
 
-@pytest.mark.parametrize("method", ["annot-mix", "max-mig"])
+@pytest.mark.parametrize("method", ["annot-mix", "max-mig", "union-net-a", "mbem", "ds-train", "ce"])
 def test_the_methods_whose_base_values_won_have_no_recipe(method: str) -> None:
     assert dict(get_method(method).recipe) == {}
 
 
-def test_crowdlayer_mw_carries_the_cosine_recipe_without_ds() -> None:
-    assert dict(get_method("crowdlayer-mw").recipe) == COSINE_RECIPE
+@pytest.mark.parametrize("method", ["crowdlayer-mw", "crowdlayer-vw", "crowdar", "mv-train"])
+def test_the_cosine_recipe_without_ds(method: str) -> None:
+    assert dict(get_method(method).recipe) == COSINE_RECIPE
     assert "init" not in COSINE_RECIPE  # CrowdLayer accepts only the identity init
 
 
@@ -116,7 +117,7 @@ def test_the_recipe_changes_the_fit() -> None:
 
 def test_a_method_without_recipe_trains_at_the_base_values() -> None:
     X, ann = _crowd()
-    clf = CrowdClassifier(method="crowdlayer-vw", epochs=2, validation="none").fit(X, ann)
+    clf = CrowdClassifier(method="union-net-a", epochs=2, validation="none").fit(X, ann)
     assert clf.training_params_ == {**BASE_TRAINING, "epochs": 2}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from crowdlearn.nn.methods._recipes import COSINE_DS_RECIPE, COSINE_RECIPE, FAST_DS_MIXUP_RECIPE
+from crowdlearn.nn.methods._recipes import COSINE_DS_RECIPE, COSINE_RECIPE, FAST_DS_MIXUP_RECIPE, FAST_MIXUP_RECIPE
 from crowdlearn.nn.registry import DEFAULT_RIDGE, HeadContext, MethodParam, MethodSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -120,7 +120,7 @@ SPECS: tuple[MethodSpec, ...] = (
             "``confusions_`` are the implied ``C_m[:, j] = softmax(a_m(e_j))``",
             _crowdlayer_head(kind),
             inits=("identity",),
-            recipe=COSINE_RECIPE if kind == "mw" else {},  # VW and VB: not measured yet
+            recipe=FAST_MIXUP_RECIPE if kind == "vb" else COSINE_RECIPE,
             citation="Rodrigues & Pereira, AAAI 2018",
         )
         for kind in ("mw", "vw", "vb")  # crowdlearn.nn.CROWDLAYER_KINDS (a test checks they agree)

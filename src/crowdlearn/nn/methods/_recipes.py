@@ -1,4 +1,5 @@
-"""The default training recipes of the methods (``MethodSpec.recipe``).
+"""The default training recipes of the methods (``MethodSpec.recipe``; a method without one --
+Annot-Mix, Max-MIG, Union-Net A, MBEM, ds-train, ce -- trains at the base values, its best).
 
 Each was chosen by ``benchmarks/real.py --grid defaults`` (docs/training.md and
 docs/benchmarks.md, "Default recipes"): among three candidates, the best mean test accuracy under
@@ -15,11 +16,13 @@ from typing import Any
 
 __all__ = ["COSINE_DS_RECIPE", "COSINE_RECIPE", "FAST_DS_MIXUP_RECIPE", "FAST_MIXUP_RECIPE"]
 
-#: Adam at 1e-2 with a cosine schedule over 50 epochs, batch 64, no weight decay: CrowdLayer MW.
+#: Adam at 1e-2 with a cosine schedule over 50 epochs, batch 64, no weight decay: CrowdLayer MW and
+#: VW, CrowdAR, mv-train (heads without a DS init).
 COSINE_RECIPE: dict[str, Any] = {"lr": 1e-2, "schedule": "cosine", "epochs": 50, "batch_size": 64, "weight_decay": 0.0}
-#: The same, confusions started at a smoothed Dawid-Skene's: CCEM, GeoCrowdNet(F) and (W).
+#: The same, confusions started at a smoothed Dawid-Skene's: CCEM, GeoCrowdNet(F) and (W), Union-Net B.
 COSINE_DS_RECIPE: dict[str, Any] = {**COSINE_RECIPE, "init": "ds"}
-#: Adam at 1e-2 (constant) with input mixup 0.2, the other values the base ones: MaDL, CoNAL.
+#: Adam at 1e-2 (constant) with input mixup 0.2, the other values the base ones: MaDL, CoNAL,
+#: CrowdLayer VB.
 FAST_MIXUP_RECIPE: dict[str, Any] = {"lr": 1e-2, "mixup": 0.2}
 #: The same with DS-initialised confusions: TraceReg.
 FAST_DS_MIXUP_RECIPE: dict[str, Any] = {**FAST_MIXUP_RECIPE, "init": "ds"}

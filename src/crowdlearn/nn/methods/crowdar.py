@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from crowdlearn.nn.methods._recipes import COSINE_RECIPE
 from crowdlearn.nn.registry import HeadContext, MethodParam, MethodSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,6 +61,7 @@ SPECS: tuple[MethodSpec, ...] = (
         inits=("identity",),
         needs_representation=True,
         make_criterion=_criterion,
+        recipe=COSINE_RECIPE,
         citation="Cao, Chen, Huang, Shen & Huang, SIGIR 2023",
     ),
 )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crowdlearn.nn.methods._recipes import COSINE_RECIPE
 from crowdlearn.nn.registry import HeadContext, MethodParam, MethodSpec, Targets, TargetsContext
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,6 +76,7 @@ SPECS: tuple[MethodSpec, ...] = (
         inits=("identity",),
         make_criterion=soft_target_criterion,
         targets=_aggregate("mv"),
+        recipe=COSINE_RECIPE,
         citation="the two-stage baseline, e.g. Rodrigues & Pereira, AAAI 2018",
     ),
     MethodSpec(

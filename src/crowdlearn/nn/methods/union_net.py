@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from crowdlearn.nn.methods._recipes import COSINE_DS_RECIPE
 from crowdlearn.nn.registry import HeadContext, MethodParam, MethodSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +65,7 @@ SPECS: tuple[MethodSpec, ...] = (
         _head("b"),
         params=(_EPSILON,),
         make_criterion=_criterion,
+        recipe=COSINE_DS_RECIPE,
         citation=_CITATION,
     ),
 )
