@@ -1090,7 +1090,7 @@ class CrowdClassifier(ParamsMixin):
         was = backbone.training
         backbone.eval()
         with torch.no_grad():
-            out, rep = probe.forward_features(inputs.get(idx)) if needs else (probe(inputs.get(idx)), None)
+            out, rep = probe.head_inputs(inputs.get(idx))
         backbone.train(was)
         if out.ndim != 2 or out.shape[1] != k:
             raise ValueError(
@@ -1301,11 +1301,10 @@ class CrowdClassifier(ParamsMixin):
                 batch = make_batch(inputs, crowd, np.arange(start, min(start + bs, crowd.n_items), dtype=np.int64))
                 if batch.labels.numel() == 0:
                     continue
-                x = batch.x.to(device)
-                logits, rep = model.forward_features(x) if model.needs_representation else (model(x), None)
-                rows, annotators = batch.rows.to(device), batch.annotators.to(device)
-                logp = model.crowd_log_probs(logits.float(), rows, annotators, rep)
-                total += float(logp.gather(1, batch.labels.to(device).unsqueeze(1)).sum())
+                batch = batch.to(device)
+                logits, rep = model.head_inputs(batch.x)
+                logp = model.label_log_probs(logits, batch.rows, batch.annotators, batch.labels, rep)
+                total += float(logp.sum())
                 count += int(batch.labels.numel())
         return total / count
 
@@ -1401,7 +1400,7 @@ class CrowdClassifier(ParamsMixin):
             "annotator_counts": self.annotator_counts_.tolist(),
             "best_epoch": self.best_epoch_,
             "history": self.history_.without_batches().to_list(),
-            "training": getattr(self, "training_params_", self._shown_training()),
+            "training": getattr(self, "training_params_", None) or self._shown_training(),
         }
         findings: ModelCheck | None = getattr(self, "findings_", None)
         if findings is not None:  # optional: files written before the post-fit checks lack it

@@ -219,8 +219,7 @@ def majority_votes(annotations: Annotations) -> npt.NDArray[np.float64]:
         Row ``n``: ``1/t`` on each of the ``t`` classes with the most labels of item ``n``,
         0 elsewhere; all zeros for an item without labels.
     """
-    N, K = annotations.n_items, annotations.n_classes
-    counts = np.bincount(annotations.items * K + annotations.labels, minlength=N * K).reshape(N, K)
+    counts = annotations.vote_counts()
     top = (counts == counts.max(axis=1, keepdims=True)) & (counts > 0)
     ties = top.sum(axis=1, keepdims=True)
     votes: npt.NDArray[np.float64] = np.where(top, 1.0 / np.maximum(ties, 1), 0.0)

@@ -63,6 +63,13 @@ class CrowdModel(nn.Module):
         logits, rep = get(x)
         return logits, rep
 
+    def head_inputs(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, K) and, only when the head asks for it (:attr:`needs_representation`), the
+        item representation (B, H); otherwise ``(logits, None)`` without computing one."""
+        if self.needs_representation:
+            return self.forward_features(x)
+        return self.forward(x), None
+
     def crowd_log_probs(
         self,
         logits: Tensor,

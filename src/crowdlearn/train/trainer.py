@@ -557,7 +557,7 @@ class Trainer:
             out: dict[str, Tensor] = self._ddp(x, loss_fn)
             return out
         with self.autocast():
-            logits, rep = _model_outputs(self.model, x)
+            logits, rep = self.model.head_inputs(x)
         return loss_fn(logits, rep)
 
     def _sync_values(self, values: dict[str, float], epoch: int, batch_index: int) -> dict[str, float]:
@@ -651,14 +651,13 @@ class Trainer:
     def validation_step(self, batch: Batch, y: Tensor | None) -> dict[str, float]:
         """Sums over one validation batch: ``loss_sum``, ``n`` and (with truth) ``correct``."""
         with self.autocast():
-            logits, rep = _model_outputs(self.model, batch.x) if y is None else (self.model(batch.x), None)
+            logits, rep = self.model.head_inputs(batch.x) if y is None else (self.model(batch.x), None)
         logits = logits.float()
         if y is not None:
             loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
             correct = (logits.argmax(1) == y).sum()
             return {"loss_sum": float(loss), "n": float(len(y)), "correct": float(correct)}
-        logp = self.model.crowd_log_probs(logits, batch.rows, batch.annotators, rep)
-        nll = -logp.gather(1, batch.labels.unsqueeze(1)).sum()
+        nll = -self.model.label_log_probs(logits, batch.rows, batch.annotators, batch.labels, rep).sum()
         return {"loss_sum": float(nll), "n": float(batch.labels.numel())}
 
     def run_validation(self, valid: ValidationSet) -> dict[str, float]:
@@ -714,12 +713,5 @@ class _LossForward(torch.nn.Module):
 
     def forward(self, x: Tensor, loss_fn: LossFn) -> dict[str, Tensor]:
         with self.autocast():
-            logits, rep = _model_outputs(self.model, x)
+            logits, rep = self.model.head_inputs(x)
         return loss_fn(logits, rep)
-
-
-def _model_outputs(model: CrowdModel, x: Tensor) -> tuple[Tensor, Tensor | None]:
-    """Logits and, only when the head asks for it, the item representation."""
-    if model.needs_representation:
-        return model.forward_features(x)
-    return model(x), None
