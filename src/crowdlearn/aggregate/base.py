@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,8 @@ __all__ = [
     "check_in",
     "check_number",
     "check_random_state",
+    "clamped_posterior",
+    "known_label_array",
     "label_matrix",
     "posterior_from_log",
 ]
@@ -139,6 +141,74 @@ def posterior_from_log(log_joint: FloatArray) -> tuple[FloatArray, FloatArray]:
     return log_joint, shift + np.log(norm)
 
 
+def known_label_array(known_labels: Any, ann: Annotations) -> IntArray | None:
+    """Normalise ``known_labels`` to an int array (n_items,) with -1 where unknown.
+
+    Accepts ``None``; an array-like of class indices of shape (n_items,) with -1 for unknown
+    items; or a :class:`pandas.Series` / mapping from item id to class id.
+    """
+    if known_labels is None:
+        return None
+    if isinstance(known_labels, (pd.Series, dict)):
+        s = pd.Series(known_labels)
+        out = np.full(ann.n_items, -1, dtype=np.int64)
+        out[ann.item_index(s.index.tolist())] = ann.class_index(s.tolist())
+        return out
+    arr = np.asarray(known_labels)
+    if arr.shape != (ann.n_items,) or arr.dtype.kind not in "iu":
+        raise AnnotationsError(
+            f"known_labels must be an int array of shape ({ann.n_items},) with -1 for unknown items "
+            f"(or a Series item id -> class id); got dtype {arr.dtype} and shape {arr.shape}"
+        )
+    bad = (arr < -1) | (arr >= ann.n_classes)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise AnnotationsError(
+            f"known_labels[{pos}] = {int(arr[pos])} is not a class index in [0, {ann.n_classes}) or -1 (unknown)"
+        )
+    return arr.astype(np.int64)
+
+
+def clamped_posterior(log_joint: FloatArray, known: IntArray | None) -> tuple[FloatArray, float]:
+    """Posterior and log-likelihood with the gold items' posteriors clamped to their class.
+
+    Parameters
+    ----------
+    log_joint : ndarray of shape (n_items, n_classes)
+        ``log prior_j + log p(labels of item n | true class j)``; overwritten by the posterior.
+    known : ndarray of int of shape (n_items,) or None
+        Gold class of each item, -1 where unknown.
+
+    Returns
+    -------
+    posterior : ndarray of shape (n_items, n_classes)
+        Rows sum to 1; the rows of gold items are one-hot at the gold class.
+    log_likelihood : float
+        ``sum_n log Z_n`` over the items without gold plus the complete-data term
+        ``log prior_y + log p(labels | y)`` of each gold item.
+    """
+    if known is None or not (known >= 0).any():
+        T, log_norm = posterior_from_log(log_joint)
+        return T, float(log_norm.sum())
+    idx = np.flatnonzero(known >= 0)
+    cls = known[idx]
+    known_ll = float(log_joint[idx, cls].sum())
+    T, log_norm = posterior_from_log(log_joint)
+    ll = float(log_norm.sum() - log_norm[idx].sum()) + known_ll
+    clamp_rows(T, known)
+    return T, ll
+
+
+def clamp_rows(T: FloatArray, known: IntArray | None) -> None:
+    """Set the rows (n_items, K) of gold items (``known >= 0``) to one-hot at their class, in place."""
+    if known is None:
+        return
+    idx = np.flatnonzero(known >= 0)
+    if idx.size:
+        T[idx] = 0.0
+        T[idx, known[idx]] = 1.0
+
+
 def spmm(sparse: Any, dense: FloatArray) -> FloatArray:
     """``sparse @ dense`` as a float64 ndarray (scipy sparse times a dense 2-d array)."""
     return np.asarray(sparse @ dense, dtype=np.float64)
@@ -206,6 +276,12 @@ class BaseAggregator:
         Original item ids, in item-index order.
     annotator_ids_ : ndarray of shape (n_annotators,)
         Original annotator ids.
+    annotations_ : Annotations
+        The labels fitted so far (the input of :meth:`fit`, plus those of every
+        :meth:`partial_fit`); a reference, not a copy.
+    known_labels_ : ndarray of int of shape (n_items,)
+        Gold class of each item (``known_labels`` of :meth:`fit` / :meth:`partial_fit`), -1 where
+        unknown.
     """
 
     labels_: IntArray
@@ -214,8 +290,11 @@ class BaseAggregator:
     classes_: np.ndarray[Any, Any]
     item_ids_: np.ndarray[Any, Any]
     annotator_ids_: np.ndarray[Any, Any]
+    annotations_: Annotations
+    known_labels_: IntArray
     _frame_output: bool
     _callback: IterationCallback | None
+    _known: IntArray | None
 
     # ------------------------------------------------------------------ params (sklearn style)
     @classmethod
@@ -242,14 +321,24 @@ class BaseAggregator:
 
     # ------------------------------------------------------------------ public API
     def fit(
-        self, annotations: Annotations | pd.DataFrame, *, callback: IterationCallback | None = None
-    ) -> BaseAggregator:
+        self,
+        annotations: Annotations | pd.DataFrame,
+        *,
+        known_labels: Any = None,
+        callback: IterationCallback | None = None,
+    ) -> Self:
         """Learn from crowd labels.
 
         Parameters
         ----------
         annotations : Annotations or DataFrame
             The labels; a DataFrame needs columns ``task``, ``worker``, ``label``.
+        known_labels : array-like of int of shape (n_items,), Series or dict, optional
+            Gold labels: the true class of some items, as class indices with -1 for unknown items,
+            or a mapping item id -> class id. Every aggregator returns the gold class for them
+            (``labels_`` and a one-hot ``probas_`` row); what else it does with them is on each
+            class (EM methods clamp their posteriors in every E-step, so they inform the
+            annotator parameters; see docs/active.md, "Gold labels").
         callback : callable, optional
             ``callback(iterations_done, log_likelihood)`` after every EM iteration (progress
             display; the EM methods only, one-pass methods never call it).
@@ -258,8 +347,69 @@ class BaseAggregator:
         -------
         self
         """
-        ann = self._start_fit(annotations, callback)
+        ann = self._start_fit(annotations, callback, known_labels)
         self._fit(ann)
+        self._finish_fit()
+        return self
+
+    def partial_fit(
+        self,
+        annotations: Annotations | pd.DataFrame,
+        *,
+        known_labels: Any = None,
+        callback: IterationCallback | None = None,
+    ) -> Self:
+        """Add labels to a fitted aggregator without starting again from scratch.
+
+        ``annotations`` holds the *new* labels; they are appended to the labels seen so far
+        (``annotations_``) by id (:meth:`Annotations.concat`): items, annotators and classes
+        keep their indices, new item and annotator ids get the next indices, so every fitted
+        array grows at its end. A label for an (item, annotator) pair seen before is an error,
+        and so is a class not seen before. On an unfitted aggregator this is :meth:`fit`.
+
+        The EM aggregators with a warm start (:class:`~crowdlearn.aggregate.DawidSkene`,
+        :class:`~crowdlearn.aggregate.OneCoinDawidSkene`, :class:`~crowdlearn.aggregate.GLAD`,
+        :class:`~crowdlearn.aggregate.MACE`) continue EM from the fitted parameters (new
+        annotators and items start from the values :meth:`fit` would start them from) until the
+        ``tol`` rule stops it, reaching the fixed point of a full fit in fewer iterations; the
+        one-pass aggregators recount (one pass over all labels seen so far, equal to
+        :meth:`fit` on them). See docs/active.md, "Incremental updates".
+
+        Parameters
+        ----------
+        annotations : Annotations or DataFrame
+            The new labels.
+        known_labels : array-like of shape (n_items_total,), Series or dict, optional
+            Gold labels to add, over the combined items (class indices with -1 for unknown, or
+            item id -> class id); earlier gold labels are kept unless overridden.
+        callback : callable, optional
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "annotations_"):
+            return self.fit(annotations, known_labels=known_labels, callback=callback)
+        new, _ = as_annotations(annotations)
+        old = self.annotations_
+        combined = old.concat(new)
+        if combined.n_classes != old.n_classes:
+            extra = combined.classes[old.n_classes :].tolist()[:10]
+            raise AnnotationsError(
+                f"partial_fit got class id(s) {extra} not seen by fit (classes {old.classes.tolist()[:10]}); "
+                "fit again with all classes (Annotations.from_ids(..., classes=[...]))"
+            )
+        previous = np.full(combined.n_items, -1, dtype=np.int64)
+        previous[: old.n_items] = self.known_labels_
+        added = known_label_array(known_labels, combined)
+        known = previous if added is None else np.where(added >= 0, added, previous)
+        n_items, n_annotators = old.n_items, old.n_annotators
+        frame = self._frame_output
+        self._start_fit(combined, callback, known)
+        self._frame_output = frame
+        self._partial_fit(combined, n_items, n_annotators)
+        self._finish_fit()
         return self
 
     def fit_predict(self, annotations: Annotations | pd.DataFrame, **fit_params: Any) -> Any:
@@ -286,18 +436,44 @@ class BaseAggregator:
 
     # ------------------------------------------------------------------ helpers
     def _start_fit(
-        self, annotations: Annotations | pd.DataFrame, callback: IterationCallback | None = None
+        self,
+        annotations: Annotations | pd.DataFrame,
+        callback: IterationCallback | None = None,
+        known_labels: Any = None,
     ) -> Annotations:
         ann, frame = as_annotations(annotations)
         if ann.n_classes < 1:
             raise AnnotationsError(f"{type(self).__name__} needs at least one class; the annotations have none")
         self._validate_params(ann)
+        known = known_label_array(known_labels, ann)
         self._callback = callback
         self._frame_output = frame
+        self._known = known if known is not None and bool((known >= 0).any()) else None
+        self.known_labels_ = known if known is not None else np.full(ann.n_items, -1, dtype=np.int64)
+        self.annotations_ = ann
         self.classes_ = ann.classes
         self.item_ids_ = ann.item_ids
         self.annotator_ids_ = ann.annotator_ids
         return ann
+
+    def _finish_fit(self) -> None:
+        """Give the gold items their gold class in ``labels_`` and ``probas_`` (every aggregator)."""
+        if self._known is None:
+            return
+        self.probas_ = np.array(self.probas_, dtype=np.float64)
+        clamp_rows(self.probas_, self._known)
+        idx = np.flatnonzero(self._known >= 0)
+        labels = np.array(self.labels_, dtype=np.int64)
+        labels[idx] = self._known[idx]
+        self.labels_ = labels
+
+    def _partial_fit(self, ann: Annotations, n_old_items: int, n_old_annotators: int) -> None:
+        """Refit on all labels seen so far (``ann``); the EM aggregators override it with a warm start.
+
+        The fitted attributes still describe the first ``n_old_items`` items and
+        ``n_old_annotators`` annotators of ``ann`` when this is called.
+        """
+        self._fit(ann)
 
     def _validate_params(self, ann: Annotations) -> None:
         """Check the parameters against the data; overridden by subclasses."""

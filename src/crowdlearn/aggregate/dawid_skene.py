@@ -7,19 +7,20 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from crowdlearn.aggregate.base import (
     BaseAggregator,
     FloatArray,
     IntArray,
-    IterationCallback,
     PriorSpec,
     check_em_params,
     check_in,
     check_priors,
     check_random_state,
+    clamp_rows,
+    clamped_posterior,
     items_labelled,
+    known_label_array,
     label_matrix,
     normalise_columns,
     posterior_from_log,
@@ -27,7 +28,7 @@ from crowdlearn.aggregate.base import (
     spmm,
 )
 from crowdlearn.aggregate.spectral import SpectralError, spectral_confusions
-from crowdlearn.annotations import Annotations, AnnotationsError
+from crowdlearn.annotations import Annotations
 
 __all__ = ["DawidSkene", "OneCoinDawidSkene", "ds_e_step", "ds_m_step", "known_label_array"]
 
@@ -73,34 +74,6 @@ def ds_m_step(XT: Any, posteriors: FloatArray, n_annotators: int, smoothing: flo
     return normalise_columns(counts, smoothing)
 
 
-def known_label_array(known_labels: Any, ann: Annotations) -> IntArray | None:
-    """Normalise ``known_labels`` to an int array (n_items,) with -1 where unknown.
-
-    Accepts ``None``; an array-like of class indices of shape (n_items,) with -1 for unknown
-    items; or a :class:`pandas.Series` / mapping from item id to class id.
-    """
-    if known_labels is None:
-        return None
-    if isinstance(known_labels, (pd.Series, dict)):
-        s = pd.Series(known_labels)
-        out = np.full(ann.n_items, -1, dtype=np.int64)
-        out[ann.item_index(s.index.tolist())] = ann.class_index(s.tolist())
-        return out
-    arr = np.asarray(known_labels)
-    if arr.shape != (ann.n_items,) or arr.dtype.kind not in "iu":
-        raise AnnotationsError(
-            f"known_labels must be an int array of shape ({ann.n_items},) with -1 for unknown items "
-            f"(or a Series item id -> class id); got dtype {arr.dtype} and shape {arr.shape}"
-        )
-    bad = (arr < -1) | (arr >= ann.n_classes)
-    if bad.any():
-        pos = int(np.flatnonzero(bad)[0])
-        raise AnnotationsError(
-            f"known_labels[{pos}] = {int(arr[pos])} is not a class index in [0, {ann.n_classes}) or -1 (unknown)"
-        )
-    return arr.astype(np.int64)
-
-
 class _DawidSkeneEM(BaseAggregator):
     """EM loop shared by :class:`DawidSkene` and :class:`OneCoinDawidSkene`."""
 
@@ -114,42 +87,25 @@ class _DawidSkeneEM(BaseAggregator):
     priors: PriorSpec
     smoothing: float
 
-    def fit(
-        self,
-        annotations: Annotations | pd.DataFrame,
-        *,
-        known_labels: Any = None,
-        callback: IterationCallback | None = None,
-    ) -> _DawidSkeneEM:
-        """Run EM.
+    def _fit(self, ann: Annotations) -> None:
+        # known_labels (gold): their posteriors are clamped to the known class in every E-step (so
+        # they inform the confusions and priors), and they contribute the complete-data term
+        # log prior_y + log p(labels | y) to log_likelihood_
+        self._fit_em(ann, self._known)
 
-        Parameters
-        ----------
-        annotations : Annotations or DataFrame
-            Crowd labels; a DataFrame needs columns ``task``, ``worker``, ``label``.
-        known_labels : array-like of shape (n_items,), Series or dict, optional
-            True classes known for some items: class indices with -1 for unknown, or a mapping
-            item id -> class id. Their posteriors are clamped to the known class in every
-            E-step (so they inform the confusions and priors), and they contribute the
-            complete-data term ``log prior_y + log p(labels | y)`` to ``log_likelihood_``.
-        callback : callable, optional
-            ``callback(iterations_done, log_likelihood)`` after every EM iteration.
-
-        Returns
-        -------
-        self
-        """
-        ann = self._start_fit(annotations, callback)
-        self._fit_em(ann, known_label_array(known_labels, ann))
-        return self
+    def _partial_fit(self, ann: Annotations, n_old_items: int, n_old_annotators: int) -> None:
+        # warm start from the fitted posteriors (new items: their soft vote, as fit starts them);
+        # EM's first M-step then gives every annotator, new ones included, its confusions against
+        # them. Starting from the fitted confusions instead is slower: entries fitted near 0 move
+        # away from 0 only geometrically slowly under EM's multiplicative updates.
+        T0 = _soft_vote(ann)
+        T0[:n_old_items] = self.probas_
+        self._fit_em(ann, self._known, start=T0)
 
     # hooks ----------------------------------------------------------------
     def _initial_posteriors(self, ann: Annotations) -> FloatArray | None:
         """Posteriors to start from, or None when initial confusions are given."""
-        votes = ann.vote_counts()
-        tot = votes.sum(axis=1, keepdims=True)
-        soft: FloatArray = np.divide(votes, tot, out=np.full_like(votes, 1.0 / ann.n_classes), where=tot > 0)
-        return soft
+        return _soft_vote(ann)
 
     def _initial_confusions(self, ann: Annotations) -> tuple[FloatArray, FloatArray | None] | None:
         """Starting (confusions, priors or None) for an initial E-step, or None to start from posteriors."""
@@ -159,25 +115,19 @@ class _DawidSkeneEM(BaseAggregator):
         raise NotImplementedError
 
     # loop -----------------------------------------------------------------
-    def _fit_em(self, ann: Annotations, known: IntArray | None) -> None:
+    def _fit_em(self, ann: Annotations, known: IntArray | None, start: FloatArray | None = None) -> None:
         M, K = ann.n_annotators, ann.n_classes
         fixed_priors = check_priors(self.priors, K, type(self).__name__)
         X = label_matrix(ann)
         XT = X.T  # CSC view, no copy; CSC @ dense is as fast as CSR @ dense
         labelled = items_labelled(ann)
         known_idx = np.flatnonzero(known >= 0) if known is not None else np.zeros(0, dtype=np.int64)
-        known_cls = known[known_idx] if known is not None else np.zeros(0, dtype=np.int64)
         if known_idx.size:
             labelled = labelled.copy()
             labelled[known_idx] = True
         # prior = mean posterior over labelled items, as a mat-vec (boolean indexing copies)
         n_labelled = int(labelled.sum())
         prior_weights = labelled.astype(np.float64) / max(n_labelled, 1)
-
-        def clamp(T: FloatArray) -> None:
-            if known_idx.size:
-                T[known_idx] = 0.0
-                T[known_idx, known_cls] = 1.0
 
         def m_step(T: FloatArray) -> tuple[FloatArray, FloatArray]:
             conf = self._m_confusions(XT, T, M)
@@ -190,20 +140,12 @@ class _DawidSkeneEM(BaseAggregator):
             return conf, pri
 
         def e_step(conf: FloatArray, pri: FloatArray) -> tuple[FloatArray, float]:
-            log_pri = safe_log(pri)
             log_joint = spmm(X, safe_log(conf).reshape(M * K, K))
-            log_joint += log_pri
-            known_ll = float(log_joint[known_idx, known_cls].sum()) if known_idx.size else 0.0
-            T, log_norm = posterior_from_log(log_joint)
-            if known_idx.size:
-                ll = float(log_norm.sum() - log_norm[known_idx].sum()) + known_ll
-                clamp(T)
-            else:
-                ll = float(log_norm.sum())
-            return T, ll
+            log_joint += safe_log(pri)
+            return clamped_posterior(log_joint, known)
 
         history: list[float] = []
-        init = self._initial_confusions(ann)
+        init = self._initial_confusions(ann) if start is None else None
         if init is not None:
             conf, init_pri = init
             if fixed_priors is not None:
@@ -213,10 +155,10 @@ class _DawidSkeneEM(BaseAggregator):
             T, ll = e_step(conf, pri)
             history.append(ll)
         else:
-            T0 = self._initial_posteriors(ann)
+            T0 = self._initial_posteriors(ann) if start is None else start
             assert T0 is not None
             T = T0
-            clamp(T)
+            clamp_rows(T, known)
             conf, pri = m_step(T)
         n_done = 0
         for _ in range(self.n_iter):
@@ -250,6 +192,13 @@ class DawidSkene(_DawidSkeneEM):
     Each iteration is one M-step followed by one E-step; after it ``log_likelihood_`` records
     the true observed-data log-likelihood :math:`\sum_n \log Z_n` of the current parameters
     (not a lower bound), and fitting stops when its relative change is at most ``tol``.
+
+    Gold labels (``fit(..., known_labels=...)``): the posteriors of gold items are clamped to
+    their gold class in every E-step (so they inform the confusions and the prior), and they
+    contribute the complete-data term :math:`\log \pi_y + \log p(\text{labels} \mid y)` to
+    ``log_likelihood_``. ``partial_fit`` continues EM from the fitted posteriors (new items
+    start from their soft vote; every annotator, new ones included, gets its confusions from the
+    first M-step) until ``tol`` stops it.
 
     Reference: A. P. Dawid and A. M. Skene, "Maximum likelihood estimation of observer
     error-rates using the EM algorithm", Applied Statistics 28(1), 1979, doi:10.2307/2346806.
@@ -403,9 +352,16 @@ class OneCoinDawidSkene(_DawidSkeneEM):
         p = np.divide(agree + s, denom, out=np.full(M, 1.0 / K), where=denom > 0)
         return one_coin_confusions(p, K)
 
-    def _fit_em(self, ann: Annotations, known: IntArray | None) -> None:
-        super()._fit_em(ann, known)
+    def _fit_em(self, ann: Annotations, known: IntArray | None, start: FloatArray | None = None) -> None:
+        super()._fit_em(ann, known, start)
         self.skills_ = self.confusions_[:, 0, 0].copy()
+
+
+def _soft_vote(ann: Annotations) -> FloatArray:
+    votes = ann.vote_counts()
+    tot = votes.sum(axis=1, keepdims=True)
+    soft: FloatArray = np.divide(votes, tot, out=np.full_like(votes, 1.0 / ann.n_classes), where=tot > 0)
+    return soft
 
 
 def one_coin_confusions(p: FloatArray, K: int) -> FloatArray:

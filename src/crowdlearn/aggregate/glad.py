@@ -5,21 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 
 from crowdlearn.aggregate.base import (
     BaseAggregator,
     FloatArray,
-    IterationCallback,
     PriorSpec,
     check_em_params,
     check_number,
     check_priors,
+    clamped_posterior,
     items_labelled,
     labels_per_annotator,
     learned_priors,
     per_label_log_joint,
-    posterior_from_log,
     safe_log,
 )
 from crowdlearn.aggregate.dawid_skene import one_coin_confusions
@@ -46,6 +44,10 @@ class GLAD(BaseAggregator):
     (given :math:`b` the :math:`\alpha_m` decouple and vice versa, so every parameter takes a
     1-d Newton step, halved per parameter until its own objective does not fall); O(n_labels)
     per evaluation, a monotone generalized EM.
+
+    Gold labels (``fit(..., known_labels=...)``) clamp the posteriors of gold items in every
+    E-step, so they inform the expertises and difficulties. ``partial_fit`` continues EM from
+    the fitted expertises and difficulties (new annotators and items at the prior means).
 
     Reference: J. Whitehill, P. Ruvolo, T. Wu, J. Bergsma, J. Movellan, "Whose vote should count
     more: optimal integration of labels from labelers of unknown expertise", NeurIPS 2009.
@@ -118,21 +120,28 @@ class GLAD(BaseAggregator):
         check_number(self.m_step_iter, "m_step_iter", owner, low=1, integer=True)
         check_priors(self.priors, ann.n_classes, owner)
 
-    def fit(self, annotations: Annotations | pd.DataFrame, *, callback: IterationCallback | None = None) -> GLAD:
-        """Run EM; see :meth:`BaseAggregator.fit`."""
-        ann = self._start_fit(annotations, callback)
-        self._fit(ann)
-        return self
-
     def _fit(self, ann: Annotations) -> None:
+        self._fit_em(ann, None)
+
+    def _partial_fit(self, ann: Annotations, n_old_items: int, n_old_annotators: int) -> None:
+        # warm start: fitted expertise / difficulty for the annotators and items seen before,
+        # the prior means (fit's start) for new ones
+        alpha = np.full(ann.n_annotators, float(self.alpha_prior_mean))
+        alpha[:n_old_annotators] = self.alphas_
+        b = np.full(ann.n_items, float(self.beta_prior_mean))
+        b[:n_old_items] = np.log(self.betas_)
+        self._fit_em(ann, (alpha, b, self.priors_.copy()))
+
+    def _fit_em(self, ann: Annotations, warm: tuple[FloatArray, FloatArray, FloatArray] | None) -> None:
         N, M, K = ann.n_items, ann.n_annotators, ann.n_classes
         fixed = check_priors(self.priors, K, type(self).__name__)
         it, an, lb = ann.items, ann.annotators, ann.labels
-        labelled = items_labelled(ann)
+        known = self._known
+        labelled = items_labelled(ann) | (known >= 0) if known is not None else items_labelled(ann)
         log_km1 = np.log(K - 1) if K > 1 else 0.0
         mu_a, mu_b = float(self.alpha_prior_mean), float(self.beta_prior_mean)
-        alpha = np.full(M, mu_a)
-        b = np.full(N, mu_b)
+        alpha = np.full(M, mu_a) if warm is None else warm[0]
+        b = np.full(N, mu_b) if warm is None else warm[1]
 
         def label_ll(x: FloatArray, match: FloatArray) -> FloatArray:
             out: FloatArray = match * _log_sigmoid(x) + (1.0 - match) * _log_sigmoid(-x)
@@ -174,12 +183,15 @@ class GLAD(BaseAggregator):
             x = alpha[an] * np.exp(b)[it]
             log_joint = per_label_log_joint(ann, _log_sigmoid(x), _log_sigmoid(-x) - log_km1)
             log_joint += safe_log(pri)
-            T, log_norm = posterior_from_log(log_joint)
-            return T, float(log_norm.sum())
+            return clamped_posterior(log_joint, known)  # gold items: clamped to their class
 
         # start as the paper does: an E-step at the prior means of alpha and b (an equal-weight
-        # vote with soft accuracy sigmoid(mu_a * e^mu_b)), with the fixed or uniform prior
-        pri = fixed if fixed is not None else np.full(K, 1.0 / K)
+        # vote with soft accuracy sigmoid(mu_a * e^mu_b)), with the fixed or uniform prior (a
+        # warm start: at the fitted values, new annotators and items at the prior means)
+        if warm is not None and fixed is None:
+            pri = warm[2]
+        else:
+            pri = fixed if fixed is not None else np.full(K, 1.0 / K)
         T, _ = e_step(pri)
         history: list[float] = []
         n_done = 0

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 
-from crowdlearn.aggregate.base import BaseAggregator, FloatArray, IterationCallback, check_in, check_random_state
-from crowdlearn.aggregate.dawid_skene import known_label_array
+from crowdlearn.aggregate.base import (
+    BaseAggregator,
+    FloatArray,
+    IterationCallback,
+    check_in,
+    check_random_state,
+    known_label_array,
+)
 from crowdlearn.aggregate.majority import TIE_BREAKS, _vote, vote_confusions
 from crowdlearn.annotations import Annotations
 from crowdlearn.quality import accuracy_on_aggregates
@@ -42,7 +48,7 @@ class GoldMajorityVote(BaseAggregator):
     --------
     >>> from crowdlearn import Annotations
     >>> ann = Annotations([0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 1, 2], [1, 0, 1, 0, 1, 0])
-    >>> gmv = GoldMajorityVote().fit(ann, true_labels=[1, -1])
+    >>> gmv = GoldMajorityVote().fit(ann, known_labels=[1, -1])
     >>> gmv.skills_.tolist(), gmv.labels_.tolist()
     ([1.0, 0.0, 1.0], [1, 0])
     """
@@ -62,17 +68,21 @@ class GoldMajorityVote(BaseAggregator):
         self,
         annotations: Annotations | pd.DataFrame,
         *,
+        known_labels: Any = None,
         true_labels: Any = None,
         callback: IterationCallback | None = None,
-    ) -> GoldMajorityVote:
+    ) -> Self:
         """Estimate the skills on the gold items and vote.
 
         Parameters
         ----------
         annotations : Annotations or DataFrame
             Crowd labels; a DataFrame needs columns ``task``, ``worker``, ``label``.
-        true_labels : array-like of shape (n_items,), Series or dict
-            Gold classes: class indices with -1 for unknown, or a mapping item id -> class id.
+        known_labels : array-like of shape (n_items,), Series or dict
+            Gold classes: class indices with -1 for unknown, or a mapping item id -> class id
+            (the parameter name every aggregator uses). Gold items get their gold class.
+        true_labels : array-like, Series or dict
+            The same, under crowd-kit's name; give one of the two.
         callback : callable, optional
             Unused (one-pass method).
 
@@ -80,10 +90,18 @@ class GoldMajorityVote(BaseAggregator):
         -------
         self
         """
-        ann = self._start_fit(annotations, callback)
-        known = known_label_array(true_labels, ann)
-        if known is None:
-            raise ValueError("GoldMajorityVote.fit needs true_labels (the gold classes of some items)")
+        if known_labels is not None and true_labels is not None:
+            raise ValueError("GoldMajorityVote.fit: give known_labels or true_labels (the same thing), not both")
+        gold = known_labels if known_labels is not None else true_labels
+        ann = self._start_fit(annotations, callback, gold)
+        if known_label_array(gold, ann) is None:
+            raise ValueError("GoldMajorityVote.fit needs true_labels or known_labels (the gold classes of some items)")
+        self._fit(ann)
+        self._finish_fit()
+        return self
+
+    def _fit(self, ann: Annotations) -> None:
+        known = self.known_labels_
         skills = np.asarray(accuracy_on_aggregates(ann, known, by="annotator"), dtype=np.float64)
         missing = np.flatnonzero(np.isnan(skills))
         if missing.size:
@@ -93,9 +111,5 @@ class GoldMajorityVote(BaseAggregator):
                 f"{' ...' if missing.size > 10 else ''}; add gold items they labelled or drop their labels"
             )
         self.skills_ = skills
-        self.probas_, self.priors_, self.labels_ = _vote(ann, skills, self.tie_break, self.random_state)
+        self.probas_, self.priors_, self.labels_ = _vote(ann, skills, self.tie_break, self.random_state, self._known)
         self.confusions_ = vote_confusions(ann, self.probas_)
-        return self
-
-    def _fit(self, ann: Annotations) -> None:
-        raise TypeError("GoldMajorityVote.fit needs true_labels=")

@@ -34,6 +34,10 @@ class KOS(BaseAggregator):
     ``n`` is the sign of :math:`\sum_m A_{nm} y_{m \to n}`; an exact 0 is a tie, broken by
     ``tie_break`` (crowd-kit raises a ``KeyError`` there).
 
+    Gold labels (``fit(..., known_labels=...)``) fix the result of gold items only (their class
+    and a one-hot ``probas_`` row); the messages do not use them. ``partial_fit`` refits on all
+    labels seen so far.
+
     Reference: D. R. Karger, S. Oh, D. Shah, "Iterative learning for reliable crowdsourcing
     systems", NeurIPS 2011.
 

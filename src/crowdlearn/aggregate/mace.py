@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from scipy.special import digamma
 
 from crowdlearn.aggregate.base import (
     BaseAggregator,
     FloatArray,
-    IterationCallback,
     PriorSpec,
     check_em_params,
     check_in,
     check_number,
     check_priors,
+    clamp_rows,
+    clamped_posterior,
     items_labelled,
     labels_per_annotator,
     learned_priors,
     per_label_log_joint,
-    posterior_from_log,
     safe_log,
     soft_vote,
 )
@@ -62,6 +61,10 @@ class MACE(BaseAggregator):
     renormalised. On the ten real datasets of ``docs/benchmarks.md`` this matches crowd-kit 1.4.2's
     variational MACE run on consistently coded labels; ``method="em"`` is better on Product and
     Bluebirds, ``"vb"`` on AdultContent2 (see there).
+
+    Gold labels (``fit(..., known_labels=...)``) clamp the posteriors of gold items in every
+    E-step, so they inform the competences and strategies. ``partial_fit`` continues EM from the
+    fitted competences and strategies (new annotators start from the vote, as in ``fit``).
 
     Reference: D. Hovy, T. Berg-Kirkpatrick, A. Vaswani, E. Hovy, "Learning Whom to Trust with
     MACE", NAACL-HLT 2013.
@@ -140,17 +143,21 @@ class MACE(BaseAggregator):
         check_number(self.competence_prior, "competence_prior", owner, low=0, strict=True)
         check_number(self.strategy_prior, "strategy_prior", owner, low=0, strict=True)
 
-    def fit(self, annotations: Annotations | pd.DataFrame, *, callback: IterationCallback | None = None) -> MACE:
-        """Run EM; see :meth:`BaseAggregator.fit`."""
-        ann = self._start_fit(annotations, callback)
-        self._fit(ann)
-        return self
-
     def _fit(self, ann: Annotations) -> None:
+        self._fit_em(ann, None)
+
+    def _partial_fit(self, ann: Annotations, n_old_items: int, n_old_annotators: int) -> None:
+        # warm start: the fitted competences and strategies (renormalised to EM weights: under VB
+        # the first M-step recomputes them) for the annotators seen before; new annotators start
+        # as fit starts everyone, from the soft vote
+        self._fit_em(ann, (self.competences_, self.strategies_, n_old_annotators))
+
+    def _fit_em(self, ann: Annotations, warm: tuple[FloatArray, FloatArray, int] | None) -> None:
         M, K = ann.n_annotators, ann.n_classes
         fixed = check_priors(self.priors, K, type(self).__name__)
         it, an, lb = ann.items, ann.annotators, ann.labels
-        labelled = items_labelled(ann)
+        known = self._known
+        labelled = items_labelled(ann) | (known >= 0) if known is not None else items_labelled(ann)
         n_m = labels_per_annotator(ann).astype(np.float64)
         vb = self.method == "vb"
         # E-step weights: "knew it" (theta), "spammed" (1 - theta) and strategy (xi); under VB
@@ -184,14 +191,20 @@ class MACE(BaseAggregator):
             kn, sx = know[an], spam[an] * xi[an, lb]
             log_joint = per_label_log_joint(ann, safe_log(kn + sx), safe_log(sx))
             log_joint += safe_log(pri)
-            T, log_norm = posterior_from_log(log_joint)
-            return T, float(log_norm.sum())
+            return clamped_posterior(log_joint, known)  # gold items: clamped to their class
 
         T = soft_vote(ann)
+        clamp_rows(T, known)
         # start the competences/strategies from the vote: two M-steps settle theta and xi jointly
         m_step(T)
         m_step(T)
         pri = learned_priors(T, labelled, fixed)
+        if warm is not None:
+            # the fitted annotators restart from their fitted values and EM from an E-step
+            theta, strategies, n_old = warm
+            know[:n_old], spam[:n_old], xi[:n_old] = theta, 1.0 - theta, strategies
+            pri = learned_priors(T, labelled, fixed)
+            T, _ = e_step(pri)
         history: list[float] = []
         n_done = 0
         for _ in range(self.n_iter):

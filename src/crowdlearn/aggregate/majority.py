@@ -13,6 +13,7 @@ from crowdlearn.aggregate.base import (
     break_ties,
     check_in,
     check_random_state,
+    clamp_rows,
     label_matrix,
     labels_per_annotator,
     normalise_columns,
@@ -43,15 +44,25 @@ def vote_confusions(ann: Annotations, probas: FloatArray) -> FloatArray:
 
 
 def _vote(
-    ann: Annotations, weights: FloatArray | None, tie_break: str, random_state: int | np.random.Generator | None
+    ann: Annotations,
+    weights: FloatArray | None,
+    tie_break: str,
+    random_state: int | np.random.Generator | None,
+    known: npt.NDArray[np.int64] | None = None,
 ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
-    """(probas, priors, labels) of a (weighted) vote; unlabeled items get the prior."""
+    """(probas, priors, labels) of a (weighted) vote; unlabeled items get the prior.
+
+    Gold items (``known >= 0``) get their gold class, one-hot, and count in the prior.
+    """
     votes = ann.vote_counts(weights)
     total = votes.sum(axis=1)
     labelled = total > 0
     K = ann.n_classes
     probas = np.empty_like(votes)
     probas[labelled] = votes[labelled] / total[labelled, None]
+    clamp_rows(probas, known)
+    if known is not None:
+        labelled = labelled | (known >= 0)
     priors = probas[labelled].mean(axis=0) if labelled.any() else np.full(K, 1.0 / K)
     probas[~labelled] = priors
     rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
@@ -89,6 +100,10 @@ class MajorityVote(BaseAggregator):
     classes_, item_ids_, annotator_ids_ : ndarray
         Original ids (see :class:`~crowdlearn.aggregate.base.BaseAggregator`).
 
+    Gold labels (``fit(..., known_labels=...)``): gold items get their gold class (one-hot
+    ``probas_``), count in ``priors_`` and are the reference of ``confusions_``. ``partial_fit``
+    recounts the votes of all labels seen so far (one pass, the same result as ``fit``).
+
     Examples
     --------
     >>> from crowdlearn import Annotations
@@ -124,7 +139,7 @@ class MajorityVote(BaseAggregator):
                     f"The 'weights' parameter must be finite and >= 0; annotator "
                     f"{self.annotator_ids_.tolist()[pos]!r} has weight {float(w[pos])!r}"
                 )
-        self.probas_, self.priors_, self.labels_ = _vote(ann, w, self.tie_break, self.random_state)
+        self.probas_, self.priors_, self.labels_ = _vote(ann, w, self.tie_break, self.random_state, self._known)
         self.confusions_ = vote_confusions(ann, self.probas_)
 
 
@@ -134,6 +149,10 @@ class Wawa(BaseAggregator):
     1. Majority vote (tie rule as :class:`MajorityVote`).
     2. ``skills_[m]`` = share of annotator ``m``'s labels equal to the majority label.
     3. Majority vote weighted by ``skills_``.
+
+    Gold labels (``fit(..., known_labels=...)``): the majority label of a gold item is its gold
+    class, so on gold items ``skills_`` is the accuracy against the truth; gold items get their
+    gold class in the result.
 
     Parameters
     ----------
@@ -167,10 +186,10 @@ class Wawa(BaseAggregator):
             if isinstance(self.random_state, np.random.Generator)
             else np.random.default_rng(self.random_state)
         )
-        _, _, mv = _vote(ann, None, self.tie_break, rng)
+        _, _, mv = _vote(ann, None, self.tie_break, rng, self._known)
         agree = (ann.labels == mv[ann.items]).astype(np.float64)
         n = labels_per_annotator(ann)
         hits = np.bincount(ann.annotators, weights=agree, minlength=ann.n_annotators)
         self.skills_ = np.divide(hits, n, out=np.zeros(ann.n_annotators), where=n > 0)
-        self.probas_, self.priors_, self.labels_ = _vote(ann, self.skills_, self.tie_break, rng)
+        self.probas_, self.priors_, self.labels_ = _vote(ann, self.skills_, self.tie_break, rng, self._known)
         self.confusions_ = vote_confusions(ann, self.probas_)

@@ -107,6 +107,10 @@ class MMSR(BaseAggregator):
 
     Each sweep is a sort and a few ``bincount`` passes over the observed worker pairs.
 
+    Gold labels (``fit(..., known_labels=...)``) fix the result of gold items only (their class
+    and a one-hot ``probas_`` row); the skills come from agreement alone. ``partial_fit`` refits
+    on all labels seen so far.
+
     Reference: Q. Ma, A. Olshevsky, "Adversarial crowdsourcing through robust rank-one matrix
     completion", NeurIPS 2020, arXiv:2010.12181. The sign step here is a plain eigenvector of the
     signed agreement (crowd-kit builds an auxiliary graph for it), so results can differ from

@@ -21,7 +21,8 @@ class ZeroBasedSkill(BaseAggregator):
     :math:`\mathrm{acc}_m` the share of annotator ``m``'s labels equal to :math:`\hat y`. The
     result is the vote weighted by the final skills. Each iteration is two ``bincount`` passes
     over the labels, O(n_labels + n_items * K). As in crowd-kit, all ``n_iter`` iterations run
-    (``eps`` only offsets the start).
+    (``eps`` only offsets the start). Gold labels (``fit(..., known_labels=...)``) replace the
+    vote of gold items, so the skills are learned against the truth there.
 
     Reference: crowd-kit's ``ZeroBasedSkill`` (Toloka, 2020-2024), an exponential moving average
     of accuracy on aggregates.
@@ -103,12 +104,12 @@ class ZeroBasedSkill(BaseAggregator):
         for t in range(1, int(self.n_iter) + 1):
             if t % int(self.lr_steps_to_reduce) == 0:
                 lr *= float(self.lr_reduce_factor)
-            labels = _vote(ann, skills, self.tie_break, rng)[2]
+            labels = _vote(ann, skills, self.tie_break, rng, self._known)[2]
             hits = np.bincount(
                 ann.annotators, weights=(ann.labels == labels[ann.items]).astype(np.float64), minlength=M
             )
             acc = np.divide(hits, n, out=skills.copy(), where=n > 0)  # no labels: no update
             skills = skills + lr * (acc - skills)
         self.skills_ = skills
-        self.probas_, self.priors_, self.labels_ = _vote(ann, skills, self.tie_break, rng)
+        self.probas_, self.priors_, self.labels_ = _vote(ann, skills, self.tie_break, rng, self._known)
         self.confusions_ = vote_confusions(ann, self.probas_)
