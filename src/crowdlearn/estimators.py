@@ -496,6 +496,9 @@ class CrowdClassifier(ParamsMixin):
         One dict per epoch (losses, validation metric, ``*_best`` flags).
     annotator_features_ : ndarray of shape (n_annotators, F) or None
         The ``annotator_features`` given to :meth:`fit` (float32), None without.
+    known_labels_ : ndarray of int of shape (n_items,)
+        The gold class index of each training item (``fit(..., known_labels=...)``), -1 where
+        unknown (all -1 without gold labels).
     training_params_ : dict
         The training parameters the fit used (``lr``, ``confusion_lr``, ``epochs``,
         ``batch_size``, ``weight_decay``, ``schedule``, ``init``, ``mixup``): each one given,
@@ -789,7 +792,42 @@ class CrowdClassifier(ParamsMixin):
             )
         return _builtin_backbone(self.backbone or "mlp", shape[1], n_classes)
 
-    def _initial_confusions(self, annotations: Annotations) -> str | np.ndarray[Any, Any]:
+    def _check_known_labels(self, known_labels: Any, annotations: Annotations) -> npt.NDArray[np.int64] | None:
+        """``known_labels`` as class indices (n_items,), -1 unknown; None when no item is gold."""
+        if known_labels is None:
+            return None
+        if isinstance(known_labels, (pd.Series, dict)):
+            s = pd.Series(known_labels)
+            out = np.full(annotations.n_items, -1, dtype=np.int64)
+            out[annotations.item_index(s.index.tolist())] = annotations.class_index(s.tolist())
+        else:
+            arr = np.asarray(known_labels)
+            if arr.shape != (annotations.n_items,):
+                raise ValueError(
+                    f"known_labels must have shape (n_items,) = ({annotations.n_items},): one class id per item, "
+                    f"-1 for unknown (or a mapping item id -> class id); got shape {arr.shape}"
+                )
+            unknown = [v is None or v == -1 or (isinstance(v, float) and np.isnan(v)) for v in arr.tolist()]
+            given = np.flatnonzero(~np.asarray(unknown, dtype=bool))
+            if arr.dtype.kind == "f":
+                if np.array_equal(arr[given], np.round(arr[given])):
+                    arr = np.where(np.isnan(arr), -1, arr).astype(np.int64)
+            out = np.full(annotations.n_items, -1, dtype=np.int64)
+            out[given] = self._class_indices(arr[given], annotations.classes, "known_labels")
+        if not (out >= 0).any():
+            return None
+        spec = self._spec()
+        if not spec.supports_known_labels:
+            able = [name for name in available_methods() if get_method(name).supports_known_labels]
+            raise ValueError(
+                f"method={self.method!r} does not support known_labels (gold labels); methods that do: "
+                f"{', '.join(able)}"
+            )
+        return out
+
+    def _initial_confusions(
+        self, annotations: Annotations, known: npt.NDArray[np.int64] | None = None
+    ) -> str | np.ndarray[Any, Any]:
         init = self._training()["init"]
         if isinstance(init, np.ndarray):
             return init
@@ -800,7 +838,8 @@ class CrowdClassifier(ParamsMixin):
             # a smoothed (MAP, pseudo-count 0.01) Dawid-Skene: annotators with a handful of labels
             # get no hard zeros, which would otherwise become the most extreme logits
             agg = aggregate.MajorityVote() if init == "mv" else aggregate.DawidSkene(smoothing=0.01)
-            conf: np.ndarray[Any, Any] = np.asarray(agg.fit(annotations).confusions_, dtype=np.float64)
+            fitted = agg.fit(annotations, known_labels=known)
+            conf: np.ndarray[Any, Any] = np.asarray(fitted.confusions_, dtype=np.float64)
             return conf
         return str(init)
 
@@ -876,6 +915,7 @@ class CrowdClassifier(ParamsMixin):
         y_val: npt.ArrayLike | None = None,
         *,
         annotator_features: npt.ArrayLike | None = None,
+        known_labels: Any = None,
         resume: bool = False,
     ) -> CrowdClassifier:
         """Learn the classifier and the confusion matrices.
@@ -906,6 +946,15 @@ class CrowdClassifier(ParamsMixin):
             Features of each annotator (row ``m``: annotator ``m`` of ``y``) for a method
             that uses them (its spec's ``needs_annotator_features``, or a head reading
             ``HeadContext.annotator_features``); kept as ``annotator_features_`` and saved with the model.
+        known_labels : array-like of shape (n_items,), Series or dict, optional
+            Gold labels: the true class of some items, as class ids (as in ``y``) with -1 for
+            unknown items, or a mapping item id -> class id. The gold items' class posteriors are
+            fixed to their class: inside the loss their predictions are clamped (the crowd term
+            of their labels is ``log A_m[y, z]``) and ``-log f(x_n)[z_n]`` trains the
+            classifier on them (:meth:`crowdlearn.train.Trainer.get_loss`); ``init="mv"/"ds"``
+            and ``refine_confusions`` use them too. For the methods whose spec has
+            ``supports_known_labels`` (CCEM, GeoCrowdNet F/W, TraceReg, CE, CrowdLayer); other
+            methods raise. Not with mixup. Kept as ``known_labels_`` (class indices, -1 unknown).
         resume : bool, default=False
             Continue the run saved in ``checkpoint_dir``.
 
@@ -921,6 +970,112 @@ class CrowdClassifier(ParamsMixin):
         """
         self._validate_params()
         annotations, from_array = _crowd_labels(y, "y", self._name)
+        return self._fit(X, annotations, from_array, X_val, y_val, annotator_features, known_labels, resume, None)
+
+    def partial_fit(
+        self,
+        X: Any,
+        y: Annotations | npt.ArrayLike | pd.DataFrame,
+        X_val: Any = None,
+        y_val: npt.ArrayLike | None = None,
+        *,
+        annotator_features: npt.ArrayLike | None = None,
+        known_labels: Any = None,
+        epochs: int | None = None,
+    ) -> CrowdClassifier:
+        """Continue training the fitted model on the labels so far, new items and annotators included.
+
+        ``y`` holds *all* the crowd labels to train on now (the earlier ones and the new ones)
+        and ``X`` the inputs of its items, as in :meth:`fit`. Annotators are matched to the
+        fitted ones by id (``annotator_ids_``; an array ``y``'s columns are annotators
+        ``0..n-1``, so columns may only be appended); an annotator id not seen before is
+        appended, and its confusion parameters start where :meth:`fit` starts every annotator's
+        (the ``init`` confusions). Classes must be the fitted ones. Training starts from the
+        fitted backbone and head (the head's per-annotator parameters grown by the new
+        annotators' rows) and runs ``epochs`` epochs (default: the fit's) with the fit's
+        validation rule. Unfitted: this is :meth:`fit`. See docs/active.md, "Incremental updates".
+
+        Parameters
+        ----------
+        X, y, X_val, y_val, annotator_features, known_labels
+            As in :meth:`fit` (``annotator_features`` then has one row per annotator of the
+            grown id table: ``annotator_ids_`` after the call).
+        epochs : int, optional
+            Epochs of this training run (None: the fitted ``training_params_["epochs"]``).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            One line: a class the model was not fitted on, a method trained in rounds (MBEM, the
+            two-stage methods), new annotators for a head without per-annotator rows to grow.
+        """
+        if not hasattr(self, "model_"):
+            if epochs is not None:
+                self.set_params(epochs=epochs)
+            return self.fit(X, y, X_val, y_val, annotator_features=annotator_features, known_labels=known_labels)
+        self._validate_params()
+        check_number(epochs, "epochs", self._name, low=1, integer=True, allow_none=True)
+        if self._spec().targets is not None:
+            raise ValueError(f"partial_fit is not supported by method={self.method!r}, which trains in rounds")
+        crowd, from_array = _crowd_labels(y, "y", self._name)
+        annotations = self._grown_annotations(crowd, from_array)
+        old = self.get_params()
+        try:
+            if epochs is not None:
+                self.epochs = int(epochs)
+            elif self.epochs is None:
+                self.epochs = int(self.training_params_["epochs"])
+            return self._fit(
+                X, annotations, from_array, X_val, y_val, annotator_features, known_labels, False, self.model_
+            )
+        finally:
+            self.set_params(epochs=old["epochs"])
+
+    def _grown_annotations(self, crowd: Annotations, from_array: bool) -> Annotations:
+        """``crowd`` re-indexed so the fitted annotators and classes keep their indices."""
+        fitted_classes = {c: i for i, c in enumerate(self.classes_.tolist())}
+        unknown = [c for c in crowd.classes.tolist() if c not in fitted_classes]
+        if unknown:
+            raise ValueError(
+                f"y holds class {unknown[0]!r}, not one of the classes the model was fitted on "
+                f"({self.classes_.tolist()}); fit again to add classes"
+            )
+        old_ids = self.annotator_ids_.tolist()
+        position = {a: i for i, a in enumerate(old_ids)}
+        new_ids = [a for a in crowd.annotator_ids.tolist() if a not in position]
+        if from_array and crowd.annotator_ids.tolist()[: len(old_ids)] != old_ids[: crowd.n_annotators]:
+            raise ValueError("an array y's columns are annotators 0..n-1: partial_fit may only append columns")
+        ids = old_ids + new_ids
+        position.update({a: len(old_ids) + i for i, a in enumerate(new_ids)})
+        an_map = np.array([position[a] for a in crowd.annotator_ids.tolist()], dtype=np.int64)
+        cl_map = np.array([fitted_classes[c] for c in crowd.classes.tolist()], dtype=np.int64)
+        return Annotations(
+            crowd.items,
+            an_map[crowd.annotators],
+            cl_map[crowd.labels],
+            n_items=crowd.n_items,
+            item_ids=crowd.item_ids,
+            annotator_ids=np.asarray(ids, dtype=object) if crowd.annotator_ids.dtype == object else np.asarray(ids),
+            classes=self.classes_,
+        )
+
+    def _fit(
+        self,
+        X: Any,
+        annotations: Annotations,
+        from_array: bool,
+        X_val: Any,
+        y_val: npt.ArrayLike | None,
+        annotator_features: npt.ArrayLike | None,
+        known_labels: Any,
+        resume: bool,
+        warm: CrowdModel | None,
+    ) -> CrowdClassifier:
+        """The body of :meth:`fit` (``warm`` None) and :meth:`partial_fit` (``warm`` the fitted model)."""
         k, m = annotations.n_classes, annotations.n_annotators
         if annotations.n_labels == 0:
             raise ValueError(
@@ -934,6 +1089,7 @@ class CrowdClassifier(ParamsMixin):
             )
         inputs = self._check_X(X, annotations.n_items, "X", "y" if from_array else None)
         self.annotator_features_ = self._check_annotator_features(annotator_features, m)
+        known = self._check_known_labels(known_labels, annotations)
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val (validation items with true labels), or neither")
         mode = self.validation
@@ -966,7 +1122,7 @@ class CrowdClassifier(ParamsMixin):
         spec = self._spec()
         if spec.targets is not None and resume:
             raise ValueError(f"resume=True is not supported by method={self.method!r}, which trains in rounds")
-        init = self._initial_confusions(train_ann)
+        init = self._initial_confusions(train_ann, known)
         proba: np.ndarray[Any, Any] | None = None
         n_round = 0
         while True:
@@ -981,7 +1137,15 @@ class CrowdClassifier(ParamsMixin):
                 if targets.confusions is not None:
                     init = np.asarray(targets.confusions, dtype=np.float64)
             trainer, callbacks, history = self._train_once(
-                inputs, train_ann, valid, monitor, init, None if targets is None else targets.targets, resume
+                inputs,
+                train_ann,
+                valid,
+                monitor,
+                init,
+                None if targets is None else targets.targets,
+                resume,
+                known,
+                warm,
             )
             n_round += 1
             if spec.targets is None:
@@ -1000,13 +1164,19 @@ class CrowdClassifier(ParamsMixin):
         self.input_shape_ = tuple(shape[1:]) if shape is not None else None
         self.n_features_in_ = shape[1] if shape is not None and len(shape) == 2 else None
         self.annotator_counts_ = annotations.annotator_counts.copy()
+        self.known_labels_ = known if known is not None else np.full(annotations.n_items, -1, dtype=np.int64)
         self.training_params_ = self._shown_training()
         self.confusions_ = self._confusions_from_model(inputs, annotations)
         proba = self._proba(inputs)
         labelled = annotations.item_counts > 0
         self.priors_ = proba[labelled].mean(axis=0) if labelled.any() else proba.mean(axis=0)
         if self.refine_confusions and isinstance(self.model_.head, ConfusionMatrices):
-            refined = posterior_confusions(proba, annotations, self.confusions_, int(self.refine_confusions))
+            prior = proba
+            if known is not None:  # the gold items' posteriors are their class
+                prior = proba.copy()
+                gold = np.flatnonzero(known >= 0)
+                prior[gold] = np.eye(k)[known[gold]]
+            refined = posterior_confusions(prior, annotations, self.confusions_, int(self.refine_confusions))
             self.model_.head.reset_parameters(init=refined, smoothing=1e-10)
             self.confusions_ = self._confusions_from_model()
         self._check_model(annotations, proba)
@@ -1034,14 +1204,21 @@ class CrowdClassifier(ParamsMixin):
         init: str | np.ndarray[Any, Any],
         targets: np.ndarray[Any, Any] | None,
         resume: bool,
+        known: npt.NDArray[np.int64] | None = None,
+        warm: CrowdModel | None = None,
     ) -> tuple[Trainer, list[Callback], History]:
-        """One training run: a fresh seeded model, the trainer, ``Trainer.fit``."""
+        """One training run: a fresh seeded model (or one grown from ``warm``), the trainer, ``Trainer.fit``."""
         k, m = train_ann.n_classes, train_ann.n_annotators
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
-            backbone = self._make_backbone(inputs, k)
+            if warm is None:
+                backbone = self._make_backbone(inputs, k)
+            else:
+                backbone = copy.deepcopy(warm.backbone)
             self._representation_dim = self._check_backbone_output(backbone, inputs, k)
             head = self._make_head(m, k, init, train_ann)
+        if warm is not None:
+            _grow_head(head, warm.head, self.method)
         model = CrowdModel(backbone, head, needs_representation=self._spec().needs_representation)
 
         callbacks: list[Callback] = []
@@ -1076,7 +1253,12 @@ class CrowdClassifier(ParamsMixin):
             distributed=bool(self.distributed),
         )
         history = trainer.fit(
-            inputs, train_ann, valid=valid, resume_from=self.checkpoint_dir if resume else None, targets=targets
+            inputs,
+            train_ann,
+            valid=valid,
+            resume_from=self.checkpoint_dir if resume else None,
+            targets=targets,
+            known_labels=known,
         )
         return trainer, callbacks, history
 
@@ -1687,6 +1869,30 @@ def posterior_confusions(
         totals = counts.sum(axis=1, keepdims=True)
         a = np.where(totals > 0, counts / np.where(totals > 0, totals, 1.0), 1.0 / k)
     return a
+
+
+def _grow_head(head: nn.Module, fitted: nn.Module, method: str) -> None:
+    """Copy a fitted head's parameters and buffers into ``head``, built for as many or more annotators.
+
+    A tensor of the same shape is copied whole; one whose first dimension grew (per-annotator
+    rows) gets the fitted rows first and keeps its initial values in the new rows.
+    """
+    old = fitted.state_dict()
+    new = head.state_dict()
+    for name, value in new.items():
+        was = old.get(name)
+        if was is None:
+            raise ValueError(f"partial_fit: the head of method={method!r} has a new tensor {name!r}; fit again")
+        if was.shape == value.shape:
+            value.copy_(was)
+        elif was.ndim == value.ndim and was.shape[1:] == value.shape[1:] and was.shape[0] < value.shape[0]:
+            value[: was.shape[0]].copy_(was)
+        else:
+            raise ValueError(
+                f"partial_fit cannot grow the head of method={method!r}: its tensor {name!r} has shape "
+                f"{tuple(was.shape)} and would need {tuple(value.shape)}; fit again on all labels"
+            )
+    head.load_state_dict(new)
 
 
 def _builtin_backbone(name: str, n_features: int, n_classes: int) -> nn.Module:

@@ -252,6 +252,12 @@ class MethodSpec:
         training round (round 0 first; None ends the rounds; round 0 must give targets). Each
         round trains a fresh model with the same seed; the last round's model is kept. The
         two-stage methods use one round, MBEM several.
+    supports_known_labels : bool, default=False
+        ``CrowdClassifier.fit(..., known_labels=...)`` (gold labels) applies: the trainer fixes the
+        gold items' predictions to their class inside the method's criterion and adds the
+        classifier's cross-entropy on them (:meth:`~crowdlearn.train.Trainer.get_loss`). True for
+        a criterion that reads the classifier only through the logits it is given (CCEM and its
+        regularized variants, CE, CrowdLayer); other methods get a clear error.
     recipe : mapping, default={}
         The method's default training recipe: values of :data:`BASE_TRAINING`'s keys (``lr``,
         ``confusion_lr``, ``epochs``, ``batch_size``, ``weight_decay``, ``schedule``, ``init``,
@@ -273,6 +279,7 @@ class MethodSpec:
     make_criterion: Callable[[Mapping[str, Any], list[Regularizer]], nn.Module] | None = None
     make_transform: Callable[[Mapping[str, Any], float], BatchTransform | None] | None = None
     targets: Callable[[TargetsContext], Targets | None] | None = None
+    supports_known_labels: bool = False
     recipe: Mapping[str, Any] = field(default_factory=dict)
     citation: str = ""
 

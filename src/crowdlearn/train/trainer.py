@@ -26,7 +26,15 @@ from crowdlearn.train.callbacks import Callback
 from crowdlearn.train.history import History
 from crowdlearn.train.transforms import BatchTransform, InputMixup
 
-__all__ = ["DIVERGENCE_FACTOR", "MAX_LR", "Schedule", "Trainer", "TrainingDivergedError", "resolve_device"]
+__all__ = [
+    "DIVERGENCE_FACTOR",
+    "GOLD_LOGIT_GAP",
+    "MAX_LR",
+    "Schedule",
+    "Trainer",
+    "TrainingDivergedError",
+    "resolve_device",
+]
 
 Schedule = Literal["constant", "cosine"] | Callable[[int], float] | None
 #: ``loss_fn(logits (B, K), representation (B, H) or None) -> loss parts``
@@ -42,6 +50,11 @@ MAX_LR = float(torch.finfo(torch.float32).max) * (1.0 - 0.9)
 #: to 0.1 peak at 1.62 x log K at most, lr=1 at 1.19 x for every crowd method but 31 x for
 #: ``ce`` (which this rule stops), lr=100 at 23-2200 x and lr=1e6 at 2e5-2e7 x.
 DIVERGENCE_FACTOR = 20.0
+
+#: The logit gap of a gold item's clamped prediction (``0`` at the gold class, ``-GOLD_LOGIT_GAP``
+#: elsewhere): its softmax is one-hot to float32 precision (``exp(-1e4) = 0``) while every log
+#: stays finite, so heads working in log space see no ``-inf``.
+GOLD_LOGIT_GAP = 1e4
 
 
 class TrainingDivergedError(RuntimeError):
@@ -254,6 +267,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self._good_state: dict[str, Tensor] | None = None
         self._targets: Tensor | None = None
+        self._known: Tensor | None = None
         #: the DistributedDataParallel wrapper while a distributed ``fit`` runs, else None
         self._ddp: torch.nn.parallel.DistributedDataParallel | None = None
 
@@ -331,6 +345,7 @@ class Trainer:
         valid: ValidationSet | None = None,
         resume_from: str | os.PathLike[str] | None = None,
         targets: Any = None,
+        known_labels: Any = None,
     ) -> History:
         """Train on ``X`` (inputs aligned with ``annotations``' items) and return the history.
 
@@ -345,9 +360,18 @@ class Trainer:
         targets : array-like of shape (n_items, K), optional
             Soft targets of every item, carried by each batch (``Batch.targets``) for a criterion
             that trains on them (the two-stage methods, MBEM).
+        known_labels : array-like of int of shape (n_items,), optional
+            Gold labels: the true class index of some items, -1 for the others. A gold item's
+            prediction is fixed to its class in the criterion (its clamped logits, see
+            :data:`GOLD_LOGIT_GAP`: the crowd term of its labels becomes ``log A_m[y, z]``) and
+            the classifier is trained on it by the term ``gold = -(1/E) sum log f(x_n)[z_n]``
+            over the batch's gold items (``E`` the batch's labels), added to ``loss``: the
+            complete-data likelihood of the known classes. Gold items without crowd labels are
+            trained on too. Not with a batch ``transform`` (mixup).
         """
         inputs = X if isinstance(X, Inputs) else Inputs(X)
         self._targets = None if targets is None else self._check_targets(targets, annotations)
+        self._known = None if known_labels is None else self._check_known(known_labels, annotations)
         if len(inputs) != annotations.n_items:
             raise ValueError(
                 f"X has {len(inputs)} rows but the annotations have {annotations.n_items} items; "
@@ -398,6 +422,28 @@ class Trainer:
             raise ValueError("targets must be finite and non-negative")
         return t
 
+    def _check_known(self, known_labels: Any, annotations: Annotations) -> Tensor | None:
+        k = np.asarray(known_labels)
+        if k.shape != (annotations.n_items,) or k.dtype.kind not in "iu":
+            raise ValueError(
+                f"known_labels must be an int array of shape (n_items,) = ({annotations.n_items},) with -1 for "
+                f"unknown items, got dtype {k.dtype} and shape {k.shape}"
+            )
+        bad = (k < -1) | (k >= annotations.n_classes)
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"known_labels[{pos}] = {int(k[pos])} is not a class index in [0, {annotations.n_classes}) or -1"
+            )
+        if not (k >= 0).any():
+            return None
+        if self.transform is not None:
+            raise ValueError(
+                f"known_labels (gold labels) cannot be combined with the batch transform "
+                f"{type(self.transform).__name__} (e.g. mixup): train with mixup=0"
+            )
+        return torch.from_numpy(k.astype(np.int64))
+
     @property
     def data_parallel(self) -> bool:
         """True when ``fit`` trains data-parallel (``distributed=True`` or an initialized default group)."""
@@ -437,7 +483,10 @@ class Trainer:
 
     def fit_loop(self, inputs: Inputs, annotations: Annotations, valid: ValidationSet | None, start: int) -> None:
         """Epochs ``start..epochs-1`` with callbacks; stops when ``stop_training`` is set."""
-        labelled = np.flatnonzero(annotations.item_counts > 0).astype(np.int64)
+        trained = annotations.item_counts > 0
+        if self._known is not None:
+            trained = trained | (self._known.numpy() >= 0)
+        labelled = np.flatnonzero(trained).astype(np.int64)
         if labelled.size == 0:
             raise ValueError("the annotations hold no labels; nothing to train on")
         self.notify("on_train_begin")
@@ -589,8 +638,32 @@ class Trainer:
 
         A criterion with ``takes_batch = True`` is called as ``criterion(model, logits, batch,
         representation)`` (it sees the batch's targets and annotator mixtures); others as
-        ``criterion(model, logits, rows, annotators, labels[, representation])``.
+        ``criterion(model, logits, rows, annotators, labels[, representation])``. With gold labels
+        (``fit(..., known_labels=...)``) the criterion sees the gold items' predictions clamped to
+        their class and ``gold``, the cross-entropy of the classifier on them, is added (see
+        :meth:`fit`).
         """
+        if self._known is None:
+            return self.criterion_loss(logits, batch, representation)
+        known = self._known[torch.from_numpy(batch.items)].to(logits.device)
+        rows = torch.nonzero(known >= 0).squeeze(1)
+        if rows.numel() == 0:
+            return self.criterion_loss(logits, batch, representation)
+        cls = known.index_select(0, rows)
+        logits = logits.float()
+        fixed = torch.full((rows.numel(), logits.shape[1]), -GOLD_LOGIT_GAP, device=logits.device)
+        fixed[torch.arange(rows.numel(), device=logits.device), cls] = 0.0
+        clamped = logits.index_put((rows,), fixed)
+        n_labels = batch.labels.numel()
+        gold = -logits.log_softmax(dim=1)[rows, cls].sum() / max(n_labels, 1)
+        if n_labels == 0:  # a batch of gold items without crowd labels: the gold term alone
+            zero = gold * 0.0
+            return {"loss": gold, "nll": zero, "gold": gold}
+        parts = self.criterion_loss(clamped, batch, representation)
+        return {**parts, "loss": parts["loss"] + gold, "gold": gold}
+
+    def criterion_loss(self, logits: Tensor, batch: Batch, representation: Tensor | None = None) -> dict[str, Tensor]:
+        """The criterion's parts on one batch (:meth:`get_loss` without the gold labels)."""
         if getattr(self.criterion, "takes_batch", False):
             out: dict[str, Tensor] = self.criterion(self.model, logits.float(), batch, representation)
             return out
