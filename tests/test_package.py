@@ -52,6 +52,7 @@ def test_the_seed_has_one_name_in_the_public_api() -> None:
 
     modules = [
         "crowdlearn",
+        "crowdlearn.active",
         "crowdlearn.aggregate",
         "crowdlearn.annotations",
         "crowdlearn.datasets",

@@ -1191,9 +1191,9 @@ class CrowdClassifier(ParamsMixin):
         if self.strict and findings.untrusted:
             raise UntrustedModelError("; ".join(findings.messages()), findings)
         if findings.collapsed:
-            warnings.warn(CollapsedModelWarning(findings.collapse_message()), stacklevel=3)
+            warnings.warn(CollapsedModelWarning(findings.collapse_message()), stacklevel=4)
         if findings.flipped:
-            warnings.warn(FlippedClassesWarning(findings.flip_message()), stacklevel=3)
+            warnings.warn(FlippedClassesWarning(findings.flip_message()), stacklevel=4)
 
     def _train_once(
         self,
