@@ -982,6 +982,7 @@ class CrowdClassifier(ParamsMixin):
         annotator_features: npt.ArrayLike | None = None,
         known_labels: Any = None,
         epochs: int | None = None,
+        classes: npt.ArrayLike | None = None,
     ) -> CrowdClassifier:
         """Continue training the fitted model on the labels so far, new items and annotators included.
 
@@ -1002,6 +1003,10 @@ class CrowdClassifier(ParamsMixin):
             grown id table: ``annotator_ids_`` after the call).
         epochs : int, optional
             Epochs of this training run (None: the fitted ``training_params_["epochs"]``).
+        classes : array-like, optional
+            scikit-learn's ``partial_fit`` argument, the class ids of every call: checked (the
+            classes of ``y``, and a fitted model's ``classes_``, must be among them), not used to
+            add classes that ``y`` does not hold.
 
         Returns
         -------
@@ -1013,15 +1018,22 @@ class CrowdClassifier(ParamsMixin):
             One line: a class the model was not fitted on, a method trained in rounds (MBEM, the
             two-stage methods), new annotators for a head without per-annotator rows to grow.
         """
+        check_number(epochs, "epochs", self._name, low=1, integer=True, allow_none=True)
+        crowd, from_array = _crowd_labels(y, "y", self._name)
+        if classes is not None:
+            allowed = set(np.asarray(classes).tolist())
+            have = crowd.classes.tolist() + (self.classes_.tolist() if hasattr(self, "model_") else [])
+            outside = [c for c in have if c not in allowed]
+            if outside:
+                raise ValueError(f"class {outside[0]!r} of y is not in classes={sorted(allowed, key=str)}")
         if not hasattr(self, "model_"):
             if epochs is not None:
                 self.set_params(epochs=epochs)
             return self.fit(X, y, X_val, y_val, annotator_features=annotator_features, known_labels=known_labels)
         self._validate_params()
-        check_number(epochs, "epochs", self._name, low=1, integer=True, allow_none=True)
         if self._spec().targets is not None:
             raise ValueError(f"partial_fit is not supported by method={self.method!r}, which trains in rounds")
-        crowd, from_array = _crowd_labels(y, "y", self._name)
+        self._check_predict_X(X)  # the fitted input shape
         annotations = self._grown_annotations(crowd, from_array)
         old = self.get_params()
         try:
