@@ -30,11 +30,11 @@ def test_gold_labels_raise_the_accuracy_on_the_other_items() -> None:
     known = np.full(ann.n_items, -1)
     known[:60] = truth[:60]
     rest = known < 0
-    plain = CrowdClassifier(method="geocrowdnet-f", epochs=15, **FAST).fit(X, ann)
-    gold = CrowdClassifier(method="geocrowdnet-f", epochs=15, **FAST).fit(X, ann, known_labels=known)
+    plain = CrowdClassifier(method="geocrowdnet-f", epochs=6, batch_size=64, **FAST).fit(X, ann)
+    gold = CrowdClassifier(method="geocrowdnet-f", epochs=6, batch_size=64, **FAST).fit(X, ann, known_labels=known)
     acc_plain = (plain.predict(X)[rest] == truth[rest]).mean()
     acc_gold = (gold.predict(X)[rest] == truth[rest]).mean()
-    assert acc_gold > acc_plain + 0.03, (acc_plain, acc_gold)  # measured: 0.783 -> 0.829
+    assert acc_gold > acc_plain + 0.03, (acc_plain, acc_gold)  # measured: 0.792 -> 0.842
     assert gold.known_labels_.tolist() == known.tolist()
     assert "train_gold" in gold.history_[-1] and "train_gold" not in plain.history_[-1]
     assert (plain.known_labels_ == -1).all()
@@ -90,7 +90,7 @@ def test_trainer_gold_term_is_the_complete_data_likelihood() -> None:
 
 def _split_crowd() -> tuple[np.ndarray, Annotations, Annotations, np.ndarray]:
     conf = diagonally_dominant_confusions(8, 3, accuracy=(0.5, 0.8), random_state=0)
-    crowd = simulate_crowd(conf, n_items=400, per_item=3, random_state=0)
+    crowd = simulate_crowd(conf, n_items=300, per_item=3, random_state=0)
     X = item_features(crowd.true_posteriors, 10, separation=2.0, random_state=0)
     ann = crowd.annotations
     df = ann.to_frame()
@@ -103,19 +103,19 @@ def _split_crowd() -> tuple[np.ndarray, Annotations, Annotations, np.ndarray]:
 
 def test_partial_fit_adds_annotators_and_gets_closer_to_the_full_fit() -> None:
     X, ann, part, _ = _split_crowd()
-    full = CrowdClassifier(method="ccem", epochs=20, **FAST).fit(X, ann)
-    inc = CrowdClassifier(method="ccem", epochs=20, **FAST).fit(X, part)
+    full = CrowdClassifier(method="ccem", epochs=12, **FAST).fit(X, ann)
+    inc = CrowdClassifier(method="ccem", epochs=12, **FAST).fit(X, part)
     assert 7 not in inc.annotator_ids_.tolist()
     before = inc.confusions_.copy()
-    inc.partial_fit(X, ann, epochs=5)
-    scratch = CrowdClassifier(method="ccem", epochs=5, **FAST).fit(X, ann)
+    inc.partial_fit(X, ann, epochs=3)
+    scratch = CrowdClassifier(method="ccem", epochs=3, **FAST).fit(X, ann)
     assert inc.annotator_ids_.tolist()[: len(before)] == part.annotator_ids.tolist()
     assert inc.annotator_ids_.tolist()[-1] == 7 and inc.confusions_.shape == (8, 3, 3)
-    assert inc.epochs == 20 and len(inc.history_.epochs) == 5  # the parameter is restored
+    assert inc.epochs == 12 and len(inc.history_.epochs) == 3  # the parameter is restored
     pos = [inc.annotator_ids_.tolist().index(a) for a in full.annotator_ids_.tolist()]
     warm_gap = np.abs(inc.confusions_[pos] - full.confusions_).mean()
     cold_gap = np.abs(scratch.confusions_ - full.confusions_).mean()
-    assert warm_gap < cold_gap, (warm_gap, cold_gap)
+    assert warm_gap < cold_gap, (warm_gap, cold_gap)  # measured: 0.021 < 0.044
     assert not np.allclose(inc.confusions_[: len(before)], before)  # it trained
 
 
