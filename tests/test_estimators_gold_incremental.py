@@ -129,3 +129,33 @@ def test_partial_fit_errors_and_unfitted() -> None:
         clf.partial_fit(X[:1], bad)
     with pytest.raises(ValueError, match=r"partial_fit is not supported by method='mbem'"):
         CrowdClassifier(method="mbem", epochs=1, validation="none").fit(X, ann).partial_fit(X, ann)
+
+
+@pytest.mark.filterwarnings("ignore::crowdlearn.estimators.UntrustedModelWarning")  # two epochs only
+@pytest.mark.parametrize("method", ["mv-train", "ds-train", "mbem"])
+def test_methods_trained_on_targets_give_gold_items_their_class(method: str) -> None:
+    from crowdlearn.nn import get_method
+    from crowdlearn.nn.registry import TargetsContext
+
+    X, ann, truth = _hard_crowd(120)
+    known = np.full(ann.n_items, -1)
+    known[:30] = (truth[:30] + 1) % 4  # not the crowd's answer: only gold can put it there
+    spec = get_method(method)
+    params = spec.resolve_params(None, {}, "test")
+    proba = np.full((ann.n_items, 4), 0.25)
+    for round_ in (0, 1) if method == "mbem" else (0,):
+        ctx = TargetsContext(ann, params, round_, proba if round_ else None, 0, known_labels=known)
+        targets = spec.targets(ctx)  # type: ignore[misc]
+        assert targets is not None
+        np.testing.assert_allclose(targets.targets[:30], np.eye(4)[known[:30]])
+    clf = CrowdClassifier(method=method, epochs=2, validation="none").fit(X, ann, known_labels=known)
+    assert clf.known_labels_[:30].tolist() == known[:30].tolist()
+
+
+def test_a_spec_declares_how_it_takes_gold_labels() -> None:
+    from crowdlearn.nn import MethodSpec
+
+    with pytest.raises(ValueError, match="known_labels must be 'none', 'clamp' or 'targets', got 'yes'"):
+        MethodSpec("g", "bad", lambda ctx: torch.nn.Identity(), known_labels="yes")
+    with pytest.raises(ValueError, match="known_labels='targets' needs a targets hook"):
+        MethodSpec("g", "bad", lambda ctx: torch.nn.Identity(), known_labels="targets")

@@ -817,8 +817,8 @@ class CrowdClassifier(ParamsMixin):
         if not (out >= 0).any():
             return None
         spec = self._spec()
-        if not spec.supports_known_labels:
-            able = [name for name in available_methods() if get_method(name).supports_known_labels]
+        if spec.known_labels == "none":
+            able = [name for name in available_methods() if get_method(name).known_labels != "none"]
             raise ValueError(
                 f"method={self.method!r} does not support known_labels (gold labels); methods that do: "
                 f"{', '.join(able)}"
@@ -952,9 +952,11 @@ class CrowdClassifier(ParamsMixin):
             fixed to their class: inside the loss their predictions are clamped (the crowd term
             of their labels is ``log A_m[y, z]``) and ``-log f(x_n)[z_n]`` trains the
             classifier on them (:meth:`crowdlearn.train.Trainer.get_loss`); ``init="mv"/"ds"``
-            and ``refine_confusions`` use them too. For the methods whose spec has
-            ``supports_known_labels`` (CCEM, GeoCrowdNet F/W, TraceReg, CE, CrowdLayer); other
-            methods raise. Not with mixup. Kept as ``known_labels_`` (class indices, -1 unknown).
+            and ``refine_confusions`` use them too: the methods whose spec has
+            ``known_labels="clamp"`` (CCEM, GeoCrowdNet F/W, TraceReg, CE, CrowdLayer; not with
+            mixup). For ``known_labels="targets"`` (``mv-train``, ``ds-train``, ``mbem``) the
+            aggregator behind the targets uses them and gold items get their class as targets.
+            Other methods raise. Kept as ``known_labels_`` (class indices, -1 unknown).
         resume : bool, default=False
             Continue the run saved in ``checkpoint_dir``.
 
@@ -1140,7 +1142,9 @@ class CrowdClassifier(ParamsMixin):
         while True:
             targets: Targets | None = None
             if spec.targets is not None:
-                ctx = TargetsContext(train_ann, self._method_params(), n_round, proba, int(self.random_state))
+                ctx = TargetsContext(
+                    train_ann, self._method_params(), n_round, proba, int(self.random_state), known_labels=known
+                )
                 targets = spec.targets(ctx)
                 if targets is None:
                     if n_round == 0:
@@ -1156,7 +1160,7 @@ class CrowdClassifier(ParamsMixin):
                 init,
                 None if targets is None else targets.targets,
                 resume,
-                known,
+                known if spec.known_labels == "clamp" else None,  # "targets": the hook has them
                 warm,
             )
             n_round += 1

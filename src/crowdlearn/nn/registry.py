@@ -173,6 +173,9 @@ class TargetsContext:
     proba : ndarray of shape (n_items, K) or None
         The previous round's classifier probabilities of every training item (None in round 0).
     random_state : int
+    known_labels : ndarray of int of shape (n_items,) or None
+        Gold class index of each item, -1 unknown (``CrowdClassifier.fit(..., known_labels=...)``,
+        for a method whose spec has ``known_labels="targets"``); None without gold labels.
     """
 
     annotations: Annotations
@@ -180,6 +183,7 @@ class TargetsContext:
     round: int
     proba: np.ndarray[Any, Any] | None
     random_state: int = 0
+    known_labels: np.ndarray[Any, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -252,12 +256,15 @@ class MethodSpec:
         training round (round 0 first; None ends the rounds; round 0 must give targets). Each
         round trains a fresh model with the same seed; the last round's model is kept. The
         two-stage methods use one round, MBEM several.
-    supports_known_labels : bool, default=False
-        ``CrowdClassifier.fit(..., known_labels=...)`` (gold labels) applies: the trainer fixes the
-        gold items' predictions to their class inside the method's criterion and adds the
-        classifier's cross-entropy on them (:meth:`~crowdlearn.train.Trainer.get_loss`). True for
-        a criterion that reads the classifier only through the logits it is given (CCEM and its
-        regularized variants, CE, CrowdLayer); other methods get a clear error.
+    known_labels : {"none", "clamp", "targets"}, default="none"
+        How ``CrowdClassifier.fit(..., known_labels=...)`` (gold labels) reaches the method.
+        ``"clamp"``: the trainer fixes the gold items' predictions to their class inside the
+        method's criterion and adds the classifier's cross-entropy on them
+        (:meth:`~crowdlearn.train.Trainer.get_loss`), for a criterion that reads the classifier
+        only through the logits it is given (CCEM and its regularized variants, CE, CrowdLayer).
+        ``"targets"``: the ``targets`` hook reads them (``TargetsContext.known_labels``) and gives
+        the gold items their class as targets (the two-stage methods, MBEM). ``"none"``: gold
+        labels are refused with a clear error.
     recipe : mapping, default={}
         The method's default training recipe: values of :data:`BASE_TRAINING`'s keys (``lr``,
         ``confusion_lr``, ``epochs``, ``batch_size``, ``weight_decay``, ``schedule``, ``init``,
@@ -279,7 +286,7 @@ class MethodSpec:
     make_criterion: Callable[[Mapping[str, Any], list[Regularizer]], nn.Module] | None = None
     make_transform: Callable[[Mapping[str, Any], float], BatchTransform | None] | None = None
     targets: Callable[[TargetsContext], Targets | None] | None = None
-    supports_known_labels: bool = False
+    known_labels: str = "none"
     recipe: Mapping[str, Any] = field(default_factory=dict)
     citation: str = ""
 
@@ -300,6 +307,12 @@ class MethodSpec:
                 f"method {self.name!r}: recipe key {unknown[0]!r} is not a training parameter "
                 f"(one of {', '.join(BASE_TRAINING)})"
             )
+        if self.known_labels not in ("none", "clamp", "targets"):
+            raise ValueError(
+                f"method {self.name!r}: known_labels must be 'none', 'clamp' or 'targets', got {self.known_labels!r}"
+            )
+        if self.known_labels == "targets" and self.targets is None:
+            raise ValueError(f"method {self.name!r}: known_labels='targets' needs a targets hook")
         object.__setattr__(self, "recipe", MappingProxyType(dict(self.recipe)))  # frozen, like the spec
         init = self.recipe.get("init")
         if init is not None and not (isinstance(init, str) and init in self.inits):

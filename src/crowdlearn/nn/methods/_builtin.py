@@ -74,7 +74,7 @@ SPECS: tuple[MethodSpec, ...] = (
         "coupled cross-entropy ``-(1/|S|) sum log (A_m f(x_n))_y`` over the observed labels",
         _confusion_head,
         refines_confusions=True,
-        supports_known_labels=True,
+        known_labels="clamp",
         recipe=COSINE_DS_RECIPE,
         citation=_ICLR23,
     ),
@@ -85,7 +85,7 @@ SPECS: tuple[MethodSpec, ...] = (
         regularizers=(_logdet_f,),
         params=(_LAM, _EPS),
         refines_confusions=True,
-        supports_known_labels=True,
+        known_labels="clamp",
         recipe=COSINE_DS_RECIPE,
         citation=_ICLR23,
     ),
@@ -96,7 +96,7 @@ SPECS: tuple[MethodSpec, ...] = (
         regularizers=(_logdet_w,),
         params=(_LAM, _EPS),
         refines_confusions=True,
-        supports_known_labels=True,
+        known_labels="clamp",
         recipe=COSINE_DS_RECIPE,
         citation=_ICLR23,
     ),
@@ -107,7 +107,7 @@ SPECS: tuple[MethodSpec, ...] = (
         regularizers=(_trace,),
         params=(_LAM,),
         refines_confusions=True,
-        supports_known_labels=True,
+        known_labels="clamp",
         recipe=FAST_DS_MIXUP_RECIPE,
         citation="Tanno et al., CVPR 2019",
     ),
@@ -116,7 +116,7 @@ SPECS: tuple[MethodSpec, ...] = (
         "no annotator model (every ``A_m`` the identity): plain cross-entropy on the crowd labels; "
         'fitted on aggregated labels it is the two-stage baseline "aggregate, then train"',
         _identity_head,
-        supports_known_labels=True,
+        known_labels="clamp",
     ),
     *(
         MethodSpec(
@@ -125,7 +125,7 @@ SPECS: tuple[MethodSpec, ...] = (
             "``confusions_`` are the implied ``C_m[:, j] = softmax(a_m(e_j))``",
             _crowdlayer_head(kind),
             inits=("identity",),
-            supports_known_labels=True,
+            known_labels="clamp",
             recipe=FAST_MIXUP_RECIPE if kind == "vb" else COSINE_RECIPE,
             citation="Rodrigues & Pereira, AAAI 2018",
         )

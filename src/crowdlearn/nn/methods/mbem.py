@@ -37,10 +37,17 @@ def mbem_step(proba: np.ndarray[Any, Any], ctx: TargetsContext) -> Targets:
     k = ann.n_classes
     labelled = ann.item_counts > 0
     predicted = one_hot(np.asarray(proba).argmax(axis=1), k)
+    gold = np.flatnonzero(ctx.known_labels >= 0) if ctx.known_labels is not None else np.zeros(0, dtype=np.int64)
+    if gold.size:  # gold items: their class, in the M-step and in the targets
+        assert ctx.known_labels is not None
+        predicted[gold] = one_hot(ctx.known_labels[gold], k)
     confusions = vote_confusions(ann, predicted)  # the M-step from the predictions (+0.01 counts)
     counts = predicted[labelled].sum(axis=0)
     rho = (counts + 1e-2) / (counts + 1e-2).sum()
     q = item_posteriors(np.broadcast_to(rho, (ann.n_items, k)), ann, confusions)
+    if gold.size:
+        assert ctx.known_labels is not None
+        q[gold] = one_hot(ctx.known_labels[gold], k)
     return Targets(q, confusions)
 
 
@@ -51,7 +58,7 @@ def _targets(ctx: TargetsContext) -> Targets | None:
         from crowdlearn.aggregate import MajorityVote
 
         vote = MajorityVote(random_state=ctx.random_state)
-        vote.fit(ctx.annotations)
+        vote.fit(ctx.annotations, known_labels=ctx.known_labels)
         return Targets(np.asarray(vote.probas_, dtype=np.float64), np.asarray(vote.confusions_, dtype=np.float64))
     assert ctx.proba is not None
     return mbem_step(ctx.proba, ctx)
@@ -67,6 +74,7 @@ SPECS: tuple[MethodSpec, ...] = (
         inits=("identity",),
         make_criterion=soft_target_criterion,
         targets=_targets,
+        known_labels="targets",
         citation="Khetan, Lipton & Anandkumar, ICLR 2018",
     ),
 )

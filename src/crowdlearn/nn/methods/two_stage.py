@@ -58,7 +58,7 @@ def _aggregate(kind: str) -> Any:
         from crowdlearn.aggregate import DawidSkene, MajorityVote
 
         agg = MajorityVote(random_state=ctx.random_state) if kind == "mv" else DawidSkene(smoothing=0.01)
-        agg.fit(ctx.annotations)
+        agg.fit(ctx.annotations, known_labels=ctx.known_labels)  # gold items: their class
         k = ctx.annotations.n_classes
         soft = np.asarray(agg.probas_, dtype=np.float64) if ctx.params["soft"] else one_hot(agg.labels_, k)
         return Targets(soft, np.asarray(agg.confusions_, dtype=np.float64))
@@ -76,6 +76,7 @@ SPECS: tuple[MethodSpec, ...] = (
         inits=("identity",),
         make_criterion=soft_target_criterion,
         targets=_aggregate("mv"),
+        known_labels="targets",
         recipe=COSINE_RECIPE,
         citation="the two-stage baseline, e.g. Rodrigues & Pereira, AAAI 2018",
     ),
@@ -88,6 +89,7 @@ SPECS: tuple[MethodSpec, ...] = (
         inits=("identity",),
         make_criterion=soft_target_criterion,
         targets=_aggregate("ds"),
+        known_labels="targets",
         citation="Dawid & Skene, JRSS C 1979",
     ),
 )
