@@ -265,7 +265,7 @@ def _random_pairs(
     return np.asarray(out_i, dtype=np.int64), np.asarray(out_a, dtype=np.int64)
 
 
-def _study(strategy: str, seed: int, rounds: int, batch: int) -> list[tuple[int, float]]:
+def _study(strategy: str, seed: int, rounds: int, batch: int, update: str = "partial_fit") -> list[tuple[int, float]]:
     """(labels so far, DS consensus accuracy) after each round of ``batch`` queries."""
     M, K, N = 30, 4, 1000
     conf = diagonally_dominant_confusions(M, K, accuracy=(0.35, 0.9), random_state=seed)
@@ -294,7 +294,10 @@ def _study(strategy: str, seed: int, rounds: int, batch: int) -> list[tuple[int,
             items, who = _random_pairs(ann, rng.permutation(N)[:batch], available, rng)
         said = oracle(items, who)
         new = Annotations(items, who, said, n_items=N, n_annotators=M, n_classes=K)
-        model.partial_fit(new)  # the same id tables: items and annotators keep their indices
+        if update == "partial_fit":
+            model.partial_fit(new)  # the same id tables: items and annotators keep their indices
+        else:
+            model = DawidSkene(smoothing=0.01).fit(model.annotations_.concat(new))
         ann = model.annotations_
         curve.append((ann.n_labels, float((model.labels_ == truth).mean())))
     return curve
@@ -307,9 +310,22 @@ def part_active(seeds: int, rounds: int, batch: int) -> None:
         "random item + best annotator",
         "activelab + best annotator",
     )
+    for update in ("fit", "partial_fit"):
+        _active_table(strategies, seeds, rounds, batch, update)
+
+
+def _active_table(strategies: tuple[str, ...], seeds: int, rounds: int, batch: int, update: str) -> None:
     targets = (0.85, 0.90, 0.95)
-    curves = {s: [_study(s, seed, rounds, batch) for seed in range(seeds)] for s in strategies}
-    print(f"### Labels needed to reach a consensus accuracy (Dawid-Skene), {seeds} seeds: mean (and per seed)\n")
+    curves = {s: [_study(s, seed, rounds, batch, update) for seed in range(seeds)] for s in strategies}
+    how = (
+        "a fresh `DawidSkene(smoothing=0.01).fit` on all labels after every round"
+        if update == "fit"
+        else "`DawidSkene(smoothing=0.01).partial_fit(new labels)` after every round (warm start)"
+    )
+    print(
+        f"### Labels needed to reach a consensus accuracy (Dawid-Skene), {seeds} seeds: mean (and per seed); "
+        f"model: {how}\n"
+    )
     print(
         f"Crowd: 1000 items, 4 classes, 30 annotators of accuracy 0.35-0.9 (diagonally dominant), one random "
         f"label per item to start (1000 labels); rounds of {batch} queries, {rounds} rounds at most; each round a "
