@@ -166,3 +166,15 @@ def test_partial_fit_errors_and_first_call() -> None:
     mv = MajorityVote().fit(frame)
     out = mv.partial_fit(pd.DataFrame({"task": ["c"], "worker": ["y"], "label": [1]}))
     assert out._labels_output().index.tolist() == ["a", "b", "c"]
+
+
+def test_binary_relevance_takes_gold_label_sets() -> None:
+    from crowdlearn.aggregate import BinaryRelevance
+
+    items, workers = ["t1", "t1", "t1", "t2", "t2"], ["a", "b", "c", "a", "b"]
+    sets = [["x", "y"], ["x"], ["x", "y"], ["y"], ["y"]]
+    assert BinaryRelevance().fit(items, workers, sets).label_sets() == [["x", "y"], ["y"]]
+    br = BinaryRelevance(DawidSkene()).fit(items, workers, sets, known_labels={"t1": ["x"]})
+    assert br.label_sets() == [["x"], ["y"]]
+    with pytest.raises(AnnotationsError, match=r"known_labels\['t1'\] holds class 'z', which no answer uses"):
+        BinaryRelevance().fit(items, workers, sets, known_labels={"t1": ["z"]})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -117,7 +117,12 @@ class BinaryRelevance:
         self.base_aggregator = base_aggregator
 
     def fit(
-        self, items: Iterable[Hashable], annotators: Iterable[Hashable], label_sets: Iterable[Iterable[Hashable]]
+        self,
+        items: Iterable[Hashable],
+        annotators: Iterable[Hashable],
+        label_sets: Iterable[Iterable[Hashable]],
+        *,
+        known_labels: Mapping[Hashable, Iterable[Hashable]] | None = None,
     ) -> BinaryRelevance:
         """Aggregate each class separately.
 
@@ -125,6 +130,10 @@ class BinaryRelevance:
         ----------
         items, annotators : sequences of ids of length n_answers
         label_sets : sequence of length n_answers of sets of class ids
+        known_labels : mapping item id -> set of class ids, optional
+            Gold label sets of some items: for each class ``c`` the binary aggregator gets
+            ``known_labels`` "``c`` in the set" for those items (see
+            :meth:`BaseAggregator.fit`), so they get exactly their gold set.
 
         Returns
         -------
@@ -140,9 +149,16 @@ class BinaryRelevance:
         cols_l: list[npt.NDArray[np.bool_]] = []
         cols_p: list[FloatArray] = []
         ann: Annotations | None = None
+        gold = self._gold(known_labels, classes)
         for c, ann in zip(classes.tolist(), problems):
             agg = type(base)(**base.get_params())
-            agg.fit(ann)
+            if gold is None:
+                agg.fit(ann)
+            else:
+                known = np.full(ann.n_items, -1, dtype=np.int64)
+                idx = ann.item_index(list(gold))
+                known[idx] = [int(c in labels) for labels in gold.values()]
+                agg.fit(ann, known_labels=known)
             self.aggregators_[c] = agg
             cols_l.append(agg.labels_ == 1)
             cols_p.append(agg.probas_[:, 1])
@@ -155,6 +171,29 @@ class BinaryRelevance:
         self.labels_ = np.stack(cols_l, axis=1) if cols_l else np.zeros((N, 0), dtype=bool)
         self.probas_ = np.stack(cols_p, axis=1) if cols_p else np.zeros((N, 0))
         return self
+
+    @staticmethod
+    def _gold(
+        known_labels: Mapping[Hashable, Iterable[Hashable]] | None, classes: np.ndarray[Any, Any]
+    ) -> dict[Hashable, set[Hashable]] | None:
+        if known_labels is None:
+            return None
+        if not isinstance(known_labels, Mapping):
+            raise TypeError(
+                f"known_labels must be a mapping item id -> set of class ids, got {type(known_labels).__name__}"
+            )
+        gold: dict[Hashable, set[Hashable]] = {
+            k: {v} if isinstance(v, str) else set(v) for k, v in known_labels.items()
+        }
+        known = set(classes.tolist())
+        for item, labels in gold.items():
+            extra = sorted(labels - known, key=str)
+            if extra:
+                raise AnnotationsError(
+                    f"known_labels[{item!r}] holds class {extra[0]!r}, which no answer uses (classes: "
+                    f"{sorted(known, key=str)[:10]})"
+                )
+        return gold
 
     def label_sets(self) -> list[list[Hashable]]:
         """The aggregated set of each item (classes in ``classes_`` order), after :meth:`fit`."""
