@@ -371,9 +371,12 @@ class BaseAggregator:
         :class:`~crowdlearn.aggregate.OneCoinDawidSkene`, :class:`~crowdlearn.aggregate.GLAD`,
         :class:`~crowdlearn.aggregate.MACE`) continue EM from the fitted parameters (new
         annotators and items start from the values :meth:`fit` would start them from) until the
-        ``tol`` rule stops it, reaching the fixed point of a full fit in fewer iterations; the
-        one-pass aggregators recount (one pass over all labels seen so far, equal to
-        :meth:`fit` on them). See docs/active.md, "Incremental updates".
+        ``tol`` rule stops it: on a likelihood with one dominant mode this is the fixed point of
+        a fit on all labels, in fewer iterations for small updates. EM is path dependent: after
+        many updates from a poor start a warm start can stay in a worse mode than a fit from
+        scratch finds, so refit now and then (compare ``log_likelihood_[-1]``). The one-pass
+        aggregators recount (one pass over all labels seen so far, equal to :meth:`fit` on
+        them). See docs/active.md, "Incremental updates".
 
         Parameters
         ----------
