@@ -350,9 +350,70 @@ def _active_table(strategies: tuple[str, ...], seeds: int, rounds: int, batch: i
     print()
 
 
+def _classifier_study(strategy: str, seed: int, rounds: int, batch: int, epochs: int) -> list[tuple[int, float]]:
+    """(labels so far, accuracy of the crowd posterior argmax) with a CrowdClassifier as the model."""
+    import torch
+
+    from crowdlearn import CrowdClassifier
+    from crowdlearn.active import crowd_posteriors
+
+    torch.set_num_threads(1)
+    M, K, N = 20, 4, 600
+    conf = diagonally_dominant_confusions(M, K, accuracy=(0.35, 0.9), random_state=seed)
+    crowd = simulate_crowd(conf, n_items=N, per_item=1, random_state=seed + 100)
+    X = item_features(crowd.true_posteriors, 10, separation=2.0, random_state=seed + 200)
+    truth = crowd.true_labels
+    oracle = Oracle(conf, truth, seed + 200)
+    rng = np.random.default_rng(seed + 300)
+    ann = crowd.annotations
+    kw: dict[str, Any] = {"method": "ccem", "epochs": epochs, "validation": "none", "random_state": seed}
+
+    def fit(a: Annotations) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return CrowdClassifier(**kw).fit(X, a)
+
+    def accuracy(clf: Any, a: Annotations) -> float:
+        q = crowd_posteriors(a, clf.predict_proba(X), clf.confusions_)
+        return float((q.argmax(axis=1) == truth).mean())
+
+    clf = fit(ann)
+    curve = [(ann.n_labels, accuracy(clf, ann))]
+    for _ in range(rounds):
+        available = np.sort(rng.choice(M, M // 2, replace=False))
+        if strategy == "activelab + best annotator":
+            q = suggest_queries(clf, ann, batch, X=X, available=available)
+            items, who = q["item"].to_numpy(), q["annotator"].to_numpy()
+        else:
+            items, who = _random_pairs(ann, rng.permutation(N)[:batch], available, rng)
+        ann = ann.concat(Annotations(items, who, oracle(items, who), n_items=N, n_annotators=M, n_classes=K))
+        clf = fit(ann)
+        curve.append((ann.n_labels, accuracy(clf, ann)))
+    return curve
+
+
+def part_active_classifier(seeds: int, rounds: int, batch: int, epochs: int) -> None:
+    strategies = ("random item + random annotator", "activelab + best annotator")
+    curves = {s: [_classifier_study(s, seed, rounds, batch, epochs) for seed in range(seeds)] for s in strategies}
+    print(f"### Active learning with CrowdClassifier (CCEM) as the model, {seeds} seeds: accuracy after n labels\n")
+    print(
+        f"Crowd: 600 items with 10 Gaussian features, 4 classes, 20 annotators of accuracy 0.35-0.9; one random "
+        f"label per item to start; {rounds} rounds of {batch} queries (a random half of the annotators available); "
+        f"after every round a fresh CrowdClassifier(method='ccem', epochs={epochs}) on all labels; accuracy = argmax "
+        "of the crowd posterior (classifier prior and labels through its confusions) against the truth.\n"
+    )
+    marks = list(range(0, rounds + 1, max(rounds // 4, 1)))
+    print("| strategy | " + " | ".join(f"{curves[strategies[0]][0][r][0]} labels" for r in marks) + " |")
+    print("|---|" + "---:|" * len(marks))
+    for s, per_seed in curves.items():
+        cells = [f"{np.mean([c[r][1] for c in per_seed]):.3f}" for r in marks]
+        print(f"| {s} | " + " | ".join(cells) + " |")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("gold", "incremental", "active", "all"), default="all")
+    parser.add_argument("--part", choices=("gold", "incremental", "active", "active-classifier", "all"), default="all")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30, help="CrowdClassifier epochs in the gold part")
     parser.add_argument("--design", choices=("weak", "swapped"), default="weak", help="the crowd of the gold part")
@@ -366,6 +427,8 @@ def main() -> None:
         part_incremental(args.seeds)
     if args.part in ("active", "all"):
         part_active(args.seeds, args.rounds, args.batch)
+    if args.part in ("active-classifier", "all"):
+        part_active_classifier(args.seeds, args.rounds, args.batch, args.epochs)
 
 
 if __name__ == "__main__":
