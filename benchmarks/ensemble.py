@@ -2,7 +2,7 @@
 protocols of benchmarks/real.py.
 
 For every (dataset, method, grid point, seed) the script trains ``--members`` R models that differ
-only in ``random_state``: member r uses ``seed + 100 r``, so member 0 is exactly the single run of
+only in ``random_state``: member r uses ``seed + 100 r`` (``fit_seed_ensemble``'s scheme), so member 0 is exactly the single run of
 benchmarks/real.py (same split, same network, same seed). The ensemble's class probabilities are
 the members' mean (what ``CrowdEnsemble.predict_proba`` computes).
 
@@ -49,6 +49,7 @@ import torch
 
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.io import atomic_write
+from crowdlearn.model_selection import SEED_STRIDE
 from crowdlearn.train import Callback, TrainingDivergedError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -73,7 +74,9 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
     "recipe": {"recipe": {**real.RECIPE_POINT, "init": "identity", "epochs": 50}},
     "recipe-ds": {"recipe-ds": {**real.RECIPE_POINT, "init": "ds", "epochs": 50}},
 }
-MEMBER_STRIDE = 100
+#: the seed scheme of ``crowdlearn.model_selection.fit_seed_ensemble`` (the members run here in
+#: parallel processes, one fit each, hence not through that function)
+MEMBER_STRIDE = SEED_STRIDE
 
 
 @dataclass(frozen=True)
