@@ -36,20 +36,30 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.stats import entropy
 
+from crowdlearn._checks import show
 from crowdlearn.annotations import Annotations
 
 __all__ = [
     "AgreementSummary",
+    "CrowdlabResult",
+    "FilterResult",
     "accuracy_on_aggregates",
     "agreement_summary",
     "alpha_krippendorff",
+    "annotator_scores",
     "cohen_kappa_pairs",
     "consistency",
+    "crowdlab",
+    "filter_ambiguous",
     "fleiss_kappa",
+    "item_scores",
     "label_pairs",
     "one_coin_label_probabilities",
     "percent_agreement",
+    "relabel_ranking",
+    "soft_confusions",
     "uncertainty",
+    "waum",
 ]
 
 Level = Literal["nominal", "ordinal", "interval", "ratio"]
@@ -628,3 +638,496 @@ def agreement_summary(
         n_annotator_pairs=len(ok),
         n_items_scored=int((annotations.item_counts >= 2).sum()),
     )
+
+
+# ---------------------------------------------------------------------------------------- items
+def _posteriors(posteriors: npt.ArrayLike, ann: Annotations, name: str = "posteriors") -> FloatArray:
+    p = np.asarray(posteriors, dtype=np.float64)
+    want = (ann.n_items, ann.n_classes)
+    if p.shape != want:
+        raise ValueError(f"{name} must have shape (n_items, n_classes) = {want}, got {p.shape}")
+    bad = ~np.isfinite(p) | (p < 0)
+    if bad.any():
+        r, c = (int(x[0]) for x in np.nonzero(bad))
+        raise ValueError(f"{name}[{r}, {c}] = {p[r, c]} is not a probability (finite, >= 0)")
+    sums = p.sum(axis=1)
+    off = np.abs(sums - 1.0) > 1e-4
+    if off.any():
+        r = int(np.flatnonzero(off)[0])
+        raise ValueError(f"{name} rows must sum to 1; row {r} sums to {sums[r]:.6g}")
+    return p
+
+
+def _confusions_arg(confusions: npt.ArrayLike, ann: Annotations) -> FloatArray:
+    A = np.asarray(confusions, dtype=np.float64)
+    want = (ann.n_annotators, ann.n_classes, ann.n_classes)
+    if A.shape != want:
+        raise ValueError(f"confusions must have shape (n_annotators, n_classes, n_classes) = {want}, got {A.shape}")
+    if not np.isfinite(A).all():
+        raise ValueError("confusions must be finite")
+    return A
+
+
+def _entropy_rows(p: FloatArray) -> FloatArray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    out: FloatArray = terms.sum(axis=1)
+    return out
+
+
+def item_scores(
+    annotations: Annotations,
+    posteriors: npt.ArrayLike,
+    *,
+    proba: npt.ArrayLike | None = None,
+    ambiguity: npt.ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Consensus quality of every item from any aggregator's (or model's) posteriors.
+
+    Parameters
+    ----------
+    annotations : Annotations
+    posteriors : array-like of shape (n_items, n_classes)
+        Posterior over the true class of each item: an aggregator's ``probas_`` /
+        ``fit_predict_proba``, or :func:`crowdlab`'s ``probas``.
+    proba : array-like of shape (n_items, n_classes), optional
+        A classifier's ``f(x)`` of the items: adds :func:`crowdlab`'s ``quality`` (the CROWDLAB
+        consensus quality score; its consensus replaces the posteriors' argmax).
+    ambiguity : array-like of shape (n_items,), optional
+        An ambiguity score where lower is more ambiguous (e.g. :func:`waum`), added as column
+        ``ambiguity``.
+
+    Returns
+    -------
+    DataFrame indexed by item id (``annotations.item_ids``), in item-index order, columns
+        ``n_labels``; ``consensus`` (class id) and ``consensus_index``; ``confidence`` (the
+        consensus class's posterior); ``entropy`` (of the posterior, natural log, 0 = certain,
+        ``log K`` = uniform); ``agreement`` (share of the item's labels equal to the consensus,
+        ``nan`` without labels); with ``proba``, ``quality``; with ``ambiguity``, ``ambiguity``.
+    """
+    post = _posteriors(posteriors, annotations)
+    consensus = post.argmax(axis=1).astype(np.int64) if annotations.n_items else np.zeros(0, dtype=np.int64)
+    quality_col = None
+    if proba is not None:
+        res = crowdlab(annotations, proba)
+        consensus, quality_col = res.consensus, res.consensus_quality
+    votes = annotations.vote_counts()
+    n = annotations.item_counts.astype(np.float64)
+    rows = np.arange(annotations.n_items)
+    table = pd.DataFrame(
+        {
+            "n_labels": annotations.item_counts.astype(np.int64),
+            "consensus": annotations.classes[consensus] if annotations.n_items else [],
+            "consensus_index": consensus,
+            "confidence": post[rows, consensus],
+            "entropy": _entropy_rows(post),
+            "agreement": np.divide(votes[rows, consensus], n, out=np.full(annotations.n_items, np.nan), where=n > 0),
+        },
+        index=pd.Index(annotations.item_ids, name="item"),
+    )
+    if quality_col is not None:
+        table["quality"] = quality_col
+    if ambiguity is not None:
+        amb = np.asarray(ambiguity, dtype=np.float64)
+        if amb.shape != (annotations.n_items,):
+            raise ValueError(f"ambiguity must have shape ({annotations.n_items},) (one per item), got {amb.shape}")
+        table["ambiguity"] = amb
+    return table
+
+
+def relabel_ranking(items: pd.DataFrame, *, by: str | None = None, n: int | None = None) -> pd.DataFrame:
+    """Items to send back for labelling, most doubtful first.
+
+    Parameters
+    ----------
+    items : DataFrame
+        From :func:`item_scores`.
+    by : str, optional
+        The column to rank by, lowest first: default ``"ambiguity"`` when present, else
+        ``"quality"`` when present, else ``"confidence"``. ``"entropy"`` ranks highest first.
+    n : int, optional
+        Keep the first ``n`` rows (default: all).
+
+    Returns
+    -------
+    DataFrame
+        The labelled items (``n_labels > 0``; an item without labels has no consensus to doubt)
+        sorted by ``by`` (ties by item order), with a ``rank`` column (1 = most doubtful).
+    """
+    if by is None:
+        by = next(c for c in ("ambiguity", "quality", "confidence") if c in items.columns)
+    if by not in items.columns:
+        raise ValueError(f"by={by!r} is not a column of the item table (columns: {', '.join(map(str, items.columns))})")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0):
+        raise ValueError(f"n must be a non-negative integer or None, got {n!r}")
+    labelled = items[items["n_labels"] > 0]
+    key = labelled[by].to_numpy(dtype=np.float64)
+    if by == "entropy":
+        key = -key
+    if np.isnan(key).any():
+        pos = int(np.flatnonzero(np.isnan(key))[0])
+        raise ValueError(f"column {by!r} is NaN for the labelled item {show(labelled.index[pos])}; cannot rank it")
+    order = np.argsort(key, kind="stable")
+    out = labelled.iloc[order].copy()
+    out.insert(0, "rank", np.arange(1, len(out) + 1, dtype=np.int64))
+    return out if n is None else out.iloc[: int(n)]
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """What :func:`filter_ambiguous` kept and dropped.
+
+    Attributes
+    ----------
+    annotations : Annotations
+        The labels of the kept items, re-indexed ``0..len(kept)-1`` in ``kept`` order (their ids
+        kept); train on ``X[kept]`` with it.
+    kept, dropped : ndarray of int64
+        Item indices (of the input annotations), ascending; together every item exactly once.
+    threshold : float
+        The score at or below which labelled items were dropped (``-inf`` when none was).
+    """
+
+    annotations: Annotations
+    kept: IntArray
+    dropped: IntArray
+    threshold: float
+
+
+def filter_ambiguous(annotations: Annotations, scores: npt.ArrayLike, *, fraction: float = 0.05) -> FilterResult:
+    """Drop the ``fraction`` of labelled items with the lowest (most ambiguous) score before training.
+
+    As WAUM (Lefort et al., TMLR 2024) prunes the items under a quantile of their weighted AUM.
+
+    Parameters
+    ----------
+    annotations : Annotations
+    scores : array-like of shape (n_items,)
+        Lower = more ambiguous (:func:`waum`, ``item_scores(...)["quality"]``, ...). Must be
+        finite on every labelled item; items without labels are always kept (nothing to drop).
+    fraction : float in [0, 1), default=0.05
+        Share of the labelled items to drop: the ``floor(fraction * n_labelled)`` lowest scores
+        (ties broken by item order).
+
+    Returns
+    -------
+    FilterResult
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, float | int) or not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be a number in [0, 1), got {fraction!r}")
+    sc = np.asarray(scores, dtype=np.float64)
+    if sc.shape != (annotations.n_items,):
+        raise ValueError(f"scores must have shape ({annotations.n_items},) (one per item), got {sc.shape}")
+    labelled = np.flatnonzero(annotations.item_counts > 0)
+    bad = ~np.isfinite(sc[labelled])
+    if bad.any():
+        i = int(labelled[np.flatnonzero(bad)[0]])
+        raise ValueError(
+            f"scores[{i}] = {sc[i]} (item {show(annotations.item_ids[i])}) is not finite; every labelled item needs a score"
+        )
+    k = int(np.floor(float(fraction) * labelled.size))
+    order = labelled[np.argsort(sc[labelled], kind="stable")]
+    dropped = np.sort(order[:k]).astype(np.int64)
+    mask = np.ones(annotations.n_items, dtype=bool)
+    mask[dropped] = False
+    kept = np.flatnonzero(mask).astype(np.int64)
+    return FilterResult(
+        annotations=annotations.subset_items(kept),
+        kept=kept,
+        dropped=dropped,
+        threshold=float(sc[order[k - 1]]) if k else float("-inf"),
+    )
+
+
+def waum(
+    annotations: Annotations, margins: npt.ArrayLike, proba: npt.ArrayLike, confusions: npt.ArrayLike
+) -> FloatArray:
+    r"""Weighted area under the margin of every item (after WAUM, Lefort et al., TMLR 2024).
+
+    For label ``y`` of annotator ``m`` on item ``n``, the AUM is ``margins[n, y]``: the mean over
+    training epochs of :math:`f_t(x_n)_y - \max_{k \ne y} f_t(x_n)_k` (recorded by
+    :class:`crowdlearn.train.MarginRecorder`). Its trust score is
+    :math:`s_m(x_n) = \sum_k A_m[k, k] f(x_n)_k` (the annotator's chance of being right on
+    this item under the fitted confusions and the final prediction), and
+    :math:`\mathrm{WAUM}(x_n) = \sum_m s_m(x_n) \mathrm{AUM}_{nm} / \sum_m s_m(x_n)` over the
+    item's labels. Low (negative) values mark items whose labels the model kept contradicting:
+    ambiguous or mislabelled items.
+
+    Differences from peerannot's WAUM: the margins come from the one crowd model
+    (``CrowdClassifier``'s ``f``, evaluated after every epoch in eval mode) rather than from a
+    classifier trained on the duplicated (item, label) pairs, and the confusions are the
+    model's ``confusions_`` rather than a separate Dawid-Skene fit.
+
+    Parameters
+    ----------
+    annotations : Annotations
+    margins : array-like of shape (n_items, n_classes)
+        Mean margin of every candidate label (``MarginRecorder.aum_``).
+    proba : array-like of shape (n_items, n_classes)
+        Final class probabilities ``f(x)`` of the items.
+    confusions : array-like of shape (n_annotators, n_classes, n_classes)
+        ``confusions[m, i, j] = P(m says i | true j)``.
+
+    Returns
+    -------
+    ndarray of shape (n_items,)
+        ``nan`` for items without labels.
+    """
+    mg = np.asarray(margins, dtype=np.float64)
+    want = (annotations.n_items, annotations.n_classes)
+    if mg.shape != want:
+        raise ValueError(f"margins must have shape (n_items, n_classes) = {want}, got {mg.shape}")
+    if not np.isfinite(mg).all():
+        raise ValueError("margins must be finite (a margin is a difference of two probabilities)")
+    p = _posteriors(proba, annotations, "proba")
+    A = _confusions_arg(confusions, annotations)
+    diag = np.diagonal(A, axis1=1, axis2=2)  # (M, K)
+    it, an, lb = annotations.items, annotations.annotators, annotations.labels
+    trust = (diag[an] * p[it]).sum(axis=1)
+    aum = mg[it, lb]
+    N = annotations.n_items
+    num = np.bincount(it, weights=trust * aum, minlength=N)
+    den = np.bincount(it, weights=trust, minlength=N)
+    out: FloatArray = np.full(N, np.nan)
+    has = annotations.item_counts > 0
+    # trust 0 for every label of an item (annotators always wrong there): plain mean AUM
+    plain = np.bincount(it, weights=aum, minlength=N) / np.maximum(annotations.item_counts, 1)
+    out[has] = np.where(den[has] > 0, num[has] / np.where(den[has] > 0, den[has], 1.0), plain[has])
+    return out
+
+
+# ------------------------------------------------------------------------------------ CROWDLAB
+@dataclass(frozen=True)
+class CrowdlabResult:
+    """Consensus and quality scores from a classifier and the crowd (:func:`crowdlab`).
+
+    Attributes
+    ----------
+    consensus : ndarray of int64 of shape (n_items,)
+        Consensus class index (the argmax of ``probas``).
+    probas : ndarray of shape (n_items, n_classes)
+        The weighted ensemble of the model and the annotators.
+    consensus_quality : ndarray of shape (n_items,)
+        ``probas[n, consensus[n]]``: the confidence that the consensus is right.
+    label_quality : ndarray of shape (n_labels,)
+        For every label, the ensemble's probability of it with its own annotator left out.
+    annotator_quality : ndarray of shape (n_annotators,)
+        ``W * mean label_quality + (1 - W) * agreement_with_consensus`` of each annotator
+        (``W`` = ``model_weight / (model_weight + mean annotator weight per item)``); ``nan``
+        for annotators without labels.
+    agreement_with_consensus : ndarray of shape (n_annotators,)
+    model_weight : float
+    annotator_weights : ndarray of shape (n_annotators,)
+    """
+
+    consensus: IntArray
+    probas: FloatArray
+    consensus_quality: FloatArray
+    label_quality: FloatArray
+    annotator_quality: FloatArray
+    agreement_with_consensus: FloatArray
+    model_weight: float
+    annotator_weights: FloatArray
+
+
+#: Smallest weight of the model or an annotator in :func:`crowdlab` (one worse than the
+#: most-common-class baseline would otherwise get a negative weight).
+_MIN_WEIGHT = 1e-3
+
+
+def crowdlab(annotations: Annotations, proba: npt.ArrayLike) -> CrowdlabResult:
+    r"""Consensus labels and quality scores from a classifier's predictions and the crowd's labels.
+
+    After CROWDLAB (Goh, Tkachenko & Mueller, "CROWDLAB: Supervised learning to infer consensus
+    labels and quality scores for data with multiple annotators", NeurIPS 2022 HILL workshop,
+    arXiv 2210.06812): a weighted ensemble of the model and the annotators, written here from
+    the paper's description (not cleanlab's code), on the observed labels only.
+
+    1. Initial consensus :math:`c_n`: majority vote, ties broken by ``proba``.
+    2. Agreement of annotator ``m``: over its labels on items with two or more labels, the mean
+       share of the *other* labels of the item equal to its own (:math:`a_m`); :math:`\bar a`
+       the same mean over all such labels; annotators without such a label get :math:`\bar a`.
+    3. Baseline :math:`B`: the accuracy against :math:`c` of always answering the most common
+       consensus class; the model's accuracy :math:`A_f` against :math:`c`.
+    4. Weights :math:`w_m = 1 - (1 - a_m) / (1 - B)` and
+       :math:`w_f = (1 - (1 - A_f) / (1 - B)) \sqrt{\text{mean labels per item}}`, each at
+       least 0.001.
+    5. Every label is a one-hot smoothed to :math:`\bar a` (``\bar a`` on the label,
+       :math:`(1 - \bar a) / (K - 1)` elsewhere); the ensemble is
+       :math:`p_n = (w_f f(x_n) + \sum_m w_m L_{nm}) / (w_f + \sum_m w_m)` and the consensus its
+       argmax. Items without labels get :math:`f(x_n)`.
+
+    Parameters
+    ----------
+    annotations : Annotations
+    proba : array-like of shape (n_items, n_classes)
+        Out-of-sample class probabilities of the items (cross-validated predictions, or a
+        model's ``predict_proba``; in-sample predictions of an overfitted model make it
+        overconfident, as the paper warns).
+
+    Returns
+    -------
+    CrowdlabResult
+    """
+    p = _posteriors(proba, annotations, "proba")
+    K, N, M = annotations.n_classes, annotations.n_items, annotations.n_annotators
+    it, an, lb = annotations.items, annotations.annotators, annotations.labels
+    votes = annotations.vote_counts()
+    cnt = annotations.item_counts.astype(np.float64)
+    labelled = cnt > 0
+    c0 = (votes + 0.5 * p).argmax(axis=1) if N else np.zeros(0, dtype=np.int64)  # p < 1 breaks ties only
+    multi_label = cnt[it] >= 2
+    share = np.divide(votes[it, lb] - 1.0, cnt[it] - 1.0, out=np.zeros(len(it)), where=multi_label)
+    a_bar = float(share[multi_label].mean()) if multi_label.any() else 1.0
+    a_bar = min(max(a_bar, 1e-6), 1.0 - 1e-6) if K > 1 else 1.0
+    hits = np.bincount(an[multi_label], weights=share[multi_label], minlength=M)
+    tot = np.bincount(an[multi_label], minlength=M)
+    a_m = np.divide(hits, tot, out=np.full(M, a_bar), where=tot > 0)
+    if labelled.any():
+        base = float(np.bincount(c0[labelled], minlength=K).max() / labelled.sum())
+        acc_f = float((p[labelled].argmax(axis=1) == c0[labelled]).mean())
+        mean_labels = float(cnt[labelled].mean())
+    else:
+        base, acc_f, mean_labels = 0.0, 1.0, 1.0
+    if base < 1.0:
+        w_m = np.maximum(1.0 - (1.0 - a_m) / (1.0 - base), _MIN_WEIGHT)
+        w_f = max(1.0 - (1.0 - acc_f) / (1.0 - base), _MIN_WEIGHT) * float(np.sqrt(mean_labels))
+    else:  # one class only: nothing to calibrate against
+        w_m = np.ones(M)
+        w_f = float(np.sqrt(mean_labels))
+    off = (1.0 - a_bar) / max(K - 1, 1)
+    w_lab = w_m[an]
+    num = w_f * p
+    num += np.bincount(it, weights=w_lab * off, minlength=N)[:, None]
+    np.add.at(num, (it, lb), w_lab * (a_bar - off))
+    den = w_f + np.bincount(it, weights=w_lab, minlength=N)
+    ens = num / den[:, None]
+    consensus = ens.argmax(axis=1).astype(np.int64) if N else np.zeros(0, dtype=np.int64)
+    rows = np.arange(N)
+    # each label's quality: the ensemble without its own annotator's term
+    loo_num = num[it, lb] - w_lab * a_bar
+    label_quality = loo_num / (den[it] - w_lab)
+    agree = (lb == consensus[it]).astype(np.float64)
+    n_lab = np.bincount(an, minlength=M).astype(np.float64)
+    has = n_lab > 0
+    agreement = np.divide(np.bincount(an, weights=agree, minlength=M), n_lab, out=np.full(M, np.nan), where=has)
+    mean_lq = np.divide(np.bincount(an, weights=label_quality, minlength=M), n_lab, out=np.full(M, np.nan), where=has)
+    per_item_w = float((den[labelled] - w_f).mean()) if labelled.any() else 0.0
+    W = w_f / (w_f + per_item_w) if w_f + per_item_w > 0 else 0.5
+    return CrowdlabResult(
+        consensus=consensus,
+        probas=ens,
+        consensus_quality=ens[rows, consensus],
+        label_quality=label_quality,
+        annotator_quality=W * mean_lq + (1.0 - W) * agreement,
+        agreement_with_consensus=agreement,
+        model_weight=float(w_f),
+        annotator_weights=w_m.astype(np.float64),
+    )
+
+
+# ---------------------------------------------------------------------------------- annotators
+def soft_confusions(annotations: Annotations, posteriors: npt.ArrayLike, *, smoothing: float = 0.01) -> FloatArray:
+    r"""Every annotator's confusion matrix estimated from item posteriors (one Dawid-Skene M-step).
+
+    :math:`A_m[i, j] \propto \text{smoothing} + \sum_{(n, m, y = i)} q_{nj}`, columns normalised;
+    O(n_labels K) time, O(n_annotators K^2) memory.
+
+    Parameters
+    ----------
+    annotations : Annotations
+    posteriors : array-like of shape (n_items, n_classes)
+    smoothing : float >= 0, default=0.01
+        Pseudo-count added to every entry (a column with no mass becomes uniform).
+
+    Returns
+    -------
+    ndarray of shape (n_annotators, n_classes, n_classes)
+        Column-stochastic: ``A[m, i, j] = P(m says i | true j)``.
+    """
+    if not smoothing >= 0:
+        raise ValueError(f"smoothing must be >= 0, got {smoothing!r}")
+    q_ = _posteriors(posteriors, annotations)
+    M, K = annotations.n_annotators, annotations.n_classes
+    counts = np.zeros((M * K, K))
+    np.add.at(counts, annotations.annotators * K + annotations.labels, q_[annotations.items])
+    counts = counts.reshape(M, K, K) + float(smoothing)
+    col = counts.sum(axis=1, keepdims=True)
+    out: FloatArray = np.divide(counts, col, out=np.full_like(counts, 1.0 / max(K, 1)), where=col > 0)
+    return out
+
+
+def annotator_scores(
+    annotations: Annotations,
+    posteriors: npt.ArrayLike,
+    *,
+    confusions: npt.ArrayLike | None = None,
+    proba: npt.ArrayLike | None = None,
+    min_support: float = 1.0,
+) -> pd.DataFrame:
+    r"""Per-annotator quality: agreement, estimated accuracy, spammer score, worst class.
+
+    Parameters
+    ----------
+    annotations : Annotations
+    posteriors : array-like of shape (n_items, n_classes)
+        Posterior over the true class of each item (an aggregator's ``probas_``).
+    confusions : array-like of shape (n_annotators, n_classes, n_classes), optional
+        ``P(m says i | true j)`` (an aggregator's or a ``CrowdClassifier``'s ``confusions_``);
+        default :func:`soft_confusions` of ``posteriors``.
+    proba : array-like of shape (n_items, n_classes), optional
+        A classifier's ``f(x)``: adds the CROWDLAB ``quality`` (:func:`crowdlab`), which combines
+        the model's predictions with the labels.
+    min_support : float, default=1.0
+        Fewest items (posterior mass) of a true class an annotator must have labelled for the
+        class to be its ``worst_class`` candidate.
+
+    Returns
+    -------
+    DataFrame indexed by annotator id, columns
+        ``n_labels``; ``agreement`` (share of its labels equal to the posterior's argmax);
+        ``accuracy`` (:math:`\sum_j s_j A_m[j, j] / \sum_j s_j` with :math:`s_j` the posterior
+        mass of class ``j`` on the items it labelled: its expected accuracy there);
+        ``spammer_score`` (:func:`crowdlearn.metrics.spammer_score`: 0 for answers independent
+        of the true class, 1 for a perfect annotator; after Raykar & Yu, JMLR 2012);
+        ``worst_class`` (class id with the lowest :math:`A_m[j, j]` among the classes with
+        support >= ``min_support``; None without one) and ``worst_class_accuracy``; with
+        ``proba``, ``quality``. Annotators without labels have ``nan`` scores.
+    """
+    from crowdlearn.metrics import spammer_score
+
+    post = _posteriors(posteriors, annotations)
+    M, K = annotations.n_annotators, annotations.n_classes
+    A = soft_confusions(annotations, post) if confusions is None else _confusions_arg(confusions, annotations)
+    it, an, lb = annotations.items, annotations.annotators, annotations.labels
+    n_lab = np.bincount(an, minlength=M).astype(np.float64)
+    has = n_lab > 0
+    top = post.argmax(axis=1) if annotations.n_items else np.zeros(0, dtype=np.int64)
+    agree = np.bincount(an, weights=(lb == top[it]).astype(np.float64), minlength=M)
+    support = np.zeros((M, K))
+    np.add.at(support, an, post[it])
+    diag = np.diagonal(A, axis1=1, axis2=2)
+    tot = support.sum(axis=1)
+    acc = np.divide((diag * support).sum(axis=1), tot, out=np.full(M, np.nan), where=tot > 0)
+    cand = np.where(support >= min_support, diag, np.inf)
+    worst = cand.argmin(axis=1) if K else np.zeros(M, dtype=np.int64)
+    found = np.isfinite(cand[np.arange(M), worst]) & has
+    spam = spammer_score(A) if K >= 2 else np.full(M, np.nan)
+    worst_ids = np.empty(M, dtype=object)
+    worst_ids[:] = None
+    if found.any():
+        worst_ids[found] = annotations.classes[worst[found]]
+    table = pd.DataFrame(
+        {
+            "n_labels": n_lab.astype(np.int64),
+            "agreement": np.divide(agree, n_lab, out=np.full(M, np.nan), where=has),
+            "accuracy": acc,
+            "spammer_score": np.where(has, spam, np.nan),
+            "worst_class": worst_ids,
+            "worst_class_accuracy": np.where(found, diag[np.arange(M), worst], np.nan),
+        },
+        index=pd.Index(annotations.annotator_ids, name="annotator"),
+    )
+    if proba is not None:
+        table["quality"] = crowdlab(annotations, proba).annotator_quality
+    return table
