@@ -155,7 +155,7 @@ def test_soft_confusions_exact() -> None:
 
 
 def test_annotator_scores_find_spammers_and_worst_class() -> None:
-    ann, truth, A_true = _spam_crowd()
+    ann, _, A_true = _spam_crowd()
     agg = DawidSkene().fit(ann)
     t = q.annotator_scores(ann, agg.probas_, confusions=agg.confusions_)
     assert list(t.columns) == [

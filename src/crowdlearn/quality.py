@@ -823,7 +823,8 @@ def filter_ambiguous(annotations: Annotations, scores: npt.ArrayLike, *, fractio
     if bad.any():
         i = int(labelled[np.flatnonzero(bad)[0]])
         raise ValueError(
-            f"scores[{i}] = {sc[i]} (item {show(annotations.item_ids[i])}) is not finite; every labelled item needs a score"
+            f"scores[{i}] = {sc[i]} (item {show(annotations.item_ids[i])}) is not finite; "
+            "every labelled item needs a score"
         )
     k = int(np.floor(float(fraction) * labelled.size))
     order = labelled[np.argsort(sc[labelled], kind="stable")]
