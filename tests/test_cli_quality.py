@@ -51,7 +51,12 @@ def test_quality_prints_tables_and_writes_csvs(crowd: dict[str, Path]) -> None:
     agreement = json.loads((out / "agreement.json").read_text())
     assert set(agreement["alpha"]) == {"nominal", "ordinal"}
     items = pd.read_csv(out / "items.csv")
-    assert len(items) == pd.read_csv(crowd["labels"])["item"].nunique() and {"consensus", "confidence", "entropy", "agreement"} <= set(items.columns)
+    assert len(items) == pd.read_csv(crowd["labels"])["item"].nunique() and {
+        "consensus",
+        "confidence",
+        "entropy",
+        "agreement",
+    } <= set(items.columns)
     ann = pd.read_csv(out / "annotators.csv", index_col="annotator")
     assert ann["spammer_score"].idxmin() == "w4"  # the random annotator
     pairs = pd.read_csv(out / "annotator_pairs.csv")
