@@ -933,10 +933,10 @@ class CrowdlabResult:
 
 #: Smallest weight of the model or an annotator in :func:`crowdlab` (one worse than the
 #: most-common-class baseline would otherwise get a negative weight).
-_MIN_WEIGHT = 1e-3
+_MIN_WEIGHT = 1e-6
 
 
-def crowdlab(annotations: Annotations, proba: npt.ArrayLike) -> CrowdlabResult:
+def crowdlab(annotations: Annotations, proba: npt.ArrayLike, *, rounds: int = 2) -> CrowdlabResult:
     r"""Consensus labels and quality scores from a classifier's predictions and the crowd's labels.
 
     After CROWDLAB (Goh, Tkachenko & Mueller, "CROWDLAB: Supervised learning to infer consensus
@@ -946,17 +946,25 @@ def crowdlab(annotations: Annotations, proba: npt.ArrayLike) -> CrowdlabResult:
 
     1. Initial consensus :math:`c_n`: majority vote, ties broken by ``proba``.
     2. Agreement of annotator ``m``: over its labels on items with two or more labels, the mean
-       share of the *other* labels of the item equal to its own (:math:`a_m`); :math:`\bar a`
-       the same mean over all such labels; annotators without such a label get :math:`\bar a`.
-    3. Baseline :math:`B`: the accuracy against :math:`c` of always answering the most common
-       consensus class; the model's accuracy :math:`A_f` against :math:`c`.
+       share of the *other* labels of the item equal to its own (:math:`a_m`; annotators
+       without such a label get the mean over all such labels).
+    3. Against the current consensus :math:`c`: the baseline :math:`B` (accuracy of always
+       answering the most common consensus class), the model's accuracy :math:`A_f`, and
+       :math:`\bar a`, the share of the labels on items with two or more labels equal to
+       :math:`c`.
     4. Weights :math:`w_m = 1 - (1 - a_m) / (1 - B)` and
        :math:`w_f = (1 - (1 - A_f) / (1 - B)) \sqrt{\text{mean labels per item}}`, each at
-       least 0.001.
-    5. Every label is a one-hot smoothed to :math:`\bar a` (``\bar a`` on the label,
+       least 1e-6.
+    5. Every label is a one-hot smoothed to :math:`\bar a` (:math:`\bar a` on the label,
        :math:`(1 - \bar a) / (K - 1)` elsewhere); the ensemble is
-       :math:`p_n = (w_f f(x_n) + \sum_m w_m L_{nm}) / (w_f + \sum_m w_m)` and the consensus its
-       argmax. Items without labels get :math:`f(x_n)`.
+       :math:`p_n = (w_f f(x_n) + \sum_m w_m L_{nm}) / (w_f + \sum_m w_m)` and the new consensus
+       its argmax. Items without labels get :math:`f(x_n)`.
+    6. Steps 3-5 run ``rounds`` times (the second round recomputes :math:`B`, :math:`A_f` and
+       :math:`\bar a` against the ensemble's consensus).
+
+    With the default ``rounds=2`` the consensus and its quality equal cleanlab 2.9's
+    ``get_label_quality_multiannotator`` on the datasets of docs/benchmarks.md (measured there,
+    not assumed); the annotator quality score (``W`` below) is our own reading of the paper.
 
     Parameters
     ----------
@@ -965,11 +973,15 @@ def crowdlab(annotations: Annotations, proba: npt.ArrayLike) -> CrowdlabResult:
         Out-of-sample class probabilities of the items (cross-validated predictions, or a
         model's ``predict_proba``; in-sample predictions of an overfitted model make it
         overconfident, as the paper warns).
+    rounds : int >= 1, default=2
+        Rounds of steps 3-5.
 
     Returns
     -------
     CrowdlabResult
     """
+    if isinstance(rounds, bool) or not isinstance(rounds, int | np.integer) or rounds < 1:
+        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
     p = _posteriors(proba, annotations, "proba")
     K, N, M = annotations.n_classes, annotations.n_items, annotations.n_annotators
     it, an, lb = annotations.items, annotations.annotators, annotations.labels
@@ -979,31 +991,35 @@ def crowdlab(annotations: Annotations, proba: npt.ArrayLike) -> CrowdlabResult:
     c0 = (votes + 0.5 * p).argmax(axis=1) if N else np.zeros(0, dtype=np.int64)  # p < 1 breaks ties only
     multi_label = cnt[it] >= 2
     share = np.divide(votes[it, lb] - 1.0, cnt[it] - 1.0, out=np.zeros(len(it)), where=multi_label)
-    a_bar = float(share[multi_label].mean()) if multi_label.any() else 1.0
-    a_bar = min(max(a_bar, 1e-6), 1.0 - 1e-6) if K > 1 else 1.0
+    mean_share = float(share[multi_label].mean()) if multi_label.any() else 1.0
     hits = np.bincount(an[multi_label], weights=share[multi_label], minlength=M)
     tot = np.bincount(an[multi_label], minlength=M)
-    a_m = np.divide(hits, tot, out=np.full(M, a_bar), where=tot > 0)
-    if labelled.any():
-        base = float(np.bincount(c0[labelled], minlength=K).max() / labelled.sum())
-        acc_f = float((p[labelled].argmax(axis=1) == c0[labelled]).mean())
-        mean_labels = float(cnt[labelled].mean())
-    else:
-        base, acc_f, mean_labels = 0.0, 1.0, 1.0
-    if base < 1.0:
-        w_m = np.maximum(1.0 - (1.0 - a_m) / (1.0 - base), _MIN_WEIGHT)
-        w_f = max(1.0 - (1.0 - acc_f) / (1.0 - base), _MIN_WEIGHT) * float(np.sqrt(mean_labels))
-    else:  # one class only: nothing to calibrate against
-        w_m = np.ones(M)
-        w_f = float(np.sqrt(mean_labels))
-    off = (1.0 - a_bar) / max(K - 1, 1)
-    w_lab = w_m[an]
-    num = w_f * p
-    num += np.bincount(it, weights=w_lab * off, minlength=N)[:, None]
-    np.add.at(num, (it, lb), w_lab * (a_bar - off))
-    den = w_f + np.bincount(it, weights=w_lab, minlength=N)
-    ens = num / den[:, None]
-    consensus = ens.argmax(axis=1).astype(np.int64) if N else np.zeros(0, dtype=np.int64)
+    a_m = np.divide(hits, tot, out=np.full(M, mean_share), where=tot > 0)
+    mean_labels = float(cnt[labelled].mean()) if labelled.any() else 1.0
+    consensus = c0
+    for _ in range(int(rounds)):
+        # the label likelihood: how often a label equals the current consensus (items with 2+ labels)
+        a_bar = float((lb[multi_label] == consensus[it[multi_label]]).mean()) if multi_label.any() else 1.0
+        a_bar = min(max(a_bar, 1e-6), 1.0 - 1e-6) if K > 1 else 1.0
+        off = (1.0 - a_bar) / max(K - 1, 1)
+        if labelled.any():
+            base = float(np.bincount(consensus[labelled], minlength=K).max() / labelled.sum())
+            acc_f = float((p[labelled].argmax(axis=1) == consensus[labelled]).mean())
+        else:
+            base, acc_f = 0.0, 1.0
+        if base < 1.0:
+            w_m = np.maximum(1.0 - (1.0 - a_m) / (1.0 - base), _MIN_WEIGHT)
+            w_f = max(1.0 - (1.0 - acc_f) / (1.0 - base), _MIN_WEIGHT) * float(np.sqrt(mean_labels))
+        else:  # one class only: nothing to calibrate against
+            w_m = np.ones(M)
+            w_f = float(np.sqrt(mean_labels))
+        w_lab = w_m[an]
+        num = w_f * p
+        num += np.bincount(it, weights=w_lab * off, minlength=N)[:, None]
+        np.add.at(num, (it, lb), w_lab * (a_bar - off))
+        den = w_f + np.bincount(it, weights=w_lab, minlength=N)
+        ens = num / den[:, None]
+        consensus = ens.argmax(axis=1).astype(np.int64) if N else np.zeros(0, dtype=np.int64)
     rows = np.arange(N)
     # each label's quality: the ensemble without its own annotator's term
     loo_num = num[it, lb] - w_lab * a_bar
