@@ -289,22 +289,6 @@ def _is_number(c: Any) -> bool:
     return True
 
 
-def _coincidences(annotations: Annotations) -> FloatArray:
-    r"""Krippendorff's coincidence matrix ``o`` (K, K) of the items with at least two labels.
-
-    :math:`o_{ck} = \sum_u \frac{f_{uc} f_{uk} - [c = k] f_{uc}}{n_u - 1}`: every ordered pair of
-    labels of one item counted once, weighted by ``1 / (n_u - 1)``. Costs O(n_labels + n_items K
-    + n_items K^2 / chunk) through the (n_items, K) vote counts, never items x annotators.
-    """
-    f = annotations.vote_counts()
-    n = f.sum(axis=1)
-    valid = n >= 2
-    fv, nv = f[valid], n[valid]
-    w = fv / (nv - 1.0)[:, None]
-    o: FloatArray = w.T @ fv - np.diag(w.sum(axis=0))
-    return o
-
-
 def alpha_krippendorff(
     annotations: Annotations,
     distance: Callable[[Hashable, Hashable], float] | npt.ArrayLike | None = None,
@@ -360,9 +344,12 @@ def alpha_krippendorff(
         raise ValueError(f"level must be 'nominal', 'ordinal', 'interval' or 'ratio', got {level!r}")
     if K == 1:
         return 1.0
-    o = _coincidences(annotations)
-    nc = o.sum(axis=1)
-    if np.count_nonzero(nc) <= 1:
+    f = annotations.vote_counts()
+    n = f.sum(axis=1)
+    valid = n >= 2
+    fv, nv = f[valid], n[valid]
+    F = fv.sum(axis=0)  # n_c: the pairable values of each class
+    if np.count_nonzero(F) <= 1:
         return 1.0
     if distance is not None:
         if callable(distance):
@@ -375,10 +362,10 @@ def alpha_krippendorff(
     elif level == "nominal":
         D = 1.0 - np.eye(K)
     elif level == "ordinal":
-        cum = np.concatenate([[0.0], np.cumsum(nc)])
+        cum = np.concatenate([[0.0], np.cumsum(F)])
         lo = np.minimum.outer(np.arange(K), np.arange(K))
         hi = np.maximum.outer(np.arange(K), np.arange(K))
-        D = (cum[hi + 1] - cum[lo] - (nc[:, None] + nc[None, :]) / 2.0) ** 2
+        D = (cum[hi + 1] - cum[lo] - (F[:, None] + F[None, :]) / 2.0) ** 2
     else:
         v = _class_values(annotations, values, level)
         diff = v[:, None] - v[None, :]
@@ -387,11 +374,14 @@ def alpha_krippendorff(
         else:
             s = v[:, None] + v[None, :]
             D = np.divide(diff, s, out=np.zeros((K, K)), where=s != 0) ** 2
-    n = float(nc.sum())
-    de = float(nc @ D @ nc)
+    # o_ck summed against delta: f_u^T D f_u / (n_u - 1) per item (D has a zero diagonal), in this
+    # order of operations so that the nominal value is bit-identical to crowd-kit's (NLTK's sums)
+    total = float(nv.sum())
+    do = float(((np.einsum("nk,kl,nl->n", fv, D, fv) / (nv * (nv - 1))) * nv).sum()) / total
+    de = float(F @ D @ F) / (total * (total - 1))
     if de == 0.0:
         return 1.0
-    return 1.0 - (n - 1.0) * float((o * D).sum()) / de
+    return 1.0 - do / de
 
 
 def label_pairs(annotations: Annotations) -> tuple[IntArray, IntArray]:
