@@ -101,6 +101,7 @@ def child(side: str, path: str, out: str) -> None:
             "annotator_quality": stats["annotator_quality"].astype(float).tolist(),
             "annotator_index": [int(i) for i in stats.index],
             "model_weight": float(res["model_weight"]),
+            "annotator_weight": [float(v) for v in res["annotator_weight"]],
         }
     result["seconds"] = time.perf_counter() - t0
     Path(out).write_text(json.dumps(result))

@@ -938,10 +938,10 @@ def crowdlab(annotations: Annotations, proba: npt.ArrayLike, *, rounds: int = 2)
     2. Agreement of annotator ``m``: over its labels on items with two or more labels, the mean
        share of the *other* labels of the item equal to its own (:math:`a_m`; annotators
        without such a label get the mean over all such labels).
-    3. Against the current consensus :math:`c`: the baseline :math:`B` (accuracy of always
-       answering the most common consensus class), the model's accuracy :math:`A_f`, and
-       :math:`\bar a`, the share of the labels on items with two or more labels equal to
-       :math:`c`.
+    3. Against the current consensus :math:`c`, on the items with two or more labels (all
+       labelled items when none has two): the baseline :math:`B` (accuracy of always answering
+       the most common consensus class), the model's accuracy :math:`A_f`, and :math:`\bar a`,
+       the share of those items' labels equal to :math:`c`.
     4. Weights :math:`w_m = 1 - (1 - a_m) / (1 - B)` and
        :math:`w_f = (1 - (1 - A_f) / (1 - B)) \sqrt{\text{mean labels per item}}`, each at
        least 1e-6.
@@ -952,9 +952,11 @@ def crowdlab(annotations: Annotations, proba: npt.ArrayLike, *, rounds: int = 2)
     6. Steps 3-5 run ``rounds`` times (the second round recomputes :math:`B`, :math:`A_f` and
        :math:`\bar a` against the ensemble's consensus).
 
-    With the default ``rounds=2`` the consensus and its quality equal cleanlab 2.9's
-    ``get_label_quality_multiannotator`` on the datasets of docs/benchmarks.md (measured there,
-    not assumed); the annotator quality score (``W`` below) is our own reading of the paper.
+    With the default ``rounds=2`` the model weight equals cleanlab 2.9's
+    (``get_label_quality_multiannotator``) and the consensus and its quality score equal or
+    nearly equal cleanlab's on the datasets of docs/benchmarks.md (measured there); cleanlab's
+    weights of annotators who share few items differ from these, and the annotator quality
+    score (``W`` in :class:`CrowdlabResult`) is our own reading of the paper.
 
     Parameters
     ----------
@@ -978,6 +980,7 @@ def crowdlab(annotations: Annotations, proba: npt.ArrayLike, *, rounds: int = 2)
     votes = annotations.vote_counts()
     cnt = annotations.item_counts.astype(np.float64)
     labelled = cnt > 0
+    multi = cnt >= 2
     c0 = (votes + 0.5 * p).argmax(axis=1) if N else np.zeros(0, dtype=np.int64)  # p < 1 breaks ties only
     multi_label = cnt[it] >= 2
     share = np.divide(votes[it, lb] - 1.0, cnt[it] - 1.0, out=np.zeros(len(it)), where=multi_label)
@@ -993,8 +996,9 @@ def crowdlab(annotations: Annotations, proba: npt.ArrayLike, *, rounds: int = 2)
         a_bar = min(max(a_bar, 1e-6), 1.0 - 1e-6) if K > 1 else 1.0
         off = (1.0 - a_bar) / max(K - 1, 1)
         if labelled.any():
-            base = float(np.bincount(consensus[labelled], minlength=K).max() / labelled.sum())
-            acc_f = float((p[labelled].argmax(axis=1) == consensus[labelled]).mean())
+            sc = multi if multi.any() else labelled
+            base = float(np.bincount(consensus[sc], minlength=K).max() / sc.sum())
+            acc_f = float((p[sc].argmax(axis=1) == consensus[sc]).mean())
         else:
             base, acc_f = 0.0, 1.0
         if base < 1.0:
