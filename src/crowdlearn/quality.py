@@ -436,26 +436,23 @@ def percent_agreement(
     """
     if by not in (None, "item", "annotator"):
         raise ValueError(f"by must be None, 'item' or 'annotator', got {by!r}")
-    first, second = label_pairs(annotations)
-    agree = (annotations.labels[first] == annotations.labels[second]).astype(np.float64)
+    # from the (n_items, K) vote counts, without listing the pairs: a label of class y on item n
+    # agrees with f[n, y] - 1 of the item's n_n - 1 other labels
+    f = annotations.vote_counts()
+    n = annotations.item_counts.astype(np.float64)
     if by == "annotator":
         M = annotations.n_annotators
-        hits = np.bincount(annotations.annotators[first], weights=agree, minlength=M) + np.bincount(
-            annotations.annotators[second], weights=agree, minlength=M
-        )
-        tot = np.bincount(annotations.annotators[first], minlength=M) + np.bincount(
-            annotations.annotators[second], minlength=M
-        )
+        it, an = annotations.items, annotations.annotators
+        hits = np.bincount(an, weights=f[it, annotations.labels] - 1.0, minlength=M)
+        tot = np.bincount(an, weights=n[it] - 1.0, minlength=M)
         out: FloatArray = np.divide(hits, tot, out=np.full(M, np.nan), where=tot > 0)
         return out
     N = annotations.n_items
-    item = annotations.items[first]
-    hits = np.bincount(item, weights=agree, minlength=N)
-    tot = np.bincount(item, minlength=N).astype(np.float64)
-    per_item: FloatArray = np.divide(hits, tot, out=np.full(N, np.nan), where=tot > 0)
+    pairs = n * (n - 1.0)
+    per_item: FloatArray = np.divide((f * (f - 1.0)).sum(axis=1), pairs, out=np.full(N, np.nan), where=pairs > 0)
     if by == "item":
         return per_item
-    scored = tot > 0
+    scored = pairs > 0
     return float(per_item[scored].mean()) if scored.any() else float("nan")
 
 
