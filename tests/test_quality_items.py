@@ -208,3 +208,24 @@ def test_margin_recorder_with_crowd_classifier(one_torch_thread: None) -> None:
     assert w.shape == (120,) and np.isfinite(w).all()
     with pytest.raises(ValueError, match="every must be an integer >= 1, got 0"):
         MarginRecorder(X, every=0)
+
+
+def test_crowdlab_options_and_item_scores_with_a_model() -> None:
+    ann = _tiny()
+    proba = np.array([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]])
+    with pytest.raises(ValueError, match="rounds must be an integer >= 1, got 0"):
+        q.crowdlab(ann, proba, rounds=0)
+    with pytest.raises(ValueError, match=r"proba must have shape \(n_items, n_classes\) = \(3, 2\)"):
+        q.crowdlab(ann, proba[:2])
+    res = q.crowdlab(ann, proba, rounds=1)
+    # item c has no label: the ensemble is the model there
+    assert res.probas[2] == pytest.approx(proba[2])
+    t = q.item_scores(ann, np.array([[0.8, 0.2], [0.1, 0.9], [0.5, 0.5]]), proba=proba)
+    assert t["quality"].tolist() == pytest.approx(q.crowdlab(ann, proba).consensus_quality.tolist())
+
+
+def test_waum_zero_trust_falls_back_to_the_mean_margin() -> None:
+    ann = Annotations([0, 0], [0, 1], [0, 1])
+    zero = np.array([[[0.0, 1.0], [1.0, 0.0]]] * 2)  # always wrong: trust 0 everywhere
+    w = q.waum(ann, np.array([[0.4, -0.2]]), np.array([[0.5, 0.5]]), zero)
+    assert w[0] == pytest.approx(0.1)

@@ -23,7 +23,16 @@ from torch import Tensor
 if TYPE_CHECKING:
     from crowdlearn.train.trainer import Trainer
 
-__all__ = ["Callback", "Checkpoint", "EarlyStopping", "EpochPrinter", "LambdaSchedule", "MarginRecorder", "ProgressBar"]
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "EpochPrinter",
+    "LambdaSchedule",
+    "MarginRecorder",
+    "ProgressBar",
+    "label_margins",
+]
 
 
 class Callback:
