@@ -1,8 +1,8 @@
-"""Data and annotator quality measures computed from the labels alone (no model, no truth).
+"""Quality control: agreement, item and annotator quality, from the labels and optionally a model.
 
 All work on the observed (item, annotator, label) triples of an
 :class:`~crowdlearn.annotations.Annotations` object, in O(n_labels * n_classes) time and memory
-(never items x annotators):
+(never items x annotators; :func:`cohen_kappa_pairs` lists the label pairs of each item):
 
 * :func:`accuracy_on_aggregates`: share of labels equal to an aggregated (or gold) label.
 * :func:`consistency`: posterior of the aggregated label under a one-coin annotator model.
@@ -20,9 +20,17 @@ by two annotators):
 * :func:`percent_agreement`: share of agreeing label pairs (overall, per item or per annotator).
 * :func:`agreement_summary`: all of them at once (what ``crowdlearn quality`` prints).
 
-Items and annotators with a model or an aggregator (:mod:`crowdlearn.quality` continues in
-:func:`item_scores`, :func:`crowdlab`, :func:`waum`, :func:`relabel_ranking`,
-:func:`filter_ambiguous` and :func:`annotator_scores`). See docs/quality.md.
+Items and annotators, from an aggregator's posteriors and/or a classifier's predictions:
+
+* :func:`item_scores`: consensus, posterior confidence, entropy, agreement with the consensus.
+* :func:`waum`: weighted area under the margin (ambiguity) from a trained model's per-epoch
+  margins (:class:`crowdlearn.train.MarginRecorder`) and its confusions.
+* :func:`relabel_ranking`: the items to send back for labelling, most doubtful first.
+* :func:`filter_ambiguous`: drop the most ambiguous items before training (kept / dropped).
+* :func:`crowdlab`: CROWDLAB-style consensus and quality scores of a model and the crowd.
+* :func:`annotator_scores`: agreement, accuracy, spammer score, worst class (and CROWDLAB quality).
+
+See docs/quality.md.
 """
 
 from __future__ import annotations
