@@ -1577,11 +1577,12 @@ def quality_command(
     acols = ["annotator", "n_labels", "agreement", "accuracy", "spammer_score", "worst_class"] + (
         ["quality"] if "quality" in annotators.columns else []
     )
+    shown = {"spammer_score": "spammer", "worst_class": "worst class"}  # short headers for 80 columns
     for c in acols:
         if c in ("annotator", "worst_class"):
-            table.add_column(c, overflow="fold")
+            table.add_column(shown.get(c, c), overflow="fold")
         else:
-            table.add_column(c, justify="right")
+            table.add_column(shown.get(c, c), justify="right")
     for aid, row in worst_annotators.head(top).iterrows():
         table.add_row(*[_fmt(aid) if c == "annotator" else _fmt(row[c]) for c in acols])
     console.print(table)
