@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,8 @@ def test_quality_prints_tables_and_writes_csvs(crowd: dict[str, Path]) -> None:
     assert res.exit_code == 0, res.output
     assert "Krippendorff's alpha (nominal)" in res.output and "(ordinal)" in res.output
     assert "Fleiss' kappa" in res.output and "Hardest items" in res.output and "Annotators" in res.output
+    hardest = res.output.split("Hardest items")[1].split("Annotators")[0]
+    assert re.search(r"│\s+1 │", hardest) and ".000" not in hardest.split("│")[1]  # counts print as integers
     assert sorted(p.name for p in out.iterdir()) == sorted(QUALITY_FILES)
     agreement = json.loads((out / "agreement.json").read_text())
     assert set(agreement["alpha"]) == {"nominal", "ordinal"}

@@ -1570,7 +1570,8 @@ def quality_command(
             hard.add_column(c, overflow="fold")
         else:
             hard.add_column(c, justify="right")
-    for item_id, row in ranked.head(top).iterrows():
+    head = ranked.head(top)  # records keep each column's dtype (iterrows would turn the counts into floats)
+    for item_id, row in zip(head.index, head.to_dict("records"), strict=True):
         hard.add_row(*[_fmt(item_id) if c == "item" else _fmt(row[c]) for c in cols])
     console.print(hard)
     table = Table(title=f"Annotators (lowest {by_ann} first)")
@@ -1583,7 +1584,8 @@ def quality_command(
             table.add_column(shown.get(c, c), overflow="fold")
         else:
             table.add_column(shown.get(c, c), justify="right")
-    for aid, row in worst_annotators.head(top).iterrows():
+    head = worst_annotators.head(top)
+    for aid, row in zip(head.index, head.to_dict("records"), strict=True):
         table.add_row(*[_fmt(aid) if c == "annotator" else _fmt(row[c]) for c in acols])
     console.print(table)
     left = len(worst_annotators) - min(top, len(worst_annotators))
