@@ -11,7 +11,13 @@ torch = pytest.importorskip("torch")
 
 from crowdlearn import Annotations  # noqa: E402
 from crowdlearn.estimators import CrowdClassifier, NotFittedError  # noqa: E402
-from crowdlearn.model_selection import CrowdEnsemble, CrowdSearchCV, expand_param_grid  # noqa: E402
+from crowdlearn.model_selection import (  # noqa: E402
+    SEED_STRIDE,
+    CrowdEnsemble,
+    CrowdSearchCV,
+    expand_param_grid,
+    fit_seed_ensemble,
+)
 from crowdlearn.nn import available_methods  # noqa: E402
 from crowdlearn.simulate import item_features, simulate_crowd, symmetric_flip_confusions  # noqa: E402
 
@@ -229,3 +235,41 @@ def test_every_registered_method_runs_through_the_search(method: str, crowd) -> 
 def _first(ann: Annotations, n: int) -> Annotations:
     keep = ann.items < n
     return Annotations(ann.items[keep], ann.annotators[keep], ann.labels[keep], n_items=n, n_classes=ann.n_classes)
+
+
+# ------------------------------------------------------------------ seed ensembles
+def test_a_seed_ensemble_averages_members_that_differ_only_in_their_seed(crowd: Any) -> None:
+    x, truth, ann = crowd
+    ens = fit_seed_ensemble(base(random_state=3), x, ann, n_members=3)
+    assert [m.random_state for m in ens.estimators_] == [3, 3 + SEED_STRIDE, 3 + 2 * SEED_STRIDE]
+    assert all(m.get_params()["lr"] == 1e-2 and m.method == "ccem" for m in ens.estimators_)
+    single = base(random_state=3).fit(x, ann)  # member 0 is the estimator's own fit
+    np.testing.assert_allclose(ens.estimators_[0].predict_proba(x), single.predict_proba(x), atol=1e-6)
+    probs = [m.predict_proba(x) for m in ens.estimators_]
+    assert not np.allclose(probs[0], probs[1])
+    np.testing.assert_allclose(ens.predict_proba(x), np.mean(probs, axis=0), atol=1e-12)
+    assert ens.score(x, truth) == pytest.approx(float(np.mean(ens.predict(x) == truth)))
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_a_seed_ensemble_reinitialises_a_given_backbone_per_member(crowd: Any, reset: bool) -> None:
+    from crowdlearn.nn import MLP
+
+    x, _, ann = crowd
+    torch.manual_seed(0)
+    module = MLP(x.shape[1], ann.n_classes, hidden=(8,))
+    start = {k: v.clone() for k, v in module.state_dict().items()}
+    # a learning rate so small that the fitted weights are the initial ones
+    ens = fit_seed_ensemble(base(backbone=module, lr=1e-12, epochs=1), x, ann, n_members=2, reset_backbone=reset)
+    weights = [m.model_.backbone.state_dict() for m in ens.estimators_]
+    key = next(k for k in start if k.endswith("weight") and start[k].ndim == 2)
+    same_as_given = [torch.allclose(w[key], start[key], atol=1e-6) for w in weights]
+    assert same_as_given == ([True, False] if reset else [True, True])  # member 0 is the estimator's own fit
+    assert all(torch.equal(v, start[k]) for k, v in module.state_dict().items())  # the given module is untouched
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_a_seed_ensemble_needs_a_positive_member_count(crowd: Any, bad: Any) -> None:
+    x, _, ann = crowd
+    with pytest.raises(ValueError, match="The 'n_members' parameter of fit_seed_ensemble must be an int >= 1"):
+        fit_seed_ensemble(base(), x, ann, n_members=bad)

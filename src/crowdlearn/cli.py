@@ -1421,6 +1421,194 @@ def report_command(
     typer.echo(f"report written to {out}")
 
 
+# --------------------------------------------------------------------------- crowdlearn quality
+#: The files ``crowdlearn quality --out DIR`` writes (all or none).
+QUALITY_FILES = ("agreement.json", "items.csv", "annotators.csv", "annotator_pairs.csv")
+
+
+def _check_model_matches(clf: Any, ann: Annotations) -> None:
+    """The model's annotator and class ids must be the label file's (as in the report)."""
+    for what, mine, theirs in (
+        ("annotators", clf.annotator_ids_, ann.annotator_ids),
+        ("classes", clf.classes_, ann.classes),
+    ):
+        a, b = [str(v) for v in mine.tolist()], [str(v) for v in theirs.tolist()]
+        if a != b:
+            k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            raise ValueError(
+                f"the model's {what} differ from FILE's (position {k}: {a[k] if k < len(a) else 'none'!r} vs "
+                f"{b[k] if k < len(b) else 'none'!r}): pass the label file the model was trained on"
+            )
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    import math
+
+    if v is None:
+        return "-"
+    if isinstance(v, float) and math.isnan(v):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+@app.command("quality")
+@user_errors
+def quality_command(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="label file"),
+    method: str = typer.Option("ds", "--method", "-m", help="aggregator giving the item posteriors"),
+    model: Path | None = typer.Option(
+        None, "--model", exists=True, dir_okay=False, readable=True, help="model file from `train` (its confusions)"
+    ),
+    features: Path | None = typer.Option(
+        None,
+        "--features",
+        "-x",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="item features (needs --model): the model's predictions join the labels (CROWDLAB quality)",
+    ),
+    top: int = typer.Option(10, "--top", min=0, help="rows of the hardest-item and annotator tables"),
+    levels: str = typer.Option(
+        "nominal", "--levels", help="Krippendorff alpha levels, comma-separated: nominal, ordinal, interval, ratio"
+    ),
+    min_overlap: int = typer.Option(5, "--min-overlap", min=1, help="fewest shared items of an annotator pair"),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="folder (created if missing) for " + ", ".join(QUALITY_FILES) + " (written together, atomically)",
+    ),
+    force: bool = typer.Option(False, "--force", help="overwrite existing output files"),
+    fmt: str | None = FormatOption,
+    item_col: str | None = ItemColOption,
+    annotator_col: str | None = AnnotatorColOption,
+    label_col: str | None = LabelColOption,
+    header: bool | None = HeaderOption,
+    sep: str | None = SepOption,
+    classes: str | None = ClassesOption,
+    on_duplicate: str = DuplicateOption,
+    ids: str = IdsOption,
+) -> None:
+    """Agreement, the hardest items and the annotator table of a label file (with a model, CROWDLAB scores)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crowdlearn import quality as q
+    from crowdlearn.aggregate import METHODS
+
+    if method not in METHODS:
+        fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
+    if features is not None and model is None:
+        fail("--features needs --model (the features feed the model's predictions)", code=2)
+    level_list = [lv.strip() for lv in levels.split(",") if lv.strip()]
+    bad = [lv for lv in level_list if lv not in ("nominal", "ordinal", "interval", "ratio")]
+    if bad or not level_list:
+        fail(f"--levels must be a comma-separated list of nominal, ordinal, interval, ratio; got {levels!r}", code=2)
+    outputs = {name: (out / name if out is not None else None) for name in QUALITY_FILES}
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out} exists and is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        _check_outputs(force, {f"--out {n}": p for n, p in outputs.items()}, {"FILE": file})
+    ann = load_annotations_option(
+        file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
+    )
+    if ann.n_labels == 0:
+        fail(f"{file}: no labels; nothing to measure")
+    summary = q.agreement_summary(ann, levels=tuple(level_list), min_overlap=min_overlap)  # type: ignore[arg-type]
+    agg: Any = METHODS[method]().fit(ann)
+    posteriors = agg.probas_
+    confusions = getattr(agg, "confusions_", None)
+    proba = None
+    source = f"{method} posteriors"
+    if model is not None:
+        from crowdlearn.estimators import CrowdClassifier, item_posteriors
+
+        clf = CrowdClassifier.load(model)
+        _check_model_matches(clf, ann)
+        confusions = clf.confusions_
+        source = f"{method} posteriors, the model's confusions"
+        if features is not None:
+            from crowdlearn.io import align_features, read_features
+
+            feature_ids, X = read_features(features, ids=ids)  # type: ignore[arg-type]
+            X_items, _ = align_features(ann, feature_ids, X)
+            proba = clf.predict_proba(X_items)
+            posteriors = item_posteriors(proba, ann, clf.confusions_)
+            source = "the model's posteriors (f(x) and its confusions) and CROWDLAB quality"
+    items = q.item_scores(ann, posteriors, proba=proba)
+    annotators = q.annotator_scores(ann, posteriors, confusions=confusions, proba=proba)
+    pairs = q.cohen_kappa_pairs(ann, min_overlap=min_overlap)
+    ranked = q.relabel_ranking(items)  # by quality with a model's predictions, else by confidence
+    by_ann = "quality" if "quality" in annotators.columns else "accuracy"
+    worst_annotators = annotators[annotators["n_labels"] > 0].sort_values(by_ann, kind="stable")
+
+    console = Console(soft_wrap=False)
+    agree = Table(title=f"Agreement ({summary.n_items_scored} items with 2+ labels)")
+    agree.add_column("measure")
+    agree.add_column("value", justify="right")
+    for lv, v in summary.alpha.items():
+        agree.add_row(f"Krippendorff's alpha ({lv})", _fmt(v))
+    agree.add_row("Fleiss' kappa", _fmt(summary.fleiss_kappa))
+    agree.add_row("percent agreement", _fmt(summary.percent_agreement))
+    agree.add_row(
+        f"mean Cohen's kappa ({summary.n_annotator_pairs} pairs, >= {min_overlap} shared items)",
+        _fmt(summary.mean_cohen_kappa),
+    )
+    console.print(agree)
+    by_item = "quality" if "quality" in items.columns else "confidence"
+    typer.echo(f"item scores from {source}")
+    hard = Table(title=f"Hardest items (lowest {by_item} first)")
+    cols = ["rank", "item", "n_labels", "consensus", "confidence", "agreement"] + (
+        ["quality"] if "quality" in items.columns else []
+    )
+    for c in cols:
+        if c in ("item", "consensus"):
+            hard.add_column(c, overflow="fold")
+        else:
+            hard.add_column(c, justify="right")
+    head = ranked.head(top)  # records keep each column's dtype (iterrows would turn the counts into floats)
+    for item_id, row in zip(head.index, head.to_dict("records"), strict=True):
+        hard.add_row(*[_fmt(item_id) if c == "item" else _fmt(row[c]) for c in cols])
+    console.print(hard)
+    table = Table(title=f"Annotators (lowest {by_ann} first)")
+    acols = ["annotator", "n_labels", "agreement", "accuracy", "spammer_score", "worst_class"] + (
+        ["quality"] if "quality" in annotators.columns else []
+    )
+    shown = {"spammer_score": "spammer", "worst_class": "worst class"}  # short headers for 80 columns
+    for c in acols:
+        if c in ("annotator", "worst_class"):
+            table.add_column(shown.get(c, c), overflow="fold")
+        else:
+            table.add_column(shown.get(c, c), justify="right")
+    head = worst_annotators.head(top)
+    for aid, row in zip(head.index, head.to_dict("records"), strict=True):
+        table.add_row(*[_fmt(aid) if c == "annotator" else _fmt(row[c]) for c in acols])
+    console.print(table)
+    left = len(worst_annotators) - min(top, len(worst_annotators))
+    if left > 0:
+        typer.echo(
+            f"({left} more annotators" + (f"; all in {outputs['annotators.csv']})" if out else "; --out writes all)")
+        )
+    if out is not None:
+        from crowdlearn.io import atomic_outputs
+
+        with atomic_outputs(overwrite=force, force_hint="--force") as staged:
+            with staged.open(out / "agreement.json") as fh:
+                json.dump(summary.to_dict(), fh, indent=2)
+                fh.write("\n")
+            with staged.open(out / "items.csv") as fh:
+                items.to_csv(fh, lineterminator="\n")
+            with staged.open(out / "annotators.csv") as fh:
+                annotators.to_csv(fh, lineterminator="\n")
+            with staged.open(out / "annotator_pairs.csv") as fh:
+                pairs.to_csv(fh, index=False, lineterminator="\n")
+        typer.echo(f"wrote {', '.join(QUALITY_FILES)} to {out}")
+
+
 # --------------------------------------------------------------------------- crowdlearn datasets
 datasets_app = typer.Typer(help="Public crowdsourcing datasets: list them, download them.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")

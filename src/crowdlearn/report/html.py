@@ -79,6 +79,7 @@ def render_html(
     title: str = "crowdlearn report",
     top: int = 12,
     max_annotators: int = 50,
+    quality: bool = True,
 ) -> str:
     """The HTML report of a crowd, and of the aggregator / model fitted on it.
 
@@ -87,7 +88,10 @@ def render_html(
     ``max_annotators`` rows) and confusion heatmaps (the ``top`` annotators with most labels and
     the label-weighted mean matrix) for ``aggregator`` and for ``model``; training curves
     (``model``); the model's post-fit checks (a ``model`` with ``findings_``: collapse, flipped
-    classes); identifiability diagnostics (``diagnosis``); accuracy against ``truth``.
+    classes); identifiability diagnostics (``diagnosis``); accuracy against ``truth``; quality
+    control (:mod:`crowdlearn.quality`: agreement always, and with the ``aggregator``'s
+    posteriors or the ``model``'s predictions on ``X`` the ``top`` items to re-label and the
+    ``top`` weakest annotators).
 
     Parameters
     ----------
@@ -116,6 +120,8 @@ def render_html(
         Number of annotators (most labels first) whose confusion matrices are drawn.
     max_annotators : int, default=50
         Rows of the annotator table; a line says how many were left out.
+    quality : bool, default=True
+        Add the quality-control section (needs ``annotations``).
 
     Returns
     -------
@@ -166,6 +172,8 @@ def render_html(
         body.append(_curves_section(model))
     if diagnosis is not None:
         body.append(_diagnosis_section(diagnosis))
+    if quality and annotations is not None and annotations.n_labels:
+        body.append(_quality_section(annotations, aggregator, model, X, int(top)))
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -701,3 +709,95 @@ def _diagnosis_section(diagnosis: Any) -> str:
         + per_class
         + f"\n<details><summary>text form</summary><pre>{escape(str(diagnosis))}</pre></details>\n</section>"
     )
+
+
+def _quality_section(annotations: Annotations, aggregator: Any, model: Any, X: Any, top: int) -> str:
+    """Agreement; with posteriors, the items to re-label and the weakest annotators (crowdlearn.quality)."""
+    from crowdlearn import quality as q
+
+    s = q.agreement_summary(annotations)
+    rows = [
+        ("items with two or more labels", str(s.n_items_scored)),
+        ("Krippendorff's alpha (nominal)", _num(s.alpha["nominal"])),
+        ("Fleiss' kappa", _num(s.fleiss_kappa)),
+        ("percent agreement", _num(s.percent_agreement)),
+        (f"mean Cohen's kappa ({s.n_annotator_pairs} annotator pairs sharing 5+ items)", _num(s.mean_cohen_kappa)),
+    ]
+    parts = [
+        '<section id="quality">\n<h2>Quality control</h2>\n<h3>Agreement</h3>\n',
+        _kv_table(rows),
+        '\n<p class="note">Computed on the items with at least two labels; 1 is perfect agreement, 0 the '
+        "agreement expected by chance. See docs/quality.md.</p>",
+    ]
+    posteriors = proba = None
+    confusions = None
+    source = ""
+    if model is not None and X is not None:
+        proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+        if proba.shape != (annotations.n_items, annotations.n_classes):
+            raise ValueError(
+                f"model.predict_proba(X) has shape {proba.shape}, expected "
+                f"({annotations.n_items}, {annotations.n_classes}): X must hold one row per item"
+            )
+        posteriors = q.crowdlab(annotations, proba).probas
+        confusions = np.asarray(model.confusions_, dtype=np.float64)
+        source = "the model's predictions and the labels (CROWDLAB-style ensemble)"
+    elif aggregator is not None and getattr(aggregator, "probas_", None) is not None:
+        posteriors = np.asarray(aggregator.probas_, dtype=np.float64)
+        confusions = getattr(aggregator, "confusions_", None)
+        source = f"the posteriors of {type(aggregator).__name__}"
+    if posteriors is None:
+        parts.append(
+            '\n<p class="note">Item and annotator scores need an aggregator or a model with the items\' '
+            "features.</p>\n</section>"
+        )
+        return "".join(parts)
+    items = q.item_scores(annotations, posteriors, proba=proba)
+    ranked = q.relabel_ranking(items, n=top)
+    cols = ["n_labels", "consensus", "confidence", "agreement"] + (["quality"] if "quality" in items.columns else [])
+    body = "".join(
+        "<tr>"
+        + f'<td>{int(r["rank"])}</td><td class="id">{escape(str(idx))}</td>'
+        + "".join(
+            f'<td class="id">{escape(str(r[c]))}</td>' if c == "consensus" else f"<td>{_cell(r[c])}</td>" for c in cols
+        )
+        + "</tr>"
+        for idx, r in ranked.iterrows()
+    )
+    by_item = "quality" if "quality" in items.columns else "confidence"
+    parts.append(
+        f"\n<h3>Items to re-label (lowest {by_item} first)</h3>\n"
+        f'<p class="note">Scores from {escape(source)}. <em>confidence</em>: posterior of the consensus class; '
+        "<em>agreement</em>: share of the item's labels equal to it.</p>\n"
+        '<table id="relabel-table">' + _row(["#", "item", *cols], header=True) + body + "</table>"
+    )
+    table = q.annotator_scores(annotations, posteriors, confusions=confusions, proba=proba)
+    by_ann = "quality" if "quality" in table.columns else "accuracy"
+    weakest = table[table["n_labels"] > 0].sort_values(by_ann, kind="stable").head(top)
+    acols = ["n_labels", "agreement", "accuracy", "spammer_score", "worst_class"] + (
+        ["quality"] if "quality" in table.columns else []
+    )
+    abody = "".join(
+        "<tr>"
+        + f'<td class="id">{escape(str(idx))}</td>'
+        + "".join(
+            f'<td class="id">{escape("-" if r[c] is None else str(r[c]))}</td>'
+            if c == "worst_class"
+            else f"<td>{_cell(r[c])}</td>"
+            for c in acols
+        )
+        + "</tr>"
+        for idx, r in weakest.iterrows()
+    )
+    parts.append(
+        f"\n<h3>Weakest annotators (lowest {by_ann} first)</h3>\n"
+        '<p class="note"><em>worst class</em>: the true class this annotator gets right least often.</p>\n'
+        '<table id="weak-annotators">' + _row(["annotator", *acols], header=True) + abody + "</table>\n</section>"
+    )
+    return "".join(parts)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return str(int(v))
+    return _num(float(v))

@@ -12,7 +12,15 @@ from crowdlearn.train.batching import (
     make_batch,
     shard_batches,
 )
-from crowdlearn.train.callbacks import Callback, Checkpoint, EarlyStopping, EpochPrinter, LambdaSchedule, ProgressBar
+from crowdlearn.train.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    EpochPrinter,
+    LambdaSchedule,
+    MarginRecorder,
+    ProgressBar,
+)
 from crowdlearn.train.checkpoint import load_checkpoint, save_checkpoint
 from crowdlearn.train.history import History
 from crowdlearn.train.trainer import Schedule, Trainer, TrainingDivergedError, resolve_device
@@ -30,6 +38,7 @@ __all__ = [
     "InputMixup",
     "Inputs",
     "LambdaSchedule",
+    "MarginRecorder",
     "ProgressBar",
     "Schedule",
     "Trainer",

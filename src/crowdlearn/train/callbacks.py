@@ -15,12 +15,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+import numpy.typing as npt
+import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
     from crowdlearn.train.trainer import Trainer
 
-__all__ = ["Callback", "Checkpoint", "EarlyStopping", "EpochPrinter", "LambdaSchedule", "ProgressBar"]
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "EpochPrinter",
+    "LambdaSchedule",
+    "MarginRecorder",
+    "ProgressBar",
+    "label_margins",
+]
 
 
 class Callback:
@@ -252,3 +264,90 @@ class ProgressBar(Callback):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ProgressBar:
         return copy.copy(self)
+
+
+def label_margins(proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Margin of every candidate label: ``proba[n, k] - max_{j != k} proba[n, j]``, shape (n, K).
+
+    Positive only for the top class (its lead over the runner-up); for every other class minus
+    its gap to the top class. With one class the margin is the probability itself.
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    if p.shape[1] < 2:
+        return p.copy()
+    top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+    first, second = top2[:, 1:2], top2[:, 0:1]
+    is_top = p >= first
+    # the top class (or a tie for it) is compared with the runner-up, every other class with the top
+    return np.where(is_top, p - second, p - first)
+
+
+class MarginRecorder(Callback):
+    """Record the margin of every candidate label of every item after each epoch (AUM / WAUM).
+
+    After every ``every``-th epoch the classifier's probabilities ``f(x)`` of ``X`` are
+    computed in eval mode (:meth:`~crowdlearn.train.Trainer.predict_logits`, softmax) and
+    :func:`label_margins` of them is added to ``margin_sum_``. ``aum_`` is their mean: the area
+    under the margin (Pleiss et al., NeurIPS 2020) of every (item, label) pair at once, for
+    :func:`crowdlearn.quality.waum`. Memory O(n_items x K), whatever the number of epochs or
+    labels. The margins are of the one crowd model's ``f``, not of a separate classifier.
+
+    Parameters
+    ----------
+    X : array-like, Tensor or torch Dataset of n_items rows
+        The training inputs (row n = item n), as given to ``fit``.
+    every : int >= 1, default=1
+        Record after every ``every``-th epoch.
+
+    Attributes
+    ----------
+    margin_sum_ : ndarray of shape (n_items, n_classes)
+        Sum of the recorded margins.
+    n_epochs_ : int
+        Epochs recorded.
+
+    Examples
+    --------
+    ``rec = MarginRecorder(X); clf = CrowdClassifier(callbacks=[rec]).fit(X, ann)``, then
+    ``quality.waum(ann, rec.aum_, clf.predict_proba(X), clf.confusions_)``.
+    """
+
+    def __init__(self, X: Any, *, every: int = 1) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        self.X = X
+        self.every = int(every)
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        if getattr(self, "_resumed", False):
+            self._resumed = False
+            return
+        self.margin_sum_: npt.NDArray[np.float64] | None = None
+        self.n_epochs_ = 0
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        if (epoch + 1) % self.every:
+            return
+        with torch.no_grad():
+            proba = trainer.predict_logits(self.X).float().softmax(dim=1).double().numpy()
+        m = label_margins(proba)
+        self.margin_sum_ = m if self.margin_sum_ is None else self.margin_sum_ + m
+        self.n_epochs_ += 1
+
+    @property
+    def aum_(self) -> npt.NDArray[np.float64]:
+        """Mean margin over the recorded epochs, shape (n_items, n_classes)."""
+        if getattr(self, "margin_sum_", None) is None or self.n_epochs_ == 0:
+            raise ValueError("MarginRecorder has recorded no epoch yet: train with it in callbacks=[...] first")
+        out: npt.NDArray[np.float64] = np.asarray(self.margin_sum_) / self.n_epochs_
+        return out
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        tensors = {} if self.margin_sum_ is None else {"margin_sum": torch.from_numpy(self.margin_sum_.copy())}
+        return {"n_epochs": self.n_epochs_}, tensors
+
+    def load_state_dict(self, meta: dict[str, Any], tensors: dict[str, Tensor]) -> None:
+        self.n_epochs_ = int(meta["n_epochs"])
+        t = tensors.get("margin_sum")
+        self.margin_sum_ = None if t is None else t.double().numpy().copy()
+        self._resumed = True
