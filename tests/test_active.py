@@ -124,3 +124,13 @@ def test_active_choice_beats_random_in_a_small_simulated_study() -> None:
 
     active, random = run(True), run(False)
     assert active > random + 0.03, (active, random)
+
+
+def test_the_active_learning_functions_are_reexported_by_crowdlearn_quality() -> None:
+    import crowdlearn.active as active
+    import crowdlearn.quality as quality
+
+    for name in ("activelab_scores", "best_annotators", "crowd_posteriors", "suggest_queries"):
+        assert name in quality.__all__ and getattr(quality, name) is getattr(active, name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        quality.nope  # noqa: B018

@@ -30,14 +30,17 @@ Items and annotators, from an aggregator's posteriors and/or a classifier's pred
 * :func:`crowdlab`: CROWDLAB-style consensus and quality scores of a model and the crowd.
 * :func:`annotator_scores`: agreement, accuracy, spammer score, worst class (and CROWDLAB quality).
 
-See docs/quality.md.
+What to label next and by whom (:func:`suggest_queries`, :func:`activelab_scores`,
+:func:`best_annotators`, :func:`crowd_posteriors`) lives in :mod:`crowdlearn.active` and is
+re-exported here (imported on first use: :mod:`crowdlearn.active` builds on the aggregators,
+which import this module). See docs/quality.md and docs/active.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -47,16 +50,22 @@ from scipy.stats import entropy
 from crowdlearn._checks import show
 from crowdlearn.annotations import Annotations
 
+if TYPE_CHECKING:  # imported on first use at run time (module __getattr__ below)
+    from crowdlearn.active import activelab_scores, best_annotators, crowd_posteriors, suggest_queries
+
 __all__ = [
     "AgreementSummary",
     "CrowdlabResult",
     "FilterResult",
     "accuracy_on_aggregates",
+    "activelab_scores",
     "agreement_summary",
     "alpha_krippendorff",
     "annotator_scores",
+    "best_annotators",
     "cohen_kappa_pairs",
     "consistency",
+    "crowd_posteriors",
     "crowdlab",
     "filter_ambiguous",
     "fleiss_kappa",
@@ -66,9 +75,22 @@ __all__ = [
     "percent_agreement",
     "relabel_ranking",
     "soft_confusions",
+    "suggest_queries",
     "uncertainty",
     "waum",
 ]
+
+_ACTIVE = ("activelab_scores", "best_annotators", "crowd_posteriors", "suggest_queries")
+
+
+def __getattr__(name: str) -> Any:
+    """The active-learning functions of :mod:`crowdlearn.active`, imported on first use."""
+    if name in _ACTIVE:
+        from crowdlearn import active
+
+        return getattr(active, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 Level = Literal["nominal", "ordinal", "interval", "ratio"]
 
