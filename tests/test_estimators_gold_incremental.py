@@ -88,6 +88,23 @@ def test_trainer_gold_term_is_the_complete_data_likelihood() -> None:
     assert torch.all(g[0] == 0) and torch.any(g[1] != 0)
 
 
+def test_a_batch_of_gold_items_without_crowd_labels_averages_the_gold_term_over_them() -> None:
+    torch.manual_seed(0)
+    ann = Annotations([0], [0], [1], n_items=4, n_classes=3)  # items 1-3 carry no crowd label
+    model = CrowdModel(torch.nn.Linear(2, 3), ConfusionMatrices(1, 3, init="identity"))
+    trainer = Trainer(model, CrowdLoss(), epochs=1, batch_size=8, device="cpu")
+    x = torch.randn(4, 2)
+    trainer._known = trainer._check_known(np.array([-1, 0, 2, 1]), ann)
+    batch = make_batch(Inputs(x), ann, np.array([1, 2, 3], dtype=np.int64))
+    assert batch.labels.numel() == 0
+    logits = model(batch.x)
+    parts = trainer.get_loss(logits, batch)
+    logf = logits.detach().log_softmax(1)
+    expected = -(logf[0, 0] + logf[1, 2] + logf[2, 1]) / 3  # the mean over the 3 gold items, not their sum
+    assert torch.allclose(parts["gold"], expected, atol=1e-6)
+    assert torch.allclose(parts["loss"], parts["gold"])
+
+
 def _split_crowd() -> tuple[np.ndarray, Annotations, Annotations, np.ndarray]:
     conf = diagonally_dominant_confusions(8, 3, accuracy=(0.5, 0.8), random_state=0)
     crowd = simulate_crowd(conf, n_items=300, per_item=3, random_state=0)

@@ -365,9 +365,10 @@ class Trainer:
             prediction is fixed to its class in the criterion (its clamped logits, see
             :data:`GOLD_LOGIT_GAP`: the crowd term of its labels becomes ``log A_m[y, z]``) and
             the classifier is trained on it by the term ``gold = -(1/E) sum log f(x_n)[z_n]``
-            over the batch's gold items (``E`` the batch's labels), added to ``loss``: the
-            complete-data likelihood of the known classes. Gold items without crowd labels are
-            trained on too. Not with a batch ``transform`` (mixup).
+            over the batch's gold items (``E`` the batch's labels; in a batch without crowd labels,
+            its number of gold items), added to ``loss``: the complete-data likelihood of the known
+            classes. Gold items without crowd labels are trained on too. Not with a batch
+            ``transform`` (mixup).
         """
         inputs = X if isinstance(X, Inputs) else Inputs(X)
         self._targets = None if targets is None else self._check_targets(targets, annotations)
@@ -655,7 +656,9 @@ class Trainer:
         fixed[torch.arange(rows.numel(), device=logits.device), cls] = 0.0
         clamped = logits.index_put((rows,), fixed)
         n_labels = batch.labels.numel()
-        gold = -logits.log_softmax(dim=1)[rows, cls].sum() / max(n_labels, 1)
+        # per crowd label, as the criterion's terms; a batch of gold items without crowd labels is
+        # averaged over its gold items instead (a sum there would scale with the batch size)
+        gold = -logits.log_softmax(dim=1)[rows, cls].sum() / (n_labels if n_labels > 0 else rows.numel())
         if n_labels == 0:  # a batch of gold items without crowd labels: the gold term alone
             zero = gold * 0.0
             return {"loss": gold, "nll": zero, "gold": gold}
