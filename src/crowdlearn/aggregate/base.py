@@ -42,6 +42,7 @@ __all__ = [
     "check_in",
     "check_number",
     "check_random_state",
+    "is_dask_frame",
     "label_matrix",
     "posterior_from_log",
 ]
@@ -55,6 +56,11 @@ PriorSpec = Literal["learn", "uniform"] | npt.ArrayLike
 IterationCallback = Callable[[int, float], None]
 
 FRAME_COLUMNS = ("task", "worker", "label")
+
+
+def is_dask_frame(data: Any) -> bool:
+    """Whether ``data`` is a Dask DataFrame (checked without importing Dask)."""
+    return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(data, "to_delayed")
 
 
 def as_annotations(data: Annotations | pd.DataFrame) -> tuple[Annotations, bool]:
@@ -248,8 +254,10 @@ class BaseAggregator:
 
         Parameters
         ----------
-        annotations : Annotations or DataFrame
-            The labels; a DataFrame needs columns ``task``, ``worker``, ``label``.
+        annotations : Annotations, DataFrame or Dask DataFrame
+            The labels; a DataFrame needs columns ``task``, ``worker``, ``label``. A Dask
+            DataFrame runs the Dask backend (:mod:`crowdlearn.aggregate.dask_backend`;
+            MajorityVote, DawidSkene and OneCoinDawidSkene; others raise ``TypeError``).
         callback : callable, optional
             ``callback(iterations_done, log_likelihood)`` after every EM iteration (progress
             display; the EM methods only, one-pass methods never call it).
@@ -258,6 +266,11 @@ class BaseAggregator:
         -------
         self
         """
+        if is_dask_frame(annotations):
+            from crowdlearn.aggregate.dask_backend import fit_dask
+
+            fit_dask(self, annotations, callback=callback)
+            return self
         ann = self._start_fit(annotations, callback)
         self._fit(ann)
         return self
@@ -289,6 +302,8 @@ class BaseAggregator:
         self, annotations: Annotations | pd.DataFrame, callback: IterationCallback | None = None
     ) -> Annotations:
         ann, frame = as_annotations(annotations)
+        for name in ("labels_frame_", "probas_frame_"):  # left by an earlier Dask fit
+            self.__dict__.pop(name, None)
         if ann.n_classes < 1:
             raise AnnotationsError(f"{type(self).__name__} needs at least one class; the annotations have none")
         self._validate_params(ann)
@@ -313,11 +328,15 @@ class BaseAggregator:
         raise NotImplementedError
 
     def _labels_output(self) -> Any:
+        if "labels_frame_" in self.__dict__:  # fitted by the Dask backend: lazy, indexed by task
+            return self.__dict__["labels_frame_"]
         if not self._frame_output:
             return self.labels_
         return pd.Series(self.classes_[self.labels_], index=pd.Index(self.item_ids_, name="task"), name="agg_label")
 
     def _probas_output(self) -> Any:
+        if "probas_frame_" in self.__dict__:
+            return self.__dict__["probas_frame_"]
         if not self._frame_output:
             return self.probas_
         return pd.DataFrame(
