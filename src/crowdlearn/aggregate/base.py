@@ -71,6 +71,11 @@ def as_annotations(data: Annotations | pd.DataFrame) -> tuple[Annotations, bool]
     """
     if isinstance(data, Annotations):
         return data, False
+    if is_dask_frame(data):
+        raise TypeError(
+            "this aggregator has no Dask backend (supported: MajorityVote, DawidSkene, OneCoinDawidSkene); "
+            "pass frame.compute() (a pandas DataFrame) to fit it in memory"
+        )
     if isinstance(data, pd.DataFrame):
         missing = [c for c in FRAME_COLUMNS if c not in data.columns]
         if missing:
@@ -301,6 +306,11 @@ class BaseAggregator:
     def _start_fit(
         self, annotations: Annotations | pd.DataFrame, callback: IterationCallback | None = None
     ) -> Annotations:
+        if is_dask_frame(annotations):
+            raise TypeError(
+                f"{type(self).__name__} has no Dask backend (supported: MajorityVote, DawidSkene, "
+                "OneCoinDawidSkene); pass frame.compute() (a pandas DataFrame) to fit it in memory"
+            )
         ann, frame = as_annotations(annotations)
         for name in ("labels_frame_", "probas_frame_"):  # left by an earlier Dask fit
             self.__dict__.pop(name, None)

@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from crowdlearn._checks import show
 from crowdlearn.aggregate.base import (
     FRAME_COLUMNS,
     BaseAggregator,
@@ -411,11 +412,13 @@ class _Runner:
         self.frames = frame.to_delayed()
         self.persist = persist
         self.parts: list[Any] = []
-        try:
-            from distributed import default_client
+        # scatter only to a distributed client that is the active scheduler (not under
+        # dask.config.set(scheduler="synchronous") with a client around)
+        from dask.base import get_scheduler
 
-            self.client: Any = default_client()  # type: ignore[no-untyped-call]
-        except (ImportError, ValueError):
+        active = get_scheduler()
+        self.client: Any = getattr(active, "__self__", None)
+        if type(self.client).__name__ != "Client":
             self.client = None
 
     def compute(self, obj: Any) -> Any:
@@ -471,7 +474,7 @@ class _Runner:
             if hit is not None:
                 item, first, second = hit
                 raise AnnotationsError(
-                    f"item {item!r} has labels in partitions {first} and {second}; the Dask backend needs every "
+                    f"item {show(item)} has labels in partitions {first} and {second}; the Dask backend needs every "
                     "item's labels in one partition: repartition with frame.shuffle('task') (or sort the data by item)"
                 )
 
@@ -515,7 +518,7 @@ def _known_series(known_labels: Any, owner: str) -> pd.Series | None:
     if isinstance(known_labels, (pd.Series, dict)):
         s = pd.Series(known_labels)
         if s.isna().any():
-            raise AnnotationsError(f"known_labels of {owner} has a missing class for item {s.index[s.isna()][0]!r}")
+            raise AnnotationsError(f"known_labels of {owner} has a missing class for item {show(s.index[s.isna()][0])}")
         return s
     raise AnnotationsError(
         "known_labels for a Dask DataFrame must be a pandas Series or dict item id -> class id "
@@ -605,7 +608,7 @@ def fit_dask(
         bad = ~pd.Index(known.to_numpy()).isin(pd.Index(classes))
         if bad.any():
             raise AnnotationsError(
-                f"known_labels: class {known.to_numpy()[bad][0]!r} is not one of the classes {classes.tolist()}"
+                f"known_labels: class {show(known.to_numpy()[bad][0])} is not one of the classes {classes.tolist()}"
             )
     runner.encode(annotator_ids, classes, known)
     if known is not None and len(known):
@@ -613,7 +616,7 @@ def fit_dask(
         absent = ~known.index.isin(pd.Index(found))
         if absent.any():
             raise AnnotationsError(
-                f"known_labels: item id {known.index[absent][0]!r} has no labels in the Dask DataFrame"
+                f"known_labels: item id {show(known.index[absent][0])} has no labels in the Dask DataFrame"
             )
     _fit_em(estimator, runner, M, K, classes)
     return estimator
