@@ -416,7 +416,7 @@ class _Runner:
         # dask.config.set(scheduler="synchronous") with a client around)
         from dask.base import get_scheduler
 
-        active = get_scheduler()
+        active = get_scheduler()  # type: ignore[no-untyped-call]
         self.client: Any = getattr(active, "__self__", None)
         if type(self.client).__name__ != "Client":
             self.client = None
