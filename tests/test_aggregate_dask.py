@@ -24,14 +24,14 @@ TOL = 1e-10
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    """A 2-worker LocalCluster (one thread each, no dashboard, free ports).
+    """A 2-worker LocalCluster (one thread each, HTTP server on a free port).
 
     Threaded workers: worker processes would each import crowdlearn (scipy.stats, ...: 10+ s on a
     loaded 2-core machine); the pickling they add is checked by test_parts_pickle.
     """
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None, scheduler_port=0
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0", scheduler_port=0
         ) as cluster,
         distributed.Client(cluster) as c,
     ):
@@ -123,7 +123,7 @@ def test_parquet_dataset_hash_partitioned_and_split_items(tmp_path: Any, frame: 
         part = shuffled[shuffled["task"] % 3 == b].rename(columns={"task": "item", "worker": "annotator"})
         part.to_parquet(src / f"part-{b}.parquet", index=False)
     with dask.config.set(scheduler="synchronous"):
-        ddf = read_parquet_labels(src, item_col="item", annotator_col="annotator")
+        ddf = read_parquet_labels(src)  # item / annotator / label: guessed
         assert ddf.npartitions == 3
         dsk = DawidSkene(n_iter=10, tol=0).fit(ddf)
         mem = DawidSkene(n_iter=10, tol=0).fit(ddf.compute())
@@ -134,9 +134,9 @@ def test_parquet_dataset_hash_partitioned_and_split_items(tmp_path: Any, frame: 
             DawidSkene(n_iter=1).fit(bad)
         with pytest.raises(
             AnnotationsError,
-            match=r"column\(s\) \['task', 'worker'\] not found; the files have \['item', 'annotator', 'label'\]",
+            match=r"column\(s\) \['who'\] not found; the files have \['item', 'annotator', 'label'\]",
         ):
-            read_parquet_labels(src)
+            read_parquet_labels(src, annotator_col="who")
 
 
 def test_unsupported_inputs_are_clear_errors(frame: pd.DataFrame) -> None:

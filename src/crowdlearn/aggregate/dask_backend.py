@@ -96,12 +96,20 @@ def _require_dask() -> Any:
     return dask
 
 
+#: Column names tried, in order, when ``read_parquet_labels`` is not told them.
+COLUMN_GUESSES = {
+    "item": ("task", "item", "item_id"),
+    "annotator": ("worker", "annotator", "annotator_id"),
+    "label": ("label",),
+}
+
+
 def read_parquet_labels(
     path: str | Path,
     *,
-    item_col: str = "task",
-    annotator_col: str = "worker",
-    label_col: str = "label",
+    item_col: str | None = None,
+    annotator_col: str | None = None,
+    label_col: str | None = None,
 ) -> Any:
     """A Parquet dataset (a file or a folder of files) as a Dask DataFrame ``task, worker, label``.
 
@@ -109,8 +117,10 @@ def read_parquet_labels(
     ----------
     path : str or Path
         A ``.parquet`` file or a folder of them (one Dask partition per file / row group).
-    item_col, annotator_col, label_col : str
-        Column names in the files; renamed to ``task``, ``worker``, ``label``.
+    item_col, annotator_col, label_col : str, optional
+        Column names in the files, renamed to ``task``, ``worker``, ``label``. Default: the first
+        present of ``task``/``item``/``item_id``, ``worker``/``annotator``/``annotator_id`` and
+        ``label``.
 
     Returns
     -------
@@ -122,16 +132,22 @@ def read_parquet_labels(
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such Parquet file or dataset folder")
-    if p.is_dir() and not any(p.rglob("*.parquet")):
+    files = [p] if p.is_file() else sorted(p.rglob("*.parquet"))
+    if not files:
         raise AnnotationsError(f"{p}: the folder holds no .parquet files (expected a Parquet dataset)")
-    wanted = [item_col, annotator_col, label_col]
     try:
         import pyarrow.parquet as pq
 
-        first = p if p.is_file() else sorted(p.rglob("*.parquet"))[0]
-        names = pq.read_schema(first).names
+        names = list(pq.read_schema(files[0]).names)
     except Exception as exc:  # pyarrow raises several types for unreadable files
-        raise AnnotationsError(f"{p}: not a readable Parquet dataset ({' '.join(str(exc).split())})") from None
+        raise AnnotationsError(f"{files[0]}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
+
+    def pick(given: str | None, role: str) -> str:
+        if given is not None:
+            return given
+        return next((c for c in COLUMN_GUESSES[role] if c in names), COLUMN_GUESSES[role][0])
+
+    wanted = [pick(item_col, "item"), pick(annotator_col, "annotator"), pick(label_col, "label")]
     missing = [c for c in wanted if c not in names]
     if missing:
         raise AnnotationsError(
