@@ -26,7 +26,9 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     """A folder of 3 Parquet files (items in order, string ids) and the same labels as one frame."""
-    ann, _ = simulate(600, random_confusions(np.random.default_rng(2), 12, 3, diag=0.85), 5, seed=5)  # DS converges fast
+    ann, _ = simulate(
+        600, random_confusions(np.random.default_rng(2), 12, 3, diag=0.85), 5, seed=5
+    )  # DS converges fast
     df = ann.to_frame(ids=False)
     df.columns = ["item", "annotator", "label"]
     df = df.sort_values("item", kind="stable").reset_index(drop=True)
