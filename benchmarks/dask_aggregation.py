@@ -188,7 +188,8 @@ def child_classes(n_items: int, n_iter: int) -> dict[str, Any]:
         out["ds_error"] = str(exc)
     for name, est in (
         ("onecoin", OneCoinDawidSkene(n_iter=n_iter, tol=0)),
-        ("clustered", ClusteredDawidSkene(n_clusters=10, n_iter=n_iter, tol=0)),
+        ("clustered", ClusteredDawidSkene(n_clusters=10, n_iter=n_iter, tol=0, smoothing=0.01)),
+        ("clustered-ml", ClusteredDawidSkene(n_clusters=10, n_iter=n_iter, tol=0)),
     ):
         before = peak_mb()
         t0 = time.perf_counter()
@@ -288,7 +289,7 @@ def print_tables(r: dict[str, Any]) -> None:
         print("\n| method | fit s | accuracy | process peak memory |")
         print("|---|---:|---:|---:|")
         print(f"| majority vote | | {c['mv_accuracy']:.4f} | |")
-        for name in ("onecoin", "clustered"):
+        for name in ("onecoin", "clustered", "clustered-ml"):
             e = c[name]
             print(f"| {name} | {e['fit_s']:.1f} | {e['accuracy']:.4f} | {e['peak_mb']:.0f} MB |")
 
