@@ -174,4 +174,4 @@ def test_parts_pickle(frame: pd.DataFrame) -> None:
     assert (again.X != part.X).nnz == 0 and again.known_cls.tolist() == [1]
     model = cloudpickle.loads(cloudpickle.dumps(backend._DSModel(30, 4, 1e-6, None)))
     stats = backend._em_pass(again, model, None)
-    assert stats[0].shape == (30 * 4, 4) and stats[-2].sum() == pytest.approx(again.n_items)
+    assert stats[0].shape == (30 * 4, 4) and stats[-3].sum() == pytest.approx(again.n_items) == stats[-2]

@@ -375,12 +375,16 @@ def _e_step(model: _Model, part: _Part, params: Any, priors: FloatArray) -> tupl
 
 
 def _em_pass(part: _Part, model: _Model, state: tuple[Any, FloatArray] | None) -> list[Any]:
-    """One partition's share of one EM iteration: [M-step stats..., prior sums (K,), ll]."""
+    """One partition's share of one EM iteration: [M-step stats..., prior sums (K,), n_items, ll].
+
+    The item count rides along so that no extra pass over the data is needed for it (with
+    ``persist=False`` every pass re-reads the files).
+    """
     if state is None:
         T, ll = _start_posteriors(part), 0.0
     else:
         T, ll = _e_step(model, part, state[0], state[1])
-    return [*model.stats(part, T), T.sum(axis=0), ll]
+    return [*model.stats(part, T), T.sum(axis=0), part.n_items, ll]
 
 
 def _sum_lists(*lists: list[Any]) -> list[Any]:
@@ -510,9 +514,6 @@ class _Runner:
     def known_found(self) -> np.ndarray[Any, Any]:
         got = self.compute([self.call(lambda p: p.known_found, p) for p in self.parts])
         return np.concatenate(got) if got else np.zeros(0, dtype=object)
-
-    def n_items(self) -> int:
-        return int(sum(self.compute([self.call(lambda p: p.n_items, p) for p in self.parts])))
 
     def outputs(
         self, model: _Model | None, state: Any, classes: np.ndarray[Any, Any], tie_break: str, seed: int | None
@@ -644,11 +645,10 @@ def _fit_em(est: _DawidSkeneEM, runner: _Runner, M: int, K: int, classes: np.nda
     fixed = check_priors(est.priors, K, type(est).__name__)
     smoothing = float(est.smoothing)
     model: _Model = (_DSModel if isinstance(est, DawidSkene) else _OneCoinModel)(M, K, smoothing, fixed)
-    n_items = runner.n_items()
     history: list[float] = []
 
     def m_step(stats: list[Any]) -> tuple[Any, FloatArray]:
-        return model.confusion_params(stats[:-2]), model.priors(stats[-2], n_items)
+        return model.confusion_params(stats[:-3]), model.priors(stats[-3], int(stats[-2]))
 
     state: tuple[Any, FloatArray] | None
     t_state: tuple[Any, FloatArray] | None  # parameters of the current posteriors (None: the vote)
@@ -697,9 +697,8 @@ def _fit_majority(
     runner.encode(annotator_ids, classes, None)
     model = _DSModel(M, K, VOTE_CONFUSION_SMOOTHING, None)
     stats = runner.em_pass(model, None)
-    n_items = runner.n_items()
-    est.priors_ = model.priors(stats[-2], n_items)
-    est.confusions_ = model.confusion_params(stats[:-2])
+    est.priors_ = model.priors(stats[-3], int(stats[-2]))
+    est.confusions_ = model.confusion_params(stats[:-3])
     seed = est.random_state if isinstance(est.random_state, int) else None
     if isinstance(est.random_state, np.random.Generator):
         seed = int(est.random_state.integers(2**63 - 1))
