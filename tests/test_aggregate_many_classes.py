@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,29 @@ def test_one_coin_log_lik_equals_dense_and_never_nan() -> None:
     assert not np.isnan(oc.probas_).any() and oc.labels_.tolist() == [2, 0]
     ll = one_coin_log_lik(tiny.items, tiny.annotators, tiny.labels, 2, 3, np.array([1.0, 0.5]))
     assert np.isneginf(ll[0, [0, 1]]).all() and np.isfinite(ll[0, 2]) and np.isfinite(ll[1]).all()
+
+
+def test_cli_clustered_and_budget_error(tmp_path: Path) -> None:
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from crowdlearn.cli import app
+
+    runner = CliRunner()
+    small = tmp_path / "small.csv"
+    pd.DataFrame({"item": [0, 0, 1, 1, 2], "annotator": ["a", "b", "a", "b", "a"], "label": [0, 0, 1, 1, 1]}).to_csv(
+        small, index=False
+    )
+    res = runner.invoke(app, ["aggregate", str(small), "-m", "clustered-ds", "--confusions", str(tmp_path / "c.json")])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0] == "item,label,confidence"
+    # 1,000 classes from 200 annotators: 1.6 GB of confusions, refused in one line
+    many = tmp_path / "many.csv"
+    n = 1000
+    pd.DataFrame({"item": np.arange(n), "annotator": np.arange(n) % 200, "label": np.arange(n)}).to_csv(
+        many, index=False
+    )
+    res = runner.invoke(app, ["aggregate", str(many), "-m", "ds"])
+    assert res.exit_code == 1
+    assert "DawidSkene confusions need 200 annotators x 1000 classes x 1000 classes float64 = 1.6 GB" in res.output
+    assert "Traceback" not in res.output
