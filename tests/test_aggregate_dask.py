@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from _agg_sim import random_confusions, simulate
-from crowdlearn.aggregate import GLAD, DawidSkene, MajorityVote, OneCoinDawidSkene
+from crowdlearn.aggregate import GLAD, MACE, DawidSkene, MajorityVote, OneCoinDawidSkene
 from crowdlearn.annotations import AnnotationsError
 
 dask = pytest.importorskip("dask")
@@ -175,3 +175,17 @@ def test_parts_pickle(frame: pd.DataFrame) -> None:
     model = cloudpickle.loads(cloudpickle.dumps(backend._DSModel(30, 4, 1e-6, None)))
     stats = backend._em_pass(again, model, None)
     assert stats[0].shape == (30 * 4, 4) and stats[-3].sum() == pytest.approx(again.n_items) == stats[-2]
+
+
+@pytest.mark.parametrize(
+    "params", [{"n_iter": 200, "tol": 1e-5}, {"method": "vb", "n_iter": 6, "tol": 0}, {"n_iter": 0}]
+)
+def test_mace_equals_in_memory(frame: pd.DataFrame, params: dict[str, Any]) -> None:
+    with dask.config.set(scheduler="synchronous"):
+        mem = MACE(**params).fit(frame)
+        dsk = MACE(**params).fit(to_dask(frame, 3))
+    assert dsk.n_iter_ == mem.n_iter_ and (params["n_iter"] != 200 or 1 < mem.n_iter_ < 200)
+    np.testing.assert_allclose(dsk.log_likelihood_, mem.log_likelihood_, rtol=TOL, atol=0)
+    np.testing.assert_allclose(dsk.competences_, mem.competences_, rtol=0, atol=TOL)
+    np.testing.assert_allclose(dsk.strategies_, mem.strategies_, rtol=0, atol=TOL)
+    assert_same(mem, dsk)

@@ -125,7 +125,7 @@ def test_workers_local_cluster_and_stdout(dataset: tuple[Path, pd.DataFrame], mo
         (
             ["-m", "glad", "--workers", "2"],
             1,
-            "--method glad has no Dask backend; with --workers/--scheduler use one of mv, ds, onecoin",
+            "--method glad has no Dask backend; with --workers/--scheduler use one of mv, ds, onecoin, mace",
         ),
         (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], 2, "give either --scheduler ADDRESS or --workers N"),
         (["--out-of-core"], 2, "--out-of-core needs --workers N or --scheduler ADDRESS"),

@@ -282,7 +282,9 @@ def aggregate(
     on_duplicate: str = DuplicateOption,
     ids: str = IdsOption,
     scheduler: str | None = typer.Option(
-        None, "--scheduler", help="address of a running Dask scheduler: fit there (Parquet input; mv, ds, onecoin)"
+        None,
+        "--scheduler",
+        help="address of a running Dask scheduler: fit there (Parquet input; mv, ds, onecoin, mace)",
     ),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="fit on a local Dask cluster of N worker processes (Parquet input)"
@@ -347,7 +349,7 @@ def aggregate(
 
 
 #: Aggregators with a Dask backend, by command-line name.
-DASK_METHODS = ("mv", "ds", "onecoin")
+DASK_METHODS = ("mv", "ds", "onecoin", "mace")
 
 
 def _local_cluster(n_workers: int, memory_limit: str | None) -> Any:

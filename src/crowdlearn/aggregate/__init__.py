@@ -6,7 +6,7 @@ Every aggregator follows one surface: ``fit(annotations) -> self``; fitted ``lab
 ``log_likelihood_``; ``fit_predict`` and ``fit_predict_proba``. Input is an
 :class:`~crowdlearn.annotations.Annotations` object (numpy outputs) or a crowd-kit style
 DataFrame with columns ``task``, ``worker``, ``label`` (pandas outputs indexed by task).
-MajorityVote, DawidSkene and OneCoinDawidSkene also take a Dask DataFrame (the Dask backend,
+MajorityVote, DawidSkene, OneCoinDawidSkene and MACE also take a Dask DataFrame (the Dask backend,
 :mod:`crowdlearn.aggregate.dask_backend`; docs/scale.md).
 """
 

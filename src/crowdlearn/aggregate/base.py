@@ -73,7 +73,7 @@ def as_annotations(data: Annotations | pd.DataFrame) -> tuple[Annotations, bool]
         return data, False
     if is_dask_frame(data):
         raise TypeError(
-            "this aggregator has no Dask backend (supported: MajorityVote, DawidSkene, OneCoinDawidSkene); "
+            "this aggregator has no Dask backend (supported: MajorityVote, DawidSkene, OneCoinDawidSkene, MACE); "
             "pass frame.compute() (a pandas DataFrame) to fit it in memory"
         )
     if isinstance(data, pd.DataFrame):
@@ -265,7 +265,7 @@ class BaseAggregator:
         annotations : Annotations, DataFrame or Dask DataFrame
             The labels; a DataFrame needs columns ``task``, ``worker``, ``label``. A Dask
             DataFrame runs the Dask backend (:mod:`crowdlearn.aggregate.dask_backend`;
-            MajorityVote, DawidSkene and OneCoinDawidSkene; others raise ``TypeError``).
+            MajorityVote, DawidSkene, OneCoinDawidSkene and MACE; others raise ``TypeError``).
         callback : callable, optional
             ``callback(iterations_done, log_likelihood)`` after every EM iteration (progress
             display; the EM methods only, one-pass methods never call it).
@@ -312,7 +312,7 @@ class BaseAggregator:
         if is_dask_frame(annotations):
             raise TypeError(
                 f"{type(self).__name__} has no Dask backend (supported: MajorityVote, DawidSkene, "
-                "OneCoinDawidSkene); pass frame.compute() (a pandas DataFrame) to fit it in memory"
+                "OneCoinDawidSkene, MACE); pass frame.compute() (a pandas DataFrame) to fit it in memory"
             )
         ann, frame = as_annotations(annotations)
         for name in ("labels_frame_", "probas_frame_"):  # left by an earlier Dask fit

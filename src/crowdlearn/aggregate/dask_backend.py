@@ -1,4 +1,4 @@
-"""Dask backend of MajorityVote, DawidSkene and OneCoinDawidSkene: truth inference past one machine.
+"""Dask backend of MajorityVote, DawidSkene, OneCoinDawidSkene and MACE: truth inference past one machine.
 
 The estimators dispatch here when ``fit`` is given a :class:`dask.dataframe.DataFrame` of
 crowd-kit style columns ``task``, ``worker``, ``label`` (read one from a Parquet dataset with
@@ -34,7 +34,8 @@ default ``dask.distributed`` client if there is one, else Dask's default):
 The results equal the in-memory ones on the same data and initialisation up to summation order
 (tested to 1e-10), including ``known_labels`` and the stopping rule (``n_iter_``). Not supported
 here: ``init="spectral"`` (its moments need all labels at once), ``known_labels`` as an array (use
-a Series or mapping item id -> class id), and the other aggregators (``compute()`` the frame).
+a Series or mapping item id -> class id), and the aggregators other than MajorityVote,
+DawidSkene, OneCoinDawidSkene and MACE (``compute()`` the frame).
 
 Fitted attributes: as in memory (``confusions_``, ``priors_``, ``skills_``, ``log_likelihood_``,
 ``n_iter_``, ``classes_``, ``annotator_ids_``), except that the per-item outputs are lazy Dask
@@ -80,7 +81,7 @@ if TYPE_CHECKING:
 __all__ = ["SUPPORTED", "fit_dask", "is_dask_frame", "read_parquet_labels"]
 
 #: Names of the aggregators with a Dask backend.
-SUPPORTED = ("MajorityVote", "DawidSkene", "OneCoinDawidSkene")
+SUPPORTED = ("MajorityVote", "DawidSkene", "OneCoinDawidSkene", "MACE")
 
 #: Fan-in of the tree reduction of the partial statistics.
 FAN_IN = 8
@@ -352,6 +353,73 @@ class _OneCoinModel(_Model):
         return one_coin_skills(stats[0], stats[1], self.K, self.smoothing)
 
 
+class _MACEModel(_Model):
+    """MACE: per-annotator "knew it" / "spammed" weights (M,) and strategies (M, K).
+
+    Parameters are ``(know, spam, xi)`` as in :class:`~crowdlearn.aggregate.MACE`'s EM loop; the
+    partial statistics are the expected "knew it" counts (M,), the spam counts (M, K) and the
+    label counts (M,), all taken under the parameters that produced the posteriors.
+    """
+
+    def __init__(self, est: Any, n_annotators: int, n_classes: int, fixed_priors: FloatArray | None) -> None:
+        super().__init__(n_annotators, n_classes, float(est.smoothing), fixed_priors)
+        self.vb = est.method == "vb"
+        self.a_em, self.a_vb, self.s_vb = (
+            float(est.competence_smoothing),
+            float(est.competence_prior),
+            float(est.strategy_prior),
+        )
+
+    def log_lik(self, part: _Part, params: Any) -> FloatArray:
+        from crowdlearn.aggregate.dawid_skene import per_label_log_joint_arrays
+
+        items, an, lb = part.triples()
+        know, spam, xi = params
+        kn, sx = know[an], spam[an] * xi[an, lb]
+        return per_label_log_joint_arrays(items, lb, safe_log(kn + sx), safe_log(sx), part.n_items, self.K)
+
+    def mace_stats(self, part: _Part, T: FloatArray, params: Any) -> list[FloatArray]:
+        items, an, lb = part.triples()
+        know, spam, xi = params
+        kn, sx = know[an], spam[an] * xi[an, lb]
+        knew = T[items, lb] * kn / (kn + sx)
+        M, K = self.M, self.K
+        n_knew = np.bincount(an, weights=knew, minlength=M).astype(np.float64)
+        spam_counts = np.bincount(an * K + lb, weights=1.0 - knew, minlength=M * K).reshape(M, K).astype(np.float64)
+        n_m = np.bincount(an, minlength=M).astype(np.float64)
+        return [n_knew, spam_counts, n_m]
+
+    def update(self, stats: list[Any]) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The M-step of MACE (EM or VB) from the reduced statistics."""
+        from scipy.special import digamma
+
+        n_knew, spam_counts, n_m = stats[0], stats[1], stats[2]
+        M, K = self.M, self.K
+        if self.vb:
+            a, s = self.a_vb, self.s_vb
+            log_tot = digamma(n_m + 2 * a)
+            know = np.exp(digamma(n_knew + a) - log_tot)
+            spam = np.exp(digamma(n_m - n_knew + a) - log_tot)
+            xi = np.exp(digamma(spam_counts + s) - digamma(spam_counts.sum(axis=1, keepdims=True) + K * s))
+            return know, spam, xi
+        a, s = self.a_em, self.smoothing
+        denom = n_m + 2 * a
+        know = np.divide(n_knew + a, denom, out=np.full(M, 0.5), where=denom > 0)
+        smoothed = np.asarray(spam_counts + s, dtype=np.float64)
+        tot = smoothed.sum(axis=1, keepdims=True)
+        xi = np.divide(smoothed, tot, out=np.full((M, K), 1.0 / K), where=tot > 0)
+        return know, 1.0 - know, xi
+
+
+def _mace_pass(part: _Part, model: _MACEModel, state: tuple[Any, FloatArray] | None, m_params: Any) -> list[Any]:
+    """MACE's share of one pass: posteriors under ``state`` (None: the vote), statistics under ``m_params``."""
+    if state is None:
+        T, ll = _start_posteriors(part), 0.0
+    else:
+        T, ll = _e_step(model, part, state[0], state[1])
+    return [*model.mace_stats(part, T, m_params), T.sum(axis=0), part.n_items, ll]
+
+
 def _start_posteriors(part: _Part) -> FloatArray:
     votes = part.votes()
     tot = votes.sum(axis=1, keepdims=True)
@@ -511,6 +579,10 @@ class _Runner:
         m = self.broadcast(model)
         return list(self.compute(self.tree([self.call(_em_pass, p, m, st) for p in self.parts], _sum_lists)))
 
+    def mace_pass(self, model: _MACEModel, state: tuple[Any, FloatArray] | None, m_params: Any) -> list[Any]:
+        st, m, mp = self.broadcast(state), self.broadcast(model), self.broadcast(m_params)
+        return list(self.compute(self.tree([self.call(_mace_pass, p, m, st, mp) for p in self.parts], _sum_lists)))
+
     def known_found(self) -> np.ndarray[Any, Any]:
         got = self.compute([self.call(lambda p: p.known_found, p) for p in self.parts])
         return np.concatenate(got) if got else np.zeros(0, dtype=object)
@@ -575,10 +647,11 @@ def fit_dask(
     estimator, fitted; see the module docstring for its attributes.
     """
     from crowdlearn.aggregate.dawid_skene import DawidSkene, OneCoinDawidSkene
+    from crowdlearn.aggregate.mace import MACE
     from crowdlearn.aggregate.majority import MajorityVote
 
     owner = type(estimator).__name__
-    if type(estimator) not in (MajorityVote, DawidSkene, OneCoinDawidSkene):
+    if type(estimator) not in (MajorityVote, DawidSkene, OneCoinDawidSkene, MACE):
         raise TypeError(
             f"{owner} has no Dask backend (supported: {', '.join(SUPPORTED)}); "
             "pass frame.compute() (a pandas DataFrame) to fit it in memory"
@@ -609,6 +682,12 @@ def fit_dask(
     )
     estimator._validate_params(stand_in)
 
+    if isinstance(estimator, MACE):
+        if known_labels is not None:
+            raise TypeError("MACE.fit has no known_labels")
+        runner.encode(annotator_ids, classes, None)
+        _fit_mace(estimator, runner, M, K, classes)
+        return estimator
     if isinstance(estimator, MajorityVote):
         if known_labels is not None:
             raise TypeError("MajorityVote.fit has no known_labels")
@@ -684,6 +763,47 @@ def _fit_em(est: _DawidSkeneEM, runner: _Runner, M: int, K: int, classes: np.nda
     est.log_likelihood_ = history
     est.n_iter_ = n_done
     _set_outputs(est, runner.outputs(model if t_state is not None else None, t_state, classes, "argmax", None), classes)
+
+
+def _fit_mace(est: Any, runner: _Runner, M: int, K: int, classes: np.ndarray[Any, Any]) -> None:
+    """MACE's loop (crowdlearn.aggregate.mace) with every pass over the data fused and reduced."""
+    fixed = check_priors(est.priors, K, type(est).__name__)
+    model = _MACEModel(est, M, K, fixed)
+    params: Any = (np.full(M, 0.5), np.full(M, 0.5), np.full((M, K), 1.0 / K))
+    # two M-steps from the vote settle the competences and strategies jointly
+    for _ in range(2):
+        stats = runner.mace_pass(model, None, params)
+        params = model.update(stats)
+    pri = model.priors(stats[-3], int(stats[-2]))
+    state: tuple[Any, FloatArray] | None = None  # parameters of the current posteriors (None: the vote)
+    history: list[float] = []
+    n_done = 0
+    if est.n_iter > 0:
+        stats = runner.mace_pass(model, None, params)  # statistics of the vote under the settled parameters
+    for _ in range(est.n_iter):
+        # M-step from the last posteriors, then one pass: their E-step fused with the next statistics
+        params = model.update(stats)
+        pri = model.priors(stats[-3], int(stats[-2]))
+        state = (params, pri)
+        stats = runner.mace_pass(model, state, params)
+        history.append(float(stats[-1]))
+        n_done += 1
+        if est._iteration_done(n_done, history, est.tol):
+            break
+    know, spam, xi = params
+    theta = know / (know + spam)
+    xi = xi / xi.sum(axis=1, keepdims=True)
+    est.priors_ = np.asarray(pri, dtype=np.float64)
+    est.competences_ = theta
+    est.strategies_ = xi
+    est.skills_ = theta
+    conf = (1.0 - theta)[:, None, None] * xi[:, :, None] * np.ones((1, 1, K))
+    idx = np.arange(K)
+    conf[:, idx, idx] += theta[:, None]
+    est.confusions_ = conf
+    est.log_likelihood_ = history
+    est.n_iter_ = n_done
+    _set_outputs(est, runner.outputs(model if state is not None else None, state, classes, "argmax", None), classes)
 
 
 def _fit_majority(

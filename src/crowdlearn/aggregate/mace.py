@@ -15,6 +15,7 @@ from crowdlearn.aggregate.base import (
     check_in,
     check_number,
     check_priors,
+    is_dask_frame,
     items_labelled,
     labels_per_annotator,
     learned_priors,
@@ -141,7 +142,12 @@ class MACE(BaseAggregator):
         check_number(self.strategy_prior, "strategy_prior", owner, low=0, strict=True)
 
     def fit(self, annotations: Annotations | pd.DataFrame, *, callback: IterationCallback | None = None) -> MACE:
-        """Run EM; see :meth:`BaseAggregator.fit`."""
+        """Run EM; see :meth:`BaseAggregator.fit` (a Dask DataFrame runs the Dask backend)."""
+        if is_dask_frame(annotations):
+            from crowdlearn.aggregate.dask_backend import fit_dask
+
+            fit_dask(self, annotations, callback=callback)
+            return self
         ann = self._start_fit(annotations, callback)
         self._fit(ann)
         return self
