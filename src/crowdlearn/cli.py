@@ -261,8 +261,10 @@ def validate(
 @app.command()
 @user_errors
 def aggregate(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="label file"),
-    method: str = typer.Option("ds", "--method", "-m", help="mv, wawa, ds, onecoin, glad or mace"),
+    file: Path = typer.Argument(
+        ..., exists=True, readable=True, help="label file, or with --workers/--scheduler a Parquet dataset folder"
+    ),
+    method: str = typer.Option("ds", "--method", "-m", help="mv, wawa, ds, onecoin, clustered-ds, glad or mace"),
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV of item, label, confidence (default: stdout)"),
     proba: bool = typer.Option(False, "--proba", help="add one posterior column per class (p_<class>)"),
     confusions: Path | None = typer.Option(None, "--confusions", help="write the confusion matrices as JSON"),
@@ -279,13 +281,47 @@ def aggregate(
     classes: str | None = ClassesOption,
     on_duplicate: str = DuplicateOption,
     ids: str = IdsOption,
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="address of a running Dask scheduler: fit there (Parquet input; mv, ds, onecoin, mace)",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="fit on a local Dask cluster of N worker processes (Parquet input)"
+    ),
+    worker_memory: str | None = typer.Option(
+        None, "--worker-memory", help="with --workers: memory limit of each worker, e.g. 2GiB (spills to disk beyond)"
+    ),
+    out_of_core: bool = typer.Option(
+        False,
+        "--out-of-core",
+        help="with --workers/--scheduler: re-read the files every EM pass (bounded memory)",
+    ),
 ) -> None:
-    """Infer each item's label from crowd labels (majority vote, Dawid-Skene, GLAD, MACE, ...)."""
+    """Infer each item's label from crowd labels (majority vote, Dawid-Skene, GLAD, MACE, ...).
+
+    With --workers N or --scheduler ADDRESS the labels (a Parquet file or a folder of Parquet
+    files, every item's labels in one file) are aggregated by the Dask backend (docs/scale.md).
+    """
     from crowdlearn.aggregate import METHODS
 
     if method not in METHODS:
         fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}", code=2)
     _check_outputs(force, {"--out": out, "--confusions": confusions, "--report": report}, {"FILE": file})
+    if scheduler is not None or workers is not None:
+        _aggregate_dask(
+            file, method, out, proba, confusions, force, report, progress, quiet, fmt, item_col, annotator_col,
+            label_col, scheduler=scheduler, workers=workers, worker_memory=worker_memory, out_of_core=out_of_core,
+        )  # fmt: skip
+        return
+    for flag, value in (("--worker-memory", worker_memory), ("--out-of-core", out_of_core or None)):
+        if value is not None:
+            fail(f"{flag} needs --workers N or --scheduler ADDRESS", code=2)
+    if file.is_dir():
+        fail(
+            f"{file} is a folder; a folder of Parquet files is read by the Dask backend: "
+            "add --workers N or --scheduler ADDRESS"
+        )
     ann = load_annotations_option(
         file, fmt, item_col, annotator_col, label_col, header, sep, classes, on_duplicate, ids
     )
@@ -310,6 +346,121 @@ def aggregate(
                 fh.write(page)
     if table is not None:
         typer.echo(table, nl=False)
+
+
+#: Aggregators with a Dask backend, by command-line name.
+DASK_METHODS = ("mv", "ds", "onecoin", "mace")
+
+
+def _local_cluster(n_workers: int, memory_limit: str | None) -> Any:
+    """A LocalCluster of ``n_workers`` processes, one thread each, HTTP server on a free port."""
+    from distributed import LocalCluster
+
+    return LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit if memory_limit is not None else "auto",
+        dashboard_address=":0",
+        scheduler_port=0,
+    )
+
+
+def _aggregate_dask(
+    file: Path,
+    method: str,
+    out: Path | None,
+    proba: bool,
+    confusions: Path | None,
+    force: bool,
+    report: Path | None,
+    progress: bool | None,
+    quiet: bool,
+    fmt: str | None,
+    item_col: str | None,
+    annotator_col: str | None,
+    label_col: str | None,
+    *,
+    scheduler: str | None,
+    workers: int | None,
+    worker_memory: str | None,
+    out_of_core: bool,
+) -> None:
+    """``aggregate`` on a Dask cluster: Parquet in, the prediction table streamed out partition by partition."""
+    if scheduler is not None and workers is not None:
+        fail("give either --scheduler ADDRESS or --workers N, not both", code=2)
+    if worker_memory is not None and workers is None:
+        fail("--worker-memory sets the workers of --workers N (a running scheduler's workers have their own)", code=2)
+    if method not in DASK_METHODS:
+        fail(f"--method {method} has no Dask backend; with --workers/--scheduler use one of {', '.join(DASK_METHODS)}")
+    if report is not None:
+        fail("--report needs the labels in memory; it is not available with --workers/--scheduler", code=2)
+    if fmt not in (None, "parquet") or (file.is_file() and file.suffix.lower() not in (".parquet", ".pq")):
+        fail(f"the Dask backend reads Parquet (a .parquet file or a folder of them); got {file}")
+    try:
+        import dask  # noqa: F401
+
+        import distributed
+    except ImportError:
+        fail("--workers/--scheduler need dask: pip install 'crowdlearn[dask]'")
+    from crowdlearn.aggregate import METHODS
+    from crowdlearn.aggregate.dask_backend import fit_dask, read_parquet_labels
+
+    frame = read_parquet_labels(file, item_col=item_col, annotator_col=annotator_col, label_col=label_col)
+    cluster = _local_cluster(workers, worker_memory) if workers is not None else None
+    try:
+        try:
+            client = distributed.Client(cluster if cluster is not None else scheduler, timeout="20s")  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            fail(f"cannot reach the Dask scheduler at {scheduler!r}: {' '.join(str(exc).split())}")
+        with client:
+            agg: Any = METHODS[method]()
+            with _em_progress(agg, _show_progress(progress, quiet)) as callback:
+                fit_dask(agg, frame, callback=callback, persist=not out_of_core)
+            _write_dask_outputs(agg, method, out, proba, confusions, force)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _write_dask_outputs(
+    agg: Any, method: str, out: Path | None, proba: bool, confusions: Path | None, force: bool
+) -> None:
+    """The prediction table partition by partition (memory: one partition), committed atomically."""
+    import numpy as np
+
+    from crowdlearn.io import STDOUT, atomic_outputs
+
+    classes = agg.classes_
+    probas = agg.probas_frame_
+    labels = agg.labels_frame_
+
+    def tables() -> Iterator[Any]:
+        for i in range(probas.npartitions):
+            p, lab = probas.get_partition(i).compute(), labels.get_partition(i).compute()
+            T = p.to_numpy()
+            best = np.asarray(pd_index_of(classes, lab.to_numpy()))
+            yield _prediction_table(p.index.to_numpy(), classes, T, proba, best)
+
+    with atomic_outputs(overwrite=force, force_hint="--force") as staged:
+        if out is None or str(out) == STDOUT:
+            for k, table in enumerate(tables()):
+                typer.echo(table.to_csv(index=False, header=k == 0, lineterminator="\n"), nl=False)
+        else:
+            with staged.open(out) as fh:
+                for k, table in enumerate(tables()):
+                    table.to_csv(fh, index=False, header=k == 0, lineterminator="\n")
+        if confusions is not None:
+            _write_confusions(
+                confusions, method, classes, agg.priors_, agg.annotator_ids_, agg.confusions_, force, staged
+            )
+
+
+def pd_index_of(classes: Any, values: Any) -> Any:
+    """Class indices of class ids ``values`` (n,) in ``classes`` (K,)."""
+    import pandas as pd
+
+    return pd.Index(classes).get_indexer(values)
 
 
 def _write_confusions(

@@ -6,10 +6,12 @@ Every aggregator follows one surface: ``fit(annotations) -> self``; fitted ``lab
 ``log_likelihood_``; ``fit_predict`` and ``fit_predict_proba``. Input is an
 :class:`~crowdlearn.annotations.Annotations` object (numpy outputs) or a crowd-kit style
 DataFrame with columns ``task``, ``worker``, ``label`` (pandas outputs indexed by task).
+MajorityVote, DawidSkene, OneCoinDawidSkene and MACE also take a Dask DataFrame (the Dask backend,
+:mod:`crowdlearn.aggregate.dask_backend`; docs/scale.md).
 """
 
 from crowdlearn.aggregate.base import BaseAggregator
-from crowdlearn.aggregate.dawid_skene import DawidSkene, OneCoinDawidSkene
+from crowdlearn.aggregate.dawid_skene import ClusteredDawidSkene, ConfusionBudgetError, DawidSkene, OneCoinDawidSkene
 from crowdlearn.aggregate.glad import GLAD
 from crowdlearn.aggregate.gold import GoldMajorityVote
 from crowdlearn.aggregate.kos import KOS
@@ -28,6 +30,8 @@ __all__ = [
     "MMSR",
     "BaseAggregator",
     "BinaryRelevance",
+    "ClusteredDawidSkene",
+    "ConfusionBudgetError",
     "DawidSkene",
     "GoldMajorityVote",
     "MajorityVote",
@@ -44,6 +48,7 @@ METHODS: dict[str, type[BaseAggregator]] = {
     "wawa": Wawa,
     "ds": DawidSkene,
     "onecoin": OneCoinDawidSkene,
+    "clustered-ds": ClusteredDawidSkene,
     "glad": GLAD,
     "mace": MACE,
 }

@@ -43,6 +43,7 @@ __all__ = [
     "check_number",
     "check_random_state",
     "clamped_posterior",
+    "is_dask_frame",
     "known_label_array",
     "label_matrix",
     "posterior_from_log",
@@ -59,6 +60,11 @@ IterationCallback = Callable[[int, float], None]
 FRAME_COLUMNS = ("task", "worker", "label")
 
 
+def is_dask_frame(data: Any) -> bool:
+    """Whether ``data`` is a Dask DataFrame (checked without importing Dask)."""
+    return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(data, "to_delayed")
+
+
 def as_annotations(data: Annotations | pd.DataFrame) -> tuple[Annotations, bool]:
     """Convert the input of ``fit`` to :class:`Annotations`.
 
@@ -67,6 +73,11 @@ def as_annotations(data: Annotations | pd.DataFrame) -> tuple[Annotations, bool]
     """
     if isinstance(data, Annotations):
         return data, False
+    if is_dask_frame(data):
+        raise TypeError(
+            "this aggregator has no Dask backend (supported: MajorityVote, DawidSkene, OneCoinDawidSkene, MACE); "
+            "pass frame.compute() (a pandas DataFrame) to fit it in memory"
+        )
     if isinstance(data, pd.DataFrame):
         missing = [c for c in FRAME_COLUMNS if c not in data.columns]
         if missing:
@@ -216,6 +227,9 @@ def spmm(sparse: Any, dense: FloatArray) -> FloatArray:
 
 def row_max(a: FloatArray) -> FloatArray:
     """Row maxima of a (n, K) array, column by column (much faster than ``max(axis=1)`` for small K)."""
+    if a.shape[1] > 32:  # many classes: one reduction beats K passes
+        wide: FloatArray = a.max(axis=1)
+        return wide
     out = a[:, 0].copy()
     for k in range(1, a.shape[1]):
         np.maximum(out, a[:, k], out=out)
@@ -331,14 +345,17 @@ class BaseAggregator:
 
         Parameters
         ----------
-        annotations : Annotations or DataFrame
-            The labels; a DataFrame needs columns ``task``, ``worker``, ``label``.
+        annotations : Annotations, DataFrame or Dask DataFrame
+            The labels; a DataFrame needs columns ``task``, ``worker``, ``label``. A Dask
+            DataFrame runs the Dask backend (:mod:`crowdlearn.aggregate.dask_backend`;
+            MajorityVote, DawidSkene, OneCoinDawidSkene and MACE; others raise ``TypeError``).
         known_labels : array-like of int of shape (n_items,), Series or dict, optional
             Gold labels: the true class of some items, as class indices with -1 for unknown items,
             or a mapping item id -> class id. Every aggregator returns the gold class for them
             (``labels_`` and a one-hot ``probas_`` row); what else it does with them is on each
             class (EM methods clamp their posteriors in every E-step, so they inform the
-            annotator parameters; see docs/active.md, "Gold labels").
+            annotator parameters; see docs/active.md, "Gold labels"). With a Dask DataFrame, a
+            Series or dict item id -> class id (the DawidSkene family).
         callback : callable, optional
             ``callback(iterations_done, log_likelihood)`` after every EM iteration (progress
             display; the EM methods only, one-pass methods never call it).
@@ -347,6 +364,11 @@ class BaseAggregator:
         -------
         self
         """
+        if is_dask_frame(annotations):
+            from crowdlearn.aggregate.dask_backend import fit_dask
+
+            fit_dask(self, annotations, known_labels=known_labels, callback=callback)
+            return self
         ann = self._start_fit(annotations, callback, known_labels)
         self._fit(ann)
         self._finish_fit()
@@ -444,7 +466,14 @@ class BaseAggregator:
         callback: IterationCallback | None = None,
         known_labels: Any = None,
     ) -> Annotations:
+        if is_dask_frame(annotations):
+            raise TypeError(
+                f"{type(self).__name__} has no Dask backend (supported: MajorityVote, DawidSkene, "
+                "OneCoinDawidSkene, MACE); pass frame.compute() (a pandas DataFrame) to fit it in memory"
+            )
         ann, frame = as_annotations(annotations)
+        for name in ("labels_frame_", "probas_frame_"):  # left by an earlier Dask fit
+            self.__dict__.pop(name, None)
         if ann.n_classes < 1:
             raise AnnotationsError(f"{type(self).__name__} needs at least one class; the annotations have none")
         self._validate_params(ann)
@@ -492,11 +521,15 @@ class BaseAggregator:
         raise NotImplementedError
 
     def _labels_output(self) -> Any:
+        if "labels_frame_" in self.__dict__:  # fitted by the Dask backend: lazy, indexed by task
+            return self.__dict__["labels_frame_"]
         if not self._frame_output:
             return self.labels_
         return pd.Series(self.classes_[self.labels_], index=pd.Index(self.item_ids_, name="task"), name="agg_label")
 
     def _probas_output(self) -> Any:
+        if "probas_frame_" in self.__dict__:
+            return self.__dict__["probas_frame_"]
         if not self._frame_output:
             return self.probas_
         return pd.DataFrame(

@@ -307,7 +307,7 @@ class OneCoinDawidSkene(_EMFrames):
         est.ck_tol, est.ck_scale = float(self.tol), float(ann.n_labels)
         est.fit(ann)
         T = est.probas_
-        p = est._m_confusions(label_matrix(ann).T, T, ann.n_annotators)[:, 0, 0].copy()
+        p = est._m_params(ann, None, T)
         if ann.n_classes == 1:
             p = np.ones(ann.n_annotators)
         conf = np.clip(one_coin_confusions(p, ann.n_classes), EPS, 1 - EPS)
