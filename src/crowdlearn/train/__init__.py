@@ -16,7 +16,15 @@ from crowdlearn.train.callbacks import Callback, Checkpoint, EarlyStopping, Epoc
 from crowdlearn.train.checkpoint import load_checkpoint, save_checkpoint
 from crowdlearn.train.history import History
 from crowdlearn.train.trainer import Schedule, Trainer, TrainingDivergedError, resolve_device
-from crowdlearn.train.transforms import BatchTransform, InputMixup, View
+from crowdlearn.train.transforms import (
+    BatchTransform,
+    Compose,
+    InputAugmentation,
+    InputMixup,
+    RandomCropFlip,
+    View,
+    random_crop_flip,
+)
 
 __all__ = [
     "AnnotatorMix",
@@ -24,13 +32,16 @@ __all__ = [
     "BatchTransform",
     "Callback",
     "Checkpoint",
+    "Compose",
     "EarlyStopping",
     "EpochPrinter",
     "History",
+    "InputAugmentation",
     "InputMixup",
     "Inputs",
     "LambdaSchedule",
     "ProgressBar",
+    "RandomCropFlip",
     "Schedule",
     "Trainer",
     "TrainingDivergedError",
@@ -39,6 +50,7 @@ __all__ = [
     "item_batches",
     "load_checkpoint",
     "make_batch",
+    "random_crop_flip",
     "resolve_device",
     "save_checkpoint",
     "shard_batches",
