@@ -9,8 +9,8 @@ Protocols (each seeded, the same items and test images for every method and seed
 - ``b``: the worst label only, one per image (``worse_label``, 40.2% noise), given to the worker
   who gave it (``labels="worse"``);
 - ``c``: the aggregate label (``aggre_label``, the majority vote, 9.0% noise), one pseudo-annotator.
-The reference row ``truth`` trains ``method="ce"`` on the clean labels (run once, shown in every
-protocol's table).
+The reference row ``truth`` trains ``method="ce"`` on the clean labels (once per backbone and
+seed, shown in the table of every protocol with that backbone).
 
 Methods: ``--methods core`` (default) = mv-train, ds-train, crowdlayer-mw, ccem, geocrowdnet-f,
 geocrowdnet-w; ``--methods all`` = every registered method; or a comma-separated list. ``truth``
@@ -242,7 +242,7 @@ def profile_point(params: Mapping[str, Any]) -> str:
     width = f"-w{params['width']}" if params["backbone"] == "small-resnet" else ""
     return (
         f"{params['backbone']}{width} n={params['n_train']}/{params['n_test']} bs={t['batch_size']} "
-        f"lr={t['lr']:g} {t['schedule']}" + (" bf16" if params.get("gpu") else "")
+        f"lr={t['lr']:g} {t['schedule']}"
     )
 
 
@@ -258,9 +258,13 @@ def build_tasks(
                 tasks.append(
                     Task(f"cifar10n-{protocol}", method, profile_point(params), params, seed, "full", params["epochs"])
                 )
-        truth_protocol = "b" if "b" in protocols else protocols[0]
-        params = profile[truth_protocol]
-        tasks.append(Task("cifar10n-clean", TRUTH, profile_point(params), params, seed, "full", params["epochs"]))
+        seen: set[str] = set()
+        for protocol in sorted(protocols, key=lambda p: p != "b"):  # one truth run per distinct profile
+            params = profile[protocol]
+            point = profile_point(params)
+            if point not in seen:
+                seen.add(point)
+                tasks.append(Task("cifar10n-clean", TRUTH, point, params, seed, "full", params["epochs"]))
     return tasks
 
 
@@ -274,10 +278,10 @@ def _cell(values: Sequence[float]) -> str:
 
 def render_table(protocol: str, methods: Sequence[str], tasks: Sequence[Task], cache: Mapping[Any, Any]) -> str:
     mine = [t for t in tasks if t.dataset == f"cifar10n-{protocol}"]
-    truth = [t for t in tasks if t.method == TRUTH]
     if not mine:
         return ""
     point, epochs = mine[0].point, mine[0].epochs
+    truth = [t for t in tasks if t.method == TRUTH and t.point == point and t.epochs == epochs]
     seeds = sorted({t.seed for t in mine})
     lines = [
         f"#### CIFAR-10N {PROTOCOL_TITLES[protocol]}: {point}, {epochs} epochs",
