@@ -342,6 +342,8 @@ def pipeline(args: argparse.Namespace, profile: Mapping[str, Any]) -> str:
     from crowdlearn.train.batching import Inputs, item_batches, make_batch
     from crowdlearn.train.transforms import random_crop_flip
 
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
     x_train, ann, _, _, _ = get_data("a", int(profile["n_train"]), 10, args.root)
     inputs = Inputs(x_train)
     device = torch.device(args.device)
@@ -420,7 +422,8 @@ def pipeline(args: argparse.Namespace, profile: Mapping[str, Any]) -> str:
         rows.append((f"whole loop: assembly + transfer + training step{tag}", timed(full)))
     lines = [
         f"#### Input pipeline vs training step: {profile_point(profile)}, device {args.device}, "
-        f"{len(batches)} batches of {bs}, protocol (a) labels",
+        f"{len(batches)} batches of {bs}, protocol (a) labels"
+        + (f", {args.threads} torch thread(s)" if args.device == "cpu" else ""),
         "",
         f"| stage | images/s (median of {args.repeats}) |",
         "|---|---:|",
@@ -474,6 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="with --pipeline: also time a torch.compile'd body")
     parser.add_argument("--steps", type=int, default=8, help="--pipeline: batches per timing")
     parser.add_argument("--repeats", type=int, default=3, help="--pipeline: timings (median reported)")
+    parser.add_argument("--threads", type=int, default=1, help="--pipeline on the CPU: torch threads")
     parser.add_argument("--prepare-carry", metavar="DIR", help="copy the data files into DIR and exit")
     parser.add_argument("--table-only", action="store_true", help="render the tables from the cache, train nothing")
     default_root = os.environ.get("CROWDLEARN_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -153,15 +153,14 @@ def random_crop_flip(x: Tensor, generator: torch.Generator, *, padding: int = 4,
     dev = x.device
     dy, dx, flips = dy.to(dev), dx.to(dev), flips.to(dev)
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding)) if padding else x
+    wp = w + 2 * padding
     rows = dy[:, None] + torch.arange(h, device=dev)  # (B, H)
     cols = dx[:, None] + torch.arange(w, device=dev)  # (B, W)
     cols = torch.where(flips[:, None], cols.flip(1), cols)
-    return padded[
-        torch.arange(b, device=dev)[:, None, None, None],
-        torch.arange(c, device=dev)[None, :, None, None],
-        rows[:, None, :, None],
-        cols[:, None, None, :],
-    ]
+    # one flat index per output pixel (B, H*W), shared by the channels (expanded, not copied)
+    flat = (rows[:, :, None] * wp + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    out = torch.gather(padded.reshape(b, c, -1), 2, flat)
+    return out.reshape(b, c, h, w)
 
 
 class RandomCropFlip(InputAugmentation):
