@@ -100,7 +100,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -673,9 +673,18 @@ def build_tasks(
     return tasks
 
 
-def execute(tasks: Iterable[Task], cache_path: Path, root: str, jobs: int, device: str) -> tuple[int, int]:
+def execute(
+    tasks: Iterable[Task],
+    cache_path: Path,
+    root: str,
+    jobs: int,
+    device: str,
+    run: Callable[[Task, str, str], dict[str, Any]] | None = None,
+) -> tuple[int, int]:
     """Run the tasks (``jobs`` spawned worker processes, or in-process for 1); each finished run
-    is appended to the cache. Returns (finished, failed)."""
+    is appended to the cache. Returns (finished, failed). ``run(task, root, device)`` trains one
+    task (default :func:`run_task`; benchmarks/cifar10n.py passes its own)."""
+    run = run_task if run is None else run
     tasks = list(tasks)
     done = failed = 0
 
@@ -697,13 +706,13 @@ def execute(tasks: Iterable[Task], cache_path: Path, root: str, jobs: int, devic
 
     if jobs <= 1:
         for task in tasks:
-            finish(task, run_task(task, root, device))
+            finish(task, run(task, root, device))
         return done, failed
     ctx = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops like Ctrl-C
     try:
-        futures = {pool.submit(run_task, t, root, device): t for t in tasks}
+        futures = {pool.submit(run, t, root, device): t for t in tasks}
         for fut in cf.as_completed(futures):
             finish(futures[fut], fut.result())
     except BaseException:

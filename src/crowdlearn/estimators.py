@@ -51,7 +51,7 @@ from crowdlearn.train import (
     Trainer,
     ValidationSet,
 )
-from crowdlearn.train.transforms import BatchTransform, InputMixup
+from crowdlearn.train.transforms import BatchTransform, Compose, InputMixup, RandomCropFlip
 
 __all__ = [
     "METHODS",
@@ -70,7 +70,11 @@ __all__ = [
 Method = str
 #: The built-in methods' names; :func:`crowdlearn.nn.available_methods` also lists registered plug-ins.
 METHODS: tuple[str, ...] = tuple(spec.name for spec in BUILTIN_METHODS)
-BACKBONES: tuple[str, ...] = ("mlp", "linear")
+BACKBONES: tuple[str, ...] = ("mlp", "linear", "small-resnet", "resnet18", "resnet34")
+#: the built-in backbones for images (B, C, H, W): raw pixels on the [0, 255] scale, normalised inside
+IMAGE_BACKBONES: tuple[str, ...] = ("small-resnet", "resnet18", "resnet34")
+#: values of ``CrowdClassifier(augment=...)``
+AUGMENTATIONS: tuple[str, ...] = ("crop-flip",)
 SAVE_FORMAT = "crowdlearn-crowdclassifier"
 SAVE_VERSION = 1
 
@@ -374,10 +378,15 @@ class CrowdClassifier(ParamsMixin):
         ``eps`` are also top-level parameters: a method that declares them takes the top-level
         value unless ``method_params`` sets it (then ``method_params`` wins; giving both with
         different values is an error).
-    backbone : None, {"mlp", "linear"} or torch.nn.Module, default=None
+    backbone : None, {"mlp", "linear", "small-resnet", "resnet18", "resnet34"} or torch.nn.Module, default=None
         The classifier, mapping a batch of inputs to ``K`` logits. None or ``"mlp"``: for 2-d
         feature arrays, the MLP of Ibrahim et al. ``BN(D, affine=False) -> Linear 128 -> ReLU ->
         Dropout 0.5 -> BN(128, affine=False) -> Linear K``; ``"linear"``: ``BN(D) -> Linear K``.
+        For images ``X`` of shape (n, C, H, W) (a uint8 tensor of raw pixels, or floats on the
+        [0, 255] scale): ``"small-resnet"`` (:class:`~crowdlearn.nn.SmallResNet`, width 16),
+        ``"resnet18"``, ``"resnet34"`` (:func:`~crowdlearn.nn.resnet18`: CIFAR ResNets, 3x3 stem,
+        no max-pool), each behind :class:`~crowdlearn.nn.ImageBackbone` (normalised with the
+        CIFAR-10 channel statistics for C = 3, else mean 0.5 and std 0.25).
         A module is deep-copied at ``fit`` (the given one is not trained).
     lam : float, default=0.01
         Regularization weight, {lam_usage} (so is ``lam_schedule``).
@@ -419,6 +428,12 @@ class CrowdClassifier(ParamsMixin):
         items, and every observed label of both items counts with its item's weight (see
         :class:`~crowdlearn.train.Trainer`). Requires inputs that can be added (feature arrays,
         image tensors); it acts as a regularizer of the classifier against label noise.
+    augment : {"crop-flip"} or None, default=None
+        Augmentation of the training batches of images (n, C, H, W): ``"crop-flip"`` is
+        :class:`~crowdlearn.train.RandomCropFlip` (random crop of the 4-pixel zero-padded image,
+        horizontal flip with probability 1/2; batched on the device, seeded by
+        ``random_state``), applied before the mixup or the method's own transform. Validation
+        and prediction see the images as given.
     refine_confusions : int, default=0
         After training, this many EM iterations re-estimate the confusion matrices with the
         trained classifier as the prior of each training item's true class:
@@ -435,8 +450,12 @@ class CrowdClassifier(ParamsMixin):
         Stop when the validation metric has not improved for this many epochs.
     device : str, default="auto"
         "auto" (cuda, then mps, then cpu), "cpu", "cuda", ...
-    amp : bool, default=False
-        Mixed precision on CUDA.
+    amp : bool or {"float16", "bfloat16"}, default=False
+        Mixed precision on CUDA (True: float16 with gradient scaling; ``"bfloat16"``: bfloat16);
+        the backbone only, the crowd loss and the log-determinants stay in float32 (see
+        :class:`~crowdlearn.train.Trainer`). Ignored on other devices.
+    channels_last : bool, default=False
+        Channels-last memory format for image models on CUDA (ignored elsewhere).
     random_state : int, default=0
         Seeds the initial weights, shuffling, dropout and the holdout split. An int, not a
         :class:`numpy.random.Generator`: torch is seeded with it (``torch.manual_seed``).
@@ -585,12 +604,14 @@ class CrowdClassifier(ParamsMixin):
         lam_schedule: str | None = None,
         eps: float = DEFAULT_RIDGE,
         mixup: float | None = None,
+        augment: str | None = None,
         refine_confusions: int = 0,
         validation: str = "auto",
         holdout_fraction: float = 0.1,
         patience: int | None = None,
         device: str = "auto",
-        amp: bool = False,
+        amp: bool | str = False,
+        channels_last: bool = False,
         random_state: int = 0,
         distributed: bool = False,
         checkpoint_dir: str | None = None,
@@ -614,12 +635,14 @@ class CrowdClassifier(ParamsMixin):
         self.lam_schedule = lam_schedule
         self.eps = eps
         self.mixup = mixup
+        self.augment = augment
         self.refine_confusions = refine_confusions
         self.validation = validation
         self.holdout_fraction = holdout_fraction
         self.patience = patience
         self.device = device
         self.amp = amp
+        self.channels_last = channels_last
         self.random_state = random_state
         self.distributed = distributed
         self.checkpoint_dir = checkpoint_dir
@@ -672,6 +695,12 @@ class CrowdClassifier(ParamsMixin):
             raise _param_error(c, "holdout_fraction", "a float > 0 and < 1", hf)
         if not isinstance(self.distributed, bool):
             raise _param_error(c, "distributed", "a bool", self.distributed)
+        if self.augment is not None and self.augment not in AUGMENTATIONS:
+            raise _param_error(c, "augment", f"None or one of {AUGMENTATIONS}", self.augment)
+        if self.amp not in (False, True, "float16", "bfloat16"):
+            raise _param_error(c, "amp", "a bool, 'float16' or 'bfloat16'", self.amp)
+        if not isinstance(self.channels_last, bool):
+            raise _param_error(c, "channels_last", "a bool", self.channels_last)
         if not isinstance(self.strict, bool):
             raise _param_error(c, "strict", "a bool", self.strict)
         cbs = self.callbacks
@@ -785,12 +814,22 @@ class CrowdClassifier(ParamsMixin):
         if isinstance(self.backbone, nn.Module):
             return copy.deepcopy(self.backbone)
         shape = inputs.shape
+        name = self.backbone or "mlp"
+        if name in IMAGE_BACKBONES:
+            if shape is None or len(shape) != 4:
+                got = "a torch Dataset" if shape is None else f"X of shape {shape}"
+                raise ValueError(
+                    f"the built-in backbone {name!r} needs images X of shape (n, C, H, W) (e.g. a uint8 tensor), "
+                    f"got {got}"
+                )
+            return _builtin_backbone(name, tuple(shape[1:]), n_classes)
         if shape is None or len(shape) != 2:
             raise ValueError(
-                f"the built-in backbone {self.backbone or 'mlp'!r} needs a 2-d feature array X; "
-                "for images, text or a torch Dataset pass backbone=<a torch.nn.Module mapping inputs to logits>"
+                f"the built-in backbone {name!r} needs a 2-d feature array X; for images (n, C, H, W) use "
+                f"backbone='small-resnet', 'resnet18' or 'resnet34'; for text or a torch Dataset pass "
+                "backbone=<a torch.nn.Module mapping inputs to logits>"
             )
-        return _builtin_backbone(self.backbone or "mlp", shape[1], n_classes)
+        return _builtin_backbone(name, tuple(shape[1:]), n_classes)
 
     def _check_known_labels(self, known_labels: Any, annotations: Annotations) -> npt.NDArray[np.int64] | None:
         """``known_labels`` as class indices (n_items,), -1 unknown; None when no item is gold."""
@@ -903,8 +942,13 @@ class CrowdClassifier(ParamsMixin):
         """The method's batch transform given ``mixup`` (default: InputMixup when mixup > 0)."""
         spec, mixup = self._spec(), float(self._training()["mixup"])
         if spec.make_transform is not None:
-            return spec.make_transform(self._method_params(), mixup)
-        return InputMixup(mixup) if mixup > 0 else None
+            own = spec.make_transform(self._method_params(), mixup)
+        else:
+            own = InputMixup(mixup) if mixup > 0 else None
+        if self.augment is None:
+            return own
+        augment = RandomCropFlip(4)  # "crop-flip", the only value _validate_params lets through
+        return augment if own is None else Compose([augment, own])
 
     # ------------------------------------------------------------------ fit / predict
     def fit(
@@ -1262,7 +1306,8 @@ class CrowdClassifier(ParamsMixin):
             schedule=training["schedule"],
             transform=self._make_transform(),
             device=self.device,
-            amp=bool(self.amp),
+            amp=_amp_value(self.amp),
+            channels_last=bool(self.channels_last),
             random_state=int(self.random_state),
             callbacks=callbacks,
             sink=self.sink or print,
@@ -1687,9 +1732,12 @@ class CrowdClassifier(ParamsMixin):
         if isinstance(params["backbone"], nn.Module):
             body = copy.deepcopy(params["backbone"])
         else:
-            if shape is None or len(shape) != 1:
-                raise ValueError(f"{path}: a built-in backbone needs 2-d inputs, saved input shape {shape}")
-            body = _builtin_backbone(params["backbone"] or "mlp", int(shape[0]), k)
+            name = params["backbone"] or "mlp"
+            want = 3 if name in IMAGE_BACKBONES else 1
+            if shape is None or len(shape) != want:
+                what = "images (n, C, H, W)" if want == 3 else "2-d inputs"
+                raise ValueError(f"{path}: the built-in backbone {name!r} needs {what}, saved input shape {shape}")
+            body = _builtin_backbone(name, tuple(int(v) for v in shape), k)
         init: str | np.ndarray[Any, Any] = "identity"
         dim = tensors.get("fitted.representation_dim")
         est._representation_dim = None if dim is None else int(dim.reshape(-1)[0])
@@ -1911,7 +1959,32 @@ def _grow_head(head: nn.Module, fitted: nn.Module, method: str) -> None:
     head.load_state_dict(new)
 
 
-def _builtin_backbone(name: str, n_features: int, n_classes: int) -> nn.Module:
+def _amp_value(amp: bool | str) -> bool | Literal["float16", "bfloat16"]:
+    """``amp`` as the Trainer takes it (validated by ``_validate_params``)."""
+    if amp == "bfloat16":
+        return "bfloat16"
+    if amp == "float16":
+        return "float16"
+    return bool(amp)
+
+
+def _builtin_backbone(name: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """A built-in backbone for rows of ``input_shape``: (D,) features or (C, H, W) images."""
+    if name in IMAGE_BACKBONES:
+        from crowdlearn.nn import CIFAR10_MEAN, CIFAR10_STD, ImageBackbone, SmallResNet, resnet18, resnet34
+
+        channels = int(input_shape[0])
+        body: nn.Module
+        if name == "small-resnet":
+            body = SmallResNet(n_classes, in_channels=channels)
+        elif name == "resnet18":
+            body = resnet18(n_classes, in_channels=channels)
+        else:
+            body = resnet34(n_classes, in_channels=channels)
+        if channels == 3:
+            return ImageBackbone(body, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+        return ImageBackbone(body, mean=(0.5,) * channels, std=(0.25,) * channels)
+    n_features = int(input_shape[0])
     if name == "mlp":
         return MLP(n_features, n_classes, hidden=(128,), dropout=0.5, batch_norm=True, input_norm=True, affine=False)
     if name == "linear":

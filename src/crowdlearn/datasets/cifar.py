@@ -3,9 +3,10 @@ and the CIFAR-10 images from a JPEG copy."""
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +42,21 @@ CIFAR10N_SOURCE = Source(
         "worse_label, random_label1, random_label2, random_label3, shape (50000,)); save them with numpy.savez"
     ),
 )
+#: The MTurk side information: worker ids (and work times) of every batch of 10 images.
+CIFAR10N_SIDE_SOURCE = Source(
+    folder="CIFAR-10N",
+    files=(
+        FileSpec(
+            "side_info_cifar10N.csv",
+            "50fcbe619a003d0b804a20ece51447dcdb48978c60e1202371d08302b2e14351",
+            170902,
+            github_raw(_N_REPO, _N_COMMIT, "side_info_cifar10N.csv"),
+        ),
+    ),
+    origin=f"github.com/{_N_REPO} @{_N_COMMIT[:7]}",
+)
+#: Distinct MTurk workers in the side information.
+N_WORKERS = 747
 CIFAR10N_CITATION = (
     "Wei, Zhu, Cheng, Liu, Niu & Liu, 'Learning with Noisy Labels Revisited: A Study Using Real-World Human "
     "Annotations', ICLR 2022; Krizhevsky, 'Learning Multiple Layers of Features from Tiny Images', 2009."
@@ -63,13 +79,44 @@ def _cifar10n_arrays(root: str | os.PathLike[str] | None, verify: bool) -> dict[
     return out
 
 
+def cifar10n_workers(root: str | os.PathLike[str] | None = None, *, verify: bool = True) -> IntArray:
+    """MTurk worker id of every (image, column) of CIFAR-10N, shape (50000, 3), int64.
+
+    From ``side_info_cifar10N.csv``: row ``r`` covers images ``10 r .. 10 r + 9`` and gives
+    ``Worker{j}-id``; entry ``[i, j - 1]`` is that id for image ``i``. That ``Worker{j}-id``
+    gave ``random_label{j}`` is an assumption (the release does not say so; see SOURCE.md).
+    """
+    folder = locate("cifar10n", CIFAR10N_SIDE_SOURCE, root, verify=verify)
+    path = folder / "side_info_cifar10N.csv"
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    cols = ("Worker1-id", "Worker2-id", "Worker3-id")
+    if len(rows) != N_TRAIN // 10 or any(c not in rows[0] for c in cols):
+        raise ValueError(f"{path} must have {N_TRAIN // 10} rows with columns {cols}, got {len(rows)} rows")
+    out = np.empty((N_TRAIN // 10, 3), dtype=np.int64)
+    for r, row in enumerate(rows):
+        want = f"{10 * r}--{10 * r + 9}"
+        if row["Image-batch"] != want:
+            raise ValueError(f"{path}: row {r + 1} has Image-batch {row['Image-batch']!r}, expected {want!r}")
+        out[r] = [int(row[c]) for c in cols]
+    return np.repeat(out, 10, axis=0)
+
+
+CIFAR10N_LABELS = ("all", "worse", "aggre")
+
+
 def load_cifar10n(
-    root: str | os.PathLike[str] | None = None, *, images: bool = False, verify: bool = True
+    root: str | os.PathLike[str] | None = None,
+    *,
+    images: bool = False,
+    annotators: Literal["columns", "workers"] = "columns",
+    labels: Literal["all", "worse", "aggre"] = "all",
+    verify: bool = True,
 ) -> CrowdDataset:
     """CIFAR-10N: three MTurk labels for each of the 50,000 CIFAR-10 training images.
 
     Items are the training images in the original (python-version / torchvision) order,
-    ``item_ids`` 0..49999. The three ``random_label{1,2,3}`` columns are treated as three
+    ``item_ids`` 0..49999. By default the three ``random_label{1,2,3}`` columns are three
     anonymous annotators ``"random_label1"``, ``"random_label2"``, ``"random_label3"`` (the
     release does not establish which MTurk worker gave which column; see its SOURCE.md), so
     every item has 3 labels. ``truth`` is ``clean_label``. Classes: airplane .. truck.
@@ -78,6 +125,15 @@ def load_cifar10n(
     ----------
     root : path, optional
         Data root holding ``CIFAR-10N/`` (and ``CIFAR-10-jpeg/`` with ``images=True``).
+    annotators : {"columns", "workers"}, default="columns"
+        ``"workers"``: the annotators are the 747 MTurk workers of the side information
+        (:func:`cifar10n_workers`; ``annotator_ids`` are their integer ids, sorted), assuming
+        ``Worker{j}-id`` gave ``random_label{j}``.
+    labels : {"all", "worse", "aggre"}, default="all"
+        ``"all"``: the three labels per image. ``"worse"``: one label per image, ``worse_label``
+        (a wrong label when any annotator erred), given to the first column (or its worker)
+        whose label it is. ``"aggre"``: one label per image, the majority vote ``aggre_label``,
+        by one pseudo-annotator ``"aggre"`` (``annotators`` is then ignored).
     images : bool, default=False
         Also return pixels: ``features["train"]`` (50000, 32, 32, 3) uint8 in item order and
         ``features["test"]`` (10000, 32, 32, 3) with ``targets["test"]`` (10000,), decoded once
@@ -90,20 +146,48 @@ def load_cifar10n(
         Check the SHA-256 of every file read.
 
     """
+    if annotators not in ("columns", "workers"):
+        raise ValueError(f"annotators must be 'columns' or 'workers', got {annotators!r}")
+    if labels not in CIFAR10N_LABELS:
+        raise ValueError(f"labels must be one of {CIFAR10N_LABELS}, got {labels!r}")
     arrays = _cifar10n_arrays(root, verify)
     n = N_TRAIN
-    items = np.tile(np.arange(n, dtype=np.int64), 3)
-    annotators = np.repeat(np.arange(3, dtype=np.int64), n)
-    labels = np.concatenate([arrays[f"random_label{j}"] for j in (1, 2, 3)])
+    given = np.stack([arrays[f"random_label{j}"] for j in (1, 2, 3)], axis=1)  # (n, 3)
+    who: np.ndarray[Any, Any] = np.broadcast_to(np.arange(3, dtype=np.int64), (n, 3))
+    ids: list[Any] = ["random_label1", "random_label2", "random_label3"]
+    if annotators == "workers" and labels != "aggre":
+        workers = cifar10n_workers(root, verify=verify)
+        uniq, who = np.unique(workers, return_inverse=True)
+        who = who.reshape(n, 3)
+        ids = [int(v) for v in uniq]
+    if labels == "all":
+        items = np.tile(np.arange(n, dtype=np.int64), 3)
+        ann_of = who.T.reshape(-1)
+        lab = given.T.reshape(-1)
+    elif labels == "worse":
+        worse = arrays["worse_label"]
+        match = given == worse[:, None]
+        if not match.any(axis=1).all():
+            bad = int(np.flatnonzero(~match.any(axis=1))[0])
+            raise ValueError(f"worse_label of image {bad} ({worse[bad]}) is none of its three labels {given[bad]}")
+        col = match.argmax(axis=1)
+        items = np.arange(n, dtype=np.int64)
+        ann_of = who[items, col]
+        lab = worse
+    else:
+        items = np.arange(n, dtype=np.int64)
+        ann_of = np.zeros(n, dtype=np.int64)
+        lab = arrays["aggre_label"]
+        ids = ["aggre"]
     ann = Annotations(
         items,
-        annotators,
-        labels,
+        np.ascontiguousarray(ann_of, dtype=np.int64),
+        np.ascontiguousarray(lab, dtype=np.int64),
         n_items=n,
-        n_annotators=3,
+        n_annotators=len(ids),
         n_classes=len(CLASSES),
         item_ids=np.arange(n),
-        annotator_ids=["random_label1", "random_label2", "random_label3"],
+        annotator_ids=ids,
         classes=list(CLASSES),
     )
     features: dict[str, np.ndarray[Any, Any]] = {}
@@ -140,7 +224,7 @@ CIFAR10N_INFO = register(
         license=CIFAR10N_LICENSE,
         citation=CIFAR10N_CITATION,
         sources=(CIFAR10N_SOURCE,),
-        optional_sources=(CIFAR10_SOURCE,),
+        optional_sources=(CIFAR10_SOURCE, CIFAR10N_SIDE_SOURCE),
         loader=load_cifar10n,
         aliases=("cifar-10n",),
     )

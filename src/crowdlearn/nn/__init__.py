@@ -27,6 +27,13 @@ _LAZY = {
     "LeNet": "crowdlearn.nn.backbones",
     "SmallResNet": "crowdlearn.nn.backbones",
     "paper_mlp": "crowdlearn.nn.backbones",
+    "CIFAR10_MEAN": "crowdlearn.nn.backbones",
+    "CIFAR10_STD": "crowdlearn.nn.backbones",
+    "CifarResNet": "crowdlearn.nn.backbones",
+    "ImageBackbone": "crowdlearn.nn.backbones",
+    "ImageNormalize": "crowdlearn.nn.backbones",
+    "resnet18": "crowdlearn.nn.backbones",
+    "resnet34": "crowdlearn.nn.backbones",
     "DEFAULT_SMOOTHING": "crowdlearn.nn.confusion",
     "ConfusionMatrices": "crowdlearn.nn.confusion",
     "IdentityHead": "crowdlearn.nn.confusion",
@@ -46,10 +53,13 @@ _LAZY = {
 }
 
 __all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
     "CROWDLAYER_KINDS",
     "DEFAULT_SMOOTHING",
     "ENTRY_POINT_GROUP",
     "MLP",
+    "CifarResNet",
     "ConfusionMatrices",
     "CoupledCrossEntropy",
     "CrowdLayer",
@@ -59,6 +69,8 @@ __all__ = [
     "GeoCrowdNetWLoss",
     "HeadContext",
     "IdentityHead",
+    "ImageBackbone",
+    "ImageNormalize",
     "LeNet",
     "LogDetVolumeF",
     "LogDetVolumeW",
@@ -74,12 +86,26 @@ __all__ = [
     "get_method",
     "paper_mlp",
     "register_method",
+    "resnet18",
+    "resnet34",
     "unregister_method",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from crowdlearn.nn import functional
-    from crowdlearn.nn.backbones import MLP, LeNet, SmallResNet, paper_mlp
+    from crowdlearn.nn.backbones import (
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        MLP,
+        CifarResNet,
+        ImageBackbone,
+        ImageNormalize,
+        LeNet,
+        SmallResNet,
+        paper_mlp,
+        resnet18,
+        resnet34,
+    )
     from crowdlearn.nn.confusion import DEFAULT_SMOOTHING, ConfusionMatrices, IdentityHead
     from crowdlearn.nn.crowdlayer import CROWDLAYER_KINDS, CrowdLayer
     from crowdlearn.nn.losses import (

@@ -11,7 +11,23 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLP", "LeNet", "SmallResNet", "paper_mlp"]
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "MLP",
+    "CifarResNet",
+    "ImageBackbone",
+    "ImageNormalize",
+    "LeNet",
+    "SmallResNet",
+    "paper_mlp",
+    "resnet18",
+    "resnet34",
+]
+
+#: Per-channel mean and standard deviation of the CIFAR-10 training pixels, on the [0, 1] scale.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 class MLP(nn.Module):
@@ -177,3 +193,144 @@ class SmallResNet(nn.Module):
         rep = torch.flatten(self.pool(self.stages(self.stem(x))), 1)
         out: Tensor = self.fc(rep)
         return out, rep
+
+
+class CifarResNet(nn.Module):
+    """ResNet with basic blocks for 32x32 images (He et al., CVPR 2016, in its CIFAR form).
+
+    A 3x3 stem convolution (stride 1, 64 channels) without max-pooling, then four stages of
+    :class:`BasicBlock`-style blocks with 64, 128, 256 and 512 channels (strides 1, 2, 2, 2),
+    global average pooling and one linear layer: the network of the Annot-Mix and CCC
+    experiments on CIFAR-10N. :func:`resnet18` and :func:`resnet34` build the two depths.
+
+    Parameters
+    ----------
+    blocks : sequence of 4 int
+        Blocks per stage: (2, 2, 2, 2) is ResNet-18, (3, 4, 6, 3) ResNet-34.
+    n_classes : int, default=10
+    in_channels : int, default=3
+    width : int, default=64
+        Channels of the first stage (doubled at each next one).
+
+    Shape: input (B, C, H, W) float, output (B, K); the representation is (B, 8 * width).
+    """
+
+    def __init__(self, blocks: Sequence[int], n_classes: int = 10, *, in_channels: int = 3, width: int = 64) -> None:
+        super().__init__()
+        if len(blocks) != 4 or any(int(b) < 1 for b in blocks):
+            raise ValueError(f"blocks must be 4 positive counts (one per stage), got {tuple(blocks)}")
+        if n_classes < 2 or width < 1:
+            raise ValueError(f"need n_classes >= 2 and width >= 1, got {n_classes} and {width}")
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        layers: list[nn.Module] = []
+        cin = width
+        for stage, count in enumerate(blocks):
+            cout = width * 2**stage
+            for b in range(int(count)):
+                layers.append(_Block(cin, cout, stride=2 if (stage > 0 and b == 0) else 1))
+                cin = cout
+        self.stages = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (B, K) and the representation (B, 8 * width): the pooled features fed to ``fc``."""
+        rep = torch.flatten(self.pool(self.stages(self.stem(x))), 1)
+        out: Tensor = self.fc(rep)
+        return out, rep
+
+
+def resnet18(n_classes: int = 10, *, in_channels: int = 3) -> CifarResNet:
+    """CIFAR ResNet-18: :class:`CifarResNet` with (2, 2, 2, 2) blocks (11.2 M parameters at K = 10)."""
+    return CifarResNet((2, 2, 2, 2), n_classes, in_channels=in_channels)
+
+
+def resnet34(n_classes: int = 10, *, in_channels: int = 3) -> CifarResNet:
+    """CIFAR ResNet-34: :class:`CifarResNet` with (3, 4, 6, 3) blocks (21.3 M parameters at K = 10)."""
+    return CifarResNet((3, 4, 6, 3), n_classes, in_channels=in_channels)
+
+
+class ImageNormalize(nn.Module):
+    """Pixels on the [0, 255] scale (uint8, or float after mixing) to normalised float32.
+
+    ``out[:, c] = (x[:, c] / 255 - mean[c]) / std[c]``. It is affine, so mixing raw pixels
+    (mixup of uint8 images, as float) and then normalising equals normalising then mixing.
+
+    Parameters
+    ----------
+    mean, std : sequence of float, default=CIFAR-10's
+        Per channel, on the [0, 1] scale.
+
+    Shape: input (B, C, H, W) uint8 or float, output (B, C, H, W) float32 (memory format kept).
+    """
+
+    def __init__(self, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> None:
+        super().__init__()
+        if len(mean) != len(std) or any(float(s) <= 0 for s in std):
+            raise ValueError(f"mean and std need one value per channel, std > 0; got {tuple(mean)} and {tuple(std)}")
+        m = torch.tensor([float(v) * 255.0 for v in mean], dtype=torch.float32).view(1, -1, 1, 1)
+        inv = torch.tensor([1.0 / (float(v) * 255.0) for v in std], dtype=torch.float32).view(1, -1, 1, 1)
+        self.shift: Tensor
+        self.inv_scale: Tensor
+        self.register_buffer("shift", m, persistent=False)
+        self.register_buffer("inv_scale", inv, persistent=False)
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = len(self.mean)
+        if x.ndim != 4 or x.shape[1] != c:
+            raise ValueError(f"ImageNormalize expects images of shape (B, {c}, H, W), got {tuple(x.shape)}")
+        return (x.float() - self.shift) * self.inv_scale
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean}, std={self.std}"
+
+
+class ImageBackbone(nn.Module):
+    """A backbone on raw images: :class:`ImageNormalize` and then ``body``.
+
+    Feeds uint8 images (or float pixels on the [0, 255] scale) to a backbone that expects
+    normalised floats, so the same inputs serve training (with augmentation and mixup on the
+    raw pixels) and prediction. The normalisation keeps the input's memory format, so a
+    channels-last batch (``Trainer(channels_last=True)`` on CUDA) stays channels-last.
+
+    Parameters
+    ----------
+    body : nn.Module
+        Maps (B, C, H, W) float to (B, K) logits; its ``forward_features`` (when it has one)
+        gives the representation.
+    mean, std : sequence of float, default=CIFAR-10's
+
+    Shape: input (B, C, H, W), output (B, K).
+    """
+
+    def __init__(
+        self,
+        body: nn.Module,
+        *,
+        mean: Sequence[float] = CIFAR10_MEAN,
+        std: Sequence[float] = CIFAR10_STD,
+    ) -> None:
+        super().__init__()
+        self.normalize = ImageNormalize(mean, std)
+        self.body = body
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.body(self.normalize(x))
+        return out
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (B, K) and the body's representation (B, H)."""
+        get = getattr(self.body, "forward_features", None)
+        if get is None:
+            raise TypeError(f"the body {type(self.body).__name__} has no forward_features(x) -> (logits, rep)")
+        logits: Tensor
+        rep: Tensor
+        logits, rep = get(self.normalize(x))
+        return logits, rep

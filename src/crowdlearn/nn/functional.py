@@ -199,15 +199,26 @@ def coupled_cross_entropy(
     return _reduce(nll, reduction)
 
 
+def _full_precision(t: Tensor) -> torch.autocast:
+    """A context with autocast off on ``t``'s device: the Gram products and log-determinants
+    below must not run in bfloat16 / float16 when a caller wraps them in ``torch.autocast``."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
 def _ridge_logdet(gram: Tensor, eps: float) -> Tensor:
-    """``log det(gram + eps I)`` in float64 (K x K is tiny; float32 loses the small eigenvalues)."""
+    """``log det(gram + eps I)`` in float64 (K x K is tiny; float32 loses the small eigenvalues).
+
+    Returned in ``gram``'s dtype, but never below float32 (a half-precision Gram matrix gives a
+    float32 value)."""
     if eps <= 0:
         raise ValueError(f"eps must be > 0 so the log-determinant stays finite, got {eps!r}")
     k = gram.shape[-1]
-    g = gram.to(torch.float64) + eps * torch.eye(k, dtype=torch.float64, device=gram.device)
-    sign, logabsdet = torch.linalg.slogdet(g)
+    out_dtype = gram.dtype if gram.dtype in (torch.float32, torch.float64) else torch.float32
+    with _full_precision(gram):
+        g = gram.to(torch.float64) + eps * torch.eye(k, dtype=torch.float64, device=gram.device)
+        sign, logabsdet = torch.linalg.slogdet(g)
     # gram + eps*I is symmetric positive definite; a non-positive sign means the input was not finite
-    return torch.where(sign > 0, logabsdet, torch.full_like(logabsdet, float("nan"))).to(gram.dtype)
+    return torch.where(sign > 0, logabsdet, torch.full_like(logabsdet, float("nan"))).to(out_dtype)
 
 
 def logdet_gram(gram: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor:
@@ -244,11 +255,15 @@ def logdet_volume_f(probs: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor:
     Returns
     -------
     Tensor
-        Scalar (same dtype as ``probs``; computed in float64).
+        Scalar: float64 for float64 ``probs``, else float32 (computed in float64, with autocast
+        off, so a bfloat16 or float16 batch under ``torch.autocast`` still gives a float32 value).
     """
     if probs.ndim != 2:
         raise ValueError(f"probs must have shape (B, K), got {tuple(probs.shape)}")
-    return _ridge_logdet(probs.transpose(0, 1) @ probs, eps)
+    with _full_precision(probs):  # the Gram product in float32 even under autocast
+        p = probs.float() if probs.dtype not in (torch.float32, torch.float64) else probs
+        gram = p.transpose(0, 1) @ p
+    return _ridge_logdet(gram, eps)
 
 
 def logdet_volume_w(confusions: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor:
@@ -271,7 +286,9 @@ def logdet_volume_w(confusions: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor
     """
     if confusions.ndim != 3 or confusions.shape[1] != confusions.shape[2]:
         raise ValueError(f"confusions must have shape (M, K, K), got {tuple(confusions.shape)}")
-    gram = torch.einsum("mij,mik->jk", confusions, confusions)
+    with _full_precision(confusions):  # the Gram product in float32 even under autocast
+        a = confusions.float() if confusions.dtype not in (torch.float32, torch.float64) else confusions
+        gram = torch.einsum("mij,mik->jk", a, a)
     return _ridge_logdet(gram, eps)
 
 

@@ -24,7 +24,15 @@ from crowdlearn.train.callbacks import (
 from crowdlearn.train.checkpoint import load_checkpoint, save_checkpoint
 from crowdlearn.train.history import History
 from crowdlearn.train.trainer import Schedule, Trainer, TrainingDivergedError, resolve_device
-from crowdlearn.train.transforms import BatchTransform, InputMixup, View
+from crowdlearn.train.transforms import (
+    BatchTransform,
+    Compose,
+    InputAugmentation,
+    InputMixup,
+    RandomCropFlip,
+    View,
+    random_crop_flip,
+)
 
 __all__ = [
     "AnnotatorMix",
@@ -32,14 +40,17 @@ __all__ = [
     "BatchTransform",
     "Callback",
     "Checkpoint",
+    "Compose",
     "EarlyStopping",
     "EpochPrinter",
     "History",
+    "InputAugmentation",
     "InputMixup",
     "Inputs",
     "LambdaSchedule",
     "MarginRecorder",
     "ProgressBar",
+    "RandomCropFlip",
     "Schedule",
     "Trainer",
     "TrainingDivergedError",
@@ -48,6 +59,7 @@ __all__ = [
     "item_batches",
     "load_checkpoint",
     "make_batch",
+    "random_crop_flip",
     "resolve_device",
     "save_checkpoint",
     "shard_batches",

@@ -158,8 +158,14 @@ class Trainer:
     schedule : {"constant", "cosine"}, callable or None, default=None
         Learning-rate factor per epoch (``fn(epoch) -> factor``); ``"cosine"`` decays to 0.
     device : str or torch.device, default="auto"
-    amp : bool, default=False
-        Mixed precision (float16 autocast + gradient scaling) on CUDA; ignored elsewhere.
+    amp : bool or {"float16", "bfloat16"}, default=False
+        Mixed precision on CUDA; ignored elsewhere. True or ``"float16"``: float16 autocast with
+        gradient scaling; ``"bfloat16"``: bfloat16 autocast (no scaling needed). Only the
+        backbone runs under autocast; the head, the loss and the regularizers run in float32
+        (the log-determinants of GeoCrowdNet in float64, returned as float32).
+    channels_last : bool, default=False
+        On CUDA, convert the model to channels-last memory format and feed 4-d (image) batches
+        in that format (faster convolutions with tensor cores); ignored elsewhere.
     random_state : int, default=0
         Seeds shuffling, dropout and mixup (the caller seeds the initial weights). An int, not a
         :class:`numpy.random.Generator`: torch is seeded with it.
@@ -206,7 +212,8 @@ class Trainer:
         weight_decay: float = 1e-4,
         schedule: Schedule = None,
         device: str | torch.device = "auto",
-        amp: bool = False,
+        amp: bool | Literal["float16", "bfloat16"] = False,
+        channels_last: bool = False,
         random_state: int = 0,
         deterministic: bool = False,
         mixup: float = 0.0,
@@ -230,6 +237,10 @@ class Trainer:
                 )
         if not isinstance(distributed, bool):
             raise param_error("Trainer", "distributed", "a bool", distributed)
+        if amp not in (False, True, "float16", "bfloat16"):
+            raise param_error("Trainer", "amp", "a bool, 'float16' or 'bfloat16'", amp)
+        if not isinstance(channels_last, bool):
+            raise param_error("Trainer", "channels_last", "a bool", channels_last)
         if transform is not None and not callable(transform):
             raise param_error("Trainer", "transform", "None or a BatchTransform", transform)
         if transform is not None and mixup > 0:
@@ -249,6 +260,11 @@ class Trainer:
         self.weight_decay = float(weight_decay)
         self.schedule = schedule
         self.amp = bool(amp) and self.device.type == "cuda"
+        #: the autocast dtype when ``amp`` is on
+        self.amp_dtype = torch.bfloat16 if amp == "bfloat16" else torch.float16
+        self.channels_last = channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.random_state = int(random_state)
         self.deterministic = deterministic
         self.mixup = float(mixup)
@@ -264,7 +280,7 @@ class Trainer:
         if self.data_parallel and getattr(head, "sparse", False):
             head.sparse = False  # DDP all-reduces dense gradients
         self.optimizer = self.make_optimizer()
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp and self.amp_dtype == torch.float16 else None
         self._good_state: dict[str, Tensor] | None = None
         self._targets: Tensor | None = None
         self._known: Tensor | None = None
@@ -571,8 +587,14 @@ class Trainer:
     def autocast(self) -> AbstractContextManager[Any]:
         """Mixed-precision context (CUDA with ``amp=True``) or a no-op."""
         if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
+            return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
         return nullcontext()
+
+    def prepare_input(self, x: Tensor) -> Tensor:
+        """``x`` as fed to the model: channels-last for a 4-d batch when ``channels_last`` is on."""
+        if self.channels_last and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def train_step(self, batch: Batch, epoch: int, batch_index: int) -> dict[str, float]:
         """Forward, loss, backward and optimizer step on one batch; returns the loss parts."""
@@ -603,6 +625,7 @@ class Trainer:
 
         In a distributed run both go through the DDP wrapper (see :meth:`wrap_model`).
         """
+        x = self.prepare_input(x)
         if self._ddp is not None:
             out: dict[str, Tensor] = self._ddp(x, loss_fn)
             return out
@@ -718,7 +741,7 @@ class Trainer:
         for start in range(0, len(inputs), bs):
             idx = np.arange(start, min(start + bs, len(inputs)), dtype=np.int64)
             with self.autocast():
-                out.append(self.model(inputs.get(idx).to(self.device)).float().cpu())
+                out.append(self.model(self.prepare_input(inputs.get(idx).to(self.device))).float().cpu())
         if not out:
             raise ValueError("X has no rows")
         return torch.cat(out)
@@ -726,8 +749,9 @@ class Trainer:
     @torch.no_grad()
     def validation_step(self, batch: Batch, y: Tensor | None) -> dict[str, float]:
         """Sums over one validation batch: ``loss_sum``, ``n`` and (with truth) ``correct``."""
+        x = self.prepare_input(batch.x)
         with self.autocast():
-            logits, rep = self.model.head_inputs(batch.x) if y is None else (self.model(batch.x), None)
+            logits, rep = self.model.head_inputs(x) if y is None else (self.model(x), None)
         logits = logits.float()
         if y is not None:
             loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")

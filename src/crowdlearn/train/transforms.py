@@ -9,9 +9,13 @@ forward pass and sums them with their weights::
 
 :class:`InputMixup` is the mixup of ``CrowdClassifier(mixup=...)``; a method can bring its own
 through its spec's ``make_transform`` (Annot-Mix mixes annotator-label pairs as well as inputs).
+:class:`RandomCropFlip` is an input augmentation (random crop of a zero-padded image and a
+horizontal flip, batched); :class:`Compose` runs augmentations before a mixing transform.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -19,7 +23,16 @@ from torch import Tensor
 
 from crowdlearn.train.batching import Batch
 
-__all__ = ["BatchTransform", "InputMixup", "View", "beta_draw"]
+__all__ = [
+    "BatchTransform",
+    "Compose",
+    "InputAugmentation",
+    "InputMixup",
+    "RandomCropFlip",
+    "View",
+    "beta_draw",
+    "random_crop_flip",
+]
 
 #: one weighted view of a batch's labels: (weight, batch whose rows index the fed inputs)
 View = tuple[float, Batch]
@@ -85,3 +98,120 @@ class InputMixup(BatchTransform):
         # item j's labels sit on row j with weight t and on row inverse[j] (where p[r] = j) with 1 - t
         other = batch.replace(rows=inverse[batch.rows], targets=None if batch.targets is None else batch.targets[perm])
         return t * batch.x + (1.0 - t) * batch.x[perm], [(t, batch), (1.0 - t, other)]
+
+
+class InputAugmentation(BatchTransform):
+    """A transform of the inputs only: the labels keep their rows, one view of weight 1.
+
+    Subclasses implement :meth:`augment`; ``__call__`` feeds ``augment(batch.x)`` with the
+    batch's labels unchanged, so an augmentation composes with any transform after it
+    (:class:`Compose`).
+    """
+
+    def augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """The augmented inputs, same shape and dtype as ``x`` (B, ...), on ``x``'s device."""
+        raise NotImplementedError
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, list[View]]:
+        x = self.augment(batch.x, generator)
+        return x, [(1.0, batch.replace(x=x))]
+
+
+def random_crop_flip(x: Tensor, generator: torch.Generator, *, padding: int = 4, flip: bool = True) -> Tensor:
+    """Random ``H x W`` crops of the zero-padded images and random horizontal flips, batched.
+
+    For image ``b`` draws offsets ``dy_b, dx_b`` uniform in ``0..2 * padding`` and a flip with
+    probability 1/2 (in that order: ``B`` draws each from ``generator``, on the CPU), then gathers
+    ``out[b, c, i, j] = pad(x)[b, c, dy_b + i, dx_b + j]`` (``dx_b + W - 1 - j`` when flipped) in
+    one indexing operation on ``x``'s device: no per-image Python loop. The padding is 0 (black
+    for raw pixels), as torchvision's ``RandomCrop(H, padding)``.
+
+    Parameters
+    ----------
+    x : Tensor of shape (B, C, H, W)
+        Images of any dtype (uint8 pixels stay uint8).
+    generator : torch.Generator
+        A CPU generator; the same state gives the same crops and flips.
+    padding : int, default=4
+        Pixels of zero padding on each side (0: flips only).
+    flip : bool, default=True
+        Whether to flip horizontally with probability 1/2.
+
+    Returns
+    -------
+    Tensor of shape (B, C, H, W)
+        Same dtype and device as ``x``.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"random_crop_flip expects images of shape (B, C, H, W), got {tuple(x.shape)}")
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    b, c, h, w = x.shape
+    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
+    flips = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
+    dev = x.device
+    dy, dx, flips = dy.to(dev), dx.to(dev), flips.to(dev)
+    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding)) if padding else x
+    wp = w + 2 * padding
+    rows = dy[:, None] + torch.arange(h, device=dev)  # (B, H)
+    cols = dx[:, None] + torch.arange(w, device=dev)  # (B, W)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    # one flat index per output pixel (B, H*W), shared by the channels (expanded, not copied)
+    flat = (rows[:, :, None] * wp + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    out = torch.gather(padded.reshape(b, c, -1), 2, flat)
+    return out.reshape(b, c, h, w)
+
+
+class RandomCropFlip(InputAugmentation):
+    """The standard CIFAR augmentation: random crop with ``padding`` and a horizontal flip.
+
+    See :func:`random_crop_flip`. Training batches only (the trainer applies transforms to
+    training batches; validation and prediction see the images as given).
+
+    Parameters
+    ----------
+    padding : int, default=4
+    flip : bool, default=True
+    """
+
+    def __init__(self, padding: int = 4, *, flip: bool = True) -> None:
+        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+            raise ValueError(f"RandomCropFlip: padding must be an int >= 0, got {padding!r}")
+        self.padding = padding
+        self.flip = bool(flip)
+
+    def augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        return random_crop_flip(x, generator, padding=self.padding, flip=self.flip)
+
+
+class Compose(BatchTransform):
+    """Run input augmentations, then (optionally) one transform of any kind.
+
+    ``Compose([RandomCropFlip(), InputMixup(0.2)])`` crops and flips the batch's images, then
+    mixes them. Every transform but the last must be an :class:`InputAugmentation` (it keeps
+    the labels' rows, so the next transform sees a plain batch).
+
+    Parameters
+    ----------
+    transforms : sequence of BatchTransform
+        At least one.
+    """
+
+    def __init__(self, transforms: Sequence[BatchTransform]) -> None:
+        items = list(transforms)
+        if not items:
+            raise ValueError("Compose needs at least one transform")
+        for t in items[:-1]:
+            if not isinstance(t, InputAugmentation):
+                raise TypeError(
+                    f"Compose: {type(t).__name__} changes the labels' views, so it must come last; "
+                    "only InputAugmentation transforms may precede another transform"
+                )
+        self.transforms = items
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, list[View]]:
+        for t in self.transforms[:-1]:
+            assert isinstance(t, InputAugmentation)
+            batch = batch.replace(x=t.augment(batch.x, generator))
+        return self.transforms[-1](batch, generator)
