@@ -835,10 +835,12 @@ class CrowdClassifier(ParamsMixin):
         """``known_labels`` as class indices (n_items,), -1 unknown; None when no item is gold."""
         if known_labels is None:
             return None
-        if isinstance(known_labels, (pd.Series, dict)):
-            s = pd.Series(known_labels)
-            out = np.full(annotations.n_items, -1, dtype=np.int64)
-            out[annotations.item_index(s.index.tolist())] = annotations.class_index(s.tolist())
+        if isinstance(known_labels, (pd.Series, dict)):  # item id -> class id, as every aggregator takes it
+            from crowdlearn.aggregate.base import known_label_array
+
+            by_id = known_label_array(known_labels, annotations)
+            assert by_id is not None
+            out = by_id
         else:
             arr = np.asarray(known_labels)
             if arr.shape != (annotations.n_items,):
