@@ -154,31 +154,24 @@ class _Block(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
-class SmallResNet(nn.Module):
-    """A small residual network (three stages of basic blocks, CIFAR-style).
+class _ResNetBody(nn.Module):
+    """A 3x3 stem (no max-pool), stages of :class:`_Block` (the first block of every stage after
+    the first halves the resolution), global average pooling and one linear layer.
 
-    Parameters
-    ----------
-    n_classes : int, default=10
-    in_channels : int, default=3
-    width : int, default=16
-        Channels of the first stage (doubled at each of the next two).
-    blocks : int, default=1
-        Basic blocks per stage (``blocks=3`` gives ResNet-20).
-
-    Shape: input (B, C, H, W), output (B, K).
+    ``stage_blocks[i]`` blocks of ``width * 2**i`` channels in stage ``i``. Shape: input
+    (B, C, H, W), logits (B, K); the representation is the pooled features (B, width * 2**(S-1)).
     """
 
-    def __init__(self, n_classes: int = 10, *, in_channels: int = 3, width: int = 16, blocks: int = 1) -> None:
+    def __init__(self, stage_blocks: Sequence[int], n_classes: int, in_channels: int, width: int) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
         )
         layers: list[nn.Module] = []
         cin = width
-        for stage in range(3):
+        for stage, count in enumerate(stage_blocks):
             cout = width * 2**stage
-            for b in range(blocks):
+            for b in range(int(count)):
                 layers.append(_Block(cin, cout, stride=2 if (stage > 0 and b == 0) else 1))
                 cin = cout
         self.stages = nn.Sequential(*layers)
@@ -195,7 +188,26 @@ class SmallResNet(nn.Module):
         return out, rep
 
 
-class CifarResNet(nn.Module):
+class SmallResNet(_ResNetBody):
+    """A small residual network (three stages of basic blocks, CIFAR-style).
+
+    Parameters
+    ----------
+    n_classes : int, default=10
+    in_channels : int, default=3
+    width : int, default=16
+        Channels of the first stage (doubled at each of the next two).
+    blocks : int, default=1
+        Basic blocks per stage (``blocks=3`` gives ResNet-20).
+
+    Shape: input (B, C, H, W), output (B, K).
+    """
+
+    def __init__(self, n_classes: int = 10, *, in_channels: int = 3, width: int = 16, blocks: int = 1) -> None:
+        super().__init__((blocks, blocks, blocks), n_classes, in_channels, width)
+
+
+class CifarResNet(_ResNetBody):
     """ResNet with basic blocks for 32x32 images (He et al., CVPR 2016, in its CIFAR form).
 
     A 3x3 stem convolution (stride 1, 64 channels) without max-pooling, then four stages of
@@ -216,33 +228,11 @@ class CifarResNet(nn.Module):
     """
 
     def __init__(self, blocks: Sequence[int], n_classes: int = 10, *, in_channels: int = 3, width: int = 64) -> None:
-        super().__init__()
         if len(blocks) != 4 or any(int(b) < 1 for b in blocks):
             raise ValueError(f"blocks must be 4 positive counts (one per stage), got {tuple(blocks)}")
         if n_classes < 2 or width < 1:
             raise ValueError(f"need n_classes >= 2 and width >= 1, got {n_classes} and {width}")
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
-        )
-        layers: list[nn.Module] = []
-        cin = width
-        for stage, count in enumerate(blocks):
-            cout = width * 2**stage
-            for b in range(int(count)):
-                layers.append(_Block(cin, cout, stride=2 if (stage > 0 and b == 0) else 1))
-                cin = cout
-        self.stages = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, n_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_features(x)[0]
-
-    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits (B, K) and the representation (B, 8 * width): the pooled features fed to ``fc``."""
-        rep = torch.flatten(self.pool(self.stages(self.stem(x))), 1)
-        out: Tensor = self.fc(rep)
-        return out, rep
+        super().__init__(blocks, n_classes, in_channels, width)
 
 
 def resnet18(n_classes: int = 10, *, in_channels: int = 3) -> CifarResNet:
