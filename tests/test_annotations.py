@@ -214,3 +214,17 @@ def test_csr_views_cover_every_label_once(triples: list[tuple[int, int, int]]) -
             pos = view.positions([r])
             assert np.all(key[pos] == r)
             assert len(pos) == int((key == r).sum())
+
+
+def test_item_class_indices_checks_one_class_index_per_item() -> None:
+    ann = Annotations([0, 1, 2], [0, 0, 1], [0, 1, 1], n_classes=3)
+    out = ann.item_class_indices(np.array([2, -1, 0], dtype=np.int32), "gold")
+    assert out.dtype == np.int64 and out.tolist() == [2, -1, 0]
+    with pytest.raises(
+        AnnotationsError, match=r"gold must be an int array of shape \(3,\) with -1 for unknown items; or"
+    ):
+        ann.item_class_indices([0, 1], "gold", hint="; or")
+    with pytest.raises(AnnotationsError, match=r"got dtype float64"):
+        ann.item_class_indices([0.0, 1.0, 2.0], "gold")
+    with pytest.raises(AnnotationsError, match=r"gold\[1\] = 3 is not a class index in \[0, 3\) or -1 \(unknown\)"):
+        ann.item_class_indices([0, 3, -2], "gold")

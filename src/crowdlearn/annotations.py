@@ -522,6 +522,27 @@ class Annotations:
         """Indices of the given class ids; unknown classes raise :class:`AnnotationsError`."""
         return _lookup(self._class_lookup, ids, "class")
 
+    def item_class_indices(self, values: npt.ArrayLike, name: str, *, hint: str = "") -> IntArray:
+        """``values`` checked as one class index per item (-1: none), shape (n_items,), as int64.
+
+        Gold labels and aggregated labels take this form. A wrong shape or dtype, or a value
+        outside ``[-1, n_classes)``, raises :class:`AnnotationsError` naming ``name`` (and the
+        first bad position); ``hint`` is appended to the shape message (e.g. another accepted form).
+        """
+        a = np.asarray(values)
+        if a.shape != (self.n_items,) or a.dtype.kind not in "iu":
+            raise AnnotationsError(
+                f"{name} must be an int array of shape ({self.n_items},) with -1 for unknown items{hint}; "
+                f"got dtype {a.dtype} and shape {a.shape}"
+            )
+        bad = (a < -1) | (a >= self.n_classes)
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise AnnotationsError(
+                f"{name}[{pos}] = {int(a[pos])} is not a class index in [0, {self.n_classes}) or -1 (unknown)"
+            )
+        return a.astype(np.int64)
+
     # ------------------------------------------------------------------ derived views
     @cached_property
     def by_item(self) -> CSRView:

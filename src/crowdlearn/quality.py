@@ -113,24 +113,10 @@ def _accepted(
         scored: npt.NDArray[np.bool_] = np.asarray(mask.any(axis=1), dtype=bool)[ann.items]
         hit: npt.NDArray[np.bool_] = mask[ann.items, ann.labels]
         return hit, scored
-    agg = _item_classes(a, ann, name)
+    agg = ann.item_class_indices(a, name)
     known = agg[ann.items]
     scored = known >= 0
     return (ann.labels == known) & scored, scored
-
-
-def _item_classes(aggregates: npt.ArrayLike, ann: Annotations, name: str) -> IntArray:
-    a = np.asarray(aggregates)
-    if a.shape != (ann.n_items,) or a.dtype.kind not in "iu":
-        raise ValueError(
-            f"{name} must be an int array of shape ({ann.n_items},) (class index per item, -1 for none); "
-            f"got dtype {a.dtype} and shape {a.shape}"
-        )
-    bad = (a < -1) | (a >= ann.n_classes)
-    if bad.any():
-        pos = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{pos}] = {int(a[pos])} is not a class index in [0, {ann.n_classes}) or -1")
-    return a.astype(np.int64)
 
 
 def _skills(skills: npt.ArrayLike, ann: Annotations) -> FloatArray:
@@ -234,7 +220,7 @@ def consistency(
         Return the per-item values (shape (n_items,), ``nan`` for items without labels or
         aggregate) instead of their mean over the scored items.
     """
-    agg = _item_classes(aggregates, annotations, "aggregates")
+    agg = annotations.item_class_indices(aggregates, "aggregates")
     p = one_coin_label_probabilities(annotations, skills)
     L, present = _grouped(p, annotations.items, annotations.n_items, np.multiply)
     scored = present & (agg >= 0)

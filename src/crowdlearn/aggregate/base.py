@@ -165,19 +165,7 @@ def known_label_array(known_labels: Any, ann: Annotations) -> IntArray | None:
         out = np.full(ann.n_items, -1, dtype=np.int64)
         out[ann.item_index(s.index.tolist())] = ann.class_index(s.tolist())
         return out
-    arr = np.asarray(known_labels)
-    if arr.shape != (ann.n_items,) or arr.dtype.kind not in "iu":
-        raise AnnotationsError(
-            f"known_labels must be an int array of shape ({ann.n_items},) with -1 for unknown items "
-            f"(or a Series item id -> class id); got dtype {arr.dtype} and shape {arr.shape}"
-        )
-    bad = (arr < -1) | (arr >= ann.n_classes)
-    if bad.any():
-        pos = int(np.flatnonzero(bad)[0])
-        raise AnnotationsError(
-            f"known_labels[{pos}] = {int(arr[pos])} is not a class index in [0, {ann.n_classes}) or -1 (unknown)"
-        )
-    return arr.astype(np.int64)
+    return ann.item_class_indices(known_labels, "known_labels", hint=" (or a Series item id -> class id)")
 
 
 def clamped_posterior(log_joint: FloatArray, known: IntArray | None) -> tuple[FloatArray, float]:

@@ -440,18 +440,7 @@ class Trainer:
         return t
 
     def _check_known(self, known_labels: Any, annotations: Annotations) -> Tensor | None:
-        k = np.asarray(known_labels)
-        if k.shape != (annotations.n_items,) or k.dtype.kind not in "iu":
-            raise ValueError(
-                f"known_labels must be an int array of shape (n_items,) = ({annotations.n_items},) with -1 for "
-                f"unknown items, got dtype {k.dtype} and shape {k.shape}"
-            )
-        bad = (k < -1) | (k >= annotations.n_classes)
-        if bad.any():
-            pos = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"known_labels[{pos}] = {int(k[pos])} is not a class index in [0, {annotations.n_classes}) or -1"
-            )
+        k = annotations.item_class_indices(known_labels, "known_labels")
         if not (k >= 0).any():
             return None
         if self.transform is not None:
