@@ -143,6 +143,7 @@ class _DawidSkeneEM(BaseAggregator):
     tol: float
     priors: PriorSpec
     smoothing: float
+    max_confusion_bytes: int | None
 
     def _fit(self, ann: Annotations) -> None:
         # known_labels (gold): their posteriors are clamped to the known class in every E-step (so
@@ -159,6 +160,13 @@ class _DawidSkeneEM(BaseAggregator):
         T0 = _soft_vote(ann)
         T0[:n_old_items] = self.probas_
         self._fit_em(ann, self._known, start=T0)
+
+    def _validate_params(self, ann: Annotations) -> None:
+        """The parameters every Dawid-Skene variant has (EM, prior, confusion budget)."""
+        owner = type(self).__name__
+        check_em_params(self.n_iter, self.tol, self.smoothing, owner)
+        check_priors(self.priors, ann.n_classes, owner)
+        check_number(self.max_confusion_bytes, "max_confusion_bytes", owner, low=1, integer=True, allow_none=True)
 
     # hooks ----------------------------------------------------------------
     def _initial_posteriors(self, ann: Annotations) -> FloatArray | None:
@@ -357,12 +365,10 @@ class DawidSkene(_DawidSkeneEM):
         self.max_confusion_bytes = max_confusion_bytes
 
     def _validate_params(self, ann: Annotations) -> None:
+        super()._validate_params(ann)
         owner = type(self).__name__
-        check_em_params(self.n_iter, self.tol, self.smoothing, owner)
         check_in(self.init, ("mv", "spectral"), "init", owner)
         check_random_state(self.random_state, "random_state", owner)
-        check_priors(self.priors, ann.n_classes, owner)
-        check_number(self.max_confusion_bytes, "max_confusion_bytes", owner, low=1, integer=True, allow_none=True)
         check_confusion_budget(ann.n_annotators, ann.n_classes, self.max_confusion_bytes, owner)
 
     def _m_params(self, ann: Annotations, XT: Any, posteriors: FloatArray) -> Any:
@@ -438,12 +444,6 @@ class OneCoinDawidSkene(_DawidSkeneEM):
         self.priors = priors
         self.smoothing = smoothing
         self.max_confusion_bytes = max_confusion_bytes
-
-    def _validate_params(self, ann: Annotations) -> None:
-        owner = type(self).__name__
-        check_em_params(self.n_iter, self.tol, self.smoothing, owner)
-        check_priors(self.priors, ann.n_classes, owner)
-        check_number(self.max_confusion_bytes, "max_confusion_bytes", owner, low=1, integer=True, allow_none=True)
 
     def _label_matrix(self, ann: Annotations) -> Any:
         return None
@@ -546,11 +546,8 @@ class ClusteredDawidSkene(_DawidSkeneEM):
         self.max_confusion_bytes = max_confusion_bytes
 
     def _validate_params(self, ann: Annotations) -> None:
-        owner = type(self).__name__
-        check_number(self.n_clusters, "n_clusters", owner, low=1, integer=True)
-        check_em_params(self.n_iter, self.tol, self.smoothing, owner)
-        check_priors(self.priors, ann.n_classes, owner)
-        check_number(self.max_confusion_bytes, "max_confusion_bytes", owner, low=1, integer=True, allow_none=True)
+        check_number(self.n_clusters, "n_clusters", type(self).__name__, low=1, integer=True)
+        super()._validate_params(ann)
 
     def _assign(self, ann: Annotations) -> IntArray:
         M = ann.n_annotators
