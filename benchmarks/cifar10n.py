@@ -59,8 +59,6 @@ import shutil
 import statistics
 import sys
 import time
-import traceback
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,10 +71,9 @@ from crowdlearn.datasets import load_cifar10n
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.io import atomic_write
 from crowdlearn.nn import ImageBackbone, SmallResNet, available_methods, resnet18, resnet34
-from crowdlearn.train import TrainingDivergedError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real import EpochRecorder, Task, execute, read_cache, run_params  # the structure of benchmarks/real.py
+from real import EpochRecorder, Task, execute, fit_record, read_cache, run_params  # the structure of benchmarks/real.py
 
 PROTOCOLS = ("a", "b", "c")
 PROTOCOL_LABELS = {"a": "all", "b": "worse", "c": "aggre"}
@@ -204,36 +201,19 @@ def run_task(task: Task, root: str, device: str = "cpu") -> dict[str, Any]:
         channels_last=cuda,
         **run_params(p["training"]),
     )
-    diverged: int | None = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            clf.fit(x_train, ann)
-    except TrainingDivergedError as err:
-        diverged = int(err.epoch)
-    except Exception:
-        return {**_key(task), "error": traceback.format_exc(limit=6)}
-    return {
-        **_key(task),
-        "params": {k: v for k, v in p.items() if k != "training"} | {"training": dict(p["training"])},
-        "val_acc": None,
-        "valid_loss": None,
-        "test_acc": rec.test_acc_,
-        "diverged": diverged,
-        "collapsed": False,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-
-
-def _key(task: Task) -> dict[str, Any]:
-    return {
-        "dataset": task.dataset,
-        "method": task.method,
-        "point": task.point,
-        "seed": task.seed,
-        "kind": task.kind,
-        "epochs": task.epochs,
-    }
+    return fit_record(
+        task,
+        clf,
+        x_train,
+        ann,
+        start,
+        lambda: {
+            "params": {k: v for k, v in p.items() if k != "training"} | {"training": dict(p["training"])},
+            "val_acc": None,
+            "valid_loss": None,
+            "test_acc": rec.test_acc_,
+        },
+    )
 
 
 # ------------------------------------------------------------------ tasks and tables

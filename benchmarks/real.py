@@ -354,30 +354,55 @@ def run_task(task: Task, root: str, device: str = "cpu") -> dict[str, Any]:
         device=device,
         **run_params(task.params),
     )
+    return fit_record(
+        task,
+        clf,
+        split.x_train,
+        ann,
+        start,
+        lambda: {
+            "params": task.params,
+            "val_acc": rec.val_acc_ if full else None,
+            "valid_loss": None if full else rec.valid_loss_,
+            "test_acc": rec.test_acc_,
+        },
+    )
+
+
+def fit_record(
+    task: Task,
+    clf: CrowdClassifier,
+    x: Any,
+    ann: Any,
+    start: float,
+    fields: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """Fit ``clf`` on ``(x, ann)`` (warnings silenced) and return the run's record: the task's key,
+    ``fields()`` (read after the fit, e.g. a recorder's lists), the divergence epoch or None, whether
+    the post-fit checks found a collapse, and the seconds since ``start``; ``{"error": ...}`` on a
+    failure other than divergence (a diverged run keeps its completed epochs)."""
     diverged: int | None = None
     collapsed = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clf.fit(split.x_train, ann)
+            clf.fit(x, ann)
         collapsed = bool(clf.collapsed_)
     except TrainingDivergedError as err:
         diverged = int(err.epoch)
     except Exception:
-        return {**_key_dict(task), "error": traceback.format_exc(limit=6)}
+        return {**task_key(task), "error": traceback.format_exc(limit=6)}
     return {
-        **_key_dict(task),
-        "params": task.params,
-        "val_acc": rec.val_acc_ if full else None,
-        "valid_loss": None if full else rec.valid_loss_,
-        "test_acc": rec.test_acc_,
+        **task_key(task),
+        **fields(),
         "diverged": diverged,
         "collapsed": collapsed,
         "seconds": round(time.perf_counter() - start, 3),
     }
 
 
-def _key_dict(task: Task) -> dict[str, Any]:
+def task_key(task: Task) -> dict[str, Any]:
+    """The fields of a run's cache key (``record_key``)."""
     return {
         "dataset": task.dataset,
         "method": task.method,
