@@ -766,6 +766,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--methods", default=None, help=f"comma-separated registered methods and/or {TRUTH!r} (default: all + truth)"
     )
     parser.add_argument("--grid", choices=["none", "small", "recipe", "defaults"], default="small")
+    parser.add_argument(
+        "--recipes",
+        default=None,
+        help=f"with --grid defaults: a comma-separated subset of the candidates ({', '.join(RECIPES)}); default all",
+    )
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
     parser.add_argument(
         "--kinds", default=",".join(KINDS), help="run kinds: full (last/clean protocols), holdout (crowd protocol)"
@@ -790,6 +795,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
     if args.seeds < 1 or args.epochs < 1 or args.jobs < 1:
         parser.error("--seeds, --epochs and --jobs must be >= 1")
+    if args.recipes is not None:
+        chosen = [r for r in args.recipes.split(",") if r]
+        if args.grid != "defaults" or not chosen or any(r not in RECIPES for r in chosen):
+            parser.error(
+                f"--recipes takes, with --grid defaults, a subset of {', '.join(RECIPES)}, got {args.recipes!r}"
+            )
+        for name in [r for r in RECIPES if r not in chosen]:
+            del RECIPES[name]  # grid_points and the recipe table read RECIPES
     _check_default_point()
     torch.set_num_threads(1)
 

@@ -189,3 +189,14 @@ def test_mace_equals_in_memory(frame: pd.DataFrame, params: dict[str, Any]) -> N
     np.testing.assert_allclose(dsk.competences_, mem.competences_, rtol=0, atol=TOL)
     np.testing.assert_allclose(dsk.strategies_, mem.strategies_, rtol=0, atol=TOL)
     assert_same(mem, dsk)
+
+
+def test_pooled_shrinkage_equals_in_memory(frame: pd.DataFrame) -> None:
+    with dask.config.set(scheduler="synchronous"):
+        params: dict[str, Any] = {"n_iter": 6, "tol": 0, "smoothing": 0.5, "shrinkage": "pooled"}
+        mem = DawidSkene(**params).fit(frame)
+        dsk = DawidSkene(**params).fit(to_dask(frame, 3))
+        np.testing.assert_allclose(dsk.log_likelihood_, mem.log_likelihood_, rtol=TOL, atol=0)
+        assert_same(mem, dsk)
+        uniform = DawidSkene(**{**params, "shrinkage": "uniform"}).fit(frame)
+        assert np.abs(uniform.confusions_ - mem.confusions_).max() > 1e-3  # the option reached the M-step

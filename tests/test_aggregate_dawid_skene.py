@@ -268,3 +268,40 @@ def test_functional_steps_match_the_estimator(tiny: Annotations) -> None:
     post, log_norm = ds_e_step(X, conf, np.log(ds.priors_))
     np.testing.assert_allclose(post, ds.probas_)
     assert log_norm.sum() == pytest.approx(ds.log_likelihood_[-1])
+
+
+def _sparse_one_label_crowd() -> tuple[Annotations, np.ndarray]:
+    """3,000 items with one label each from 750 annotators (4 labels each on average), 60% correct."""
+    rng = np.random.default_rng(0)
+    n, K, M = 3000, 10, 750
+    truth = rng.integers(0, K, n)
+    lab = np.where(rng.random(n) < 0.6, truth, rng.integers(0, K, n))
+    return Annotations(np.arange(n), rng.integers(0, M, n), lab, n_classes=K), truth
+
+
+def test_pooled_shrinkage_keeps_sparse_annotators_from_collapsing() -> None:
+    ann, truth = _sparse_one_label_crowd()
+    votes = ann.vote_counts().argmax(axis=1)
+    uniform = DawidSkene(smoothing=0.01).fit(ann)
+    assert np.bincount(uniform.labels_).max() / ann.n_items > 0.99  # the documented collapse
+    pooled = DawidSkene(smoothing=0.01, shrinkage="pooled").fit(ann)
+    assert np.bincount(pooled.labels_).max() / ann.n_items < 0.2
+    assert (pooled.labels_ == votes).mean() > 0.99  # one label per item: nothing beyond the vote to learn
+    assert (pooled.labels_ == truth).mean() > 0.6
+
+
+def test_pooled_shrinkage_prior_is_the_crowd_confusion() -> None:
+    from crowdlearn.aggregate.dawid_skene import shrink_counts
+
+    counts = np.zeros((3, 2, 2))
+    counts[0] = [[8.0, 1.0], [2.0, 9.0]]
+    counts[1] = [[4.0, 0.0], [0.0, 1.0]]  # annotator 2 has no counts at all
+    pooled = counts.sum(axis=0) / counts.sum(axis=0).sum(axis=0, keepdims=True)
+    out = shrink_counts(counts, 0.5, "pooled")
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+    np.testing.assert_allclose(out[2], pooled)  # no labels: the crowd's confusion
+    np.testing.assert_allclose(out[0], (counts[0] + 1.0 * pooled) / (counts[0] + 1.0 * pooled).sum(axis=0))
+    np.testing.assert_allclose(shrink_counts(counts, 0.0, "pooled"), shrink_counts(counts, 0.0, "uniform"))
+    np.testing.assert_allclose(shrink_counts(counts, 0.5, "uniform")[2], 0.5)
+    with pytest.raises(ValueError, match="shrinkage"):
+        DawidSkene(shrinkage="crowd").fit(_sparse_one_label_crowd()[0])

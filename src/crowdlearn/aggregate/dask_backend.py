@@ -68,7 +68,6 @@ from crowdlearn.aggregate.base import (
     break_ties,
     check_priors,
     is_dask_frame,
-    normalise_columns,
     posterior_from_log,
     safe_log,
     spmm,
@@ -322,6 +321,8 @@ class _Model:
 class _DSModel(_Model):
     """Full confusions (M, K, K): counts ``X.T @ T`` reduced, columns normalised."""
 
+    shrinkage = "uniform"  # DawidSkene.shrinkage, set by _fit_em
+
     def log_lik(self, part: _Part, params: Any) -> FloatArray:
         return spmm(part.X, safe_log(params).reshape(self.M * self.K, self.K))
 
@@ -329,7 +330,9 @@ class _DSModel(_Model):
         return [spmm(part.X.T, T)]
 
     def confusion_params(self, stats: list[FloatArray]) -> Any:
-        return normalise_columns(stats[0].reshape(self.M, self.K, self.K), self.smoothing)
+        from crowdlearn.aggregate.dawid_skene import shrink_counts
+
+        return shrink_counts(stats[0].reshape(self.M, self.K, self.K), self.smoothing, self.shrinkage)
 
 
 class _OneCoinModel(_Model):
@@ -724,6 +727,8 @@ def _fit_em(est: _DawidSkeneEM, runner: _Runner, M: int, K: int, classes: np.nda
     fixed = check_priors(est.priors, K, type(est).__name__)
     smoothing = float(est.smoothing)
     model: _Model = (_DSModel if isinstance(est, DawidSkene) else _OneCoinModel)(M, K, smoothing, fixed)
+    if isinstance(est, DawidSkene) and isinstance(model, _DSModel):
+        model.shrinkage = str(est.shrinkage)
     history: list[float] = []
 
     def m_step(stats: list[Any]) -> tuple[Any, FloatArray]:
