@@ -283,7 +283,7 @@ def test_initialization_from_aggregators(small, init: str) -> None:
 
     x, _, ann, _ = small
     clf = CrowdClassifier(method="ccem", epochs=1, confusion_lr=1e-12, init=init, validation="none").fit(x, ann)
-    agg = MajorityVote() if init == "mv" else DawidSkene(smoothing=0.01)
+    agg = MajorityVote() if init == "mv" else DawidSkene(smoothing=0.01, shrinkage="pooled")
     expected = 0.99 * agg.fit(ann).confusions_ + 0.01 / 3
     np.testing.assert_allclose(clf.confusions_, expected, rtol=1e-5, atol=1e-7)
 

@@ -402,8 +402,8 @@ class CrowdClassifier(ParamsMixin):
     init : {"identity", "uniform", "mv", "ds"}, array of shape (M, K, K) or None, default=None
         Initial confusion matrices: logits ``init_scale * I`` (Ibrahim et al. use scale 1), zero
         logits (uniform columns: CCEM can collapse from there), the confusions of majority-vote
-        or Dawid-Skene (:mod:`crowdlearn.aggregate`, ``DawidSkene(smoothing=0.01)``) fitted on the
-        training labels, or given
+        or Dawid-Skene (:mod:`crowdlearn.aggregate`, ``DawidSkene(smoothing=0.01,
+        shrinkage="pooled")``) fitted on the training labels, or given
         column-stochastic matrices (smoothed by 1e-2 before the log).
 
         **None (the default of these training parameters, and of** ``schedule`` **and**
@@ -876,9 +876,12 @@ class CrowdClassifier(ParamsMixin):
             import importlib
 
             aggregate: Any = importlib.import_module("crowdlearn.aggregate")
-            # a smoothed (MAP, pseudo-count 0.01) Dawid-Skene: annotators with a handful of labels
-            # get no hard zeros, which would otherwise become the most extreme logits
-            agg = aggregate.MajorityVote() if init == "mv" else aggregate.DawidSkene(smoothing=0.01)
+            # the smoothed Dawid-Skene of SMOOTHED_DS_PARAMS (pseudo-count 0.01, pooled shrinkage)
+            agg = (
+                aggregate.MajorityVote()
+                if init == "mv"
+                else aggregate.DawidSkene(**aggregate.dawid_skene.SMOOTHED_DS_PARAMS)
+            )
             fitted = agg.fit(annotations, known_labels=known)
             conf: np.ndarray[Any, Any] = np.asarray(fitted.confusions_, dtype=np.float64)
             return conf

@@ -56,7 +56,7 @@ def test_two_stage_targets_and_fixed_confusions_are_the_aggregators(method: str,
     assert spec.targets is not None
     got = spec.targets(TargetsContext(ann, {"soft": soft}, 0, None, 0))
     assert got is not None and spec.targets(TargetsContext(ann, {"soft": soft}, 1, got.targets, 0)) is None
-    agg = MajorityVote(random_state=0) if method == "mv-train" else DawidSkene(smoothing=0.01)
+    agg = MajorityVote(random_state=0) if method == "mv-train" else DawidSkene(smoothing=0.01, shrinkage="pooled")
     agg.fit(ann)
     expected = agg.probas_ if soft else np.eye(3)[agg.labels_]
     np.testing.assert_allclose(got.targets, expected)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,7 @@ from crowdlearn.annotations import Annotations
 
 __all__ = [
     "DEFAULT_CONFUSION_BUDGET",
+    "SMOOTHED_DS_PARAMS",
     "ClusteredDawidSkene",
     "ConfusionBudgetError",
     "DawidSkene",
@@ -130,6 +133,13 @@ class ConfusionBudgetError(MemoryError, ValueError):
 
 #: Default ``max_confusion_bytes``: 1 GiB of float64 confusions.
 DEFAULT_CONFUSION_BUDGET = 2**30
+
+#: The smoothed Dawid-Skene behind the deep methods' ``init="ds"`` and ``ds-train``'s targets
+#: (``DawidSkene(**SMOOTHED_DS_PARAMS)``): a pseudo-count of 0.01 per cell, so annotators with a
+#: handful of labels get no hard zeros (they would become the most extreme logits), spread as the
+#: crowd's pooled confusion, so that such annotators do not collapse the fit to one class
+#: (:func:`shrink_counts`).
+SMOOTHED_DS_PARAMS: Mapping[str, Any] = MappingProxyType({"smoothing": 0.01, "shrinkage": "pooled"})
 
 
 def _size(n: float) -> str:

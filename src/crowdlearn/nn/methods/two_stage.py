@@ -1,7 +1,7 @@
 """The two-stage baselines as methods: aggregate the crowd labels, then train the classifier.
 
 ``mv-train``: majority vote; ``ds-train``: Dawid-Skene (Dawid & Skene, 1979; the smoothed EM of
-:class:`crowdlearn.aggregate.DawidSkene`). The classifier is trained by the cross-entropy with
+:class:`crowdlearn.aggregate.DawidSkene`, ``SMOOTHED_DS_PARAMS``). The classifier is trained by the cross-entropy with
 each item's aggregate: its one-hot label (``soft=0``, the default: the field's "MV -> MLP"
 baseline) or the aggregator's posterior distribution (``soft=1``). The aggregator's confusions
 are kept, fixed, as the annotator model (``confusions_``, held-out-label validation).
@@ -56,8 +56,9 @@ def _aggregate(kind: str) -> Any:
         if ctx.round > 0:
             return None
         from crowdlearn.aggregate import DawidSkene, MajorityVote
+        from crowdlearn.aggregate.dawid_skene import SMOOTHED_DS_PARAMS
 
-        agg = MajorityVote(random_state=ctx.random_state) if kind == "mv" else DawidSkene(smoothing=0.01)
+        agg = MajorityVote(random_state=ctx.random_state) if kind == "mv" else DawidSkene(**SMOOTHED_DS_PARAMS)
         agg.fit(ctx.annotations, known_labels=ctx.known_labels)  # gold items: their class
         k = ctx.annotations.n_classes
         soft = np.asarray(agg.probas_, dtype=np.float64) if ctx.params["soft"] else one_hot(agg.labels_, k)
