@@ -152,7 +152,9 @@ def test_variant_b_sparse_normaliser_stays_exact_through_lazy_steps() -> None:
         opt.step()
         for probe in (torch.arange(M), torch.tensor([0, 3])):
             got = head.union_log_probs(logits.log_softmax(dim=1), torch.zeros(probe.numel(), dtype=torch.int64), probe)
-            want = CF.annotator_log_probs(logits.log_softmax(dim=1)[:1].expand(probe.numel(), K), head.log_transition(), probe)
+            want = CF.annotator_log_probs(
+                logits.log_softmax(dim=1)[:1].expand(probe.numel(), K), head.log_transition(), probe
+            )
             torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
     # an edit outside an optimizer step needs invalidate_cache (documented); a reload invalidates
     head.load_state_dict({"transition": head.transition.detach() + 1.0})

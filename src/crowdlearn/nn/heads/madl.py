@@ -148,9 +148,7 @@ class AnnotatorEmbedding(nn.Module):
         lam = mix.weight.to(rows.dtype).unsqueeze(1)
         return lam * rows.index_select(0, own) + (1.0 - lam) * rows.index_select(0, partner) + self.bias
 
-    def _load_from_state_dict(
-        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
-    ) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # files written before the table was stored per annotator hold nn.Linear's (D, M) weight
         old = prefix + "linear.weight"
         if old in state_dict and prefix + "weight" not in state_dict:
@@ -427,7 +425,8 @@ class MaDLHead(nn.Module):
         else:
             density = kernel.sum(dim=0)
         weights = density.reciprocal()
-        return (weights * (u / weights.sum())).index_select(0, inverse)
+        out: Tensor = (weights * (u / weights.sum())).index_select(0, inverse)
+        return out
 
     def log_prior(self) -> Tensor:
         """``log Gamma(γ; shape, rate)`` (scalar): ``a log b - lgamma(a) + (a - 1) log γ - b γ``."""
