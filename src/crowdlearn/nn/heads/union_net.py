@@ -147,9 +147,9 @@ class UnionNet(nn.Module):
         self.n_annotators = int(n_annotators)
         self.n_classes = int(n_classes)
         self.variant = str(variant)
-        self.sparse = _sparse.resolve_sparse(sparse)
-        self.transition = nn.Parameter(torch.empty(self.n_annotators, self.n_classes, self.n_classes))
         self._cache: _MassCache | None = None
+        self._sparse = _sparse.resolve_sparse(sparse)
+        self.transition = nn.Parameter(torch.empty(self.n_annotators, self.n_classes, self.n_classes))
         self.reset_parameters(init=init, scale=scale, epsilon=epsilon, smoothing=smoothing)
 
     def reset_parameters(
@@ -186,6 +186,16 @@ class UnionNet(nn.Module):
         """Variant B's ``log Tn``, each column normalised over the whole union, shape (M, K, K)."""
         t = self.transition
         return t - torch.logsumexp(t.flatten(0, 1), dim=0)  # (K,) normaliser of each column, over all M K rows
+
+    @property
+    def sparse(self) -> bool:
+        """Sparse gradients, lazy Adam and the normalisers of the class docstring."""
+        return self._sparse
+
+    @sparse.setter
+    def sparse(self, value: bool) -> None:
+        self._sparse = bool(value)
+        self.invalidate_cache()  # a dense step changes every row: the masses are rebuilt when sparse again
 
     def invalidate_cache(self) -> None:
         """Forget variant B's cached column masses (rebuilt, ``O(M K^2)``, at the next call).
