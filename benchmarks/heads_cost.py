@@ -97,6 +97,21 @@ def table(path: str) -> None:
             got = cells.get((method, m), {})
             line.append(" / ".join(f"{got[lb]['ratio']:.2f}" if lb in got else "-" for lb in ("after", "before")))
         print(f"| {method} | " + " | ".join(line) + " |")
+    print("\nCPU seconds of the method's epochs (after / before; items per run when not 20,000):\n")
+    print("| method | " + " | ".join(f"M = {m:,}" for m in ms) + " |")
+    print("|---|" + "---:|" * len(ms))
+    for method in methods:
+        line = []
+        for m in ms:
+            got = cells.get((method, m), {})
+            parts = []
+            for lb in ("after", "before"):
+                r = got.get(lb)
+                parts.append(
+                    "-" if r is None else f"{r['seconds']:.2f}" + ("" if r["items"] == 20_000 else f" ({r['items']:,})")
+                )
+            line.append(" / ".join(parts))
+        print(f"| {method} | " + " | ".join(line) + " |")
 
 
 def main() -> None:
