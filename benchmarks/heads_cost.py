@@ -87,7 +87,7 @@ def table(path: str) -> None:
     for m in ms:
         parts = []
         for label in ("after", "before"):
-            ce = [r["ce_seconds"] for r in rows if r["M"] == m and r["label"] == label]
+            ce = [r["ce_seconds"] for r in rows if r["M"] == m and r["label"] == label and r["items"] == 20_000]
             parts.append(f"{min(ce):.2f}" if ce else "-")
         ce_cells.append(" / ".join(parts))
     print("| ce (CPU s, after / before) | " + " | ".join(ce_cells) + " |")
