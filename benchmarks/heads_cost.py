@@ -18,6 +18,7 @@ Usage::
     PYTHONPATH=src python benchmarks/heads_cost.py --label after --out /tmp/heads.jsonl
     PYTHONPATH=/path/to/old/src python benchmarks/heads_cost.py --label before --out /tmp/heads.jsonl
     python benchmarks/heads_cost.py --table /tmp/heads.jsonl
+    python benchmarks/heads_cost.py --compare-real AFTER/runs.jsonl BEFORE/runs.jsonl  # benchmarks/real.py caches
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,6 +116,40 @@ def table(path: str) -> None:
         print(f"| {method} | " + " | ".join(line) + " |")
 
 
+def compare_real(after_path: str, before_path: str) -> None:
+    """Before/after table of two ``benchmarks/real.py --kinds full`` caches (``runs.jsonl``): test
+    accuracy (%) at the last epoch and at the best validation epoch, mean ± std over the seeds,
+    and the largest per-seed difference of the last-epoch accuracy."""
+
+    def load(path: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+        runs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        return {(r["dataset"], r["method"], r["seed"]): r for r in runs if r["kind"] == "full"}
+
+    after, before = load(after_path), load(before_path)
+
+    def fmt(values: list[float]) -> str:
+        return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}" if values else "-"
+
+    for dataset in sorted({k[0] for k in after}, key=["music", "labelme"].index):
+        print(f"\n| {dataset} | last, after | last, before | clean, after | clean, before | max per-seed diff (last) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for method in [m for m in METHODS if any(k[:2] == (dataset, m) for k in after)]:
+            cols: dict[str, tuple[list[float], list[float]]] = {}
+            for label, runs in (("after", after), ("before", before)):
+                seeds = sorted(k[2] for k in runs if k[:2] == (dataset, method))
+                last = [float(runs[(dataset, method, s)]["test_acc"][-1]) for s in seeds]
+                clean = []
+                for s in seeds:
+                    r = runs[(dataset, method, s)]
+                    clean.append(float(r["test_acc"][int(np.argmax(r["val_acc"]))]))
+                cols[label] = (last, clean)
+            diff = max((abs(a - b) for a, b in zip(cols["after"][0], cols["before"][0])), default=float("nan"))
+            print(
+                f"| {method} | {fmt(cols['after'][0])} | {fmt(cols['before'][0])} | {fmt(cols['after'][1])} | "
+                f"{fmt(cols['before'][1])} | {100 * diff:.1f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ms", type=int, nargs="+", default=[10, 1_000, 10_000])
@@ -124,9 +160,15 @@ def main() -> None:
     parser.add_argument("--label", default="after")
     parser.add_argument("--out", default="heads_cost.jsonl")
     parser.add_argument("--table", metavar="FILE", help="print the table of a results file and exit")
+    parser.add_argument(
+        "--compare-real", nargs=2, metavar=("AFTER", "BEFORE"), help="before/after table of two real.py runs.jsonl"
+    )
     args = parser.parse_args()
     if args.table:
         table(args.table)
+        return
+    if args.compare_real:
+        compare_real(*args.compare_real)
         return
     print("command: python benchmarks/heads_cost.py " + " ".join(sys.argv[1:]))
     print(f"torch {torch.__version__}, 1 thread, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
