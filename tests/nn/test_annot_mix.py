@@ -46,7 +46,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def _reference(head: AnnotMixHead, log_probs, annotators, rep, partners=None, weight=None) -> np.ndarray:
     """log P(z | x, a) (E, K) in eval mode, record by record, with the annotator mixture written out."""
-    wa, ba = _np(head.annotator_embedding.linear.weight), _np(head.annotator_embedding.linear.bias)
+    wa, ba = _np(head.annotator_embedding.weight).T, _np(head.annotator_embedding.bias)  # the Linear (D, M)
     ws, bs = _np(head.item_embedding.weight), _np(head.item_embedding.bias)
     _, lin, bn, _ = head.hidden
     assert bn.running_mean is not None and bn.running_var is not None
@@ -262,3 +262,23 @@ def test_learns_an_easy_crowd() -> None:
     clf.fit(X, ann)
     majority = np.bincount(y).max() / len(y)
     assert clf.score(X, y) > majority + 0.3
+
+
+def test_sparse_embedding_gradient_holds_the_records_and_partners_annotators_only() -> None:
+    from crowdlearn.train.batching import AnnotatorMix
+
+    head = AnnotMixHead(6, K, representation_size=H, embed_size=4).eval()  # no dropout draws
+    assert head.sparse and [g["sparse"] for g in head.param_groups(0.01)] == [False, True]
+    annotators, partners = torch.tensor([0, 2, 2, 0]), torch.tensor([2, 5, 0, 0])
+    mix = AnnotatorMix(partners, torch.tensor([0.3, 0.6, 1.0, 0.5]))
+    rep = torch.randn(4, H, generator=torch.Generator().manual_seed(3))
+    log_probs = torch.randn(4, K).log_softmax(dim=1)
+    out = head(log_probs, annotators, representation=rep, annotator_mix=mix)
+    out.sum().backward()
+    grad = head.annotator_embedding.weight.grad
+    assert grad.is_sparse and grad.coalesce().indices()[0].tolist() == [0, 2, 5]
+    dense = AnnotMixHead(6, K, representation_size=H, embed_size=4, sparse=False).eval()
+    dense.load_state_dict(head.state_dict())
+    torch.testing.assert_close(dense(log_probs, annotators, representation=rep, annotator_mix=mix), out)
+    dense(log_probs, annotators, representation=rep, annotator_mix=mix).sum().backward()
+    torch.testing.assert_close(dense.annotator_embedding.weight.grad, grad.to_dense())

@@ -125,31 +125,67 @@ def test_gradients_reach_every_parameter() -> None:
         out, feats = model.forward_features(x)
         CrowdLoss(regularizers=[CommonDistance(0.1)])(model, out, rows, ann, lab, feats)["loss"].backward()
         for name, p in model.named_parameters():
-            assert p.grad is not None and bool(torch.isfinite(p.grad).all()), name
+            assert p.grad is not None, name
+            grad = p.grad.to_dense() if p.grad.is_sparse else p.grad  # the per-annotator tables: sparse
+            assert bool(torch.isfinite(grad).all()), name
             if start and name.startswith(("head.instance_proj", "head.annotator_")):
                 # W_m = W_c at the start: the mixture does not depend on w, whose network gets exactly 0
-                assert float(p.grad.abs().sum()) == 0.0, name
+                assert float(grad.abs().sum()) == 0.0, name
             else:
-                assert p.grad.abs().sum() > 0, name
+                assert grad.abs().sum() > 0, name
 
 
-def test_regularizer_gradient_is_zero_at_the_initialisation_and_pushes_apart_elsewhere() -> None:
-    model = CrowdModel(torch.nn.Identity(), CoNAL(M, K, rep_dim=H), needs_representation=True)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_regularizer_gradient_is_zero_at_the_initialisation_and_pushes_apart_elsewhere(sparse: bool) -> None:
+    _, rep, rows, ann, _ = _case()
+    rep = rep.float()
+
+    def forward(head: CoNAL) -> None:  # the sparse head's distance runs over the last forward's annotators
+        head(torch.zeros(E, K), ann, representation=rep[rows])
+
+    model = CrowdModel(torch.nn.Identity(), CoNAL(M, K, rep_dim=H, sparse=sparse), needs_representation=True)
     reg = CommonDistance(1.0)
+    forward(model.head)
     reg(model, torch.zeros(1, K)).backward()
-    assert float(model.head.individual.grad.abs().sum()) == 0.0  # W_m = W_c: torch's zero subgradient
+    assert float(model.head.individual.grad.to_dense().abs().sum()) == 0.0  # W_m = W_c: torch's zero subgradient
     head = _head(seed=7)
+    head.sparse = sparse
     model = CrowdModel(torch.nn.Identity(), head, needs_representation=True)
     before = float(head.distances().sum().detach())
-    with torch.no_grad():
-        head.individual.grad = None
+    forward(head)
     reg(model, torch.zeros(1, K)).backward()
     with torch.no_grad():
-        head.individual -= 0.01 * head.individual.grad
+        head.individual -= 0.01 * head.individual.grad.to_dense()
         head.common -= 0.01 * head.common.grad
     assert float(head.distances().sum().detach()) > before
     with pytest.raises(TypeError, match="CommonDistance needs a CoNAL head"):
         reg(CrowdModel(torch.nn.Identity(), torch.nn.Identity()), torch.zeros(1, K))
+
+
+def test_sparse_distance_is_the_dense_one_over_the_batch_annotators() -> None:
+    """Value and gradients of the batch's distance: the paper's terms of the batch's annotators,
+    nothing for the others; with every annotator in the batch, the dense sum exactly."""
+    _, rep, rows, ann, _ = _case()
+    rep = rep.float()
+    for batch in (ann, ann[ann != 2]):  # every annotator, then without annotator 2
+        grads = []
+        for sparse in (False, True):
+            head = _head(seed=3)
+            head.sparse = sparse
+            head(torch.zeros(batch.numel(), K), batch, representation=rep[rows][: batch.numel()])
+            value = -CommonDistance(1.0)(CrowdModel(torch.nn.Identity(), head, needs_representation=True), rep)
+            value.backward()
+            grads.append((float(value.detach()), head.individual.grad.to_dense(), head.common.grad))
+        present = torch.unique(batch)
+        want = float(torch.linalg.vector_norm((head.individual - head.common)[present].flatten(1), dim=1).sum())
+        assert grads[1][0] == pytest.approx(want, rel=1e-6)
+        torch.testing.assert_close(grads[1][1][present], grads[0][1][present])
+        if present.numel() == M:
+            assert grads[1][0] == pytest.approx(grads[0][0], rel=1e-6)
+            torch.testing.assert_close(grads[1][2], grads[0][2])
+        else:
+            assert float(grads[1][1][2].abs().sum()) == 0.0  # absent: no push
+            assert head.individual.grad.is_sparse
 
 
 def test_wrong_representation_width_is_a_clear_error() -> None:

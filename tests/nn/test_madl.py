@@ -59,12 +59,12 @@ def _bn(z: np.ndarray, mod: torch.nn.BatchNorm1d, train: bool) -> np.ndarray:
 
 def _reference(head: MaDLHead, log_probs, annotators, rep, train: bool) -> tuple[np.ndarray, np.ndarray]:
     """log P(z | x, m) (E, K) and the row-stochastic confusions (E, K, K) [e, y, z], record by record."""
-    wa, ba = _np(head.annotator_embedding.linear.weight), _np(head.annotator_embedding.linear.bias)
+    wa, ba = _np(head.annotator_embedding.weight), _np(head.annotator_embedding.bias)
     ws, bs = _np(head.item_embedding.weight), _np(head.item_embedding.bias)
     u = _np(head.outer.weight)
     l1, bn1, _, l2, bn2 = head.hidden
     e_count, d = len(annotators), head.embed_size
-    a = np.stack([wa[:, m] + ba for m in annotators.tolist()])
+    a = np.stack([wa[m] + ba for m in annotators.tolist()])
     s = np.stack([ws @ r + bs for r in _np(rep)])
     o = np.zeros((e_count, d))
     for e in range(e_count):
@@ -105,7 +105,7 @@ def test_annotator_weights_prior_and_loss_match_dense_reference() -> None:
         assert head.log_gamma is not None
         head.log_gamma.fill_(math.log(0.7))
     gamma = 0.7
-    emb = _np(head.annotator_embedding.linear.weight).T + _np(head.annotator_embedding.linear.bias)
+    emb = _np(head.annotator_embedding.weight) + _np(head.annotator_embedding.bias)
     dens = np.array([sum(math.exp(-gamma * ((emb[m] - emb[n]) ** 2).sum()) for n in range(M)) for m in range(M)])
     want_w = M * (1 / dens) / (1 / dens).sum()
     np.testing.assert_allclose(_np(head.annotator_weights()), want_w, atol=1e-9, rtol=0)
@@ -117,6 +117,7 @@ def test_annotator_weights_prior_and_loss_match_dense_reference() -> None:
 
     # the loss through CrowdModel (which computes in float32) against the float64 reference
     head = head.float().eval()
+    head.sparse = False  # the weights over all M (a sparse head estimates them from the batch's annotators)
     log_probs, annotators, rep, labels = _records()
     log_probs, rep = log_probs.float(), rep.float()
     ref, _ = _reference(head, log_probs, annotators, rep, train=False)
@@ -130,12 +131,65 @@ def test_annotator_weights_prior_and_loss_match_dense_reference() -> None:
     assert parts["loss"].item() == pytest.approx(want_nll - want_prior, abs=1e-6)
 
 
+def test_sparse_record_weights_estimate_the_densities_from_the_batch_annotators() -> None:
+    head = _head()
+    assert head.sparse and head.log_gamma is not None
+    with torch.no_grad():
+        head.log_gamma.fill_(math.log(0.3))
+    emb = _np(head.annotator_embedding.weight) + _np(head.annotator_embedding.bias)
+    batch = torch.tensor([3, 0, 3, 1])  # annotators 0, 1, 3 of M = 4
+    present = [0, 1, 3]
+    kern = np.array([[math.exp(-0.3 * ((emb[m] - emb[n]) ** 2).sum()) for n in present] for m in present])
+    dens = 1.0 + (kern.sum(axis=0) - 1.0) * (M - 1) / (len(present) - 1)  # the 2 others stand for all 3
+    w = (1 / dens) * len(present) / (1 / dens).sum()
+    want = w[[present.index(int(m)) for m in batch]]
+    got = head.record_weights(batch)
+    np.testing.assert_allclose(_np(got), want, atol=1e-9, rtol=0)
+    got.sum().backward()  # differentiable in gamma only
+    assert head.log_gamma.grad is not None and head.annotator_embedding.weight.grad is None
+    every = torch.tensor([2, 0, 1, 3, 3])  # every annotator: the exact weights
+    torch.testing.assert_close(head.record_weights(every), head.annotator_weights()[every])
+    torch.testing.assert_close(head.record_weights(torch.tensor([2, 2])), torch.ones(2, dtype=torch.float64))
+
+
+def test_sparse_embedding_gradient_holds_the_batch_annotators_only() -> None:
+    head = _head().float()
+    log_probs, annotators, rep, labels = _records()
+    annotators = torch.arange(len(labels)) % 2  # annotators 0 and 1 only
+    model = CrowdModel(torch.nn.Identity(), head, needs_representation=True)
+    parts = MaDLLoss()(model, log_probs.float(), torch.arange(len(labels)), annotators, labels, rep.float())
+    parts["loss"].backward()
+    grad = head.annotator_embedding.weight.grad
+    assert grad.is_sparse and sorted(grad.coalesce().indices()[0].tolist()) == [0, 1]
+    groups = head.param_groups(0.01)
+    assert [g["sparse"] for g in groups] == [False, True]
+    assert groups[1]["params"] == [head.annotator_embedding.weight]
+    # the dense head: the same values, a dense gradient
+    dense = _head().float()
+    dense.sparse = False
+    dense_model = CrowdModel(torch.nn.Identity(), dense, needs_representation=True)
+    out = dense_model.head(log_probs.float(), annotators, representation=rep.float())
+    torch.testing.assert_close(out, model.head(log_probs.float(), annotators, representation=rep.float()))
+    assert [g["sparse"] for g in dense.param_groups(0.01)] == [False]
+
+
+def test_state_dicts_of_the_linear_layout_still_load() -> None:
+    head = _head()
+    state = head.state_dict()
+    old = {k: v for k, v in state.items() if not k.startswith("annotator_embedding.")}
+    old["annotator_embedding.linear.weight"] = state["annotator_embedding.weight"].t().clone()
+    old["annotator_embedding.linear.bias"] = state["annotator_embedding.bias"].clone()
+    fresh = MaDLHead(M, K, representation_size=H, embed_size=5, hidden_size=7).double()
+    fresh.load_state_dict(old)
+    torch.testing.assert_close(fresh.annotator_embedding.table(), head.annotator_embedding.table())
+
+
 def test_duplicated_annotators_weigh_less() -> None:
     head = _head()
     with torch.no_grad():
-        head.annotator_embedding.linear.bias.zero_()
-        head.annotator_embedding.linear.weight.zero_()
-        head.annotator_embedding.linear.weight[:, 3] = 2.0  # annotators 0-2 identical, 3 far away
+        head.annotator_embedding.bias.zero_()
+        head.annotator_embedding.weight.zero_()
+        head.annotator_embedding.weight[3, :] = 2.0  # annotators 0-2 identical, 3 far away
     w = head.annotator_weights()
     assert torch.allclose(w[0], w[1]) and torch.allclose(w[1], w[2])
     assert w[3] > 2 * w[0]

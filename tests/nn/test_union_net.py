@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 from crowdlearn import Annotations  # noqa: E402
 from crowdlearn.estimators import CrowdClassifier  # noqa: E402
 from crowdlearn.nn import CrowdModel, TraceRegularizer, get_method  # noqa: E402
+from crowdlearn.nn import functional as CF  # noqa: E402
 from crowdlearn.nn.heads.union_net import UnionLoss, UnionNet  # noqa: E402
 from crowdlearn.train.batching import Batch  # noqa: E402
 
@@ -108,16 +109,81 @@ def test_confusions_are_column_stochastic_and_the_head_on_one_hot_inputs(variant
         torch.testing.assert_close(conf[:, :, j], head(onehot.log(), torch.arange(M)).exp())
 
 
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_gradients_reach_every_parameter_and_the_normaliser_every_annotator(variant: str) -> None:
+def test_gradients_reach_every_parameter_and_the_normaliser_every_annotator(variant: str, sparse: bool) -> None:
     _, batch = _case(seed=5, annotators=2)  # the batch's labels come from annotators 0 and 1 only
     x = torch.randn(B, 6, generator=torch.Generator().manual_seed(6))
-    model = CrowdModel(torch.nn.Linear(6, K), UnionNet(M, K, variant=variant))  # type: ignore[arg-type]
+    model = CrowdModel(torch.nn.Linear(6, K), UnionNet(M, K, variant=variant, sparse=sparse))  # type: ignore[arg-type]
     UnionLoss()(model, model(x), batch.replace(x=x))["loss"].backward()
     for name, p in model.named_parameters():
-        assert p.grad is not None and bool(torch.isfinite(p.grad).all()) and p.grad.abs().sum() > 0, name
-    # the union's normaliser runs over all M annotators by definition: 2 and 3 get a gradient too
-    assert float(model.head.transition.grad[2:].abs().sum()) > 0
+        assert p.grad is not None, name
+        grad = p.grad.to_dense() if p.grad.is_sparse else p.grad
+        assert bool(torch.isfinite(grad).all()) and grad.abs().sum() > 0, name
+    grad = model.head.transition.grad
+    assert grad.is_sparse == sparse
+    # the union's normaliser runs over all M annotators by definition: 2 and 3 get a gradient too, but
+    # a sparse head's gradient reaches the batch's annotators only (a lazy step leaves the others)
+    assert (float(grad.to_dense()[2:].abs().sum()) > 0) != sparse
+
+
+def _sparse_step_case(variant: str):
+    head = _head(variant, seed=8)
+    model = CrowdModel(torch.nn.Identity(), head)
+    groups = head.param_groups(0.05)
+    assert [g["sparse"] for g in groups] == [True]
+    return model, head, torch.optim.SparseAdam(groups[0]["params"], lr=0.05)  # a lazy Adam, as the trainer's
+
+
+def test_variant_b_sparse_normaliser_stays_exact_through_lazy_steps() -> None:
+    """The cached column masses give the dense normaliser's value after every lazy step, with
+    several calls per step (mixup views) and a no-gradient call between forward and step."""
+    model, head, opt = _sparse_step_case("b")
+    g = torch.Generator().manual_seed(11)
+    for step in range(6):
+        logits = torch.randn(B, K, generator=g, dtype=torch.float64)
+        ann = torch.randint(0, M, (E,), generator=g) % (2 + step % 3)  # a few annotators a step, changing
+        batch = Batch(np.arange(B), torch.zeros(B, 1), torch.randint(0, B, (E,), generator=g), ann, ann % K)
+        opt.zero_grad()
+        loss = UnionLoss()(model, logits, batch)["loss"] + UnionLoss()(model, logits.flip(0), batch)["loss"]
+        with torch.no_grad():  # e.g. a validation pass before the step: must not lose the pending rows
+            head(logits.log_softmax(dim=1)[batch.rows], torch.tensor([M - 1]).expand(E))
+        loss.backward()
+        opt.step()
+        for probe in (torch.arange(M), torch.tensor([0, 3])):
+            got = head.union_log_probs(logits.log_softmax(dim=1), torch.zeros(probe.numel(), dtype=torch.int64), probe)
+            want = CF.annotator_log_probs(
+                logits.log_softmax(dim=1)[:1].expand(probe.numel(), K), head.log_transition(), probe
+            )
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+    # an edit outside an optimizer step needs invalidate_cache (documented); a reload invalidates
+    head.load_state_dict({"transition": head.transition.detach() + 1.0})
+    probe = torch.arange(M)
+    torch.testing.assert_close(
+        head.union_log_probs(logits.log_softmax(dim=1), torch.zeros(M, dtype=torch.int64), probe),
+        CF.annotator_log_probs(logits.log_softmax(dim=1)[:1].expand(M, K), head.log_transition(), probe),
+        rtol=0,
+        atol=1e-10,
+    )
+
+
+def test_variant_a_sparse_normaliser_is_the_batch_annotators_union_scaled() -> None:
+    logits, batch = _case(seed=9, annotators=2)
+    sparse, dense = _head("a", seed=4), _head("a", seed=4)
+    dense.sparse = False
+    log_f = logits.log_softmax(dim=1)
+    got = sparse.union_log_probs(log_f, batch.rows, batch.annotators)
+    t = sparse.transition.detach()[:2]  # the batch's annotators' blocks
+    union = log_f.exp() @ t.flatten(0, 1).T  # (B, 2 K)
+    block = torch.einsum("eij,ej->ei", t[batch.annotators], log_f.exp()[batch.rows])
+    want = block - (torch.logsumexp(union, dim=1) + np.log(M / 2))[batch.rows].unsqueeze(1)
+    torch.testing.assert_close(got, want)
+    # the renormalised blocks (nll, the forward) do not depend on the normaliser
+    full = dense.union_log_probs(log_f, batch.rows, batch.annotators)
+    torch.testing.assert_close(got.log_softmax(dim=1), full.log_softmax(dim=1))
+    every = torch.arange(M).repeat(2)  # every annotator in the batch: the dense union exactly
+    rows = torch.arange(2 * M) % B
+    torch.testing.assert_close(sparse.union_log_probs(log_f, rows, every), dense.union_log_probs(log_f, rows, every))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -14,11 +14,13 @@ branch ``annot-mix``: ``conf/classifier/annot_mix.yaml`` and ``maml/architecture
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from crowdlearn.nn.heads import _sparse
 from crowdlearn.nn.heads.madl import AnnotatorEmbedding, check_eta, check_representation, mixture_log_probs, prior_bias
 from crowdlearn.nn.model import CrowdModel
 from crowdlearn.train.batching import AnnotatorMix, Batch
@@ -119,7 +121,11 @@ class AnnotMixHead(nn.Module):
 
     The stop-gradient is the official code's (``ap_embed_x(x_learned.detach())``); the bias
     starts every confusion at ``eta`` on its diagonal. Returns ``log P(z | x, a)`` (E, K) of the
-    observed records only.
+    observed records only. The embeddings of the batch's ``U`` distinct annotators (partners
+    included) are gathered once; with ``sparse=True`` (the default) their gradient is sparse and
+    :meth:`param_groups` asks the trainer for a lazy Adam on the embedding table, which leaves
+    absent annotators untouched (``O(E D + U D)`` per step, whatever ``M``); ``sparse=False``:
+    dense gradients and Adam over all ``M`` rows.
 
     Parameters
     ----------
@@ -135,6 +141,9 @@ class AnnotMixHead(nn.Module):
         Dropout on ``[s; a]``.
     eta : float, default=0.9
         Prior probability of a correct label, in (0, 1).
+    sparse : bool or None, default=None
+        Sparse gradients and lazy Adam for the annotator embeddings; None:
+        :data:`crowdlearn.nn.confusion.SPARSE_BY_DEFAULT` (True).
 
     Attributes
     ----------
@@ -157,6 +166,7 @@ class AnnotMixHead(nn.Module):
         embed_size: int = 128,
         dropout: float = 0.5,
         eta: float = 0.9,
+        sparse: bool | None = None,
     ) -> None:
         super().__init__()
         if n_annotators < 1 or n_classes < 2:
@@ -171,7 +181,7 @@ class AnnotMixHead(nn.Module):
         self.representation_size = int(representation_size)
         self.embed_size = d = int(embed_size)
         self.eta = check_eta(eta)
-        self.annotator_embedding = AnnotatorEmbedding(self.n_annotators, d)
+        self.annotator_embedding = AnnotatorEmbedding(self.n_annotators, d, sparse=sparse)
         self.item_embedding = nn.Linear(self.representation_size, d)
         self.hidden = nn.Sequential(nn.Dropout(float(dropout)), nn.Linear(2 * d, d), nn.BatchNorm1d(d), nn.ReLU())
         self.output = nn.Linear(d, k * k)
@@ -224,10 +234,25 @@ class AnnotMixHead(nn.Module):
         """Column-stochastic ``[e, i, j] = P(z = i | y = j, x_e, m_e)``, shape (E, K, K)."""
         return self.log_confusions(annotators, representation).exp().transpose(1, 2)
 
+    @property
+    def sparse(self) -> bool:
+        """Sparse gradients and lazy Adam for the annotator embeddings."""
+        return self.annotator_embedding.sparse
+
+    @sparse.setter
+    def sparse(self, value: bool) -> None:
+        self.annotator_embedding.sparse = bool(value)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups: the annotator embedding table (``"sparse": self.sparse``) and the
+        other parameters (dense), both at ``lr`` without weight decay, ``"base_lr": None``."""
+        return _sparse.split_groups(self, [self.annotator_embedding.weight], lr, self.sparse)
+
     def extra_repr(self) -> str:
         return (
             f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, "
-            f"representation_size={self.representation_size}, embed_size={self.embed_size}, eta={self.eta:g}"
+            f"representation_size={self.representation_size}, embed_size={self.embed_size}, eta={self.eta:g}, "
+            f"sparse={self.sparse}"
         )
 
 

@@ -7,11 +7,13 @@ official code https://github.com/zdchu/CoNAL (``conal.py``, ``workflow.py``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from crowdlearn.nn.heads import _sparse
 from crowdlearn.nn.losses import Regularizer
 from crowdlearn.nn.model import CrowdModel
 
@@ -41,7 +43,12 @@ class CoNAL(nn.Module):
     The per-pair confusion (:meth:`pair_confusions`) feeds one-hot probability vectors
     ``p = e_j`` through the head: ``C(x, m)[:, j] = softmax(w W_c[:, j] + (1 - w) W_m[:, j])``,
     ``P(m says i | true j, x)``; columns sum to 1. Only the observed pairs are touched: the
-    batch's annotators are gathered (``O(E (K^2 + H d))``).
+    batch's ``U`` distinct annotators' ``W_m`` and ``U[m]`` are gathered once
+    (``O(E (K^2 + H d) + U (K^2 + d))``). With ``sparse=True`` (the default) their gradients are
+    sparse (those ``U`` rows) and :meth:`param_groups` asks the trainer for a lazy Adam on them,
+    which leaves absent annotators untouched, and :class:`CommonDistance` sums over the batch's
+    annotators (see there); ``sparse=False``: dense gradients and Adam over all ``M``
+    annotators, the distance over all ``M`` at every step (``O(M K^2)``).
 
     Defaults from the official code: kernels initialised to ``2 I``, embeddings of size ``d = 20``
     (its LabelMe model; its Music model uses 80), the annotator embedding a linear map of the
@@ -65,6 +72,9 @@ class CoNAL(nn.Module):
         ``d``.
     init_diag : float, default=2.0
         ``W_c`` and every ``W_m`` start as ``init_diag * I``.
+    sparse : bool or None, default=None
+        Sparse gradients and lazy Adam for ``individual`` and ``annotator_emb``, the distance over
+        the batch's annotators (see above); None: :data:`crowdlearn.nn.confusion.SPARSE_BY_DEFAULT`.
 
     Attributes
     ----------
@@ -84,7 +94,14 @@ class CoNAL(nn.Module):
     needs_representation = True
 
     def __init__(
-        self, n_annotators: int, n_classes: int, *, rep_dim: int, emb_dim: int = 20, init_diag: float = 2.0
+        self,
+        n_annotators: int,
+        n_classes: int,
+        *,
+        rep_dim: int,
+        emb_dim: int = 20,
+        init_diag: float = 2.0,
+        sparse: bool | None = None,
     ) -> None:
         super().__init__()
         if n_annotators < 1 or n_classes < 2:
@@ -102,6 +119,9 @@ class CoNAL(nn.Module):
         self.instance_proj = nn.Linear(self.rep_dim, d)
         self.annotator_emb = nn.Parameter(torch.empty(m, d))
         self.annotator_bias = nn.Parameter(torch.empty(d))
+        self.sparse = _sparse.resolve_sparse(sparse)
+        #: (distinct annotators (U,), their W_m (U, K, K)) of the last forward
+        self._touched: tuple[Tensor, Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -136,14 +156,29 @@ class CoNAL(nn.Module):
             ``h(x_e)`` of each pair's item.
         """
         rep = self._check(annotators, representation)
+        touched, inverse = torch.unique(annotators, return_inverse=True)
+        return self._common_weight(rep, _sparse.gather(self.annotator_emb, touched, self.sparse), inverse)
+
+    def _common_weight(self, rep: Tensor, emb: Tensor, inverse: Tensor) -> Tensor:
+        """``w`` (E,) from the representation (E, H), the distinct annotators' ``U[m]`` (U, d) and each pair's row."""
         v = F.normalize(self.instance_proj(rep), dim=1)
-        u = F.normalize(self.annotator_emb.index_select(0, annotators) + self.annotator_bias, dim=1)
+        u = F.normalize(emb + self.annotator_bias, dim=1).index_select(0, inverse)
         return torch.sigmoid((v * u).sum(dim=1))
 
     def mixed_kernels(self, annotators: Tensor, representation: Tensor) -> Tensor:
-        """``w W_c + (1 - w) W_m`` of each pair, shape (E, K, K)."""
-        w = self.common_weight(annotators, representation)[:, None, None]
-        return w * self.common + (1.0 - w) * self.individual.index_select(0, annotators)
+        """``w W_c + (1 - w) W_m`` of each pair, shape (E, K, K).
+
+        Gathers the ``U`` distinct annotators' ``W_m`` and ``U[m]`` once (sparse gradients with
+        ``sparse=True``) and remembers them for :class:`CommonDistance`.
+        """
+        rep = self._check(annotators, representation)
+        if annotators.ndim != 1:
+            raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
+        touched, inverse = torch.unique(annotators, return_inverse=True)
+        kernels = _sparse.gather(self.individual, touched, self.sparse)  # (U, K, K)
+        self._touched = (touched, kernels)
+        w = self._common_weight(rep, _sparse.gather(self.annotator_emb, touched, self.sparse), inverse)[:, None, None]
+        return w * self.common + (1.0 - w) * kernels.index_select(0, inverse)
 
     def forward(
         self, log_probs: Tensor, annotators: Tensor, *, rows: Tensor | None = None, representation: Tensor | None = None
@@ -165,8 +200,7 @@ class CoNAL(nn.Module):
         Tensor of shape (E, K)
             ``log softmax(w W_c p + (1 - w) W_m p)`` with ``p = exp(log_probs)``.
         """
-        rep = self._check(annotators, representation)
-        kernels = self.mixed_kernels(annotators, rep)  # (E, K, K)
+        kernels = self.mixed_kernels(annotators, self._check(annotators, representation))  # (E, K, K)
         return torch.log_softmax(torch.einsum("eij,ej->ei", kernels, log_probs.exp()), dim=1)
 
     def pair_confusions(self, annotators: Tensor, representation: Tensor | None) -> Tensor:
@@ -187,14 +221,41 @@ class CoNAL(nn.Module):
         return torch.softmax(self.common, dim=0)
 
     def distances(self) -> Tensor:
-        """``||W_m - W_c||_F`` of every annotator, shape (M,) (the regularizer's terms)."""
+        """``||W_m - W_c||_F`` of every annotator, shape (M,) (the regularizer's terms over all ``M``)."""
         out: Tensor = torch.linalg.vector_norm((self.individual - self.common).flatten(1), dim=1)
         return out
+
+    def batch_distances(self) -> Tensor:
+        """``||W_m - W_c||_F`` of the last forward's ``U`` distinct annotators, shape (U,).
+
+        Computed from the rows that forward gathered, so the gradient reaches those annotators'
+        ``W_m`` (sparse with ``sparse=True``) and ``W_c``; ``O(U K^2)``.
+
+        Raises
+        ------
+        RuntimeError
+            No forward pass yet.
+        """
+        if self._touched is None:
+            raise RuntimeError("CoNAL: no forward pass yet; the batch's annotators are unknown")
+        kernels = self._touched[1]
+        out: Tensor = torch.linalg.vector_norm((kernels - self.common).flatten(1), dim=1)
+        return out
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups: ``individual`` and ``annotator_emb`` (``"sparse": self.sparse``) and the
+        other parameters (dense), both at ``lr`` without weight decay, ``"base_lr": None``."""
+        return _sparse.split_groups(self, [self.individual, self.annotator_emb], lr, self.sparse)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_touched"] = None  # holds part of a graph; not copied
+        return state
 
     def extra_repr(self) -> str:
         return (
             f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, rep_dim={self.rep_dim}, "
-            f"emb_dim={self.emb_dim}, init_diag={self.init_diag:g}"
+            f"emb_dim={self.emb_dim}, init_diag={self.init_diag:g}, sparse={self.sparse}"
         )
 
 
@@ -202,10 +263,19 @@ class CommonDistance(Regularizer):
     """CoNAL's term ``-sum_m ||W_m - W_c||_F``: pushes each annotator's kernel away from the common one.
 
     Added as ``lam_diff * term`` (so the distances are maximised), with ``lam_diff = 1e-5`` in the
-    official code (``workflow.py``: ``loss -= 0.00001 * sum(norm(kernel - common_kernel))``). By its
-    definition it runs over all ``M`` annotators' kernels at every step (``O(M K^2)``), not only
-    the batch's. Chu, Ma & Wang, AAAI 2021. At the initialisation (``W_m = W_c``) the norm's
-    gradient is the zero subgradient (torch's), as in the official code.
+    official code (``workflow.py``: ``loss -= 0.00001 * sum(norm(kernel - common_kernel))``). Chu,
+    Ma & Wang, AAAI 2021. At the initialisation (``W_m = W_c``) the norm's gradient is the zero
+    subgradient (torch's), as in the official code.
+
+    The paper's sum runs over all ``M`` annotators at every step. With a sparse head (the
+    default) the sum runs over the ``U`` distinct annotators of the step's batch
+    (:meth:`CoNAL.batch_distances`, ``O(U K^2)``): an annotator's term and its gradient are the
+    paper's whenever the annotator is in the batch, and absent annotators (which the lazy Adam
+    step leaves untouched anyway) neither add to the value nor push ``W_c``. This is an
+    approximation of the paper's term, exact when every batch touches every annotator; the value
+    is the sum over the batch's annotators, not over ``M`` (docs/benchmarks.md, "Instance-dependent
+    heads: cost against the number of annotators", measures its effect). A dense head
+    (``sparse=False``) keeps the sum over all ``M`` (``O(M K^2)`` per step).
 
     Parameters
     ----------
@@ -220,4 +290,6 @@ class CommonDistance(Regularizer):
         head = model.head
         if not isinstance(head, CoNAL):
             raise TypeError(f"CommonDistance needs a CoNAL head, got {type(head).__name__}")
+        if head.sparse:
+            return -head.batch_distances().sum()
         return -head.distances().sum()

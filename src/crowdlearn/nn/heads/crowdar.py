@@ -31,13 +31,14 @@ expertise, identity ``W_m``) are the defaults here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from crowdlearn.nn.crowdlayer import CrowdLayer
+from crowdlearn.nn.heads import _sparse
 
 if TYPE_CHECKING:  # pragma: no cover
     from crowdlearn.nn.losses import Regularizer
@@ -71,6 +72,11 @@ class CrowdARHead(nn.Module):
     the gradients and Adam's moments. The initial ``w_3`` is projected too (the reference code's
     first step uses its unprojected default initialisation).
 
+    Cost: the batch's ``U`` distinct annotators' ``W_m`` and ``E_m`` are gathered once; with
+    ``sparse=True`` (the default) their gradients are sparse and :meth:`param_groups` asks the
+    trainer for a lazy Adam on them, which leaves absent annotators untouched (``O(E K^2 + U
+    K^2)`` per step, whatever ``M``); ``sparse=False``: dense gradients and Adam over all ``M``.
+
     Parameters
     ----------
     n_annotators : int
@@ -83,6 +89,9 @@ class CrowdARHead(nn.Module):
         registry's head context does not carry it.
     hidden : int, default=128
         Units of the difficulty network's hidden layer (the reference code's ``ap_embed_dim_x``).
+    sparse : bool or None, default=None
+        Sparse gradients and lazy Adam for ``W_m`` and ``E_m``; None:
+        :data:`crowdlearn.nn.confusion.SPARSE_BY_DEFAULT` (True).
 
     Attributes
     ----------
@@ -100,11 +109,19 @@ class CrowdARHead(nn.Module):
 
     needs_representation = True
 
-    def __init__(self, n_annotators: int, n_classes: int, *, representation_dim: int = 128, hidden: int = 128) -> None:
+    def __init__(
+        self,
+        n_annotators: int,
+        n_classes: int,
+        *,
+        representation_dim: int = 128,
+        hidden: int = 128,
+        sparse: bool | None = None,
+    ) -> None:
         super().__init__()
         if representation_dim < 1 or hidden < 1:
             raise ValueError(f"need representation_dim >= 1 and hidden >= 1, got {representation_dim} and {hidden}")
-        self.annotation = CrowdLayer(n_annotators, n_classes, kind="mw", sparse=False)
+        self.annotation = CrowdLayer(n_annotators, n_classes, kind="mw", sparse=_sparse.resolve_sparse(sparse))
         self.n_annotators = self.annotation.n_annotators
         self.n_classes = self.annotation.n_classes
         self.representation_dim = int(representation_dim)
@@ -129,6 +146,20 @@ class CrowdARHead(nn.Module):
         with torch.no_grad():
             if bool((w < 0).any()):
                 w.clamp_(min=0.0)
+
+    @property
+    def sparse(self) -> bool:
+        """Sparse gradients and lazy Adam for ``W_m`` (``annotation.sparse``) and ``E_m``."""
+        return self.annotation.sparse
+
+    @sparse.setter
+    def sparse(self, value: bool) -> None:
+        self.annotation.sparse = bool(value)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups: ``W_m`` and ``E_m`` (``"sparse": self.sparse``) and the reliability
+        network (dense), both at ``lr`` without weight decay, ``"base_lr": None``."""
+        return _sparse.split_groups(self, [self.annotation.weight, self.expertise], lr, self.sparse)
 
     def confusions(self) -> Tensor:
         """Implied confusions of the annotator model, shape (M, K, K); columns sum to 1."""
@@ -159,7 +190,8 @@ class CrowdARHead(nn.Module):
             The item representation of each pair.
         """
         self._project()
-        expertise = torch.sigmoid(self.expertise.index_select(0, annotators))
+        touched, inverse = torch.unique(annotators, return_inverse=True)
+        expertise = torch.sigmoid(_sparse.gather(self.expertise, touched, self.sparse)).index_select(0, inverse)
         score: Tensor = self.combine((expertise - self.difficulty(representation)) * probs)
         return score.squeeze(1)
 
@@ -189,7 +221,7 @@ class CrowdARHead(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, "
-            f"representation_dim={self.representation_dim}, hidden={self.hidden}"
+            f"representation_dim={self.representation_dim}, hidden={self.hidden}, sparse={self.sparse}"
         )
 
 

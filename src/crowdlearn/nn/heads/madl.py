@@ -16,11 +16,12 @@ Defaults follow the official code (github.com/ies-research/multi-annotator-deep-
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
+from crowdlearn.nn.heads import _sparse
 from crowdlearn.nn.losses import label_nll
 from crowdlearn.nn.model import CrowdModel
 
@@ -92,10 +93,13 @@ class AnnotatorEmbedding(nn.Module):
     """``emb(m) = W e_m + b``: a linear layer on the one-hot annotator, by lookup.
 
     The official MaDL and Annot-Mix code embed the one-hot annotator vector with
-    ``nn.Linear(M, D)``; this is that layer (same parameters, same initialization) applied by
-    gathering the columns of the batch's annotators (``O(E D)``, never an (E, M) one-hot).
-    A mixture of annotators (Annot-Mix) embeds to ``w emb(m) + (1 - w) emb(m')``, which is the
-    linear layer applied to ``w e_m + (1 - w) e_m'``.
+    ``nn.Linear(M, D)``; this is that layer (same parameters, same initialization, its weight
+    stored transposed, one row per annotator) applied by gathering the rows of the batch's ``U``
+    distinct annotators once (``O(E D + U D)``, never an (E, M) one-hot). A mixture of
+    annotators (Annot-Mix) embeds to ``w emb(m) + (1 - w) emb(m')``, which is the linear layer
+    applied to ``w e_m + (1 - w) e_m'``. With ``sparse=True`` (the default) the gradient of
+    ``weight`` is sparse (those ``U`` rows), for a lazy Adam that leaves absent annotators'
+    rows untouched (the owning head's ``param_groups`` marks it); ``sparse=False``: dense.
 
     Parameters
     ----------
@@ -103,20 +107,28 @@ class AnnotatorEmbedding(nn.Module):
         ``M``.
     embed_size : int
         ``D``.
+    sparse : bool or None, default=None
+        None: :data:`crowdlearn.nn.confusion.SPARSE_BY_DEFAULT` (True).
 
     Attributes
     ----------
-    linear : nn.Linear
-        ``weight`` (D, M), ``bias`` (D,); torch's default initialization ``U(-1/sqrt(M), 1/sqrt(M))``.
+    weight : Parameter of shape (M, D)
+        ``W^T``: row ``m`` is ``W e_m``; ``nn.Linear(M, D)``'s initialization
+        ``U(-1/sqrt(M), 1/sqrt(M))``.
+    bias : Parameter of shape (D,)
+        ``b``, initialized as ``nn.Linear``'s.
     """
 
-    def __init__(self, n_annotators: int, embed_size: int) -> None:
+    def __init__(self, n_annotators: int, embed_size: int, *, sparse: bool | None = None) -> None:
         super().__init__()
-        self.linear = nn.Linear(int(n_annotators), int(embed_size))
+        linear = nn.Linear(int(n_annotators), int(embed_size))  # its initialization, draw for draw
+        self.weight = nn.Parameter(linear.weight.detach().t().contiguous())
+        self.bias = nn.Parameter(linear.bias.detach().clone())
+        self.sparse = _sparse.resolve_sparse(sparse)
 
     def table(self) -> Tensor:
         """Every annotator's embedding, shape (M, D)."""
-        return self.linear.weight.t() + self.linear.bias
+        return self.weight + self.bias
 
     def forward(self, annotators: Tensor, mix: AnnotatorMix | None = None) -> Tensor:
         """Embeddings of the records' annotators (or annotator mixtures), shape (E, D).
@@ -128,12 +140,25 @@ class AnnotatorEmbedding(nn.Module):
             ``partners`` (E,) and ``weight`` (E,): the record embeds ``weight * emb(annotator) +
             (1 - weight) * emb(partner)``.
         """
-        w = self.linear.weight
-        out = w.index_select(1, annotators).t()
-        if mix is not None:
-            lam = mix.weight.to(w.dtype).unsqueeze(1)
-            out = lam * out + (1.0 - lam) * w.index_select(1, mix.partners).t()
-        return out + self.linear.bias
+        if mix is None:
+            touched, inverse = torch.unique(annotators, return_inverse=True)
+            return _sparse.gather(self.weight, touched, self.sparse).index_select(0, inverse) + self.bias
+        touched, (own, partner) = _sparse.distinct(annotators, mix.partners)
+        rows = _sparse.gather(self.weight, touched, self.sparse)  # (U, D)
+        lam = mix.weight.to(rows.dtype).unsqueeze(1)
+        return lam * rows.index_select(0, own) + (1.0 - lam) * rows.index_select(0, partner) + self.bias
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # files written before the table was stored per annotator hold nn.Linear's (D, M) weight
+        old = prefix + "linear.weight"
+        if old in state_dict and prefix + "weight" not in state_dict:
+            state_dict[prefix + "weight"] = state_dict.pop(old).t()
+            state_dict[prefix + "bias"] = state_dict.pop(prefix + "linear.bias")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        m, d = self.weight.shape
+        return f"n_annotators={m}, embed_size={d}, sparse={self.sparse}"
 
 
 class OuterProduct(nn.Module):
@@ -193,9 +218,18 @@ class MaDLHead(nn.Module):
     (mean 1; annotators in dense regions of the embedding space weigh less); ``γ`` has a
     ``Gamma(gamma_shape, gamma_rate)`` prior (:meth:`log_prior`) and starts at its mode
     (the mean when ``gamma_shape <= 1``). :class:`MaDLLoss` uses both. ``γ = exp(ρ)`` with ``ρ``
-    the parameter (the official code clamps ``γ`` at 1e-3 instead). The weights are the one
-    computation over all ``M`` annotators: the ``M x M`` kernel of the (M, D) embedding table,
-    once per loss evaluation, because each weight is normalized by every annotator's density.
+    the parameter (the official code clamps ``γ`` at 1e-3 instead).
+
+    Cost: the batch's ``U`` distinct annotators' embeddings are gathered once; with
+    ``sparse=True`` (the default) their gradient is sparse and :meth:`param_groups` asks the
+    trainer for a lazy Adam on the embedding table, which leaves absent annotators untouched.
+    The weights as defined need the ``M x M`` kernel of all annotators at every step (``γ``
+    changes at every step): ``O(M^2 D)``. A sparse head estimates them from the batch's
+    annotators instead (:meth:`record_weights`): ``S_m ~= 1 + (M - 1) / (U - 1) sum_{m' in
+    batch, m' != m} exp(-γ ||ā_m - ā_{m'}||^2)`` (the batch's other annotators standing for all
+    ``M - 1`` others) and the weights normalized to mean 1 over the batch's annotators,
+    ``O(U^2 D)`` per step; exact when the batch holds every annotator. ``sparse=False``: dense
+    gradients and Adam, and the weights over all ``M`` at every step.
 
     Parameters
     ----------
@@ -212,6 +246,9 @@ class MaDLHead(nn.Module):
         Prior probability of a correct label, in (0, 1).
     gamma_shape, gamma_rate : float or None, default=1.25, 0.25
         The Gamma prior of ``γ``; None (both) disables the annotator weights.
+    sparse : bool or None, default=None
+        Sparse gradients and lazy Adam for the annotator embeddings, the weights from the batch's
+        annotators (see above); None: :data:`crowdlearn.nn.confusion.SPARSE_BY_DEFAULT` (True).
 
     Attributes
     ----------
@@ -239,6 +276,7 @@ class MaDLHead(nn.Module):
         eta: float = 0.8,
         gamma_shape: float | None = 1.25,
         gamma_rate: float | None = 0.25,
+        sparse: bool | None = None,
     ) -> None:
         super().__init__()
         if n_annotators < 1 or n_classes < 2:
@@ -258,7 +296,7 @@ class MaDLHead(nn.Module):
         self.gamma_shape = None if gamma_shape is None else float(gamma_shape)
         self.gamma_rate = None if gamma_rate is None else float(gamma_rate)
         k = self.n_classes
-        self.annotator_embedding = AnnotatorEmbedding(self.n_annotators, d)
+        self.annotator_embedding = AnnotatorEmbedding(self.n_annotators, d, sparse=sparse)
         self.item_embedding = nn.Linear(self.representation_size, d)
         self.outer = OuterProduct(d, d)
         self.hidden = nn.Sequential(
@@ -321,6 +359,20 @@ class MaDLHead(nn.Module):
         return self.log_confusions(annotators, representation).exp().transpose(1, 2)
 
     @property
+    def sparse(self) -> bool:
+        """Sparse gradients and lazy Adam for the annotator embeddings, batch-estimated weights."""
+        return self.annotator_embedding.sparse
+
+    @sparse.setter
+    def sparse(self, value: bool) -> None:
+        self.annotator_embedding.sparse = bool(value)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups: the annotator embedding table (``"sparse": self.sparse``) and the
+        other parameters (dense), both at ``lr`` without weight decay, ``"base_lr": None``."""
+        return _sparse.split_groups(self, [self.annotator_embedding.weight], lr, self.sparse)
+
+    @property
     def gamma(self) -> Tensor | None:
         """The RBF bandwidth ``γ = exp(log_gamma)`` (scalar), or None without annotator weights."""
         return None if self.log_gamma is None else self.log_gamma.exp()
@@ -341,6 +393,41 @@ class MaDLHead(nn.Module):
         inverse = density.reciprocal()
         return inverse * (self.n_annotators / inverse.sum())
 
+    def record_weights(self, annotators: Tensor) -> Tensor:
+        """The weight ``w_{m_e}`` of each record, shape (E,); differentiable in ``γ`` only.
+
+        ``sparse=False``: :meth:`annotator_weights` (all ``M``, ``O(M^2 D)``). ``sparse=True``:
+        estimated from the batch's ``U`` distinct annotators (see the class docstring),
+        ``O(U^2 D)``; equal to :meth:`annotator_weights` when ``annotators`` holds every
+        annotator; all 1 for a batch of one annotator.
+
+        Parameters
+        ----------
+        annotators : Tensor of int64 of shape (E,)
+
+        Raises
+        ------
+        RuntimeError
+            The head was built without annotator weights.
+        """
+        if self.log_gamma is None:
+            raise RuntimeError("this MaDLHead has no annotator weights (gamma_shape=None)")
+        if not self.sparse:
+            return self.annotator_weights().index_select(0, annotators)
+        touched, inverse = torch.unique(annotators, return_inverse=True)
+        u = touched.numel()
+        with torch.no_grad():
+            emb = self.annotator_embedding.weight.index_select(0, touched) + self.annotator_embedding.bias
+            sq = torch.cdist(emb, emb, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+        kernel = torch.exp(-self.log_gamma.exp() * sq)  # (U, U), ones on the diagonal
+        if u > 1:  # the batch's U - 1 other annotators stand for all M - 1 others
+            density = 1.0 + (kernel.sum(dim=0) - 1.0) * ((self.n_annotators - 1) / (u - 1))
+        else:
+            density = kernel.sum(dim=0)
+        weights = density.reciprocal()
+        out: Tensor = (weights * (u / weights.sum())).index_select(0, inverse)
+        return out
+
     def log_prior(self) -> Tensor:
         """``log Gamma(γ; shape, rate)`` (scalar): ``a log b - lgamma(a) + (a - 1) log γ - b γ``."""
         if self.log_gamma is None or self.gamma_shape is None or self.gamma_rate is None:
@@ -353,7 +440,7 @@ class MaDLHead(nn.Module):
         return (
             f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, "
             f"representation_size={self.representation_size}, embed_size={self.embed_size}, "
-            f"eta={self.eta:g}, annotator_weights={weights}"
+            f"eta={self.eta:g}, annotator_weights={weights}, sparse={self.sparse}"
         )
 
 
@@ -361,7 +448,8 @@ class MaDLLoss(nn.Module):
     """MaDL's loss: annotator-weighted NLL of the observed labels minus the log prior of ``γ``.
 
     ``nll = (1/E) sum_e w_{m_e} (-log P(z_e | x_e, m_e))`` with the head's
-    :meth:`MaDLHead.annotator_weights` (all 1 when the head has none) and
+    :meth:`MaDLHead.record_weights` (all 1 when the head has none; estimated from the batch's
+    annotators with a sparse head) and
     ``loss = nll - log Gamma(γ; shape, rate)`` (Herde et al. 2023, the weighted loss; the prior
     term once per batch as in the official code). Called like
     :class:`~crowdlearn.nn.CrowdLoss`; parts: ``loss``, ``nll`` (weighted) and, with weights,
@@ -394,7 +482,7 @@ class MaDLLoss(nn.Module):
         if head.log_gamma is None:
             nll = per_label.mean()
             return {"loss": nll, "nll": nll}
-        nll = (head.annotator_weights().index_select(0, annotators) * per_label).mean()
+        nll = (head.record_weights(annotators) * per_label).mean()
         prior = -head.log_prior()
         return {
             "loss": nll + prior,

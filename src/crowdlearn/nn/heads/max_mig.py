@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from crowdlearn.nn.confusion import DEFAULT_SMOOTHING, ConfusionMatrices
+from crowdlearn.nn.heads import _sparse
 
 if TYPE_CHECKING:  # pragma: no cover
     from crowdlearn.nn.losses import Regularizer
@@ -130,6 +131,11 @@ class MaxMIGAggregator(nn.Module):
         Used with an array ``init``.
     learn_prior : bool, default=True
         Train ``p`` (initialised uniform); False keeps it uniform.
+    sparse : bool or None, default=None
+        The batch's ``U`` distinct annotators' ``L_m`` are gathered once; with ``sparse=True``
+        their gradient is sparse and :meth:`param_groups` asks the trainer for a lazy Adam on
+        them, which leaves absent annotators untouched; ``sparse=False``: dense gradients and Adam
+        over all ``M``. None: :data:`crowdlearn.nn.confusion.SPARSE_BY_DEFAULT` (True).
 
     Attributes
     ----------
@@ -148,13 +154,30 @@ class MaxMIGAggregator(nn.Module):
         scale: float = 1.0,
         smoothing: float = DEFAULT_SMOOTHING,
         learn_prior: bool = True,
+        sparse: bool | None = None,
     ) -> None:
         super().__init__()
-        self.weights = ConfusionMatrices(n_annotators, n_classes, init=init, scale=scale, smoothing=smoothing)
+        self.weights = ConfusionMatrices(
+            n_annotators, n_classes, init=init, scale=scale, smoothing=smoothing, sparse=_sparse.resolve_sparse(sparse)
+        )
         self.n_annotators = self.weights.n_annotators
         self.n_classes = self.weights.n_classes
         self.learn_prior = bool(learn_prior)
         self.prior_logits = nn.Parameter(torch.zeros(self.n_classes), requires_grad=self.learn_prior)
+
+    @property
+    def sparse(self) -> bool:
+        """Sparse gradients and lazy Adam for the ``L_m`` (``weights.sparse``)."""
+        return self.weights.sparse
+
+    @sparse.setter
+    def sparse(self, value: bool) -> None:
+        self.weights.sparse = bool(value)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups: the ``L_m`` (``"sparse": self.sparse``) and the prior (dense, when
+        learnt), both at ``lr`` without weight decay, ``"base_lr": None``."""
+        return _sparse.split_groups(self, [self.weights.logits], lr, self.sparse)
 
     def log_prior(self) -> Tensor:
         """``log p``, shape (K,)."""
@@ -174,11 +197,14 @@ class MaxMIGAggregator(nn.Module):
         ----------
         annotators, labels : Tensor of int64 of shape (E,)
         """
-        logits = self.weights.logits
+        if annotators.ndim != 1 or labels.shape != annotators.shape:
+            raise ValueError(
+                f"annotators and labels must be 1-d of the same length, got {tuple(annotators.shape)} and "
+                f"{tuple(labels.shape)}"
+            )
         uniq, inverse = torch.unique(annotators, return_inverse=True)
-        log_norm = torch.logsumexp(logits.index_select(0, uniq), dim=1)  # (U, K): normaliser of column j
-        picked = logits[annotators, labels]  # (E, K): L_m[z, :]
-        return picked - log_norm.index_select(0, inverse)
+        log_c = torch.log_softmax(_sparse.gather(self.weights.logits, uniq, self.sparse), dim=1)  # (U, K, K)
+        return log_c.reshape(-1, self.n_classes).index_select(0, inverse * self.n_classes + labels)  # log C_m[z, :]
 
     def aggregate(self, rows: Tensor, annotators: Tensor, labels: Tensor, n_rows: int) -> Tensor:
         """``log g(y_n)`` of every row, shape (n_rows, K), from its observed labels.
@@ -217,11 +243,14 @@ class MaxMIGAggregator(nn.Module):
             ``log h(x)`` of the item of each observed pair.
         annotators : Tensor of int64 of shape (E,)
         """
-        log_c = torch.log_softmax(self.weights.logits.index_select(0, annotators), dim=1)  # (E, K, K)
-        return torch.logsumexp(log_c + log_probs.unsqueeze(1), dim=2)
+        out: Tensor = self.weights(log_probs, annotators)  # the U distinct annotators' C_m, gathered once
+        return out
 
     def extra_repr(self) -> str:
-        return f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, learn_prior={self.learn_prior}"
+        return (
+            f"n_annotators={self.n_annotators}, n_classes={self.n_classes}, learn_prior={self.learn_prior}, "
+            f"sparse={self.sparse}"
+        )
 
 
 class MaxMIGLoss(RegularizedLoss):
