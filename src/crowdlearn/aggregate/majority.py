@@ -55,22 +55,34 @@ def _vote(
     """(probas, priors, labels) of a (weighted) vote; unlabeled items get the prior.
 
     Gold items (``known >= 0``) get their gold class, one-hot, and count in the prior. One
-    ``bincount`` over the labels, then O(n_items * K) column passes: no per-label sort, no
-    (n_items, K) random draw (only the tied items draw, see :func:`vote_labels`).
+    ``bincount`` over the labels (the counts of :meth:`Annotations.vote_counts`), then
+    O(n_items * K) column passes: no per-label sort, no (n_items, K) random draw (only the tied
+    items draw, see :func:`vote_labels`), no confusions (:class:`_VoteAggregator`).
     """
-    votes = ann.vote_counts(weights)
-    N, K = votes.shape
-    if weights is None and 0 < K <= 8:
-        # unweighted counts are exact integers, so any order of the additions gives the same
-        # sums; K column passes are much faster than numpy's row reduction for few columns
-        total = votes[:, 0].copy()
+    N, K = ann.n_items, ann.n_classes
+    cell = np.multiply(ann.items, K)
+    cell += ann.labels
+    w = None if weights is None else weights[ann.annotators]
+    # int64 counts unweighted (no float copy: the division below writes the floats), float64 weighted
+    counts = np.bincount(cell, weights=w, minlength=N * K).reshape(N, K)
+    del cell, w
+    few = 0 < K <= 8  # K column passes are much faster than numpy's row-wise broadcasting for few columns
+    if weights is None and few:
+        total = counts[:, 0].copy()  # exact integers: any order of the additions gives the same sums
         for k in range(1, K):
-            total += votes[:, k]
+            total += counts[:, k]
     else:
-        total = votes.sum(axis=1)
+        total = counts.sum(axis=1)  # weighted: numpy's own row sum (its rounding, as before)
     labelled = total > 0
     all_labelled = bool(labelled.all())
-    probas = np.divide(votes, (total if all_labelled else np.where(labelled, total, 1.0))[:, None], out=votes)
+    denom = np.asarray(total if all_labelled else np.where(labelled, total, 1), dtype=np.float64)
+    if few:
+        probas = np.empty((N, K), dtype=np.float64)
+        for k in range(K):
+            np.divide(counts[:, k], denom, out=probas[:, k])
+    else:
+        probas = np.divide(counts, denom[:, None], dtype=np.float64)
+    del counts
     clamp_rows(probas, known)
     if known is not None:
         labelled = labelled | (known >= 0)
