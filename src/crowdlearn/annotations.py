@@ -1083,7 +1083,8 @@ def _factorize_dense(values: npt.NDArray[np.integer[Any]]) -> tuple[IntArray, np
     span = hi - lo + 1
     if span > 2 * n + 65_536:
         return None
-    # int32 tables: half the memory traffic of int64 ones, and these gathers are memory bound
+    # the first-row table in int32 (ufunc.at is faster on it); the code table in int64, so that the
+    # gather writes the codes in their final type (no second (n,) array to fill)
     if values.dtype == np.int64 and lo == 0:
         offset = values
     elif values.dtype.kind == "u":  # unsigned: subtract in their own type (no wrap: values >= lo)
@@ -1095,9 +1096,9 @@ def _factorize_dense(values: npt.NDArray[np.integer[Any]]) -> tuple[IntArray, np
     is_first = np.zeros(n, dtype=bool)
     is_first[first[first < n]] = True
     rows = np.flatnonzero(is_first)  # the first row of each distinct value, in row order
-    table = np.empty(span, dtype=np.int32)
-    table[offset[rows]] = np.arange(len(rows), dtype=np.int32)
-    return table[offset].astype(np.int64), values[rows]
+    table = np.empty(span, dtype=np.int64)
+    table[offset[rows]] = np.arange(len(rows), dtype=np.int64)
+    return table[offset], values[rows]
 
 
 def _factorize(values: pd.Series) -> tuple[IntArray, Any]:
