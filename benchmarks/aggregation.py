@@ -3,8 +3,9 @@
 Runs both libraries in child processes (crowd-kit in its own virtualenv, created here with
 ``python3 -m venv benchmarks/.venv-crowdkit`` and ``pip install crowd-kit==1.4.2`` when absent),
 passing the labels through temporary ``.npz`` files, one thread each (BLAS/OpenMP pinned to 1).
-Each child reports the wall time of building its input object plus ``fit_predict`` and its own
-peak RSS (``getrusage``). Prints markdown tables and the command line that produced them.
+Each child reports the wall time of building its input object plus ``fit_predict`` (and, for
+``--ingest``, the CPU time of the same span) and its own peak RSS (``getrusage``). Prints markdown
+tables and the command line that produced them.
 
     PYTHONPATH=src .venv/bin/python benchmarks/aggregation.py            # full (about 15-25 min)
     PYTHONPATH=src .venv/bin/python benchmarks/aggregation.py --quick    # small smoke run
