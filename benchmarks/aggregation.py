@@ -3,8 +3,9 @@
 Runs both libraries in child processes (crowd-kit in its own virtualenv, created here with
 ``python3 -m venv benchmarks/.venv-crowdkit`` and ``pip install crowd-kit==1.4.2`` when absent),
 passing the labels through temporary ``.npz`` files, one thread each (BLAS/OpenMP pinned to 1).
-Each child reports the wall time of building its input object plus ``fit_predict`` and its own
-peak RSS (``getrusage``). Prints markdown tables and the command line that produced them.
+Each child reports the wall time of building its input object plus ``fit_predict`` (and, for
+``--ingest``, the CPU time of the same span) and its own peak RSS (``getrusage``). Prints markdown
+tables and the command line that produced them.
 
     PYTHONPATH=src .venv/bin/python benchmarks/aggregation.py            # full (about 15-25 min)
     PYTHONPATH=src .venv/bin/python benchmarks/aggregation.py --quick    # small smoke run
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -282,18 +284,23 @@ def best_of(repeats: int, run: Any) -> dict[str, Any]:
 
 
 def time_validate(csv: Path, src: Path, reader: str, repeats: int) -> dict[str, Any]:
-    """Wall time of ``python -m crowdlearn validate CSV`` (interpreter start and imports included)."""
+    """Wall and CPU time (user + system, all threads) of ``python -m crowdlearn validate CSV``,
+    interpreter start and imports included."""
     env = dict(os.environ, **THREAD_ENV, PYTHONPATH=str(src), CROWDLEARN_READER=reader)
 
     def once() -> dict[str, Any]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         res = subprocess.run(
             [sys.executable, "-m", "crowdlearn", "validate", str(csv)], env=env, capture_output=True, text=True
         )
+        seconds = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if res.returncode != 0:
             print(f"warning: validate failed: {res.stderr.strip()[:300]}", file=sys.stderr)
             return {"error": "error"}
-        return {"seconds": time.perf_counter() - t0}
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return {"seconds": seconds, "cpu_seconds": cpu}
 
     return best_of(repeats, once)
 
@@ -326,6 +333,7 @@ def ingest(args: argparse.Namespace, tmp: Path) -> None:
     case(f"MajorityVote, DataFrame API, {big:,} labels", big, "df-mv", "mv")
     case(f"MajorityVote, DataFrame API, {huge:,} labels", huge, "df-mv", "mv")
     case(f"MajorityVote, Annotations from int arrays, {huge:,} labels", huge, "mv", None)
+    case(f"MajorityVote.fit_predict on built Annotations, {huge:,} labels", huge, "fit-mv", None)
     it = f":{args.ds_iter}"
     for name, spec in (
         (f"OneCoinDawidSkene ({args.ds_iter} it)", "onecoin" + it),
@@ -349,22 +357,33 @@ def ingest(args: argparse.Namespace, tmp: Path) -> None:
         print(f"done validate {reader}", file=sys.stderr)
     csv.unlink()
 
-    def t(r: dict[str, Any] | None) -> str:
+    def t(r: dict[str, Any] | None, key: str = "seconds") -> str:
         if r is None:
             return "-"
-        return f"{r['seconds']:.3f}" if "seconds" in r else str(r.get("error", "-"))
+        if "seconds" not in r:
+            return str(r.get("error", "-"))
+        return f"{r[key]:.3f}" if key in r else "-"
 
-    before = " | before s" if args.before else ""
+    def ratio(o: dict[str, Any] | None, c: dict[str, Any] | None, key: str) -> str:
+        return f"{c[key] / o[key]:.1f}x" if o and c and key in o and key in c else "-"
+
+    sides_head = ["ours"] + (["before"] if args.before else []) + ["crowd-kit"]
     print(
-        f"\n### Ingest and the DataFrame API (simulated: 1,000 annotators, K=5, 5 labels per item; best of {args.repeats})\n"
+        f"\n### Ingest and the DataFrame API (simulated: 1,000 annotators, K=5, 5 labels per item; best of "
+        f"{args.repeats} by wall time; CPU = user + system time of that run)\n"
     )
-    print(f"| case | ours s{before} | crowd-kit s | crowd-kit / ours |")
-    print("|---|---:|" + ("---:|" if args.before else "") + "---:|---:|")
+    print(
+        "| case | "
+        + " | ".join(f"{side} s | {side} CPU s" for side in sides_head)
+        + " | crowd-kit / ours | crowd-kit / ours, CPU |"
+    )
+    print("|---|" + "---:|---:|" * len(sides_head) + "---:|---:|")
     for label, res in rows:
         o, c = res.get("ours"), res.get("crowdkit")
-        ratio = f"{c['seconds'] / o['seconds']:.1f}x" if o and c and "seconds" in o and "seconds" in c else "-"
-        b = f" | {t(res.get('before'))}" if args.before else ""
-        print(f"| {label} | {t(o)}{b} | {t(c)} | {ratio} |")
+        cells = [f"{t(res.get(k))} | {t(res.get(k), 'cpu_seconds')}" for k in ("ours", "before", "crowdkit")]
+        if not args.before:
+            del cells[1]
+        print(f"| {label} | " + " | ".join(cells) + f" | {ratio(o, c, 'seconds')} | {ratio(o, c, 'cpu_seconds')} |")
 
 
 def main() -> None:

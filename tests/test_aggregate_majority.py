@@ -89,3 +89,77 @@ def test_dataframe_io_like_crowd_kit() -> None:
     assert list(proba.columns) == ["n", "p"] and proba.index.tolist() == [10, 20]
     arr = MajorityVote().fit_predict(Annotations.from_ids(df["task"], df["worker"], df["label"]))
     assert isinstance(arr, np.ndarray) and arr.tolist() == [1, 0]
+
+
+# ---------------------------------------------------------------- the vote's fast path (issue 13)
+def _reference_vote(ann: Annotations, weights: np.ndarray | None, known: np.ndarray | None) -> tuple:
+    """The vote written plainly: normalised (weighted) counts, prior = mean over labelled items."""
+    votes = np.zeros((ann.n_items, ann.n_classes))
+    w = np.ones(ann.n_labels) if weights is None else weights[ann.annotators]
+    np.add.at(votes, (ann.items, ann.labels), w)
+    total = votes.sum(axis=1)
+    labelled = total > 0
+    probas = np.zeros_like(votes)
+    probas[labelled] = votes[labelled] / total[labelled, None]
+    if known is not None:
+        probas[known >= 0] = np.eye(ann.n_classes)[known[known >= 0]]
+        labelled |= known >= 0
+    priors = probas[labelled].mean(axis=0)
+    probas[~labelled] = priors
+    mx = probas.max(axis=1, keepdims=True)
+    tied = probas >= mx - 1e-12 * np.maximum(1.0, np.abs(mx))
+    return probas, priors, tied
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n_classes", [2, 5, 12])
+def test_vote_equals_the_plain_vote(weighted: bool, n_classes: int) -> None:
+    rng = np.random.default_rng(n_classes)
+    A = random_confusions(rng, 9, n_classes, diag=0.5)
+    ann, truth = simulate(400, A, 3, seed=n_classes)
+    ann = ann.subset_items(np.arange(380), reindex=False)  # 20 items without labels
+    weights = rng.uniform(0.1, 2.0, size=9) if weighted else None
+    known = np.where(rng.random(400) < 0.1, truth, -1)
+    for gold in (None, known):
+        probas, priors, tied = _reference_vote(ann, weights, gold)
+        first = MajorityVote(weights=weights, tie_break="first").fit(ann, known_labels=gold)
+        np.testing.assert_array_equal(first.probas_, probas)
+        np.testing.assert_array_equal(first.priors_, priors)
+        assert first.labels_.tolist() == np.argmax(tied, axis=1).tolist()
+        rand = MajorityVote(weights=weights, random_state=1).fit(ann, known_labels=gold)
+        np.testing.assert_array_equal(rand.probas_, probas)
+        assert tied[np.arange(400), rand.labels_].all()  # a tied maximum, and the only one when untied
+        untied = tied.sum(axis=1) == 1
+        assert (rand.labels_[untied] == first.labels_[untied]).all()
+        assert weighted or n_classes == 2 or (~untied).any()  # unweighted, K > 2: ties to break
+
+
+def test_random_tie_break_draws_only_for_tied_items(ties: Annotations) -> None:
+    # two tied items (1 and 2): one draw of shape (2, K), in item order
+    keys = np.random.default_rng(5).random((2, 3))
+    keys[0, 2] = keys[1, 0] = -1.0  # item 1 ties classes 0 and 1, item 2 classes 1 and 2
+    assert MajorityVote(random_state=5).fit(ties).labels_.tolist() == [1, *np.argmax(keys, axis=1).tolist(), 1]
+
+
+@pytest.mark.parametrize("cls", [MajorityVote, Wawa])
+def test_confusions_are_computed_on_first_access_and_forgotten_by_refit(cls: type) -> None:
+    from crowdlearn.aggregate.majority import vote_confusions
+
+    A = random_confusions(np.random.default_rng(2), 6, 3, diag=0.6)
+    ann, truth = simulate(200, A, 4, seed=2)
+    agg = cls()
+    assert not hasattr(agg, "confusions_")
+    agg.fit(ann, known_labels=np.where(np.arange(200) < 20, truth, -1))
+    assert "confusions_" not in agg.__dict__  # not estimated by fit
+    conf = agg.confusions_
+    np.testing.assert_array_equal(conf, vote_confusions(ann, agg.probas_))  # the eager estimate
+    assert conf.shape == (6, 3, 3) and agg.confusions_ is conf  # kept
+    np.testing.assert_allclose(conf.sum(axis=1), 1.0)
+    other, _ = simulate(200, A, 2, seed=3)
+    agg.fit(other)
+    assert "confusions_" not in agg.__dict__
+    np.testing.assert_array_equal(agg.confusions_, vote_confusions(other, agg.probas_))
+    more, _ = simulate(10, A, 2, seed=4)
+    extra = Annotations(more.items + 200, more.annotators, more.labels, n_classes=3)
+    agg.partial_fit(extra)
+    np.testing.assert_array_equal(agg.confusions_, vote_confusions(agg.annotations_, agg.probas_))

@@ -125,6 +125,14 @@ GOOD = {
     "spaces.csv": "item,annotator,label\n a , w1 ,1\n\xa0b,w1, 2\n",
     "leading-zeros.csv": "item,annotator,label\n007,1,0\n7,1,1\n-3,2,1\n+4,2,0\n",
     "canonical-ints.csv": "item,annotator,label\n10,1,0\n7,1,1\n-3,2,1\n0,2,0\n10,2,1\n",
+    # pyarrow's integer cast reads 0x hexadecimal: 0xFFFFF has the length of 1048575, yet is another id
+    "hex-ints.csv": "item,annotator,label\n0xFFFFF,1,0\n1048575,1,1\n0x1F,2,1\n31,2,0\n0X1F,3,1\n",
+    "long-ints.csv": (
+        "item,annotator,label\n1000000000000000000,1,0\n9223372036854775807,1,1\n"
+        "9223372036854775808,2,1\n-9223372036854775808,2,0\n"
+    ),
+    "signed-zero.csv": "item,annotator,label\n-0,1,0\n0,1,1\n00,2,1\n",
+    "sorted-pairs.csv": "item,annotator,label\n0,0,1\n0,1,0\n1,0,1\n2,3,1\n",
     "floats.csv": "item,annotator,label\n1.5,1,0\n2.0,1,1.0\n",
     "no-eol.tsv": "item\tannotator\tlabel\na\tw1\t1\nb\tw1\t0",
     "extra-column.csv": "time,item,annotator,label\n3,a,w1,1\n4,b,w1,0\n",
@@ -170,6 +178,12 @@ def test_pyarrow_and_pandas_readers_give_equal_annotations(
         assert a.item_ids.tolist() == ["007", "7", "-3", "+4"]
     if name == "canonical-ints.csv":  # hashed through their integers, kept as text
         assert a.item_ids.tolist() == ["10", "7", "-3", "0"]
+    if name == "hex-ints.csv":
+        assert a.item_ids.tolist() == ["0xFFFFF", "1048575", "0x1F", "31", "0X1F"]
+    if name == "long-ints.csv":
+        assert a.item_ids.tolist() == [row.split(",")[0] for row in GOOD[name].split()[1:]]
+    if name == "signed-zero.csv":
+        assert a.item_ids.tolist() == ["-0", "0", "00"]
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -211,3 +225,111 @@ def test_pyarrow_parses_well_formed_files(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("CROWDLEARN_READER", "pandas")
     with pytest.raises(AssertionError, match="pandas' CSV parser"):
         read_annotations(path)
+
+
+# --------------------------------------------------------------------------- dense ids, grouped input, counts
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64", "uint8", "uint32", "uint64"])
+@pytest.mark.parametrize("where", ["low", "zero", "high"])
+def test_dense_factorize_equals_pandas(dtype: str, where: str) -> None:
+    from crowdlearn.annotations import _factorize_dense
+
+    info = np.iinfo(dtype)
+    lo = {"low": int(info.min), "zero": 0, "high": int(info.max) - 40}[where]
+    values = np.array([lo + int(k) for k in np.random.default_rng(1).integers(0, 41, 500)], dtype=dtype)
+    dense = _factorize_dense(values)
+    assert dense is not None
+    codes, uniques = pd.factorize(values, sort=False)
+    assert np.array_equal(dense[0], codes) and dense[0].dtype == np.int64
+    assert np.array_equal(dense[1], uniques) and dense[1].dtype == uniques.dtype
+
+
+def test_dense_factorize_declines_a_wide_range() -> None:
+    from crowdlearn.annotations import _factorize_dense
+
+    assert _factorize_dense(np.array([0, 10**9, 5])) is None  # hashed instead
+    wide = Annotations.from_ids(np.array([10**12, 3, 10**12]), np.array([0, 0, 1]), np.array([1, 0, 1]))
+    assert wide.item_ids.tolist() == [10**12, 3] and wide.items.tolist() == [0, 1, 0]
+
+
+@pytest.mark.parametrize("order", ["sorted", "grouped", "shuffled"])
+def test_duplicate_errors_name_rows_in_any_order(order: str) -> None:
+    # 40 items x 6 annotators, one repeated (item, annotator) pair; rows laid out three ways
+    items = np.repeat(np.arange(40), 6)
+    annotators = np.tile(np.arange(6), 40)
+    rng = np.random.default_rng(0)
+    if order == "grouped":  # grouped by item, annotators shuffled within each item
+        annotators = np.concatenate([rng.permutation(6) for _ in range(40)])
+    perm = rng.permutation(240) if order == "shuffled" else np.arange(240)
+    items, annotators = np.append(items[perm], 17), np.append(annotators[perm], 4)  # repeats (17, 4)
+    labels = np.zeros(241, dtype=np.int64)
+    first = int(np.flatnonzero((items == 17) & (annotators == 4))[0])
+    with pytest.raises(
+        AnnotationsError, match=rf"^duplicate \(item, annotator\) pair \(17, 4\) at rows {first} and 240; "
+    ):
+        Annotations(items, annotators, labels)
+    with pytest.raises(AnnotationsError, match=rf"^row 240: duplicate .* \(17, 4\), first seen at row {first}; "):
+        Annotations.from_ids(items, annotators, labels)
+    kept = Annotations(items, annotators, labels, on_duplicate="last")
+    assert kept.n_labels == 240 and kept.n_duplicates_dropped == 1
+    assert Annotations(items[:240], annotators[:240], labels[:240]).n_labels == 240  # no repeat: no error
+
+
+def test_counts_are_the_csr_row_lengths() -> None:
+    rng = np.random.default_rng(4)
+    items, annotators = rng.integers(0, 30, 500), rng.integers(0, 25, 500)
+    ann = Annotations(items, annotators, rng.integers(0, 3, 500), n_items=35, n_annotators=27, on_duplicate="first")
+    assert np.array_equal(ann.item_counts, np.diff(ann.by_item.indptr)) and ann.item_counts.dtype == np.int64
+    assert np.array_equal(ann.annotator_counts, np.diff(ann.by_annotator.indptr))
+    assert ann.item_counts.shape == (35,) and ann.annotator_counts.shape == (27,)
+    assert not ann.item_counts.flags.writeable
+
+
+def test_validate_output_does_not_depend_on_row_order(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from crowdlearn.cli import app
+
+    rng = np.random.default_rng(7)
+    items, annotators = np.repeat(np.arange(300), 3), np.tile(np.arange(3), 300)
+    frame = pd.DataFrame({"item": items, "annotator": annotators, "label": rng.integers(0, 4, 900)})
+    outputs = []
+    for name, rows in (("sorted.csv", frame), ("shuffled.csv", frame.sample(frac=1.0, random_state=1))):
+        rows.to_csv(tmp_path / name, index=False)
+        result = CliRunner().invoke(app, ["validate", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output.split("\n", 1)[1])  # after "<file>: valid"
+    counts = np.bincount(frame["label"], minlength=4)
+    assert (
+        outputs[0]
+        == outputs[1]
+        == (
+            "items:      300 (0 without labels)\nannotators: 3 (0 without labels)\nclasses:    4\nlabels:     900\n"
+            "labels per item:      min 3, median 3, mean 3, max 3\n"
+            "labels per annotator: min 300, median 300, mean 300, max 300\n"
+            "class counts: " + ", ".join(f"{k}: {int(c)}" for k, c in enumerate(counts)) + "\n"
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("texts", "canonical"),
+    [
+        (["10", "7", "-3", "0", "10", "9223372036854775807"], True),
+        (["7", "007"], False),
+        (["7", "+7"], False),
+        (["7", " 7"], False),
+        (["-0", "0"], False),
+        (["0xFFFFF", "1048575"], False),  # the cast reads hexadecimal; same length as the decimal
+        (["9223372036854775808"], False),  # beyond int64
+        (["7", "x"], False),
+    ],
+)
+def test_canonical_integer_texts_take_the_integer_path(texts: list[str], canonical: bool) -> None:
+    pytest.importorskip("pyarrow")
+    values = pd.Series(texts, dtype=pd.StringDtype("pyarrow"))
+    column = cio._canonical_int_column(values)
+    assert (column is not None) == canonical
+    if column is not None:
+        assert column.ints is not None and column.values.tolist() == _first_appearance(texts)
+        assert column.ints.tolist() == [int(t) for t in _first_appearance(texts)]
+        assert [column.value(r) for r in range(len(texts))] == texts

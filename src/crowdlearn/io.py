@@ -123,12 +123,13 @@ def _check_file(path: Path) -> None:
 ENCODING = "utf-8-sig"
 
 
-def _sniff_text(path: Path, fmt: str) -> None:
+def _sniff_text(path: Path, fmt: str) -> bool:
     """Reject binary content and text that is not UTF-8 in a file whose format is text.
 
     The whole file is decoded once, incrementally, so an undecodable byte is reported with its
     line and byte offset (``file, line 3: not UTF-8 text (invalid start byte at byte 33)``)
     before any parsing. A UTF-8 byte-order mark is accepted (and skipped by the readers).
+    Returns whether the file holds a double quote (only then can a value span lines).
     """
     with path.open("rb") as fh:
         head = fh.read(8192)
@@ -148,7 +149,7 @@ def _sniff_text(path: Path, fmt: str) -> None:
     if kind is not None:
         raise AnnotationsError(f"{path}: the extension says {fmt} text but the file holds {kind}")
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, lines = 0, 0
+    offset, lines, quoted = 0, 0, False
     with path.open("rb") as fh:
         while True:
             chunk = fh.read(1 << 20)
@@ -163,9 +164,10 @@ def _sniff_text(path: Path, fmt: str) -> None:
                     f"{path}, line {line}: not UTF-8 text ({exc.reason} at byte {at}); save the file as UTF-8"
                 ) from None
             if not chunk:
-                return
+                return quoted
             offset += len(chunk)
             lines += chunk.count(b"\n")
+            quoted = quoted or b'"' in chunk
 
 
 Ids = Literal["str", "int"]
@@ -210,7 +212,6 @@ def _arrow_text(values: pd.Series) -> Any | None:
 # A text whose first and last characters are printable ASCII other than space is unchanged by
 # str.strip() (which removes only whitespace, ASCII or not): only the other values need Python.
 _PLAIN_ENDS = r"^[!-~]((?s).*[!-~])?$"
-_CANONICAL_INT = r"^(0|-?[1-9][0-9]{0,17})$"
 
 
 def _text_mask(values: pd.Series, pattern: str) -> npt.NDArray[np.bool_] | None:
@@ -223,22 +224,57 @@ def _text_mask(values: pd.Series, pattern: str) -> npt.NDArray[np.bool_] | None:
     return np.asarray(pc.match_substring_regex(arr, pattern).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _canonical_int_column(values: pd.Series) -> _Column | None:
+    """The column of a pyarrow-backed text column whose every value is a canonical integer, else None.
+
+    Canonical: ``0`` or ``-?[1-9][0-9]*`` within int64 (no sign, leading zero or space: the text
+    of exactly one integer, so texts and integers correspond one to one). Checked without a
+    regular expression: pyarrow's cast parses every row, the integers are factorized
+    (:func:`~crowdlearn.annotations._factorize_dense`), their distinct values are written back as
+    text, and a row is canonical when its byte length is that of its integer's text (a ``+``, a
+    leading zero or a space makes it longer) and it does not start with ``0`` unless it is ``0``
+    (which rules out the ``0x`` hexadecimal that the cast also accepts). The returned column's
+    values are the distinct texts (object dtype), in order of first appearance, and ``ints``
+    their integers.
+    """
+    arr = _arrow_text(values)
+    if arr is None or len(values) == 0:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from crowdlearn.annotations import _factorize_dense
+
+    try:
+        ints = pc.cast(arr, pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # some value is not an integer at all
+    length = pc.binary_length(arr).to_numpy()  # from the offsets: no pass over the text
+    if (pc.starts_with(arr, "0").to_numpy(zero_copy_only=False) & (length != 1)).any():
+        return None  # a leading zero (007, 0x1F)
+    dense = _factorize_dense(ints)
+    if dense is None:
+        raw, uniques = pd.factorize(ints, sort=False)
+        codes, distinct = raw.astype(np.int64, copy=False), np.asarray(uniques, dtype=np.int64)
+    else:
+        codes, distinct = dense[0], dense[1].astype(np.int64, copy=False)
+    text = pc.cast(pa.array(distinct), pa.string())
+    if not np.array_equal(length, pc.binary_length(text).to_numpy()[codes]):
+        return None  # a sign or a space somewhere
+    return _Column(codes, pd.Series(text.to_numpy(zero_copy_only=False), dtype=object), distinct=True, ints=distinct)
+
+
 def _column(values: pd.Series) -> _Column:
     """Codes and distinct values of a column, by hashing.
 
     A text column in which every value is a canonical integer (``0``, ``42``, ``-7``; no sign,
-    leading zero or space) is hashed through its integers: the same distinct texts in the same
-    order of first appearance, at a fraction of the cost of hashing strings.
+    leading zero or space) is factorized through its integers (:func:`_canonical_int_column`):
+    the same distinct texts in the same order of first appearance, at a fraction of the cost of
+    hashing strings; the column then carries those integers (``ints``) and needs no
+    normalisation (its texts are already stripped, present and distinct).
     """
-    canonical = _text_mask(values, _CANONICAL_INT)
-    if canonical is not None and len(values) and canonical.all():
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        ints = pc.cast(_arrow_text(values), pa.int64()).to_numpy()
-        codes, uniques = pd.factorize(ints, sort=False)
-        return _Column(codes.astype(np.int64, copy=False), pd.Series(uniques).astype(str).astype(values.dtype))
-    return _Column.of(values)
+    canonical = _canonical_int_column(values)
+    return canonical if canonical is not None else _Column.of(values)
 
 
 def _missing_error(values: pd.Series, what: str, loc: _Loc) -> None:
@@ -483,6 +519,12 @@ def from_frame(
     columns = []
     for col, what in ((ic, "item"), (ac, "annotator"), (lc, "label")):
         raw = _column(df[col].reset_index(drop=True))
+        if raw.ints is not None:
+            # canonical integer texts: present, stripped and distinct already; labels and
+            # ids="int" are those integers (what the normalisation below would give), ids="str" the texts
+            ids_are_text = what != "label" and ids == "str"
+            columns.append(_Column(raw.codes, raw.values if ids_are_text else pd.Series(raw.ints), distinct=True))
+            continue
         if what == "label":
             norm = _normalise_labels(
                 raw.values, source, first_line, str(col), declared=declared is not None, rows=raw.first_row
@@ -508,10 +550,10 @@ def _read_delimited(path: Path, fmt: str, header: bool, sep: str | None) -> tupl
     table; anything pyarrow's reader rejects or would read differently (a ragged row, a
     repeated or empty column name) is read again by pandas, so errors are pandas' in both cases.
     """
-    _sniff_text(path, fmt)
+    quoted = _sniff_text(path, fmt)
     separator = sep if sep is not None else _SEPARATORS[fmt]
     if len(separator) == 1 and os.environ.get("CROWDLEARN_READER", "").lower() != "pandas":
-        df = _read_delimited_arrow(path, separator, header)
+        df = _read_delimited_arrow(path, separator, header, quoted)
         if df is not None:
             return df, 2 if header else 1
     try:
@@ -534,14 +576,18 @@ def _read_delimited(path: Path, fmt: str, header: bool, sep: str | None) -> tupl
     return df, 2 if header else 1
 
 
-def _read_delimited_arrow(path: Path, separator: str, header: bool) -> pd.DataFrame | None:
-    """:func:`_read_delimited` through ``pyarrow.csv``; None when pandas must read the file."""
+def _read_delimited_arrow(path: Path, separator: str, header: bool, quoted: bool = True) -> pd.DataFrame | None:
+    """:func:`_read_delimited` through ``pyarrow.csv``; None when pandas must read the file.
+
+    ``quoted``: whether the file holds a double quote. Without one no value can span lines, and
+    pyarrow splits the file into blocks at any newline (about twice as fast).
+    """
     try:
         import pyarrow as pa
         import pyarrow.csv as pacsv
     except ImportError:
         return None
-    parse = pacsv.ParseOptions(delimiter=separator, newlines_in_values=True)
+    parse = pacsv.ParseOptions(delimiter=separator, newlines_in_values=quoted)
     try:
         # the column names (or count) first, so that every column is read as text, as pandas' dtype=str
         with pacsv.open_csv(
