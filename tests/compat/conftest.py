@@ -82,17 +82,11 @@ _MACE_EM = (
 _MACE_INIT = (
     "pins the strategies that crowd-kit's random initialisation (scipy uniform draws) leads to after 5 VB steps"
 )
-_GLAD_PRIVATE = (
-    "calls crowd-kit GLAD's private pandas methods (_init, _join_all, _e_step, _compute_Q, _gradient_Q); "
-    "crowdlearn's GLAD is vectorized and has no such steps"
-)
 
 #: crowd-kit passes these; crowdlearn does not provide what they test (see docs/crowdkit.md).
 KNOWN_GAPS: dict[str, str] = {
     "aggregation/test_mace_aggregation.py::test_aggregate_mace_on_simple[em]": _MACE_EM,
     "aggregation/test_mace_aggregation.py::test_thetas_on_simple": _MACE_INIT,
-    "aggregation/test_glad_aggregation.py::test_glad_e_step": _GLAD_PRIVATE,
-    "aggregation/test_glad_aggregation.py::test_glad_derivative": _GLAD_PRIVATE,
 }
 
 
