@@ -11,7 +11,7 @@ import pytest
 
 from crowdlearn.aggregate import DawidSkene as NativeDawidSkene
 from crowdlearn.annotations import Annotations
-from crowdlearn.compat.crowdkit.aggregation import KOS, DawidSkene, MajorityVote
+from crowdlearn.compat.crowdkit.aggregation import KOS, MACE, DawidSkene, MajorityVote
 from crowdlearn.datasets import load_dataset
 
 
@@ -74,3 +74,34 @@ def test_ds_converges_where_crowdkit_stops_early(data_dir: Path) -> None:
     labels = DawidSkene().fit(frame).labels_.sort_index().to_numpy()
     known = ds.truth >= 0
     assert float((labels[known] == ds.truth[known]).mean()) == pytest.approx(0.8981, abs=1e-4)
+
+
+# crowd-kit 1.4.2's MACE(n_restarts=1, n_iter=10, method=...) on ``toy`` sorted by worker (so its
+# workers and labels first appear in sorted order and its strategy misalignment, docs/crowdkit.md,
+# does not bite): probas_ and thetas_ (rows renormalised), printed to 8 decimals in its virtualenv.
+CROWDKIT_MACE_TOY = {
+    "vb": (
+        [[0.03543184, 0.96456816], [0.00200593, 0.99799407], [0.9990808, 0.0009192],
+         [0.00026536, 0.99973464], [0.99963976, 0.00036024]],
+        [[0.44170381, 0.55829619], [0.4980302, 0.5019698], [0.49996917, 0.50003083],
+         [0.48559799, 0.51440201], [0.55803081, 0.44196919]],
+    ),
+    "em": (
+        [[0.08925733, 0.91074267], [0.00108327, 0.99891673], [0.99999251, 0.00000749],
+         [0.00000254, 0.99999746], [0.99999614, 0.00000386]],
+        [[0.20087624, 0.79912376], [0.0303665, 0.9696335], [0.34399935, 0.65600065],
+         [0.3969249, 0.6030751], [0.99623819, 0.00376181]],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["vb", "em"])
+def test_mace_reproduces_crowdkits_random_start_and_iterations(toy: pd.DataFrame, method: str) -> None:
+    data = toy.sort_values("worker", kind="stable").reset_index(drop=True)
+    # crowd-kit's EM smooths with 0.01 / n_labels whatever its documented ``smoothing`` says
+    kwargs = {"smoothing": 0.01 / 2} if method == "em" else {}
+    mace = MACE(n_restarts=1, n_iter=10, method=method, **kwargs).fit(data)
+    probas, thetas = CROWDKIT_MACE_TOY[method]
+    assert mace.probas_ is not None and mace.thetas_ is not None
+    np.testing.assert_allclose(mace.probas_.to_numpy(), probas, atol=2e-8)
+    np.testing.assert_allclose(mace.thetas_, thetas, atol=2e-8)
