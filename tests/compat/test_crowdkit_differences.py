@@ -105,3 +105,18 @@ def test_mace_reproduces_crowdkits_random_start_and_iterations(toy: pd.DataFrame
     assert mace.probas_ is not None and mace.thetas_ is not None
     np.testing.assert_allclose(mace.probas_.to_numpy(), probas, atol=2e-8)
     np.testing.assert_allclose(mace.thetas_, thetas, atol=2e-8)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [np.array([3, 1, 2]), np.array(["b", "a"], dtype=object), np.array([True, False], dtype=object),
+     np.array([1, 2], dtype=object), np.array([1, "a"], dtype=object), np.array([1.5, 2.0])],
+)  # fmt: skip
+def test_id_index_infers_what_pandas_infers_from_the_values(ids: np.ndarray) -> None:
+    from crowdlearn.compat.crowdkit import _frame
+
+    expected = pd.Index(ids.tolist(), name="task")
+    a, b = _frame.id_index(ids, "task"), _frame.id_index(ids, "task")
+    pd.testing.assert_index_equal(a, expected, exact=True)
+    b.name = "renamed"  # each call gets its own Index object
+    assert a.name == "task" and _frame.id_index(ids, "task").name == "task"

@@ -28,7 +28,9 @@ def skill_weights(
         raise ValueError('default_skill is used but on_missing_skill is not "value"')
     if on_missing_skill not in ON_MISSING:
         raise ValueError(f'Unknown option {on_missing_skill!r} of "on_missing_skill" argument.')
-    w = np.array(pd.Series(skills, dtype=np.float64).reindex(pd.Index(ann.annotator_ids.tolist())), dtype=np.float64)
+    w = np.array(
+        pd.Series(skills, dtype=np.float64).reindex(_frame.id_index(ann.annotator_ids, "worker")), dtype=np.float64
+    )
     missing = np.isnan(w)
     if missing.any():
         per_label = missing[ann.annotators]
