@@ -120,3 +120,17 @@ def test_id_index_infers_what_pandas_infers_from_the_values(ids: np.ndarray) -> 
     pd.testing.assert_index_equal(a, expected, exact=True)
     b.name = "renamed"  # each call gets its own Index object
     assert a.name == "task" and _frame.id_index(ids, "task").name == "task"
+
+
+@pytest.mark.parametrize("name", ["Wawa", "ZeroBasedSkill"])
+def test_fit_predict_shortcut_equals_fit_then_predict(name: str) -> None:
+    # fit_predict takes the native aggregator's own weighted vote; it must be predict's result
+    import crowdlearn.compat.crowdkit.aggregation as ck
+    from _agg_sim import random_confusions, simulate
+
+    ann, _ = simulate(400, random_confusions(np.random.default_rng(2), 12, 3, diag=0.55), 2, seed=2)
+    df = pd.DataFrame({"task": ann.items, "worker": ann.annotators, "label": ann.labels})
+    cls = getattr(ck, name)
+    short = cls().fit_predict(df)
+    pd.testing.assert_series_equal(short, cls().fit(df).predict(df))
+    pd.testing.assert_frame_equal(cls().fit_predict_proba(df), cls().fit(df).predict_proba(df))

@@ -100,7 +100,10 @@ class MajorityVote(BaseClassificationAggregator):
             self.labels_ = pd.Series([], dtype="O", name="agg_label")
             self.skills_ = pd.Series(dtype=float, name="skill")
             return self
-        ann = _frame.to_annotations(data)
+        return self._fit_ann(_frame.to_annotations(data), skills)
+
+    def _fit_ann(self, ann: Annotations, skills: pd.Series | None) -> MajorityVote:
+        """``fit`` on answers already encoded."""
         weights = None
         if skills is not None:
             ann, weights = skill_weights(ann, skills, self.on_missing_skill, self.default_skill)
