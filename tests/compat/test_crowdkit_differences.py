@@ -134,3 +134,16 @@ def test_fit_predict_shortcut_equals_fit_then_predict(name: str) -> None:
     short = cls().fit_predict(df)
     pd.testing.assert_series_equal(short, cls().fit(df).predict(df))
     pd.testing.assert_frame_equal(cls().fit_predict_proba(df), cls().fit(df).predict_proba(df))
+
+
+def test_segmentation_bad_input_is_one_clear_error() -> None:
+    from crowdlearn.compat.crowdkit.aggregation import SegmentationEM, SegmentationMajorityVote
+
+    mask = np.zeros((2, 2), dtype=bool)
+    with pytest.raises(ValueError, match=r"row 1 has no task \(NaN\)"):
+        SegmentationEM().fit(pd.DataFrame({"task": ["a", None], "worker": ["w", "v"], "segmentation": [mask, mask]}))
+    bad = pd.DataFrame({"task": ["a", "a"], "worker": ["w", "v"], "segmentation": [mask, np.full((2, 2), 3)]})
+    with pytest.raises(ValueError, match=r"answer 1: expected 0 / 1 \(or bool\) pixels, got 3"):
+        SegmentationMajorityVote().fit(bad)
+    with pytest.raises(KeyError, match="segmentation"):
+        SegmentationMajorityVote().fit(bad.rename(columns={"segmentation": "mask"}))
