@@ -22,7 +22,7 @@ from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import expit
+from scipy.special import entr, expit, xlogy
 
 from crowdlearn._checks import check_number, show
 
@@ -237,13 +237,6 @@ class _Iterative:
         return self.fit(masks, tasks, n_tasks=n_tasks).segmentations_
 
 
-def _xlogy(x: FloatArray, y: FloatArray) -> FloatArray:
-    """``x * log(y)`` with ``0 * log(0) = 0``."""
-    with np.errstate(divide="ignore"):
-        out: FloatArray = np.where(x > 0, x * np.log(np.where(x > 0, y, 1.0)), 0.0)
-    return out
-
-
 class SegmentationEM(_Iterative):
     r"""EM for one image: a per-pixel prior and a one-coin accuracy per answer.
 
@@ -318,13 +311,11 @@ class SegmentationEM(_Iterative):
             q[q < float(self.eps)] = 0.0
             s = m_step(q)
             lin, lout = log_terms(s)
-            with np.errstate(invalid="ignore"):
-                bound = (
-                    np.where(q > 0, q * (lin + np.log(np.where(q > 0, prior, 1.0))), 0.0)
-                    + np.where(q < 1, (1 - q) * (lout + np.log1p(-np.where(q < 1, prior, 0.0))), 0.0)
-                    - _xlogy(q, q)
-                    - _xlogy(1 - q, 1 - q)
-                ).sum() / m.size
+            with np.errstate(invalid="ignore"):  # 0 * -inf: the term is 0
+                fit_in = np.where(q > 0, q * lin, 0.0)
+                fit_out = np.where(q < 1, (1 - q) * lout, 0.0)
+            prior_terms = xlogy(q, prior) + xlogy(1 - q, 1 - prior)
+            bound = float((fit_in + fit_out + prior_terms + entr(q) + entr(1 - q)).sum()) / m.size
             prior = q
             history.append(float(bound))
             if len(history) > 1 and history[-1] - history[-2] < self.tol:
@@ -333,7 +324,15 @@ class SegmentationEM(_Iterative):
 
 
 def _sum_select(m: FloatArray, if_in: FloatArray, if_out: FloatArray) -> FloatArray:
-    """``sum_i (m_i * if_in_i + (1 - m_i) * if_out_i)`` per pixel, with ``0 * -inf = 0``."""
+    """``sum_i (m_i * if_in_i + (1 - m_i) * if_out_i)`` per pixel, with ``0 * -inf = 0``.
+
+    ``m`` (n_answers, n_pixels) of 0 / 1; ``if_in``, ``if_out`` (n_answers, 1). Finite values: one
+    matrix-vector product, ``sum(if_out) + (if_in - if_out) @ m``.
+    """
+    a_col, b_col = if_in[:, 0], if_out[:, 0]
+    if np.isfinite(a_col).all() and np.isfinite(b_col).all():
+        fast: FloatArray = b_col.sum() + (a_col - b_col) @ m
+        return fast
     a = np.where(m > 0, if_in, 0.0)
     b = np.where(m > 0, 0.0, if_out)
     out: FloatArray = (a + b).sum(axis=0)
