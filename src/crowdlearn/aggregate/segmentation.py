@@ -122,25 +122,26 @@ def _check_weights(weights: npt.ArrayLike | None, n_answers: int, owner: str) ->
 class SegmentationMajorityVote:
     r"""Pixel-wise (weighted) majority vote over binary masks.
 
-    A pixel of task :math:`t` is in the aggregate when
-    :math:`2 \sum_i w_i m_i[p] - \sum_i w_i \ge 0` over the task's answers :math:`i` (weights
-    :math:`w_i`, 1 by default): at least half of the weighted votes, ties included. All tasks of
-    one mask shape are reduced at once (``np.add.reduceat`` over the answers sorted by task).
+        A pixel of task :math:`t` is in the aggregate when
+        :math:`2 \sum_i w_i m_i[p] - \sum_i w_i \ge 0` over the task's answers :math:`i` (weights
+        :math:`w_i`, 1 by default): at least half of the weighted votes, ties included. All tasks of
+        one mask shape and one number of answers are reduced at once (a sum over the answer axis of
+    their stacked masks).
 
-    Reference: D. Jung-Lin Lee, A. Das Sarma, A. Parameswaran, "Aggregating Crowdsourced Image
-    Segmentations", CEUR Workshop Proceedings 2173, 2018.
+        Reference: D. Jung-Lin Lee, A. Das Sarma, A. Parameswaran, "Aggregating Crowdsourced Image
+        Segmentations", CEUR Workshop Proceedings 2173, 2018.
 
-    Attributes
-    ----------
-    segmentations_ : list of ndarray of bool
-        Aggregated mask of each task, of its masks' shape.
+        Attributes
+        ----------
+        segmentations_ : list of ndarray of bool
+            Aggregated mask of each task, of its masks' shape.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> masks = np.array([[[1, 0], [1, 1]], [[0, 1], [1, 1]], [[0, 1], [1, 1]]], dtype=bool)
-    >>> SegmentationMajorityVote().fit_predict(masks, [0, 0, 0])[0].astype(int).tolist()
-    [[0, 1], [1, 1]]
+        Examples
+        --------
+        >>> import numpy as np
+        >>> masks = np.array([[[1, 0], [1, 1]], [[0, 1], [1, 1]], [[0, 1], [1, 1]]], dtype=bool)
+        >>> SegmentationMajorityVote().fit_predict(masks, [0, 0, 0])[0].astype(int).tolist()
+        [[0, 1], [1, 1]]
     """
 
     segmentations_: list[BoolArray]
@@ -168,24 +169,22 @@ class SegmentationMajorityVote:
         w = _check_weights(weights, len(masks), type(self).__name__)
         groups = group_masks(masks, tasks, n_tasks)
         out: list[BoolArray] = [np.zeros(0, dtype=bool)] * len(groups)
-        by_shape: dict[tuple[int, ...], list[tuple[int, npt.NDArray[np.int64], BoolArray]]] = {}
+        # tasks with the same mask shape and number of answers are stacked to
+        # (n_tasks_in_bucket, n_answers, *shape) and reduced over axis 1 at once
+        buckets: dict[tuple[int, ...], list[tuple[int, npt.NDArray[np.int64], BoolArray]]] = {}
         for g in groups:
-            by_shape.setdefault(g[2].shape[1:], []).append(g)
-        for same in by_shape.values():
-            stacked = np.concatenate([g[2] for g in same])
-            rows = np.concatenate([g[1] for g in same])
-            starts = np.cumsum([0] + [len(g[1]) for g in same[:-1]])
+            buckets.setdefault(g[2].shape, []).append(g)
+        for same in buckets.values():
+            stacked = np.stack([g[2] for g in same])
+            k = stacked.shape[1]
             if w is None:
-                votes = np.add.reduceat(stacked, starts, axis=0, dtype=np.int64)
-                total = np.array([len(g[1]) for g in same], dtype=np.float64)
-                score = 2.0 * votes - total.reshape((-1,) + (1,) * (stacked.ndim - 1))
+                score = 2.0 * stacked.sum(axis=1, dtype=np.int64) - float(k)
             else:
-                wr = w[rows].reshape((-1,) + (1,) * (stacked.ndim - 1))
-                votes = np.add.reduceat(stacked * wr, starts, axis=0)
-                total = np.add.reduceat(w[rows], starts)
-                score = 2.0 * votes - total.reshape((-1,) + (1,) * (stacked.ndim - 1))
-            for k, g in enumerate(same):
-                out[g[0]] = score[k] >= 0
+                wb = w[np.stack([g[1] for g in same])]  # (n_tasks_in_bucket, n_answers)
+                votes = np.einsum("tk...,tk->t...", stacked, wb)
+                score = 2.0 * votes - wb.sum(axis=1).reshape((-1,) + (1,) * (stacked.ndim - 2))
+            for t, g in enumerate(same):
+                out[g[0]] = score[t] >= 0
         self.segmentations_ = out
         return self
 
