@@ -12,6 +12,15 @@ PEERS.md's Wawa* column). Gold = the truth of every second item with truth (both
 
     PYTHONPATH=src .venv/bin/python benchmarks/crowdkit_compat.py --crowdkit-python /tmp/ck-venv/bin/python
     PYTHONPATH=src .venv/bin/python benchmarks/crowdkit_compat.py --quick ...   # two small datasets
+    PYTHONPATH=src .venv/bin/python benchmarks/crowdkit_compat.py --segmentation 2000 ...  # masks, see below
+    PYTHONPATH=src .venv/bin/python benchmarks/crowdkit_compat.py --mace-starts   # native MACE: vote vs random start
+
+``--segmentation N``: N simulated image tasks (a random rectangle on a 64 x 64 grid, 5 workers
+per task: each answer is the rectangle shifted by up to 2 pixels with a worker-specific share of
+pixels flipped, 1-25 %), through the compat ``SegmentationMajorityVote`` / ``SegmentationEM`` /
+``SegmentationRASA`` and crowd-kit's; quality = mean IoU with the rectangle. ``--mace-starts``:
+crowdlearn's MACE (EM and VB) on the ten real datasets from the vote start and from the random
+start (``init="random"``, seeds 0-4).
 """
 
 from __future__ import annotations
@@ -127,6 +136,94 @@ def _run_all(side: str, module: Any, df: pd.DataFrame, gold: pd.Series, methods:
     return results
 
 
+SEG_METHODS = ["SegmentationMajorityVote", "SegmentationEM", "SegmentationRASA"]
+
+
+def segmentation_data(n_tasks: int, size: int = 64, seed: int = 0) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """Simulated masks (see the module docstring): the answers frame and each task's true mask."""
+    rng = np.random.default_rng(seed)
+    flip = rng.uniform(0.01, 0.25, 50)  # 50 workers
+    rows: list[tuple[int, int, np.ndarray]] = []
+    truths = []
+    for t in range(n_tasks):
+        y0, x0 = rng.integers(0, size // 2, 2)
+        h, w = rng.integers(size // 8, size // 2, 2)
+        truth = np.zeros((size, size), dtype=bool)
+        truth[y0 : y0 + h, x0 : x0 + w] = True
+        truths.append(truth)
+        for worker in rng.choice(50, 5, replace=False):
+            dy, dx = rng.integers(-2, 3, 2)
+            ans = np.roll(truth, (int(dy), int(dx)), axis=(0, 1)) ^ (rng.random((size, size)) < flip[worker])
+            rows.append((t, int(worker), ans))
+    return pd.DataFrame(rows, columns=["task", "worker", "segmentation"]), truths
+
+
+def segmentation_child(side: str, out: str, n_tasks: int) -> None:
+    """Time the three segmentation aggregators of ``side`` on the simulated masks; write JSON."""
+    if side == "crowdkit":
+        import crowdkit.aggregation as module
+    else:
+        import crowdlearn.compat.crowdkit.aggregation as module
+    df, truths = segmentation_data(n_tasks)
+    small, _ = segmentation_data(3, seed=1)
+    results: dict[str, Any] = {}
+    for name in SEG_METHODS:
+        getattr(module, name)().fit_predict(small)  # warm-up
+        t0 = time.perf_counter()
+        pred = getattr(module, name)().fit_predict(df)
+        seconds = time.perf_counter() - t0
+        ious = [(pred[t] & truths[t]).sum() / max((pred[t] | truths[t]).sum(), 1) for t in range(n_tasks)]
+        results[name] = {"seconds": seconds, "iou": float(np.mean(ious))}
+    Path(out).write_text(json.dumps(results))
+
+
+def segmentation_table(n_tasks: int, crowdkit_python: str, timeout: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        res = {}
+        for side, python in (("compat", sys.executable), ("crowdkit", crowdkit_python)):
+            out = Path(tmp) / f"{side}.json"
+            env = dict(os.environ, **THREAD_ENV)
+            if side != "crowdkit":
+                env["PYTHONPATH"] = str(REPO / "src")
+            subprocess.run(
+                [python, __file__, "--seg-child", side, str(out), str(n_tasks)], check=True, env=env, timeout=timeout
+            )
+            res[side] = json.loads(out.read_text())
+    print(f"\n### Image segmentation, {n_tasks:,} tasks x 5 answers of 64 x 64 (compat / crowd-kit 1.4.2)\n")
+    print("| method | mean IoU | seconds | speed-up |\n|---|---:|---:|---:|")
+    for name in SEG_METHODS:
+        c, k = res["compat"][name], res["crowdkit"][name]
+        print(
+            f"| {name} | {c['iou']:.4f} / {k['iou']:.4f} | {c['seconds']:.3f} / {k['seconds']:.3f} | "
+            f"{k['seconds'] / c['seconds']:.1f}x |"
+        )
+
+
+def mace_starts_table(root: str) -> None:
+    """crowdlearn's MACE from the vote and from the random start (seeds 0-4) on the ten datasets."""
+    from crowdlearn.aggregate import MACE
+    from crowdlearn.datasets import load_dataset
+
+    names = ["bluebirds", "dog", "rte", "temp", "product", "trec-relevance", "adultcontent2", "music"]
+    names += ["labelme", "cifar10n"]
+    print("\n### MACE starts: accuracy from the vote and from the random start (seeds 0-4: mean [min, max])\n")
+    print("| dataset | EM vote | EM random | VB vote | VB random |\n|---|---:|---:|---:|---:|")
+    for n in names:
+        ds = load_dataset(n, root=root)
+        ann, truth = ds.annotations, ds.truth
+        known = truth >= 0
+        cells = []
+        for kw in ({}, {"method": "vb", "priors": "uniform"}):
+            cells.append(f"{(MACE(**kw).fit(ann).labels_[known] == truth[known]).mean():.4f}")
+            r = [
+                float((MACE(init="random", random_state=s, **kw).fit(ann).labels_[known] == truth[known]).mean())
+                for s in range(5)
+            ]
+            mean = float(np.round(np.mean(r), 10))  # equal runs print as their value
+            cells.append(f"{mean:.4f} [{min(r):.4f}, {max(r):.4f}]")
+        print(f"| {n} ({ann.n_labels:,} labels) | " + " | ".join(cells) + " |", flush=True)
+
+
 def run(python: str, side: str, npz: Path, methods: list[str], timeout: float) -> dict[str, Any]:
     out = npz.with_suffix(f".{side}.json")
     env = dict(os.environ, **THREAD_ENV)
@@ -146,6 +243,9 @@ def main(argv: list[str]) -> None:
     if argv and argv[0] == "--child":
         child(argv[1], argv[2], argv[3], argv[4:])
         return
+    if argv and argv[0] == "--seg-child":
+        segmentation_child(argv[1], argv[2], int(argv[3]))
+        return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--crowdkit-python", default=str(HERE / ".venv-crowdkit" / "bin" / "python"))
     p.add_argument("--datasets", nargs="*", default=DATASETS)
@@ -159,12 +259,22 @@ def main(argv: list[str]) -> None:
         default=[],
         help="also simulated Dawid-Skene data of these sizes (labels; K=5, 1,000 annotators, 5 labels per item)",
     )
+    p.add_argument("--segmentation", type=int, default=0, help="only the image segmentation table, this many tasks")
+    p.add_argument("--mace-starts", action="store_true", help="only the MACE vote-vs-random-start table (native)")
     args = p.parse_args(argv)
+    root = os.environ.get("CROWDLEARN_DATA") or str(REPO.parent / "shared" / "data")
+    if args.segmentation:
+        segmentation_table(args.segmentation, args.crowdkit_python, args.timeout)
+        print("\ncommand: PYTHONPATH=src python benchmarks/crowdkit_compat.py " + " ".join(argv))
+        return
+    if args.mace_starts:
+        mace_starts_table(root)
+        print("\ncommand: PYTHONPATH=src python benchmarks/crowdkit_compat.py " + " ".join(argv))
+        return
     if args.quick:
         args.datasets = ["bluebirds", "temp"]
     from crowdlearn.datasets import load_dataset
 
-    root = os.environ.get("CROWDLEARN_DATA") or str(REPO.parent / "shared" / "data")
     rows_acc: list[str] = []
     rows_time: list[str] = []
     sim_acc: list[str] = []

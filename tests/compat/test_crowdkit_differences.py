@@ -11,7 +11,7 @@ import pytest
 
 from crowdlearn.aggregate import DawidSkene as NativeDawidSkene
 from crowdlearn.annotations import Annotations
-from crowdlearn.compat.crowdkit.aggregation import KOS, DawidSkene, MajorityVote
+from crowdlearn.compat.crowdkit.aggregation import KOS, MACE, DawidSkene, MajorityVote
 from crowdlearn.datasets import load_dataset
 
 
@@ -74,3 +74,76 @@ def test_ds_converges_where_crowdkit_stops_early(data_dir: Path) -> None:
     labels = DawidSkene().fit(frame).labels_.sort_index().to_numpy()
     known = ds.truth >= 0
     assert float((labels[known] == ds.truth[known]).mean()) == pytest.approx(0.8981, abs=1e-4)
+
+
+# crowd-kit 1.4.2's MACE(n_restarts=1, n_iter=10, method=...) on ``toy`` sorted by worker (so its
+# workers and labels first appear in sorted order and its strategy misalignment, docs/crowdkit.md,
+# does not bite): probas_ and thetas_ (rows renormalised), printed to 8 decimals in its virtualenv.
+CROWDKIT_MACE_TOY = {
+    "vb": (
+        [[0.03543184, 0.96456816], [0.00200593, 0.99799407], [0.9990808, 0.0009192],
+         [0.00026536, 0.99973464], [0.99963976, 0.00036024]],
+        [[0.44170381, 0.55829619], [0.4980302, 0.5019698], [0.49996917, 0.50003083],
+         [0.48559799, 0.51440201], [0.55803081, 0.44196919]],
+    ),
+    "em": (
+        [[0.08925733, 0.91074267], [0.00108327, 0.99891673], [0.99999251, 0.00000749],
+         [0.00000254, 0.99999746], [0.99999614, 0.00000386]],
+        [[0.20087624, 0.79912376], [0.0303665, 0.9696335], [0.34399935, 0.65600065],
+         [0.3969249, 0.6030751], [0.99623819, 0.00376181]],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["vb", "em"])
+def test_mace_reproduces_crowdkits_random_start_and_iterations(toy: pd.DataFrame, method: str) -> None:
+    data = toy.sort_values("worker", kind="stable").reset_index(drop=True)
+    # crowd-kit's EM smooths with 0.01 / n_labels whatever its documented ``smoothing`` says
+    kwargs = {"smoothing": 0.01 / 2} if method == "em" else {}
+    mace = MACE(n_restarts=1, n_iter=10, method=method, **kwargs).fit(data)
+    probas, thetas = CROWDKIT_MACE_TOY[method]
+    assert mace.probas_ is not None and mace.thetas_ is not None
+    np.testing.assert_allclose(mace.probas_.to_numpy(), probas, atol=2e-8)
+    np.testing.assert_allclose(mace.thetas_, thetas, atol=2e-8)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [np.array([3, 1, 2]), np.array(["b", "a"], dtype=object), np.array([True, False], dtype=object),
+     np.array([1, 2], dtype=object), np.array([1, "a"], dtype=object), np.array([1.5, 2.0])],
+)  # fmt: skip
+def test_id_index_infers_what_pandas_infers_from_the_values(ids: np.ndarray) -> None:
+    from crowdlearn.compat.crowdkit import _frame
+
+    expected = pd.Index(ids.tolist(), name="task")
+    a, b = _frame.id_index(ids, "task"), _frame.id_index(ids, "task")
+    pd.testing.assert_index_equal(a, expected, exact=True)
+    b.name = "renamed"  # each call gets its own Index object
+    assert a.name == "task" and _frame.id_index(ids, "task").name == "task"
+
+
+@pytest.mark.parametrize("name", ["Wawa", "ZeroBasedSkill"])
+def test_fit_predict_shortcut_equals_fit_then_predict(name: str) -> None:
+    # fit_predict takes the native aggregator's own weighted vote; it must be predict's result
+    import crowdlearn.compat.crowdkit.aggregation as ck
+    from _agg_sim import random_confusions, simulate
+
+    ann, _ = simulate(400, random_confusions(np.random.default_rng(2), 12, 3, diag=0.55), 2, seed=2)
+    df = pd.DataFrame({"task": ann.items, "worker": ann.annotators, "label": ann.labels})
+    cls = getattr(ck, name)
+    short = cls().fit_predict(df)
+    pd.testing.assert_series_equal(short, cls().fit(df).predict(df))
+    pd.testing.assert_frame_equal(cls().fit_predict_proba(df), cls().fit(df).predict_proba(df))
+
+
+def test_segmentation_bad_input_is_one_clear_error() -> None:
+    from crowdlearn.compat.crowdkit.aggregation import SegmentationEM, SegmentationMajorityVote
+
+    mask = np.zeros((2, 2), dtype=bool)
+    with pytest.raises(ValueError, match=r"row 1 has no task \(NaN\)"):
+        SegmentationEM().fit(pd.DataFrame({"task": ["a", None], "worker": ["w", "v"], "segmentation": [mask, mask]}))
+    bad = pd.DataFrame({"task": ["a", "a"], "worker": ["w", "v"], "segmentation": [mask, np.full((2, 2), 3)]})
+    with pytest.raises(ValueError, match=r"answer 1: expected 0 / 1 \(or bool\) pixels, got 3"):
+        SegmentationMajorityVote().fit(bad)
+    with pytest.raises(KeyError, match="segmentation"):
+        SegmentationMajorityVote().fit(bad.rename(columns={"segmentation": "mask"}))

@@ -6,6 +6,7 @@ Every aggregator follows one surface: ``fit(annotations) -> self``; fitted ``lab
 ``log_likelihood_``; ``fit_predict`` and ``fit_predict_proba``. Input is an
 :class:`~crowdlearn.annotations.Annotations` object (numpy outputs) or a crowd-kit style
 DataFrame with columns ``task``, ``worker``, ``label`` (pandas outputs indexed by task).
+Image segmentation (binary masks per task): :mod:`crowdlearn.aggregate.segmentation`.
 MajorityVote, DawidSkene, OneCoinDawidSkene and MACE also take a Dask DataFrame (the Dask backend,
 :mod:`crowdlearn.aggregate.dask_backend`; docs/scale.md).
 """
@@ -19,6 +20,7 @@ from crowdlearn.aggregate.mace import MACE
 from crowdlearn.aggregate.majority import MajorityVote, Wawa
 from crowdlearn.aggregate.mmsr import MMSR
 from crowdlearn.aggregate.multilabel import BinaryRelevance
+from crowdlearn.aggregate.segmentation import SegmentationEM, SegmentationMajorityVote, SegmentationRASA
 from crowdlearn.aggregate.spectral import SpectralError, spectral_confusions
 from crowdlearn.aggregate.zero_based_skill import ZeroBasedSkill
 
@@ -36,6 +38,9 @@ __all__ = [
     "GoldMajorityVote",
     "MajorityVote",
     "OneCoinDawidSkene",
+    "SegmentationEM",
+    "SegmentationMajorityVote",
+    "SegmentationRASA",
     "SpectralError",
     "Wawa",
     "ZeroBasedSkill",

@@ -9,6 +9,7 @@ import numpy as np
 from crowdlearn.aggregate.base import (
     BaseAggregator,
     FloatArray,
+    IntArray,
     PriorSpec,
     check_em_params,
     check_number,
@@ -23,7 +24,10 @@ from crowdlearn.aggregate.base import (
 from crowdlearn.aggregate.dawid_skene import one_coin_confusions
 from crowdlearn.annotations import Annotations
 
-__all__ = ["GLAD"]
+__all__ = ["GLAD", "glad_e_step", "glad_q", "glad_q_gradient"]
+
+#: A number, or an array broadcasting against the parameters (per-annotator / per-item prior means).
+FloatLike = float | FloatArray
 
 
 def _log_sigmoid(x: FloatArray) -> FloatArray:
@@ -135,17 +139,12 @@ class GLAD(BaseAggregator):
     def _fit_em(self, ann: Annotations, warm: tuple[FloatArray, FloatArray, FloatArray] | None) -> None:
         N, M, K = ann.n_items, ann.n_annotators, ann.n_classes
         fixed = check_priors(self.priors, K, type(self).__name__)
-        it, an, lb = ann.items, ann.annotators, ann.labels
+        it, an = ann.items, ann.annotators
         known = self._known
         labelled = items_labelled(ann) | (known >= 0) if known is not None else items_labelled(ann)
-        log_km1 = np.log(K - 1) if K > 1 else 0.0
         mu_a, mu_b = float(self.alpha_prior_mean), float(self.beta_prior_mean)
         alpha = np.full(M, mu_a) if warm is None else warm[0]
         b = np.full(N, mu_b) if warm is None else warm[1]
-
-        def label_ll(x: FloatArray, match: FloatArray) -> FloatArray:
-            out: FloatArray = match * _log_sigmoid(x) + (1.0 - match) * _log_sigmoid(-x)
-            return out
 
         def m_step(match: FloatArray) -> None:
             # alternating block Newton: given b the alphas decouple (and vice versa), so each
@@ -154,36 +153,25 @@ class GLAD(BaseAggregator):
             nonlocal alpha, b
             for _ in range(int(self.m_step_iter)):
                 beta = np.exp(b)
-                x = alpha[an] * beta[it]
-                sg = np.exp(_log_sigmoid(x))
-                r, w = match - sg, sg * (1.0 - sg)
-                g_a = np.bincount(an, weights=r * beta[it], minlength=M) - (alpha - mu_a)
-                h_a = np.bincount(an, weights=w * beta[it] ** 2, minlength=M) + 1.0
+                g_a, h_a = _alpha_newton_terms(ann, match, alpha, b, mu_a)
 
                 def q_alpha(a_: FloatArray, beta: FloatArray = beta) -> FloatArray:
-                    ll = np.bincount(an, weights=label_ll(a_[an] * beta[it], match), minlength=M)
+                    ll = np.bincount(an, weights=_label_q(a_[an] * beta[it], match), minlength=M)
                     out: FloatArray = ll - 0.5 * (a_ - mu_a) ** 2
                     return out
 
                 alpha = _halving_step(q_alpha, alpha, g_a / h_a)
-                x = alpha[an] * beta[it]
-                sg = np.exp(_log_sigmoid(x))
-                r, w = match - sg, sg * (1.0 - sg)
-                g_b = np.bincount(it, weights=r * x, minlength=N) - (b - mu_b)
-                h_b = np.bincount(it, weights=w * x**2, minlength=N) + 1.0
+                g_b, h_b = _b_newton_terms(ann, match, alpha, b, mu_b)
 
                 def q_b(b_: FloatArray, alpha: FloatArray = alpha) -> FloatArray:
-                    ll = np.bincount(it, weights=label_ll(alpha[an] * np.exp(b_)[it], match), minlength=N)
+                    ll = np.bincount(it, weights=_label_q(alpha[an] * np.exp(b_)[it], match), minlength=N)
                     out: FloatArray = ll - 0.5 * (b_ - mu_b) ** 2
                     return out
 
                 b = _halving_step(q_b, b, g_b / h_b)
 
         def e_step(pri: FloatArray) -> tuple[FloatArray, float]:
-            x = alpha[an] * np.exp(b)[it]
-            log_joint = per_label_log_joint(ann, _log_sigmoid(x), _log_sigmoid(-x) - log_km1)
-            log_joint += safe_log(pri)
-            return clamped_posterior(log_joint, known)  # gold items: clamped to their class
+            return glad_e_step(ann, alpha, b, pri, known)
 
         # start as the paper does: an E-step at the prior means of alpha and b (an equal-weight
         # vote with soft accuracy sigmoid(mu_a * e^mu_b)), with the fixed or uniform prior (a
@@ -196,7 +184,7 @@ class GLAD(BaseAggregator):
         history: list[float] = []
         n_done = 0
         for _ in range(self.n_iter):
-            match = T[it, lb]  # posterior that each label is correct
+            match = T[it, ann.labels]  # posterior that each label is correct
             m_step(match)
             pri = learned_priors(T, labelled, fixed)
             T, ll = e_step(pri)
@@ -213,6 +201,128 @@ class GLAD(BaseAggregator):
         self.log_likelihood_ = history
         self.n_iter_ = n_done
         self.confusions_ = _item_averaged_confusions(ann, np.exp(_log_sigmoid(alpha[an] * self.betas_[it])))
+
+
+def _label_q(x: FloatArray, match: FloatArray) -> FloatArray:
+    """Per label, ``E[log p(label | true class)]`` up to the constant ``-(1 - match) log(K - 1)``.
+
+    ``x`` (n_labels,) is ``alpha_m * beta_n``; ``match`` (n_labels,) the posterior that the label
+    is the true class.
+    """
+    out: FloatArray = match * _log_sigmoid(x) + (1.0 - match) * _log_sigmoid(-x)
+    return out
+
+
+def _alpha_newton_terms(
+    ann: Annotations, match: FloatArray, alpha: FloatArray, b: FloatArray, mu_a: FloatLike
+) -> tuple[FloatArray, FloatArray]:
+    """Gradient (n_annotators,) of Q in ``alpha`` and the curvature bound ``-d2Q/dalpha2`` (n_annotators,)."""
+    it, an = ann.items, ann.annotators
+    beta = np.exp(b)[it]
+    sg = np.exp(_log_sigmoid(alpha[an] * beta))
+    g = np.bincount(an, weights=(match - sg) * beta, minlength=ann.n_annotators) - np.asarray(
+        alpha - mu_a, dtype=np.float64
+    )
+    h = np.bincount(an, weights=sg * (1.0 - sg) * beta**2, minlength=ann.n_annotators) + 1.0
+    return np.asarray(g, dtype=np.float64), np.asarray(h, dtype=np.float64)
+
+
+def _b_newton_terms(
+    ann: Annotations, match: FloatArray, alpha: FloatArray, b: FloatArray, mu_b: FloatLike
+) -> tuple[FloatArray, FloatArray]:
+    """Gradient (n_items,) of Q in ``b = log beta`` and ``-d2Q/db2`` without its sign-indefinite part (n_items,)."""
+    it, an = ann.items, ann.annotators
+    x = alpha[an] * np.exp(b)[it]
+    sg = np.exp(_log_sigmoid(x))
+    g = np.bincount(it, weights=(match - sg) * x, minlength=ann.n_items) - np.asarray(b - mu_b, dtype=np.float64)
+    h = np.bincount(it, weights=sg * (1.0 - sg) * x**2, minlength=ann.n_items) + 1.0
+    return np.asarray(g, dtype=np.float64), np.asarray(h, dtype=np.float64)
+
+
+def glad_e_step(
+    ann: Annotations, alpha: FloatArray, b: FloatArray, priors: FloatArray, known: IntArray | None = None
+) -> tuple[FloatArray, float]:
+    r"""GLAD's E-step: class posteriors given the expertises and difficulties.
+
+    Parameters
+    ----------
+    ann : Annotations
+    alpha : ndarray of shape (n_annotators,)
+        Expertise :math:`\alpha_m`.
+    b : ndarray of shape (n_items,)
+        Log inverse difficulty :math:`b_n = \log \beta_n`.
+    priors : ndarray of shape (K,)
+        Class prior.
+    known : ndarray of int of shape (n_items,), optional
+        Gold class of each item (-1: none); gold items' posteriors are clamped to it.
+
+    Returns
+    -------
+    posteriors : ndarray of shape (n_items, K)
+    log_likelihood : float
+        Observed-data log-likelihood of the labels.
+    """
+    K = ann.n_classes
+    log_km1 = np.log(K - 1) if K > 1 else 0.0
+    x = alpha[ann.annotators] * np.exp(b)[ann.items]
+    log_joint = per_label_log_joint(ann, _log_sigmoid(x), _log_sigmoid(-x) - log_km1)
+    log_joint += safe_log(priors)
+    return clamped_posterior(log_joint, known)
+
+
+def glad_q(
+    ann: Annotations,
+    match: FloatArray,
+    alpha: FloatArray,
+    b: FloatArray,
+    alpha_prior_mean: FloatLike = 1.0,
+    beta_prior_mean: FloatLike = 1.0,
+) -> float:
+    r"""GLAD's M-step objective :math:`Q(\alpha, b)`.
+
+    The expected complete-data log-likelihood of the labels under the posteriors (the class
+    prior term, constant in :math:`\alpha, b`, left out) plus the Gaussian log-priors
+    :math:`\log N(\alpha_m; \mu_\alpha, 1)` and :math:`\log N(b_n; \mu_b, 1)`:
+    :math:`\sum_l [q_l \log \sigma(x_l) + (1 - q_l)(\log \sigma(-x_l) - \log(K - 1))]`
+    with :math:`x_l = \alpha_m e^{b_n}` and :math:`q_l` the posterior that label :math:`l` is
+    the true class.
+
+    Parameters
+    ----------
+    ann : Annotations
+    match : ndarray of shape (n_labels,)
+        Posterior that each label is its item's true class (``posteriors[items, labels]``).
+    alpha : ndarray of shape (n_annotators,)
+    b : ndarray of shape (n_items,)
+        Log inverse difficulties.
+    alpha_prior_mean, beta_prior_mean : float or ndarray of shape (n_annotators,) / (n_items,)
+        Means of the Gaussian priors (variance 1) of ``alpha`` and ``b``.
+    """
+    K = ann.n_classes
+    log_km1 = np.log(K - 1) if K > 1 else 0.0
+    x = alpha[ann.annotators] * np.exp(b)[ann.items]
+    ll = float(np.sum(_label_q(x, match) - (1.0 - match) * log_km1))
+    log_norm = 0.5 * np.log(2.0 * np.pi)
+    ll -= float(np.sum(0.5 * (alpha - alpha_prior_mean) ** 2 + log_norm))
+    ll -= float(np.sum(0.5 * (b - beta_prior_mean) ** 2 + log_norm))
+    return ll
+
+
+def glad_q_gradient(
+    ann: Annotations,
+    match: FloatArray,
+    alpha: FloatArray,
+    b: FloatArray,
+    alpha_prior_mean: FloatLike = 1.0,
+    beta_prior_mean: FloatLike = 1.0,
+) -> tuple[FloatArray, FloatArray]:
+    """Gradient of :func:`glad_q`: ``(dQ/dalpha of shape (n_annotators,), dQ/db of shape (n_items,))``.
+
+    The same terms the M-step's Newton steps use (O(n_labels)).
+    """
+    g_a, _ = _alpha_newton_terms(ann, match, alpha, b, alpha_prior_mean)
+    g_b, _ = _b_newton_terms(ann, match, alpha, b, beta_prior_mean)
+    return g_a, g_b
 
 
 def _halving_step(

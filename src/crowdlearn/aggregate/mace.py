@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 from scipy.special import digamma
+from scipy.stats import uniform
 
 from crowdlearn.aggregate.base import (
     BaseAggregator,
@@ -13,6 +17,7 @@ from crowdlearn.aggregate.base import (
     check_in,
     check_number,
     check_priors,
+    check_random_state,
     clamp_rows,
     clamped_posterior,
     items_labelled,
@@ -24,7 +29,7 @@ from crowdlearn.aggregate.base import (
 )
 from crowdlearn.annotations import Annotations
 
-__all__ = ["MACE"]
+__all__ = ["MACE", "random_start"]
 
 
 class MACE(BaseAggregator):
@@ -62,6 +67,10 @@ class MACE(BaseAggregator):
     variational MACE run on consistently coded labels; ``method="em"`` is better on Product and
     Bluebirds, ``"vb"`` on AdultContent2 (see there).
 
+    ``init="random"`` starts instead from random competences and strategies
+    (:func:`random_start`, the draws of crowd-kit's MACE), and ``init_competences`` /
+    ``init_strategies`` from given ones; EM then begins with an E-step at them.
+
     Gold labels (``fit(..., known_labels=...)``) clamp the posteriors of gold items in every
     E-step, so they inform the competences and strategies. ``partial_fit`` continues EM from the
     fitted competences and strategies (new annotators start from the vote, as in ``fit``).
@@ -89,6 +98,17 @@ class MACE(BaseAggregator):
     strategy_prior : float, default=10.0
         ``method="vb"`` only: parameter ``s`` (> 0) of the symmetric Dirichlet prior on each
         spamming strategy.
+    init : {"mv", "random"}, default="mv"
+        Start from the soft majority vote (deterministic), or from :func:`random_start`
+        (``init_noise``, ``random_state``). Ignored when ``init_competences`` is given.
+    init_noise : float, default=0.5
+        ``init="random"``: the weights are drawn uniform on ``[1, 2 + init_noise]``.
+    random_state : int, Generator or None, default=None
+        ``init="random"``: the seed, as :func:`random_start` takes it.
+    init_competences : array-like of shape (n_annotators,), optional
+        Starting competences in ``[0, 1]`` (with ``init_strategies``).
+    init_strategies : array-like of shape (n_annotators, K), optional
+        Starting spamming strategies (rows >= 0 summing to 1; with ``init_competences``).
 
     Attributes
     ----------
@@ -122,6 +142,11 @@ class MACE(BaseAggregator):
         method: str = "em",
         competence_prior: float = 0.5,
         strategy_prior: float = 10.0,
+        init: str = "mv",
+        init_noise: float = 0.5,
+        random_state: int | np.random.Generator | None = None,
+        init_competences: npt.ArrayLike | None = None,
+        init_strategies: npt.ArrayLike | None = None,
     ) -> None:
         self.n_iter = n_iter
         self.tol = tol
@@ -131,6 +156,11 @@ class MACE(BaseAggregator):
         self.method = method
         self.competence_prior = competence_prior
         self.strategy_prior = strategy_prior
+        self.init = init
+        self.init_noise = init_noise
+        self.random_state = random_state
+        self.init_competences = init_competences
+        self.init_strategies = init_strategies
 
     def _validate_params(self, ann: Annotations) -> None:
         owner = type(self).__name__
@@ -142,6 +172,11 @@ class MACE(BaseAggregator):
         check_in(self.method, ("em", "vb"), "method", owner)
         check_number(self.competence_prior, "competence_prior", owner, low=0, strict=True)
         check_number(self.strategy_prior, "strategy_prior", owner, low=0, strict=True)
+        check_in(self.init, ("mv", "random"), "init", owner)
+        check_number(self.init_noise, "init_noise", owner, low=-1, strict=True)
+        check_random_state(self.random_state, "random_state", owner)
+        if (self.init_competences is None) != (self.init_strategies is None):
+            raise ValueError(f"{owner}: init_competences and init_strategies go together; got only one of them")
 
     def _fit(self, ann: Annotations) -> None:
         self._fit_em(ann, None)
@@ -193,12 +228,20 @@ class MACE(BaseAggregator):
             log_joint += safe_log(pri)
             return clamped_posterior(log_joint, known)  # gold items: clamped to their class
 
-        T = soft_vote(ann)
-        clamp_rows(T, known)
-        # start the competences/strategies from the vote: two M-steps settle theta and xi jointly
-        m_step(T)
-        m_step(T)
-        pri = learned_priors(T, labelled, fixed)
+        start = self._start(ann) if warm is None else None
+        if start is not None:
+            # a given or random start: an E-step at it (under VB the weights are the values)
+            know, xi = start
+            spam = 1.0 - know
+            pri = fixed if fixed is not None else np.full(K, 1.0 / K)
+            T, _ = e_step(pri)
+        else:
+            T = soft_vote(ann)
+            clamp_rows(T, known)
+            # start the competences/strategies from the vote: two M-steps settle theta and xi jointly
+            m_step(T)
+            m_step(T)
+            pri = learned_priors(T, labelled, fixed)
         if warm is not None:
             # the fitted annotators restart from their fitted values and EM from an E-step
             theta, strategies, n_old = warm
@@ -229,3 +272,47 @@ class MACE(BaseAggregator):
         self.confusions_ = conf
         self.log_likelihood_ = history
         self.n_iter_ = n_done
+
+    def _start(self, ann: Annotations) -> tuple[FloatArray, FloatArray] | None:
+        """Starting (competences (M,), strategies (M, K)), or None to start from the vote."""
+        owner = type(self).__name__
+        M, K = ann.n_annotators, ann.n_classes
+        if self.init_competences is not None:
+            theta = np.asarray(self.init_competences, dtype=np.float64)
+            xi = np.asarray(self.init_strategies, dtype=np.float64)
+            if theta.shape != (M,) or xi.shape != (M, K):
+                raise ValueError(
+                    f"{owner}: init_competences / init_strategies must have shapes ({M},) / ({M}, {K}), "
+                    f"got {theta.shape} / {xi.shape}"
+                )
+            if not (np.isfinite(theta).all() and ((theta >= 0) & (theta <= 1)).all()):
+                raise ValueError(f"{owner}: init_competences must be in [0, 1]")
+            if not (np.isfinite(xi).all() and (xi >= 0).all() and np.allclose(xi.sum(axis=1), 1.0, atol=1e-6)):
+                raise ValueError(f"{owner}: init_strategies must be >= 0 with rows summing to 1")
+            return theta, xi
+        if self.init == "random":
+            return random_start(M, K, float(self.init_noise), self.random_state)
+        return None
+
+
+def random_start(
+    n_annotators: int, n_classes: int, noise: float = 0.5, random_state: Any = None
+) -> tuple[FloatArray, FloatArray]:
+    """MACE's random start, the draws crowd-kit's MACE makes.
+
+    ``scipy.stats.uniform(1, 1 + noise).rvs`` (uniform on ``[1, 2 + noise]``) draws the
+    (n_annotators, 2) "spammed / knew" weights and, with the same ``random_state``, the
+    (n_annotators, n_classes) strategy weights; each row is normalised. An int seed gives both
+    draws a fresh ``numpy.random.RandomState(seed)``, as crowd-kit does (so its restarts repeat).
+
+    Returns
+    -------
+    competences : ndarray of shape (n_annotators,)
+        The normalised "knew" weight of each annotator.
+    strategies : ndarray of shape (n_annotators, n_classes)
+    """
+    dist = uniform(1.0, 1.0 + noise)
+    spam_know = np.asarray(dist.rvs(size=(n_annotators, 2), random_state=random_state), dtype=np.float64)
+    xi = np.asarray(dist.rvs(size=(n_annotators, n_classes), random_state=random_state), dtype=np.float64)
+    theta = spam_know[:, 1] / spam_know.sum(axis=1)
+    return theta, xi / xi.sum(axis=1, keepdims=True)

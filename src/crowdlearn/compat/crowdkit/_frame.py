@@ -39,15 +39,38 @@ def to_annotations(data: pd.DataFrame) -> Annotations:
     return Annotations.from_ids(data["task"], data["worker"], data["label"])
 
 
+#: The last few id Indexes built (those of the latest fit), keyed by (id of the ids array, name);
+#: the array is kept to check identity.
+_INDEX_CACHE: dict[tuple[int, str], tuple[Any, pd.Index]] = {}
+
+
 def id_index(ids: npt.ArrayLike | Sequence[Hashable], name: str) -> pd.Index:
-    """A pandas Index of ids with pandas' own dtype inference (str, int, bool...), named ``name``."""
-    values = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)  # type: ignore[arg-type]
-    return pd.Index(values, name=name)
+    """A pandas Index of ids with pandas' own dtype inference (str, int, bool...), named ``name``.
+
+    A numpy array of numbers / bools is wrapped as is; an object array gets ``infer_objects``
+    (the dtype pandas infers from the values as a list, without building the list). The Index of
+    the same array and name is built once (one fit asks for the task ids several times); each call
+    returns its own Index object (renaming one result's index leaves the others alone).
+    """
+    if not isinstance(ids, np.ndarray):
+        return pd.Index(list(ids), name=name)  # type: ignore[arg-type]
+    key = (id(ids), name)
+    hit = _INDEX_CACHE.get(key)
+    if hit is not None and hit[0] is ids:
+        return hit[1].copy()
+    index = pd.Index(ids, name=name)
+    if ids.dtype == object:
+        index = index.infer_objects()
+    if len(_INDEX_CACHE) >= 4:
+        _INDEX_CACHE.pop(next(iter(_INDEX_CACHE)))
+    _INDEX_CACHE[key] = (ids, index)
+    return index.copy()
 
 
 def labels_series(ann: Annotations, labels: npt.NDArray[np.int64], name: str = "agg_label") -> pd.Series:
     """Class ids of ``labels`` (indices) as a Series indexed by task."""
-    return pd.Series(ann.classes[labels].tolist(), index=id_index(ann.item_ids, "task"), name=name)
+    values = id_index(ann.classes, "label").take(labels)
+    return pd.Series(values, index=id_index(ann.item_ids, "task"), name=name)
 
 
 def probas_frame(ann: Annotations, probas: npt.NDArray[np.float64]) -> pd.DataFrame:
@@ -70,7 +93,7 @@ def class_codes(ann: Annotations, series: pd.Series, what: str) -> npt.NDArray[n
     out = np.full(ann.n_items, -1, dtype=np.int64)
     if series is None or len(series) == 0:
         return out
-    pos = pd.Index(ann.item_ids.tolist()).get_indexer(series.index)
+    pos = id_index(ann.item_ids, "task").get_indexer(series.index)
     keep = pos >= 0
     values = pd.Index(series.to_numpy()[keep].tolist())
     cls = pd.Index(ann.classes.tolist()).get_indexer(values)
@@ -87,7 +110,7 @@ def accepted_classes(ann: Annotations, series: pd.Series, what: str) -> npt.NDAr
     s = pd.Series(series)
     if not s.index.has_duplicates:
         return class_codes(ann, s, what)
-    pos = pd.Index(ann.item_ids.tolist()).get_indexer(s.index)
+    pos = id_index(ann.item_ids, "task").get_indexer(s.index)
     keep = pos >= 0
     values = pd.Index(s.to_numpy()[keep].tolist())
     cls = pd.Index(ann.classes.tolist()).get_indexer(values)

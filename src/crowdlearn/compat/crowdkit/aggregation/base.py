@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["BaseClassificationAggregator", "ProbasAggregator"]
+__all__ = ["BaseClassificationAggregator", "BaseImageSegmentationAggregator", "ProbasAggregator"]
 
 
 class BaseClassificationAggregator:
@@ -55,3 +55,30 @@ class ProbasAggregator(BaseClassificationAggregator):
         self.fit(data)
         assert self.probas_ is not None
         return self.probas_
+
+
+class BaseImageSegmentationAggregator:
+    """Base of the crowd-kit style image segmentation aggregators.
+
+    Attributes
+    ----------
+    segmentations_ : Series or None
+        Aggregated mask (a boolean ndarray) of each task, indexed by ``task`` (sorted), named
+        ``agg_segmentation``.
+    """
+
+    segmentations_: pd.Series | None = None
+
+    def fit(self, data: pd.DataFrame) -> BaseImageSegmentationAggregator:
+        """Fit on answers with columns ``task``, ``worker``, ``segmentation``; returns self."""
+        raise NotImplementedError
+
+    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
+        """Fit and return ``segmentations_``."""
+        self.fit(data)
+        assert self.segmentations_ is not None
+        return self.segmentations_
+
+    def __repr__(self) -> str:
+        params = {k: v for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_")}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"

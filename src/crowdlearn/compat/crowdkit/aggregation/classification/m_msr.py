@@ -69,7 +69,7 @@ class MMSR(BaseClassificationAggregator):
             self.labels_ = pd.Series([], dtype="O", name="agg_label")
             return self
         ann = _frame.to_annotations(data)
-        w = pd.Series(self.skills_, dtype=np.float64).reindex(pd.Index(ann.annotator_ids.tolist()))
+        w = pd.Series(self.skills_, dtype=np.float64).reindex(_frame.id_index(ann.annotator_ids, "worker"))
         if w.isna().any():
             missing = w.index[w.isna()].tolist()[:10]
             raise ValueError(f"Skill value is missing for workers {missing}; fit on answers that include them")

@@ -7,6 +7,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from crowdlearn.aggregate import MACE as _MACE
+from crowdlearn.aggregate.mace import random_start
+from crowdlearn.annotations import Annotations
 from crowdlearn.compat.crowdkit import _frame
 from crowdlearn.compat.crowdkit.aggregation.base import ProbasAggregator
 
@@ -19,10 +21,15 @@ class MACE(ProbasAggregator):
     ``method="vb"``: variational Bayes with a Beta(``alpha``, ``beta``) competence prior (crowdlearn's
     is symmetric: ``alpha`` must equal ``beta``) and crowd-kit's Dirichlet(10) strategy prior;
     ``method="em"``: MAP EM with pseudo-count ``smoothing``; both with a uniform class prior, as
-    crowd-kit's MACE (and the paper). crowdlearn starts from the soft
-    majority vote, deterministically, so ``n_restarts``, ``default_noise``, ``random_state`` and
-    ``verbose`` (crowd-kit's random restarts) are accepted and unused; fitting runs ``n_iter``
-    iterations or stops at crowdlearn's tolerance.
+    crowd-kit's MACE (and the paper). Starts, as crowd-kit does, from
+    :func:`crowdlearn.aggregate.mace.random_start` (``default_noise``, ``random_state``: crowd-kit's
+    draws, workers in order of first appearance, labels in crowd-kit's order of first appearance)
+    and runs all ``n_iter`` iterations. An int ``random_state`` makes crowd-kit's ``n_restarts``
+    restarts identical, so it runs once; with ``random_state=None`` it runs ``n_restarts`` random
+    starts and keeps the one of highest log-likelihood. ``verbose`` is accepted and unused.
+    crowd-kit's own MACE misaligns the strategies after its first M-step (see docs/crowdkit.md);
+    this one does not, so its results differ where the workers or labels do not appear in
+    sorted order.
 
     Parameters
     ----------
@@ -40,9 +47,11 @@ class MACE(ProbasAggregator):
     labels_ : Series
     probas_ : DataFrame
     spamming_ : ndarray of shape (n_workers, 2)
-        ``[P(spamming), P(knowing)]`` of each worker (workers in first-appearance order).
+        ``[P(spamming), P(knowing)]`` of each worker (workers in first-appearance order; under
+        ``"vb"`` renormalised, where crowd-kit keeps the sub-normalised variational weights).
     thetas_ : ndarray of shape (n_workers, n_labels)
-        Spamming strategy of each worker (labels sorted).
+        Spamming strategy of each worker (workers in first-appearance order, labels sorted;
+        renormalised under ``"vb"``).
     """
 
     def __init__(
@@ -86,20 +95,40 @@ class MACE(ProbasAggregator):
             self.labels_ = pd.Series(dtype=float, name="agg_label")
             return self
         ann = _frame.to_annotations(data)
-        if self.method == "vb":
-            est = _MACE(
-                n_iter=int(self.n_iter),
-                method="vb",
-                competence_prior=float(self.alpha),
-                strategy_prior=10.0,
-                priors="uniform",
-            )
-        else:
-            s = float(self.smoothing)
-            est = _MACE(n_iter=int(self.n_iter), method="em", smoothing=s, competence_smoothing=s, priors="uniform")
-        est.fit(ann)
+        est = self._best(ann, data)
         self.probas_ = _frame.probas_frame(ann, est.probas_)
         self.labels_ = _frame.labels_series(ann, est.labels_)
         self.spamming_ = np.column_stack([1.0 - est.competences_, est.competences_])
         self.thetas_ = est.strategies_
         return self
+
+    def _native(self, theta: npt.NDArray[np.float64], xi: npt.NDArray[np.float64]) -> _MACE:
+        vb = self.method == "vb"
+        return _MACE(
+            n_iter=int(self.n_iter),
+            tol=0.0,  # crowd-kit runs all n_iter iterations
+            method=self.method,
+            competence_prior=float(self.alpha) if vb else 0.5,
+            strategy_prior=10.0,
+            smoothing=float(self.smoothing),
+            competence_smoothing=float(self.smoothing),
+            priors="uniform",
+            init_competences=theta,
+            init_strategies=xi,
+        )
+
+    def _best(self, ann: Annotations, data: pd.DataFrame) -> _MACE:
+        """Fit from crowd-kit's random start(s); the fit of highest final log-likelihood."""
+        # crowd-kit draws the strategies' columns in its label order (first appearance)
+        order = pd.Index(ann.classes.tolist()).get_indexer(pd.unique(data["label"]).tolist())
+        n_runs = 1 if self.random_state is not None else max(int(self.n_restarts), 1)
+        best: _MACE | None = None
+        for _ in range(n_runs):
+            theta, drawn = random_start(ann.n_annotators, ann.n_classes, float(self.default_noise), self.random_state)
+            xi = np.empty_like(drawn)
+            xi[:, order] = drawn
+            est = self._native(theta, xi).fit(ann)
+            if best is None or (est.log_likelihood_ and est.log_likelihood_[-1] > best.log_likelihood_[-1]):
+                best = est
+        assert best is not None
+        return best

@@ -28,7 +28,9 @@ def skill_weights(
         raise ValueError('default_skill is used but on_missing_skill is not "value"')
     if on_missing_skill not in ON_MISSING:
         raise ValueError(f'Unknown option {on_missing_skill!r} of "on_missing_skill" argument.')
-    w = np.array(pd.Series(skills, dtype=np.float64).reindex(pd.Index(ann.annotator_ids.tolist())), dtype=np.float64)
+    w = np.array(
+        pd.Series(skills, dtype=np.float64).reindex(_frame.id_index(ann.annotator_ids, "worker")), dtype=np.float64
+    )
     missing = np.isnan(w)
     if missing.any():
         per_label = missing[ann.annotators]
@@ -98,7 +100,10 @@ class MajorityVote(BaseClassificationAggregator):
             self.labels_ = pd.Series([], dtype="O", name="agg_label")
             self.skills_ = pd.Series(dtype=float, name="skill")
             return self
-        ann = _frame.to_annotations(data)
+        return self._fit_ann(_frame.to_annotations(data), skills)
+
+    def _fit_ann(self, ann: Annotations, skills: pd.Series | None) -> MajorityVote:
+        """``fit`` on answers already encoded."""
         weights = None
         if skills is not None:
             ann, weights = skill_weights(ann, skills, self.on_missing_skill, self.default_skill)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from crowdlearn.aggregate import Wawa as _Wawa
+from crowdlearn.annotations import Annotations
 from crowdlearn.compat.crowdkit import _frame
 from crowdlearn.compat.crowdkit.aggregation.classification._skill_vote import SkillWeightedVote
 
@@ -34,22 +35,15 @@ class Wawa(SkillWeightedVote):
         self.probas_: pd.DataFrame | None = None
         self.labels_: pd.Series | None = None
 
-    def fit(self, data: pd.DataFrame) -> Wawa:
+    def _fit_frame(self, data: pd.DataFrame) -> Annotations | None:
         """Learn each worker's agreement with the majority vote."""
         data = _frame.columns(data)
         if data.empty:
             self.skills_ = pd.Series(dtype=float, name="skill")
-            return self
+            return None
         ann = _frame.to_annotations(data)
         w = _Wawa(tie_break="first")
         w.fit(ann)
+        self._native_vote = (ann, w.labels_, w.probas_)
         self.skills_ = _frame.worker_series(ann, np.asarray(w.skills_), "skill").sort_index()
-        return self
-
-    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
-        """Fit and return the labels of ``data``."""
-        return self.fit(data).predict(data)
-
-    def fit_predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Fit and return the probabilities of ``data``."""
-        return self.fit(data).predict_proba(data)
+        return ann

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from crowdlearn.aggregate import ZeroBasedSkill as _ZeroBasedSkill
+from crowdlearn.annotations import Annotations
 from crowdlearn.compat.crowdkit import _frame
 from crowdlearn.compat.crowdkit.aggregation.classification._skill_vote import SkillWeightedVote
 
@@ -42,12 +43,12 @@ class ZeroBasedSkill(SkillWeightedVote):
         self.probas_: pd.DataFrame | None = None
         self.labels_: pd.Series | None = None
 
-    def fit(self, data: pd.DataFrame) -> ZeroBasedSkill:
+    def _fit_frame(self, data: pd.DataFrame) -> Annotations | None:
         """Learn the skills."""
         data = _frame.columns(data)
         if data.empty:
             self.skills_ = pd.Series(dtype=float, name="skill")
-            return self
+            return None
         ann = _frame.to_annotations(data)
         z = _ZeroBasedSkill(
             n_iter=self.n_iter,
@@ -58,13 +59,6 @@ class ZeroBasedSkill(SkillWeightedVote):
             tie_break="first",
         )
         z.fit(ann)
+        self._native_vote = (ann, z.labels_, z.probas_)
         self.skills_ = _frame.worker_series(ann, z.skills_, "skill").sort_index()
-        return self
-
-    def fit_predict(self, data: pd.DataFrame) -> pd.Series:
-        """Fit and return the labels of ``data``."""
-        return self.fit(data).predict(data)
-
-    def fit_predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Fit and return the probabilities of ``data``."""
-        return self.fit(data).predict_proba(data)
+        return ann
