@@ -185,10 +185,15 @@ class ConfusionMatrices(nn.Module):
                 f"log_probs (E, K), annotators (E,) and labels (E,) must agree, got {tuple(log_probs.shape)}, "
                 f"{tuple(annotators.shape)} and {tuple(labels.shape)}"
             )
-        log_conf, inverse = self._gather(annotators)
-        k = self.n_classes
-        label_rows = log_conf.reshape(-1, k).index_select(0, inverse * k + labels)  # (E, K): log A_m[y, :]
-        return torch.logsumexp(label_rows + log_probs, dim=1)
+        if annotators.ndim != 1:
+            raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
+        touched, inverse = torch.unique(annotators, return_inverse=True)
+        sparse = self.sparse and torch.is_grad_enabled() and self.logits.requires_grad
+        out, log_conf = CF.label_log_probs_of_touched(
+            self.logits, log_probs, touched, inverse, labels, sparse_grad=sparse
+        )  # (E,), (U, K, K)
+        self._touched = (touched, log_conf)
+        return out
 
     def _gather(self, annotators: Tensor) -> tuple[Tensor, Tensor]:
         """Log confusions of the distinct annotators (U, K, K) and each label's row among them (E,)."""
@@ -230,14 +235,14 @@ class ConfusionMatrices(nn.Module):
         with torch.no_grad():
             if cache is None or cache.conf.device != self.logits.device:
                 conf = torch.softmax(self.logits.detach(), dim=1).double()
-                gram = torch.einsum("mij,mik->jk", conf, conf)
+                gram = CF.gram_sum(conf)
                 trace = torch.diagonal(conf, dim1=1, dim2=2).sum()
                 cache = self._cache = _ConfusionCache(conf, gram, trace)
             elif cache.pending is not None:
                 ids = cache.pending
                 new = torch.softmax(self.logits.detach().index_select(0, ids), dim=1).double()
                 old = cache.conf.index_select(0, ids)
-                cache.gram += torch.einsum("mij,mik->jk", new, new) - torch.einsum("mij,mik->jk", old, old)
+                cache.gram += CF.gram_sum(new) - CF.gram_sum(old)
                 cache.trace += torch.diagonal(new, dim1=1, dim2=2).sum() - torch.diagonal(old, dim1=1, dim2=2).sum()
                 cache.conf.index_copy_(0, ids, new)
             cache.pending = None
@@ -262,7 +267,7 @@ class ConfusionMatrices(nn.Module):
         touched, log_conf = self._last_touched()
         cache = self._synced_cache()
         a = log_conf.exp().double()
-        part = torch.einsum("mij,mik->jk", a, a)
+        part = CF.gram_sum(a)
         cache.pending = touched
         return cache.gram + (part - part.detach())
 
