@@ -257,3 +257,26 @@ def test_label_log_probs_is_the_forward_at_the_labels(sparse: bool) -> None:
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     torch.testing.assert_close(grads[0], log_probs.grad, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grads[1], head.logits.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_label_log_probs_with_a_regularizer_on_the_same_gather(sparse: bool) -> None:
+    """The fused label log-likelihood's second output (the touched log confusions) carries a
+    regularizer's gradient too: CCEM + lam * trace over the touched annotators, against autograd."""
+    head = _heads(sparse)[0]
+    gen = torch.Generator().manual_seed(4)
+    annotators = torch.tensor([3, 0, 3, 6, 6, 1])
+    labels = torch.tensor([2, 0, 1, 1, 2, 0])
+    log_probs = torch.log_softmax(torch.randn(6, K, generator=gen), dim=1).requires_grad_(True)
+    got = head.label_log_probs(log_probs, annotators, labels)
+    _, log_conf = head._touched
+    (got.sum() + 0.7 * torch.diagonal(log_conf.exp(), dim1=1, dim2=2).sum()).backward()
+    grads = (log_probs.grad.clone(), head.logits.grad.to_dense() if sparse else head.logits.grad.clone())
+    log_probs.grad, head.logits.grad = None, None
+    want = _dense_forward(head, log_probs, annotators).gather(1, labels.unsqueeze(1)).squeeze(1)
+    touched = torch.unique(annotators)
+    trace = torch.diagonal(head.confusions().index_select(0, touched), dim1=1, dim2=2).sum()
+    (want.sum() + 0.7 * trace).backward()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(grads[0], log_probs.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads[1], head.logits.grad, rtol=1e-5, atol=1e-7)
