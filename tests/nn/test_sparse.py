@@ -280,3 +280,19 @@ def test_label_log_probs_with_a_regularizer_on_the_same_gather(sparse: bool) -> 
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     torch.testing.assert_close(grads[0], log_probs.grad, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grads[1], head.logits.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_cached_regularizers_gradients_equal_the_dense_ones_on_the_touched_rows() -> None:
+    for reg_cls, dense in (
+        (LogDetVolumeW, lambda h: -CF.logdet_volume_w(h.confusions())),
+        (TraceRegularizer, lambda h: CF.trace_regularizer(h.confusions())),
+    ):
+        head = _heads(True)[0]
+        model = CrowdModel(torch.nn.Linear(D, K), head)
+        head(torch.log_softmax(torch.randn(4, K), dim=1), torch.tensor([2, 6, 2, 0]))
+        reg_cls(1.0)(model, torch.zeros(4, K)).backward()
+        got = head.logits.grad.to_dense()
+        head.logits.grad = None
+        dense(head).backward()
+        touched = torch.tensor([0, 2, 6])
+        torch.testing.assert_close(got.index_select(0, touched), head.logits.grad.index_select(0, touched))

@@ -33,6 +33,45 @@ class _ConfusionCache:
     pending: Tensor | None = None  # annotators an optimizer step may have changed since
 
 
+class _WithGramGradient(torch.autograd.Function):
+    """``gram`` (K, K) as the value and the gradient of ``sum_u A_u^T A_u`` (``A = exp(log_conf)``,
+    (U, K, K)) toward ``log_conf``: ``dA_u = A_u (G + G^T)``, times ``A_u`` for the exp (float64,
+    one product; the cached value needs no forward product)."""
+
+    @staticmethod
+    def forward(ctx: Any, log_conf: Tensor, gram: Tensor) -> Tensor:
+        ctx.save_for_backward(log_conf)
+        return gram.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # type: ignore[misc]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (log_conf,) = ctx.saved_tensors
+        a = log_conf.exp().double()
+        k = a.shape[-1]
+        g_a = (a.reshape(-1, k) @ (grad + grad.transpose(0, 1))).view_as(a)
+        return g_a.mul_(a).to(log_conf.dtype), None
+
+
+class _WithTraceGradient(torch.autograd.Function):
+    """``trace`` (scalar) as the value and the gradient of ``sum_u trace(A_u)`` toward
+    ``log_conf`` (U, K, K): ``g A_u[i, i]`` on the diagonals, 0 elsewhere."""
+
+    @staticmethod
+    def forward(ctx: Any, log_conf: Tensor, trace: Tensor) -> Tensor:
+        ctx.save_for_backward(log_conf)
+        return trace.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # type: ignore[misc]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (log_conf,) = ctx.saved_tensors
+        out = torch.zeros_like(log_conf)
+        diag = torch.diagonal(log_conf, dim1=1, dim2=2)
+        torch.diagonal(out, dim1=1, dim2=2).copy_(diag.exp().mul_(grad.to(log_conf.dtype)))
+        return out, None
+
+
 class ConfusionMatrices(nn.Module):
     """``M`` column-stochastic ``K x K`` confusion matrices, one per annotator.
 
@@ -188,7 +227,14 @@ class ConfusionMatrices(nn.Module):
         if annotators.ndim != 1:
             raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
         touched, inverse = torch.unique(annotators, return_inverse=True)
-        sparse = self.sparse and torch.is_grad_enabled() and self.logits.requires_grad
+        # every annotator in the batch: a dense gradient, which the lazy optimizer steps as Adam
+        # (the same update as the sparse one with every row, without the index operations)
+        sparse = (
+            self.sparse
+            and torch.is_grad_enabled()
+            and self.logits.requires_grad
+            and touched.numel() < self.n_annotators
+        )
         out, log_conf = CF.label_log_probs_of_touched(
             self.logits, log_probs, touched, inverse, labels, sparse_grad=sparse
         )  # (E,), (U, K, K)
@@ -242,7 +288,11 @@ class ConfusionMatrices(nn.Module):
                 ids = cache.pending
                 new = torch.softmax(self.logits.detach().index_select(0, ids), dim=1).double()
                 old = cache.conf.index_select(0, ids)
-                cache.gram += CF.gram_sum(new) - CF.gram_sum(old)
+                # sum n^T n - o^T o over the rows, as the symmetric part of one product (n - o)^T (n + o)
+                cross = (new - old).reshape(-1, self.n_classes).transpose(0, 1) @ (new + old).reshape(
+                    -1, self.n_classes
+                )
+                cache.gram += 0.5 * (cross + cross.transpose(0, 1))
                 cache.trace += torch.diagonal(new, dim1=1, dim2=2).sum() - torch.diagonal(old, dim1=1, dim2=2).sum()
                 cache.conf.index_copy_(0, ids, new)
             cache.pending = None
@@ -266,19 +316,18 @@ class ConfusionMatrices(nn.Module):
         """
         touched, log_conf = self._last_touched()
         cache = self._synced_cache()
-        a = log_conf.exp().double()
-        part = CF.gram_sum(a)
         cache.pending = touched
-        return cache.gram + (part - part.detach())
+        out: Tensor = _WithGramGradient.apply(log_conf, cache.gram)  # type: ignore[no-untyped-call]
+        return out
 
     def trace_sum(self) -> Tensor:
         """``sum_m trace(A_m)`` over all ``M`` annotators (scalar, float64), cached as
         :meth:`volume_gram` is: exact value, gradient through the last forward's annotators."""
         touched, log_conf = self._last_touched()
         cache = self._synced_cache()
-        part = torch.diagonal(log_conf.exp().double(), dim1=1, dim2=2).sum()
         cache.pending = touched
-        return cache.trace + (part - part.detach())
+        out: Tensor = _WithTraceGradient.apply(log_conf, cache.trace)  # type: ignore[no-untyped-call]
+        return out
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self.invalidate_cache()

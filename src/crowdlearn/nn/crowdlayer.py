@@ -93,7 +93,13 @@ class CrowdLayer(nn.Module):
     def activation(self, probs: Tensor, annotators: Tensor) -> Tensor:
         """The pre-softmax activation ``a`` (E, K) for probabilities ``probs`` (E, K)."""
         touched, inverse = torch.unique(annotators, return_inverse=True)
-        sparse = self.sparse and torch.is_grad_enabled() and self.weight.requires_grad
+        # every annotator in the batch: a dense gradient (the lazy optimizer steps it as Adam)
+        sparse = (
+            self.sparse
+            and torch.is_grad_enabled()
+            and self.weight.requires_grad
+            and touched.numel() < self.n_annotators
+        )
         w = CF.gather_rows(self.weight, touched, sparse_grad=sparse, distinct=True).index_select(0, inverse)
         if self.kind == "mw":
             return torch.bmm(w, probs.unsqueeze(2)).squeeze(2)
