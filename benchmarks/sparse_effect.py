@@ -1,8 +1,8 @@
-"""Sparse heads (lazy SparseAdam, cached sums) against the dense formulation (Adam), on results.
+"""Sparse heads (row-wise LazyAdam, cached sums) against the dense formulation (Adam), on results.
 
 A simulated crowd where a minibatch touches a few of many annotators (the case where the two
 differ; in a full-batch or few-annotator run every annotator is in every step and they differ
-only by SparseAdam's placement of ``eps``): ``--items`` items with 16-d Gaussian features
+only by rounding: LazyAdam's step is Adam's there): ``--items`` items with 16-d Gaussian features
 (class mean ``2 e_y``), ``--annotators`` annotators with diagonally dominant confusions
 (``crowdlearn.simulate.diagonally_dominant_confusions``), ``--per-item`` labels per item, K = 5.
 ``CrowdClassifier(method, epochs, validation="none", device="cpu", random_state=seed)`` with its

@@ -6,7 +6,7 @@ MLP (128 hidden units), batch 128, 3 epochs, one torch thread, best of ``--repea
 epochs are timed (a callback around each epoch), not the set-up. Columns:
 
 - ``sparse``: the library's default (the batch's annotators gathered, sparse gradients,
-  SparseAdam for the head, GeoCrowdNet(W)'s Gram and TraceReg's trace from the head's cache);
+  the row-wise LazyAdam for the head, GeoCrowdNet(W)'s Gram and TraceReg's trace from the head's cache);
 - ``dense``: the same heads with ``sparse=False`` (dense gradients, dense Adam over all ``M``
   annotators' parameters at every step, the regularizers over all ``M``);
 - ``BxMxK``: a small reference of the formulation of the original code (every step softmaxes

@@ -83,9 +83,12 @@ class ConfusionMatrices(nn.Module):
 
     With ``sparse=True`` (the default, :data:`SPARSE_BY_DEFAULT`) the gradient of the logits is a
     sparse tensor holding the ``U`` rows only, and :meth:`param_groups` asks the
-    :class:`~crowdlearn.train.Trainer` for
-    :class:`torch.optim.SparseAdam` (lazy Adam: the moments and the logits of annotators absent
-    from a batch are not touched by its step). The regularizers over all annotators
+    :class:`~crowdlearn.train.Trainer` for :class:`~crowdlearn.train.optim.LazyAdam` (Adam's
+    update on the rows of the gradient only: the moments and the logits of annotators absent
+    from a batch are not touched by its step). A batch holding every annotator gives a dense
+    gradient (the same step, without index operations). The training loss
+    (:meth:`label_log_probs`) is one autograd node with a hand-written backward
+    (:func:`crowdlearn.nn.functional.label_log_probs_of_touched`). The regularizers over all annotators
     (GeoCrowdNet(W)'s ``W^T W``, TraceReg's trace sum) then read cached sums whose value is
     exact and whose gradient reaches the batch's annotators only (:meth:`volume_gram`,
     :meth:`trace_sum`). ``sparse=False`` gives dense gradients, dense Adam (which moves every
@@ -258,8 +261,8 @@ class ConfusionMatrices(nn.Module):
         ``"base_lr": None`` (the trainer's schedule follows its ``confusion_lr``).
 
         The :class:`~crowdlearn.train.Trainer` steps a group with ``"sparse": True`` with
-        :class:`torch.optim.SparseAdam` (which has no weight decay; the logits are not decayed
-        either way, decay would pull them toward uniform columns).
+        :class:`~crowdlearn.train.optim.LazyAdam` (which has no weight decay; the logits are not
+        decayed either way, decay would pull them toward uniform columns).
         """
         if not self.logits.requires_grad:  # frozen (e.g. the two-stage methods' fixed confusions)
             return []

@@ -38,8 +38,9 @@ class CrowdLayer(nn.Module):
     pairs are touched: ``O(E K^2)`` for MW, ``O(E K)`` for VW and VB; the parameters of the
     batch's ``U`` distinct annotators are taken once. With ``sparse=True`` (the default) their
     gradient is sparse (those ``U`` rows) and :meth:`param_groups` asks the trainer for
-    :class:`torch.optim.SparseAdam`, which leaves absent annotators' parameters and moments
-    untouched; ``sparse=False``: dense gradients and Adam.
+    :class:`~crowdlearn.train.optim.LazyAdam`, which leaves absent annotators' parameters and
+    moments untouched (a batch holding every annotator gives a dense gradient: Adam's step);
+    ``sparse=False``: dense gradients and Adam.
 
     The implied confusion matrices (:meth:`confusions`) feed one-hot probability vectors
     ``p = e_j`` through the layer: ``C_m[:, j] = softmax(a(e_j))``, i.e. ``P(label i | true j)``

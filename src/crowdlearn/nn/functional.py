@@ -137,7 +137,7 @@ def gather_rows(weight: Tensor, index: Tensor, *, sparse_grad: bool = False, dis
     sparse_grad : bool, default=False
         When True the gradient reaching ``weight`` is a sparse COO tensor holding only the taken
         rows (one sparse dimension, as ``nn.Embedding(sparse=True)`` gives), for a sparse
-        optimizer such as :class:`torch.optim.SparseAdam`; when False it is dense
+        optimizer such as :class:`crowdlearn.train.optim.LazyAdam`; when False it is dense
         (:meth:`torch.Tensor.index_select`).
     distinct : bool, default=False
         The caller guarantees ``index`` is sorted and without repeats (e.g. from
@@ -161,7 +161,8 @@ class _RowsWithSparseGrad(torch.autograd.Function):
     dimension, the rows; dense values of shape ``weight.shape[1:]``): the layout
     ``nn.Embedding(sparse=True)`` gives, for a parameter of any rank (``F.embedding`` takes
     2-d weights only, and :func:`torch.gather`'s ``sparse_grad`` is element-wise, an index per
-    entry, which makes :class:`torch.optim.SparseAdam`'s coalescing ``K^2`` times larger)."""
+    entry, which makes a sparse optimizer's coalescing ``K^2`` times larger). With ``distinct``
+    the rows are recorded on the parameter for :func:`distinct_rows`."""
 
     @staticmethod
     def forward(ctx: Any, weight: Tensor, index: Tensor, distinct: bool) -> Tensor:

@@ -305,8 +305,9 @@ class Trainer:
         """Adam: the backbone's group (lr, weight decay), then the head's groups.
 
         A head group with ``"sparse": True`` (a :class:`~crowdlearn.nn.ConfusionMatrices`
-        head with ``sparse=True``, the default) is stepped by :class:`torch.optim.SparseAdam`
-        (lazy Adam: an annotator absent from the batch keeps its logits and moments), the
+        head with ``sparse=True``, the default) is stepped by :class:`~crowdlearn.train.optim.LazyAdam`
+        (Adam's update on the gradient's rows only: an annotator absent from the batch keeps its
+        logits and moments), the
         others by :class:`torch.optim.Adam`, through one
         :class:`~crowdlearn.train.optim.AdamWithSparse` (sparse groups last). In a distributed
         run the heads are made dense first (``head.sparse = False``; DDP averages dense
