@@ -296,3 +296,19 @@ def test_cached_regularizers_gradients_equal_the_dense_ones_on_the_touched_rows(
         dense(head).backward()
         touched = torch.tensor([0, 2, 6])
         torch.testing.assert_close(got.index_select(0, touched), head.logits.grad.index_select(0, touched))
+
+
+def test_heads_use_the_distinct_annotators_attached_to_the_batch() -> None:
+    """The trainer attaches the host-computed unique on CUDA; the heads read it instead of torch.unique."""
+    head = _heads(True)[0]
+    log_probs = torch.log_softmax(torch.randn(4, K), dim=1)
+    annotators, labels = torch.tensor([5, 1, 5, 2]), torch.tensor([0, 2, 1, 1])
+    want = head.label_log_probs(log_probs, annotators, labels)
+    touched, inverse = torch.unique(annotators, return_inverse=True)
+    same = CF.attach_unique(annotators.clone(), touched, inverse)
+    assert CF.unique_annotators(same)[0] is touched
+    torch.testing.assert_close(head.label_log_probs(log_probs, same, labels), want, rtol=0, atol=0)
+    # a (deliberately inconsistent) attached pair is what the head uses: annotator 1's rows for all
+    other = CF.attach_unique(annotators.clone(), torch.tensor([1]), torch.zeros(4, dtype=torch.int64))
+    got = head.label_log_probs(log_probs, other, labels)
+    torch.testing.assert_close(got, head.label_log_probs(log_probs, torch.ones(4, dtype=torch.int64), labels))

@@ -229,7 +229,7 @@ class ConfusionMatrices(nn.Module):
             )
         if annotators.ndim != 1:
             raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
-        touched, inverse = torch.unique(annotators, return_inverse=True)
+        touched, inverse = CF.unique_annotators(annotators)
         # every annotator in the batch: a dense gradient, which the lazy optimizer steps as Adam
         # (the same update as the sparse one with every row, without the index operations)
         sparse = (
@@ -248,7 +248,7 @@ class ConfusionMatrices(nn.Module):
         """Log confusions of the distinct annotators (U, K, K) and each label's row among them (E,)."""
         if annotators.ndim != 1:
             raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
-        touched, inverse = torch.unique(annotators, return_inverse=True)
+        touched, inverse = CF.unique_annotators(annotators)
         sparse = self.sparse and torch.is_grad_enabled() and self.logits.requires_grad
         log_conf = CF.log_confusions(
             CF.gather_rows(self.logits, touched, sparse_grad=sparse, distinct=True)

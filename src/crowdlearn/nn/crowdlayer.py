@@ -93,7 +93,7 @@ class CrowdLayer(nn.Module):
 
     def activation(self, probs: Tensor, annotators: Tensor) -> Tensor:
         """The pre-softmax activation ``a`` (E, K) for probabilities ``probs`` (E, K)."""
-        touched, inverse = torch.unique(annotators, return_inverse=True)
+        touched, inverse = CF.unique_annotators(annotators)
         # every annotator in the batch: a dense gradient (the lazy optimizer steps it as Adam)
         sparse = (
             self.sparse

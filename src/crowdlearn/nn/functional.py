@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_RIDGE",
     "Reduction",
     "annotator_log_probs",
+    "attach_unique",
     "coupled_cross_entropy",
     "distinct_rows",
     "gather_rows",
@@ -38,6 +39,7 @@ __all__ = [
     "logdet_volume_f",
     "logdet_volume_w",
     "trace_regularizer",
+    "unique_annotators",
 ]
 
 Reduction = Literal["none", "mean", "sum"]
@@ -86,6 +88,40 @@ def log_confusions(logits: Tensor) -> Tensor:
     if logits.ndim != 3 or logits.shape[1] != logits.shape[2]:
         raise ValueError(f"confusion logits must have shape (M, K, K), got {tuple(logits.shape)}")
     return torch.log_softmax(logits, dim=1)
+
+
+#: the attribute of an annotator index tensor holding its (touched, inverse), see unique_annotators
+_UNIQUE_ATTR = "_crowdlearn_unique"
+
+
+def attach_unique(annotators: Tensor, touched: Tensor, inverse: Tensor) -> Tensor:
+    """Record ``torch.unique(annotators, return_inverse=True)``, computed elsewhere, on ``annotators``.
+
+    The trainer computes it on the host, where the batch is built, and copies it to the device
+    with the batch: on CUDA, :func:`torch.unique` would wait for the device (its output size is
+    data-dependent). Returns ``annotators``.
+
+    Parameters
+    ----------
+    annotators : Tensor of int64 of shape (E,)
+    touched : Tensor of int64 of shape (U,)
+        The sorted distinct values of ``annotators``, on its device.
+    inverse : Tensor of int64 of shape (E,)
+        ``touched[inverse] == annotators``, on its device.
+    """
+    setattr(annotators, _UNIQUE_ATTR, (touched, inverse))
+    return annotators
+
+
+def unique_annotators(annotators: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.unique(annotators, return_inverse=True)``: the batch's distinct annotators (U,),
+    sorted, and each label's position among them (E,); the pair recorded by
+    :func:`attach_unique` when there is one (no device synchronisation), else computed."""
+    known = getattr(annotators, _UNIQUE_ATTR, None)
+    if known is not None:
+        return known  # type: ignore[no-any-return]
+    touched, inverse = torch.unique(annotators, return_inverse=True)
+    return touched, inverse
 
 
 #: the attribute of a parameter naming the rows of its last sparse gradient made by

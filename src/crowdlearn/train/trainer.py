@@ -19,6 +19,7 @@ from torch import Tensor
 
 from crowdlearn._checks import check_number, param_error
 from crowdlearn.annotations import Annotations
+from crowdlearn.nn import functional as CF
 from crowdlearn.nn.model import CrowdModel
 from crowdlearn.train import distributed as dist_utils
 from crowdlearn.train.batching import Batch, Inputs, ValidationSet, item_batches, make_batch, shard_batches
@@ -624,10 +625,20 @@ class Trainer:
             self._record_step(b, values, sums)
 
     def to_device(self, batch: Batch) -> Batch:
-        """``batch`` on the training device; on CUDA from pinned memory without blocking the host."""
+        """``batch`` on the training device; on CUDA from pinned memory without blocking the host,
+        with the batch's distinct annotators computed on the host and attached
+        (:func:`crowdlearn.nn.functional.attach_unique`: the heads' gather then needs no
+        device synchronisation)."""
         if self.device.type != "cuda":
             return batch.to(self.device)
-        return batch.pin_memory().to(self.device, non_blocking=True)
+        touched, inverse = torch.unique(batch.annotators, return_inverse=True)
+        out = batch.pin_memory().to(self.device, non_blocking=True)
+        CF.attach_unique(
+            out.annotators,
+            touched.pin_memory().to(self.device, non_blocking=True),
+            inverse.pin_memory().to(self.device, non_blocking=True),
+        )
+        return out
 
     def autocast(self) -> AbstractContextManager[Any]:
         """Mixed-precision context (CUDA with ``amp=True``) or a no-op."""
