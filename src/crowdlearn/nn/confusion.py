@@ -277,6 +277,11 @@ class ConfusionMatrices(nn.Module):
         self._cache = None
         self._touched = None
 
+    def forget_sums(self) -> None:
+        """Drop the cached sums only (the next :meth:`volume_gram` / :meth:`trace_sum` rebuilds
+        them, ``O(M K^3)``): what a step that moves every annotator needs."""
+        self._cache = None
+
     def _synced_cache(self) -> _ConfusionCache:
         """The cache, rebuilt (``O(M K^3)``) when missing or refreshed for the annotators the last
         optimizer step may have changed (those of the last call; ``O(U K^3)``)."""
