@@ -1,12 +1,13 @@
-"""Sparse heads (lazy SparseAdam, cached sums) against the dense formulation (Adam), on results.
+"""Sparse heads (row-wise LazyAdam, cached sums) against the dense formulation (Adam), on results.
 
 A simulated crowd where a minibatch touches a few of many annotators (the case where the two
 differ; in a full-batch or few-annotator run every annotator is in every step and they differ
-only by SparseAdam's placement of ``eps``): ``--items`` items with 16-d Gaussian features
+only by rounding: LazyAdam's step is Adam's there): ``--items`` items with 16-d Gaussian features
 (class mean ``2 e_y``), ``--annotators`` annotators with diagonally dominant confusions
 (``crowdlearn.simulate.diagonally_dominant_confusions``), ``--per-item`` labels per item, K = 5.
-``CrowdClassifier(method, epochs, validation="none", device="cpu", random_state=seed)`` with its
-defaults (batch 128, Adam lr 1e-3, identity init), once with
+``CrowdClassifier(method, epochs, validation="none", device="cpu", random_state=seed)`` with the
+library's base training values fixed for every method (batch 128, Adam lr 1e-3, weight decay
+1e-4, identity init, no mixup, constant schedule: not the methods' recipes), once with
 ``crowdlearn.nn.confusion.SPARSE_BY_DEFAULT = True`` (the default) and once with False.
 Prints, per method, the accuracy on 2,000 fresh test items and the mean relative Frobenius error
 of the confusions (``crowdlearn.metrics.confusion_estimation_error``), mean ± std over seeds.
@@ -32,6 +33,8 @@ from crowdlearn.nn import confusion
 from crowdlearn.simulate import diagonally_dominant_confusions, simulate_crowd
 
 K, D = 5, 16
+#: the base training values of every method here (the recipes differ per method)
+BASE = {"batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4, "init": "identity", "mixup": 0.0, "schedule": "constant"}
 
 
 def main() -> None:
@@ -58,8 +61,9 @@ def main() -> None:
             for sparse in (True, False):
                 confusion.SPARSE_BY_DEFAULT = sparse
                 clf = CrowdClassifier(
-                    method=method, epochs=args.epochs, validation="none", device="cpu", random_state=seed
-                )
+                    method=method, epochs=args.epochs, validation="none", device="cpu", random_state=seed,
+                    **BASE,
+                )  # fmt: skip
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     clf.fit(X, crowd.annotations)

@@ -6,7 +6,7 @@ MLP (128 hidden units), batch 128, 3 epochs, one torch thread, best of ``--repea
 epochs are timed (a callback around each epoch), not the set-up. Columns:
 
 - ``sparse``: the library's default (the batch's annotators gathered, sparse gradients,
-  SparseAdam for the head, GeoCrowdNet(W)'s Gram and TraceReg's trace from the head's cache);
+  the row-wise LazyAdam for the head, GeoCrowdNet(W)'s Gram and TraceReg's trace from the head's cache);
 - ``dense``: the same heads with ``sparse=False`` (dense gradients, dense Adam over all ``M``
   annotators' parameters at every step, the regularizers over all ``M``);
 - ``BxMxK``: a small reference of the formulation of the original code (every step softmaxes
@@ -18,8 +18,9 @@ wall time on an idle machine): the machine these numbers come from is shared, an
 less disturbed by the other jobs than wall time (not immune: they share caches and memory
 bandwidth).
 
-``--registry`` adds every registered method through ``CrowdClassifier`` (its defaults,
-``init="identity"``, ``validation="none"``), each relative to ``method="ce"`` timed the same way.
+``--registry`` adds every registered method through ``CrowdClassifier`` (its recipe's defaults
+but ``batch_size=128`` and ``mixup=0`` for all, so every method takes the same steps on the same
+batches, and ``validation="none"``), each relative to ``method="ce"`` timed the same way.
 ``--big`` runs one CCEM epoch at 1M items, 10,000 annotators and 5M labels in a fresh process
 and prints its time and peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of
 that process: data, model and training together).
@@ -186,8 +187,9 @@ def registry_table(ms: list[int], epochs: int, repeats: int) -> None:
     def fit(method: str, X: np.ndarray, ann: Annotations) -> float:
         timer = EpochTimer()
         clf = CrowdClassifier(
-            method=method, epochs=epochs, validation="none", device="cpu", random_state=0, callbacks=[timer]
-        )
+            method=method, epochs=epochs, batch_size=BATCH, mixup=0.0, validation="none", device="cpu",
+            random_state=0, callbacks=[timer],
+        )  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             clf.fit(X, ann)

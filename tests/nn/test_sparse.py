@@ -125,7 +125,10 @@ def test_cached_gram_and_trace_equal_the_dense_sums_after_steps(tmp_path) -> Non
     head = model.head
     gen = np.random.default_rng(3)
     for step in range(12):
-        trainer.train_step(_batch(gen.choice(M, size=3).tolist(), step), 0, step)
+        # steps 4 and 5 hold every annotator: the sums over all M, the cache dropped, then rebuilt
+        annotators = list(range(M)) if step in (4, 5) else gen.choice(M, size=3).tolist()
+        trainer.train_step(_batch(annotators, step), 0, step)
+        assert (head._cache is None) == (step in (4, 5))
         conf = head.confusions().detach().double()
         torch.testing.assert_close(head.volume_gram().detach(), torch.einsum("mij,mik->jk", conf, conf))
         torch.testing.assert_close(head.trace_sum().detach(), torch.diagonal(conf, dim1=1, dim2=2).sum())
@@ -257,3 +260,58 @@ def test_label_log_probs_is_the_forward_at_the_labels(sparse: bool) -> None:
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     torch.testing.assert_close(grads[0], log_probs.grad, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grads[1], head.logits.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_label_log_probs_with_a_regularizer_on_the_same_gather(sparse: bool) -> None:
+    """The fused label log-likelihood's second output (the touched log confusions) carries a
+    regularizer's gradient too: CCEM + lam * trace over the touched annotators, against autograd."""
+    head = _heads(sparse)[0]
+    gen = torch.Generator().manual_seed(4)
+    annotators = torch.tensor([3, 0, 3, 6, 6, 1])
+    labels = torch.tensor([2, 0, 1, 1, 2, 0])
+    log_probs = torch.log_softmax(torch.randn(6, K, generator=gen), dim=1).requires_grad_(True)
+    got = head.label_log_probs(log_probs, annotators, labels)
+    _, log_conf = head._touched
+    (got.sum() + 0.7 * torch.diagonal(log_conf.exp(), dim1=1, dim2=2).sum()).backward()
+    grads = (log_probs.grad.clone(), head.logits.grad.to_dense() if sparse else head.logits.grad.clone())
+    log_probs.grad, head.logits.grad = None, None
+    want = _dense_forward(head, log_probs, annotators).gather(1, labels.unsqueeze(1)).squeeze(1)
+    touched = torch.unique(annotators)
+    trace = torch.diagonal(head.confusions().index_select(0, touched), dim1=1, dim2=2).sum()
+    (want.sum() + 0.7 * trace).backward()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(grads[0], log_probs.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads[1], head.logits.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_cached_regularizers_gradients_equal_the_dense_ones_on_the_touched_rows() -> None:
+    for reg_cls, dense in (
+        (LogDetVolumeW, lambda h: -CF.logdet_volume_w(h.confusions())),
+        (TraceRegularizer, lambda h: CF.trace_regularizer(h.confusions())),
+    ):
+        head = _heads(True)[0]
+        model = CrowdModel(torch.nn.Linear(D, K), head)
+        head(torch.log_softmax(torch.randn(4, K), dim=1), torch.tensor([2, 6, 2, 0]))
+        reg_cls(1.0)(model, torch.zeros(4, K)).backward()
+        got = head.logits.grad.to_dense()
+        head.logits.grad = None
+        dense(head).backward()
+        touched = torch.tensor([0, 2, 6])
+        torch.testing.assert_close(got.index_select(0, touched), head.logits.grad.index_select(0, touched))
+
+
+def test_heads_use_the_distinct_annotators_attached_to_the_batch() -> None:
+    """The trainer attaches the host-computed unique on CUDA; the heads read it instead of torch.unique."""
+    head = _heads(True)[0]
+    log_probs = torch.log_softmax(torch.randn(4, K), dim=1)
+    annotators, labels = torch.tensor([5, 1, 5, 2]), torch.tensor([0, 2, 1, 1])
+    want = head.label_log_probs(log_probs, annotators, labels)
+    touched, inverse = torch.unique(annotators, return_inverse=True)
+    same = CF.attach_unique(annotators.clone(), touched, inverse)
+    assert CF.unique_annotators(same)[0] is touched
+    torch.testing.assert_close(head.label_log_probs(log_probs, same, labels), want, rtol=0, atol=0)
+    # a (deliberately inconsistent) attached pair is what the head uses: annotator 1's rows for all
+    other = CF.attach_unique(annotators.clone(), torch.tensor([1]), torch.zeros(4, dtype=torch.int64))
+    got = head.label_log_probs(log_probs, other, labels)
+    torch.testing.assert_close(got, head.label_log_probs(log_probs, torch.ones(4, dtype=torch.int64), labels))

@@ -33,6 +33,45 @@ class _ConfusionCache:
     pending: Tensor | None = None  # annotators an optimizer step may have changed since
 
 
+class _WithGramGradient(torch.autograd.Function):
+    """``gram`` (K, K) as the value and the gradient of ``sum_u A_u^T A_u`` (``A = exp(log_conf)``,
+    (U, K, K)) toward ``log_conf``: ``dA_u = A_u (G + G^T)``, times ``A_u`` for the exp (float64,
+    one product; the cached value needs no forward product)."""
+
+    @staticmethod
+    def forward(ctx: Any, log_conf: Tensor, gram: Tensor) -> Tensor:
+        ctx.save_for_backward(log_conf)
+        return gram.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # type: ignore[misc]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (log_conf,) = ctx.saved_tensors
+        a = log_conf.exp().double()
+        k = a.shape[-1]
+        g_a = (a.reshape(-1, k) @ (grad + grad.transpose(0, 1))).view_as(a)
+        return g_a.mul_(a).to(log_conf.dtype), None
+
+
+class _WithTraceGradient(torch.autograd.Function):
+    """``trace`` (scalar) as the value and the gradient of ``sum_u trace(A_u)`` toward
+    ``log_conf`` (U, K, K): ``g A_u[i, i]`` on the diagonals, 0 elsewhere."""
+
+    @staticmethod
+    def forward(ctx: Any, log_conf: Tensor, trace: Tensor) -> Tensor:
+        ctx.save_for_backward(log_conf)
+        return trace.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # type: ignore[misc]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (log_conf,) = ctx.saved_tensors
+        out = torch.zeros_like(log_conf)
+        diag = torch.diagonal(log_conf, dim1=1, dim2=2)
+        torch.diagonal(out, dim1=1, dim2=2).copy_(diag.exp().mul_(grad.to(log_conf.dtype)))
+        return out, None
+
+
 class ConfusionMatrices(nn.Module):
     """``M`` column-stochastic ``K x K`` confusion matrices, one per annotator.
 
@@ -44,9 +83,12 @@ class ConfusionMatrices(nn.Module):
 
     With ``sparse=True`` (the default, :data:`SPARSE_BY_DEFAULT`) the gradient of the logits is a
     sparse tensor holding the ``U`` rows only, and :meth:`param_groups` asks the
-    :class:`~crowdlearn.train.Trainer` for
-    :class:`torch.optim.SparseAdam` (lazy Adam: the moments and the logits of annotators absent
-    from a batch are not touched by its step). The regularizers over all annotators
+    :class:`~crowdlearn.train.Trainer` for :class:`~crowdlearn.train.optim.LazyAdam` (Adam's
+    update on the rows of the gradient only: the moments and the logits of annotators absent
+    from a batch are not touched by its step). A batch holding every annotator gives a dense
+    gradient (the same step, without index operations). The training loss
+    (:meth:`label_log_probs`) is one autograd node with a hand-written backward
+    (:func:`crowdlearn.nn.functional.label_log_probs_of_touched`). The regularizers over all annotators
     (GeoCrowdNet(W)'s ``W^T W``, TraceReg's trace sum) then read cached sums whose value is
     exact and whose gradient reaches the batch's annotators only (:meth:`volume_gram`,
     :meth:`trace_sum`). ``sparse=False`` gives dense gradients, dense Adam (which moves every
@@ -185,16 +227,28 @@ class ConfusionMatrices(nn.Module):
                 f"log_probs (E, K), annotators (E,) and labels (E,) must agree, got {tuple(log_probs.shape)}, "
                 f"{tuple(annotators.shape)} and {tuple(labels.shape)}"
             )
-        log_conf, inverse = self._gather(annotators)
-        k = self.n_classes
-        label_rows = log_conf.reshape(-1, k).index_select(0, inverse * k + labels)  # (E, K): log A_m[y, :]
-        return torch.logsumexp(label_rows + log_probs, dim=1)
+        if annotators.ndim != 1:
+            raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
+        touched, inverse = CF.unique_annotators(annotators)
+        # every annotator in the batch: a dense gradient, which the lazy optimizer steps as Adam
+        # (the same update as the sparse one with every row, without the index operations)
+        sparse = (
+            self.sparse
+            and torch.is_grad_enabled()
+            and self.logits.requires_grad
+            and touched.numel() < self.n_annotators
+        )
+        out, log_conf = CF.label_log_probs_of_touched(
+            self.logits, log_probs, touched, inverse, labels, sparse_grad=sparse
+        )  # (E,), (U, K, K)
+        self._touched = (touched, log_conf)
+        return out
 
     def _gather(self, annotators: Tensor) -> tuple[Tensor, Tensor]:
         """Log confusions of the distinct annotators (U, K, K) and each label's row among them (E,)."""
         if annotators.ndim != 1:
             raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
-        touched, inverse = torch.unique(annotators, return_inverse=True)
+        touched, inverse = CF.unique_annotators(annotators)
         sparse = self.sparse and torch.is_grad_enabled() and self.logits.requires_grad
         log_conf = CF.log_confusions(
             CF.gather_rows(self.logits, touched, sparse_grad=sparse, distinct=True)
@@ -207,8 +261,8 @@ class ConfusionMatrices(nn.Module):
         ``"base_lr": None`` (the trainer's schedule follows its ``confusion_lr``).
 
         The :class:`~crowdlearn.train.Trainer` steps a group with ``"sparse": True`` with
-        :class:`torch.optim.SparseAdam` (which has no weight decay; the logits are not decayed
-        either way, decay would pull them toward uniform columns).
+        :class:`~crowdlearn.train.optim.LazyAdam` (which has no weight decay; the logits are not
+        decayed either way, decay would pull them toward uniform columns).
         """
         if not self.logits.requires_grad:  # frozen (e.g. the two-stage methods' fixed confusions)
             return []
@@ -223,6 +277,11 @@ class ConfusionMatrices(nn.Module):
         self._cache = None
         self._touched = None
 
+    def forget_sums(self) -> None:
+        """Drop the cached sums only (the next :meth:`volume_gram` / :meth:`trace_sum` rebuilds
+        them, ``O(M K^3)``): what a step that moves every annotator needs."""
+        self._cache = None
+
     def _synced_cache(self) -> _ConfusionCache:
         """The cache, rebuilt (``O(M K^3)``) when missing or refreshed for the annotators the last
         optimizer step may have changed (those of the last call; ``O(U K^3)``)."""
@@ -230,14 +289,18 @@ class ConfusionMatrices(nn.Module):
         with torch.no_grad():
             if cache is None or cache.conf.device != self.logits.device:
                 conf = torch.softmax(self.logits.detach(), dim=1).double()
-                gram = torch.einsum("mij,mik->jk", conf, conf)
+                gram = CF.gram_sum(conf)
                 trace = torch.diagonal(conf, dim1=1, dim2=2).sum()
                 cache = self._cache = _ConfusionCache(conf, gram, trace)
             elif cache.pending is not None:
                 ids = cache.pending
                 new = torch.softmax(self.logits.detach().index_select(0, ids), dim=1).double()
                 old = cache.conf.index_select(0, ids)
-                cache.gram += torch.einsum("mij,mik->jk", new, new) - torch.einsum("mij,mik->jk", old, old)
+                # sum n^T n - o^T o over the rows, as the symmetric part of one product (n - o)^T (n + o)
+                cross = (new - old).reshape(-1, self.n_classes).transpose(0, 1) @ (new + old).reshape(
+                    -1, self.n_classes
+                )
+                cache.gram += 0.5 * (cross + cross.transpose(0, 1))
                 cache.trace += torch.diagonal(new, dim1=1, dim2=2).sum() - torch.diagonal(old, dim1=1, dim2=2).sum()
                 cache.conf.index_copy_(0, ids, new)
             cache.pending = None
@@ -261,19 +324,18 @@ class ConfusionMatrices(nn.Module):
         """
         touched, log_conf = self._last_touched()
         cache = self._synced_cache()
-        a = log_conf.exp().double()
-        part = torch.einsum("mij,mik->jk", a, a)
         cache.pending = touched
-        return cache.gram + (part - part.detach())
+        out: Tensor = _WithGramGradient.apply(log_conf, cache.gram)  # type: ignore[no-untyped-call]
+        return out
 
     def trace_sum(self) -> Tensor:
         """``sum_m trace(A_m)`` over all ``M`` annotators (scalar, float64), cached as
         :meth:`volume_gram` is: exact value, gradient through the last forward's annotators."""
         touched, log_conf = self._last_touched()
         cache = self._synced_cache()
-        part = torch.diagonal(log_conf.exp().double(), dim1=1, dim2=2).sum()
         cache.pending = touched
-        return cache.trace + (part - part.detach())
+        out: Tensor = _WithTraceGradient.apply(log_conf, cache.trace)  # type: ignore[no-untyped-call]
+        return out
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self.invalidate_cache()

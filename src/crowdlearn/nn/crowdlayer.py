@@ -38,8 +38,9 @@ class CrowdLayer(nn.Module):
     pairs are touched: ``O(E K^2)`` for MW, ``O(E K)`` for VW and VB; the parameters of the
     batch's ``U`` distinct annotators are taken once. With ``sparse=True`` (the default) their
     gradient is sparse (those ``U`` rows) and :meth:`param_groups` asks the trainer for
-    :class:`torch.optim.SparseAdam`, which leaves absent annotators' parameters and moments
-    untouched; ``sparse=False``: dense gradients and Adam.
+    :class:`~crowdlearn.train.optim.LazyAdam`, which leaves absent annotators' parameters and
+    moments untouched (a batch holding every annotator gives a dense gradient: Adam's step);
+    ``sparse=False``: dense gradients and Adam.
 
     The implied confusion matrices (:meth:`confusions`) feed one-hot probability vectors
     ``p = e_j`` through the layer: ``C_m[:, j] = softmax(a(e_j))``, i.e. ``P(label i | true j)``
@@ -92,8 +93,14 @@ class CrowdLayer(nn.Module):
 
     def activation(self, probs: Tensor, annotators: Tensor) -> Tensor:
         """The pre-softmax activation ``a`` (E, K) for probabilities ``probs`` (E, K)."""
-        touched, inverse = torch.unique(annotators, return_inverse=True)
-        sparse = self.sparse and torch.is_grad_enabled() and self.weight.requires_grad
+        touched, inverse = CF.unique_annotators(annotators)
+        # every annotator in the batch: a dense gradient (the lazy optimizer steps it as Adam)
+        sparse = (
+            self.sparse
+            and torch.is_grad_enabled()
+            and self.weight.requires_grad
+            and touched.numel() < self.n_annotators
+        )
         w = CF.gather_rows(self.weight, touched, sparse_grad=sparse, distinct=True).index_select(0, inverse)
         if self.kind == "mw":
             return torch.bmm(w, probs.unsqueeze(2)).squeeze(2)

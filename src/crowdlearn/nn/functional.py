@@ -28,13 +28,18 @@ __all__ = [
     "DEFAULT_RIDGE",
     "Reduction",
     "annotator_log_probs",
+    "attach_unique",
     "coupled_cross_entropy",
+    "distinct_rows",
     "gather_rows",
+    "gram_sum",
+    "label_log_probs_of_touched",
     "log_confusions",
     "logdet_gram",
     "logdet_volume_f",
     "logdet_volume_w",
     "trace_regularizer",
+    "unique_annotators",
 ]
 
 Reduction = Literal["none", "mean", "sum"]
@@ -50,6 +55,21 @@ def _reduce(values: Tensor, reduction: Reduction) -> Tensor:
     if reduction == "none":
         return values
     raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def gram_sum(mats: Tensor) -> Tensor:
+    """``sum_m A_m^T A_m`` of a stack of matrices, as one ``(M K, K)^T (M K, K)`` product.
+
+    Parameters
+    ----------
+    mats : Tensor of shape (M, R, K)
+
+    Returns
+    -------
+    Tensor of shape (K, K)
+    """
+    flat = mats.reshape(-1, mats.shape[-1])
+    return flat.transpose(0, 1) @ flat
 
 
 def log_confusions(logits: Tensor) -> Tensor:
@@ -70,6 +90,77 @@ def log_confusions(logits: Tensor) -> Tensor:
     return torch.log_softmax(logits, dim=1)
 
 
+#: the attribute of an annotator index tensor holding its (touched, inverse), see unique_annotators
+_UNIQUE_ATTR = "_crowdlearn_unique"
+
+
+def attach_unique(annotators: Tensor, touched: Tensor, inverse: Tensor) -> Tensor:
+    """Record ``torch.unique(annotators, return_inverse=True)``, computed elsewhere, on ``annotators``.
+
+    The trainer computes it on the host, where the batch is built, and copies it to the device
+    with the batch: on CUDA, :func:`torch.unique` would wait for the device (its output size is
+    data-dependent). Returns ``annotators``.
+
+    Parameters
+    ----------
+    annotators : Tensor of int64 of shape (E,)
+    touched : Tensor of int64 of shape (U,)
+        The sorted distinct values of ``annotators``, on its device.
+    inverse : Tensor of int64 of shape (E,)
+        ``touched[inverse] == annotators``, on its device.
+    """
+    setattr(annotators, _UNIQUE_ATTR, (touched, inverse))
+    return annotators
+
+
+def unique_annotators(annotators: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.unique(annotators, return_inverse=True)``: the batch's distinct annotators (U,),
+    sorted, and each label's position among them (E,); the pair recorded by
+    :func:`attach_unique` when there is one (no device synchronisation), else computed."""
+    known = getattr(annotators, _UNIQUE_ATTR, None)
+    if known is not None:
+        return known  # type: ignore[no-any-return]
+    touched, inverse = torch.unique(annotators, return_inverse=True)
+    return touched, inverse
+
+
+#: the attribute of a parameter naming the rows of its last sparse gradient made by
+#: :func:`gather_rows` / :func:`label_log_probs_of_touched` with distinct rows (see distinct_rows)
+_ROWS_ATTR = "_crowdlearn_distinct_rows"
+
+
+def _mark_distinct(weight: Tensor, rows: Tensor) -> None:
+    setattr(weight, _ROWS_ATTR, rows)
+
+
+def distinct_rows(weight: Tensor, grad: Tensor) -> Tensor | None:
+    """The rows of ``weight``'s sparse gradient ``grad`` when they are known sorted and distinct, else None.
+
+    A sparse COO gradient marked coalesced qualifies. :func:`gather_rows` with ``distinct=True``
+    (and :func:`label_log_probs_of_touched`) also record the rows they produced on the parameter,
+    because autograd's accumulation of a sparse gradient into ``.grad`` drops the coalesced mark:
+    ``grad`` qualifies when its indices are those very rows (the same storage; a gradient
+    summed from several gathers has new, concatenated indices and does not). No device
+    synchronisation. The record is consumed (removed) by the call.
+
+    Parameters
+    ----------
+    weight : Tensor of shape (M, ...)
+    grad : sparse COO Tensor of shape (M, ...) with one sparse dimension
+
+    Returns
+    -------
+    Tensor of int64 of shape (U,) or None
+    """
+    known = weight.__dict__.pop(_ROWS_ATTR, None)
+    rows = grad._indices()[0]
+    if grad.is_coalesced():
+        return rows
+    if known is not None and known.numel() == rows.numel() and known.data_ptr() == rows.data_ptr():
+        return rows
+    return None
+
+
 def gather_rows(weight: Tensor, index: Tensor, *, sparse_grad: bool = False, distinct: bool = False) -> Tensor:
     """Rows ``weight[index]`` of a per-annotator parameter, optionally with a sparse gradient.
 
@@ -82,7 +173,7 @@ def gather_rows(weight: Tensor, index: Tensor, *, sparse_grad: bool = False, dis
     sparse_grad : bool, default=False
         When True the gradient reaching ``weight`` is a sparse COO tensor holding only the taken
         rows (one sparse dimension, as ``nn.Embedding(sparse=True)`` gives), for a sparse
-        optimizer such as :class:`torch.optim.SparseAdam`; when False it is dense
+        optimizer such as :class:`crowdlearn.train.optim.LazyAdam`; when False it is dense
         (:meth:`torch.Tensor.index_select`).
     distinct : bool, default=False
         The caller guarantees ``index`` is sorted and without repeats (e.g. from
@@ -106,22 +197,119 @@ class _RowsWithSparseGrad(torch.autograd.Function):
     dimension, the rows; dense values of shape ``weight.shape[1:]``): the layout
     ``nn.Embedding(sparse=True)`` gives, for a parameter of any rank (``F.embedding`` takes
     2-d weights only, and :func:`torch.gather`'s ``sparse_grad`` is element-wise, an index per
-    entry, which makes :class:`torch.optim.SparseAdam`'s coalescing ``K^2`` times larger)."""
+    entry, which makes a sparse optimizer's coalescing ``K^2`` times larger). With ``distinct``
+    the rows are recorded on the parameter for :func:`distinct_rows`."""
 
     @staticmethod
     def forward(ctx: Any, weight: Tensor, index: Tensor, distinct: bool) -> Tensor:
         ctx.save_for_backward(index)
         ctx.shape = weight.shape
         ctx.distinct = distinct
+        ctx.weight = weight if distinct else None
         return weight.index_select(0, index)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (index,) = ctx.saved_tensors
-        out = torch.sparse_coo_tensor(
-            index.unsqueeze(0), grad, ctx.shape, check_invariants=False, is_coalesced=ctx.distinct
-        )
+        indices = index.unsqueeze(0)
+        out = torch.sparse_coo_tensor(indices, grad, ctx.shape, check_invariants=False, is_coalesced=ctx.distinct)
+        if ctx.distinct:
+            _mark_distinct(ctx.weight, out._indices()[0])
         return out, None, None
+
+
+def label_log_probs_of_touched(
+    logits: Tensor,
+    log_probs: Tensor,
+    touched: Tensor,
+    inverse: Tensor,
+    labels: Tensor,
+    *,
+    sparse_grad: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Each observed label's log-likelihood under the confusions of the batch's annotators.
+
+    The training loss of :class:`~crowdlearn.nn.ConfusionMatrices` in one autograd node:
+    ``P = logits[touched]`` (U, K, K), ``log A = log_softmax(P, dim=1)`` and
+    ``out[e] = logsumexp_j(log A[inverse_e, y_e, j] + log_probs[e, j])``, the values of
+    ``log_confusions(logits)[touched]`` indexed per label, with a hand-written backward
+    (``O(E K + U K^2)``, a dozen tensor operations instead of autograd's several dozen). With
+    ``q[e] = softmax_j(log A[inverse_e, y_e, :] + log_probs[e])`` and ``g`` the gradient of the
+    output: ``d log_probs[e] = g[e] q[e]``; ``G[u, i, :] = sum_{e: inverse_e = u, y_e = i} g[e] q[e]``
+    plus the gradient reaching ``log A`` (second output), and ``d P = G - A * G.sum(dim=1)``
+    (the backward of the log-softmax over the rows). No double backward.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (M, K, K)
+        The confusion logits (softmax over dim 1).
+    log_probs : Tensor of shape (E, K)
+        ``log f(x)`` of each label's item.
+    touched : Tensor of int64 of shape (U,)
+        The batch's distinct annotators, sorted (:func:`torch.unique`).
+    inverse : Tensor of int64 of shape (E,)
+        Each label's annotator's position in ``touched``.
+    labels : Tensor of int64 of shape (E,)
+        Each label's class.
+    sparse_grad : bool, default=False
+        The gradient of ``logits`` as a sparse COO tensor of the ``U`` rows (marked coalesced),
+        as :func:`gather_rows` with ``sparse_grad=True, distinct=True`` gives; else dense.
+
+    Returns
+    -------
+    out : Tensor of shape (E,)
+        ``log (A_{m_e} f(x_e))_{y_e}``.
+    log_conf : Tensor of shape (U, K, K)
+        ``log A`` of the touched annotators (differentiable: a regularizer may use it).
+    """
+    out, log_conf = _LabelLogProbs.apply(logits, log_probs, touched, inverse, labels, sparse_grad)  # type: ignore[no-untyped-call]
+    return out, log_conf
+
+
+class _LabelLogProbs(torch.autograd.Function):
+    """See :func:`label_log_probs_of_touched`."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, logits: Tensor, log_probs: Tensor, touched: Tensor, inverse: Tensor, labels: Tensor, sparse: bool
+    ) -> tuple[Tensor, Tensor]:
+        k = logits.shape[1]
+        log_conf = torch.log_softmax(logits.index_select(0, touched), dim=1)  # (U, K, K)
+        flat = inverse * k + labels  # (E,): row (u, y) of log_conf viewed as (U K, K)
+        joint = log_conf.reshape(-1, k).index_select(0, flat) + log_probs  # (E, K)
+        out = torch.logsumexp(joint, dim=1)
+        ctx.save_for_backward(log_conf, joint, out, touched, flat)
+        ctx.shape = logits.shape
+        ctx.sparse = sparse
+        ctx.weight = logits if sparse else None
+        ctx.set_materialize_grads(False)
+        return out, log_conf
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # type: ignore[misc]
+    def backward(ctx: Any, g_out: Tensor | None, g_conf: Tensor | None) -> tuple[Tensor | None, ...]:
+        log_conf, joint, out, touched, flat = ctx.saved_tensors
+        u, k = log_conf.shape[0], log_conf.shape[1]
+        if g_out is not None:
+            w = torch.exp(joint - out.unsqueeze(1)).mul_(g_out.unsqueeze(1))  # (E, K)
+            big_g = torch.zeros((u * k, k), dtype=w.dtype, device=w.device).index_add_(0, flat, w).view(u, k, k)
+            if g_conf is not None:
+                big_g.add_(g_conf)
+        else:
+            w = None
+            big_g = g_conf if g_conf is not None else torch.zeros_like(log_conf)
+        grad_rows = big_g - log_conf.exp().mul_(big_g.sum(dim=1, keepdim=True))  # (U, K, K)
+        grad_logits: Tensor | None = None
+        if ctx.needs_input_grad[0]:
+            if ctx.sparse:
+                grad_logits = torch.sparse_coo_tensor(
+                    touched.unsqueeze(0), grad_rows, ctx.shape, check_invariants=False, is_coalesced=True
+                )
+                _mark_distinct(ctx.weight, grad_logits._indices()[0])
+            else:
+                grad_logits = grad_rows.new_zeros(ctx.shape).index_copy_(0, touched, grad_rows)
+        grad_lp = w if ctx.needs_input_grad[1] else None
+        return grad_logits, grad_lp, None, None, None, None
 
 
 def annotator_log_probs(log_probs: Tensor, log_conf: Tensor, annotators: Tensor) -> Tensor:
@@ -288,7 +476,7 @@ def logdet_volume_w(confusions: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor
         raise ValueError(f"confusions must have shape (M, K, K), got {tuple(confusions.shape)}")
     with _full_precision(confusions):  # the Gram product in float32 even under autocast
         a = confusions.float() if confusions.dtype not in (torch.float32, torch.float64) else confusions
-        gram = torch.einsum("mij,mik->jk", a, a)
+        gram = gram_sum(a)
     return _ridge_logdet(gram, eps)
 
 

@@ -110,10 +110,20 @@ def _confusions(model: CrowdModel) -> Tensor:
 
 def _cached(model: CrowdModel, what: str) -> Tensor | None:
     """The head's cached sum ``what`` (``volume_gram`` or ``trace_sum``) when it is sparse and
-    has had a forward pass (exact value, gradient through the batch's annotators), else None."""
+    has had a forward pass (exact value, gradient through the batch's annotators), else None.
+
+    A batch holding every annotator takes the sum over all ``M`` instead (None here): exact as
+    well, and cheaper than refreshing the cache; the cache is dropped (the step moves every
+    annotator) and rebuilt by the next batch that needs it."""
     head = model.head
     get = getattr(head, what, None)
-    if not (getattr(head, "sparse", False) and callable(get) and getattr(head, "_touched", None) is not None):
+    touched = getattr(head, "_touched", None)
+    if not (getattr(head, "sparse", False) and callable(get) and touched is not None):
+        return None
+    if touched[0].numel() == getattr(head, "n_annotators", -1):
+        forget = getattr(head, "forget_sums", None)
+        if callable(forget):
+            forget()
         return None
     out: Tensor = get()
     return out

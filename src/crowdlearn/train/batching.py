@@ -96,15 +96,30 @@ class Batch:
     targets: Tensor | None = None
     annotator_mix: AnnotatorMix | None = None
 
-    def to(self, device: torch.device) -> Batch:
+    def to(self, device: torch.device, *, non_blocking: bool = False) -> Batch:
+        """The batch's tensors on ``device`` (``non_blocking`` as in :meth:`torch.Tensor.to`, for
+        all but the annotator mixtures)."""
+        nb = non_blocking
         return Batch(
             self.items,
-            self.x.to(device),
-            self.rows.to(device),
-            self.annotators.to(device),
-            self.labels.to(device),
-            None if self.targets is None else self.targets.to(device),
+            self.x.to(device, non_blocking=nb),
+            self.rows.to(device, non_blocking=nb),
+            self.annotators.to(device, non_blocking=nb),
+            self.labels.to(device, non_blocking=nb),
+            None if self.targets is None else self.targets.to(device, non_blocking=nb),
             None if self.annotator_mix is None else self.annotator_mix.to(device),
+        )
+
+    def pin_memory(self) -> Batch:
+        """The batch with its host tensors in pinned memory (for a non-blocking copy to CUDA)."""
+        return Batch(
+            self.items,
+            self.x.pin_memory(),
+            self.rows.pin_memory(),
+            self.annotators.pin_memory(),
+            self.labels.pin_memory(),
+            None if self.targets is None else self.targets.pin_memory(),
+            self.annotator_mix,  # set by transforms on the device, after the copy
         )
 
     def replace(self, **changes: Any) -> Batch:

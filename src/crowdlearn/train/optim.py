@@ -1,40 +1,134 @@
-"""Adam for the dense parameters and torch's SparseAdam (lazy Adam) for the sparse ones, as one optimizer.
+"""Adam for the dense parameters and a row-wise lazy Adam for the sparse ones, as one optimizer.
 
 The trainer steps the backbone with :class:`torch.optim.Adam` and a head group marked
 ``"sparse": True`` (e.g. :meth:`crowdlearn.nn.ConfusionMatrices.param_groups`) with
-:class:`torch.optim.SparseAdam`, whose step updates the moments and the values of the rows
-present in the sparse gradient only: an annotator absent from a batch is not touched, so the
-cost of a step follows the batch's annotators, not ``M``. :class:`AdamWithSparse` holds both
-and shares one ``param_groups`` list and one ``state`` with them, so learning-rate schedules,
+:class:`LazyAdam`, whose step reads and writes the moments and the values of the rows present
+in the gradient only: an annotator absent from a batch is not touched, so the cost of a step
+follows the batch's annotators, not ``M``. :class:`AdamWithSparse` holds both and shares one
+``param_groups`` list and one ``state`` with them, so learning-rate schedules,
 :class:`torch.amp.GradScaler` and checkpoints (``state_dict`` / ``load_state_dict``) see one
-optimizer. The update rules are torch's own.
+optimizer.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import Tensor
 
-__all__ = ["AdamWithSparse"]
+from crowdlearn.nn.functional import distinct_rows
+
+__all__ = ["AdamWithSparse", "LazyAdam"]
+
+
+class LazyAdam(torch.optim.Optimizer):
+    """Adam's update on the rows of a parameter that the gradient holds, the others untouched.
+
+    For a parameter ``P`` of shape (M, ...) whose gradient is a sparse COO tensor with one sparse
+    dimension (the rows, as :func:`crowdlearn.nn.functional.gather_rows` with
+    ``sparse_grad=True`` gives; shape (M, ...), values (U, ...)), a step takes the ``U`` rows
+    ``r`` of the gradient ``g`` and does, on those rows only (index ops, ``O(U x row size)``)::
+
+        m[r] = beta1 m[r] + (1 - beta1) g          v[r] = beta2 v[r] + (1 - beta2) g^2
+        P[r] -= lr / (1 - beta1^t) * m[r] / (sqrt(v[r]) / sqrt(1 - beta2^t) + eps)
+
+    with ``t`` the number of steps taken on the parameter so far (the bias correction counts
+    every step, as :class:`torch.optim.SparseAdam` and TensorFlow's LazyAdam do, not the steps
+    the row was in). That is :class:`torch.optim.Adam`'s update rule and ``eps`` placement
+    (:class:`torch.optim.SparseAdam` adds ``eps`` before the bias correction), so a step whose
+    gradient holds every row equals an Adam step. The moments ``exp_avg`` and ``exp_avg_sq`` are
+    dense tensors of ``P``'s shape (the state keys of Adam: a checkpoint of either loads into the
+    other); the gradient's rows are not sorted again when the gradient says it is coalesced
+    or comes from :func:`crowdlearn.nn.functional.gather_rows` with ``distinct=True``
+    (:func:`crowdlearn.nn.functional.distinct_rows`); a gradient summed from several gathers is
+    coalesced first). A dense gradient is taken as every row touched (Adam's step). No weight decay, no
+    AMSGrad.
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dict
+        Parameters or parameter groups.
+    lr : float, default=1e-3
+    betas : (float, float), default=(0.9, 0.999)
+    eps : float, default=1e-8
+    """
+
+    def __init__(
+        self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ) -> None:
+        if not (lr >= 0.0 and eps >= 0.0 and 0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"LazyAdam needs lr >= 0, eps >= 0 and betas in [0, 1), got {lr}, {eps}, {betas}")
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()  # type: ignore[misc]
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One lazy Adam step (see the class docstring)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps = float(group["lr"]), float(group["eps"])
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._step_param(p, p.grad, lr, beta1, beta2, eps)
+        return loss
+
+    def _step_param(self, p: Tensor, grad: Tensor, lr: float, beta1: float, beta2: float, eps: float) -> None:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        t = float(state["step"])
+        step_size = lr / (1.0 - beta1**t)
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        if not grad.is_sparse:  # every row has a gradient: Adam's step
+            exp_avg.lerp_(grad, 1.0 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            p.addcdiv_(exp_avg, denom, value=-step_size)
+            return
+        if grad.sparse_dim() != 1:
+            raise ValueError(
+                f"LazyAdam needs a sparse gradient with one sparse dimension (the rows), got {grad.sparse_dim()}"
+            )
+        rows = distinct_rows(p, grad)  # (U,) when known sorted and distinct (no sort, no sync)
+        if rows is None:
+            grad = grad.coalesce()
+            rows = grad._indices()[0]
+        g = grad._values()  # (U, ...)
+        m = exp_avg.index_select(0, rows).lerp_(g, 1.0 - beta1)
+        v = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        exp_avg.index_copy_(0, rows, m)
+        exp_avg_sq.index_copy_(0, rows, v)
+        denom = v.sqrt_().div_(bias_correction2_sqrt).add_(eps)
+        p.index_copy_(0, rows, p.index_select(0, rows).addcdiv_(m, denom, value=-step_size))
 
 
 class AdamWithSparse(torch.optim.Optimizer):
-    """:class:`torch.optim.Adam` over the dense groups, :class:`torch.optim.SparseAdam` over the others.
+    """:class:`torch.optim.Adam` over the dense groups, :class:`LazyAdam` over the sparse ones.
 
     Parameters
     ----------
     dense_groups : list of dict
         Adam parameter groups (``"params"``, ``"lr"``, ``"weight_decay"``, ...).
     sparse_groups : list of dict
-        SparseAdam parameter groups (``"params"``, ``"lr"``); their parameters must receive
-        sparse gradients. SparseAdam has no weight decay: a group with ``weight_decay`` other
-        than 0 is an error.
+        LazyAdam parameter groups (``"params"``, ``"lr"``, optionally ``"betas"``, ``"eps"``);
+        their parameters should receive sparse row gradients (a dense one is stepped as Adam
+        would). LazyAdam has no weight decay: a group with ``weight_decay`` other than 0 is an
+        error.
 
     Attributes
     ----------
-    dense, sparse : torch.optim.Optimizer
+    dense : torch.optim.Adam
+    sparse : LazyAdam or None
         The two optimizers (``sparse`` is None without sparse groups); their ``param_groups``
         are this optimizer's (dense groups first) and their ``state`` is this optimizer's.
     """
@@ -42,15 +136,13 @@ class AdamWithSparse(torch.optim.Optimizer):
     def __init__(self, dense_groups: list[dict[str, Any]], sparse_groups: list[dict[str, Any]]) -> None:
         for g in sparse_groups:
             if float(g.get("weight_decay", 0.0)) != 0.0:
-                raise ValueError("a sparse parameter group cannot have weight decay (SparseAdam has none)")
+                raise ValueError("a sparse parameter group cannot have weight decay (LazyAdam has none)")
         self.n_dense = len(dense_groups)
         self.dense = torch.optim.Adam(dense_groups)
-        self.sparse: torch.optim.SparseAdam | None = None
+        self.sparse: LazyAdam | None = None
         groups: list[dict[str, Any]] = list(self.dense.param_groups)
         if sparse_groups:
-            self.sparse = torch.optim.SparseAdam(
-                [{k: v for k, v in g.items() if k != "weight_decay"} for g in sparse_groups]
-            )
+            self.sparse = LazyAdam([{k: v for k, v in g.items() if k != "weight_decay"} for g in sparse_groups])
             for g in self.sparse.param_groups:
                 g["weight_decay"] = 0.0
             groups += self.sparse.param_groups
@@ -72,12 +164,12 @@ class AdamWithSparse(torch.optim.Optimizer):
 
     @torch.no_grad()  # type: ignore[misc]
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """One Adam step on the dense groups and one SparseAdam step on the sparse groups."""
+        """One Adam step on the dense groups and one LazyAdam step on the sparse groups."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         self.dense.step()
         if self.sparse is not None:
-            self.sparse.step()  # type: ignore[no-untyped-call]
+            self.sparse.step()
         return loss

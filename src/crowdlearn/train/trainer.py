@@ -19,6 +19,7 @@ from torch import Tensor
 
 from crowdlearn._checks import check_number, param_error
 from crowdlearn.annotations import Annotations
+from crowdlearn.nn import functional as CF
 from crowdlearn.nn.model import CrowdModel
 from crowdlearn.train import distributed as dist_utils
 from crowdlearn.train.batching import Batch, Inputs, ValidationSet, item_batches, make_batch, shard_batches
@@ -198,6 +199,16 @@ class Trainer:
         :class:`~torch.nn.parallel.DistributedDataParallel`, history values are averaged over
         ranks, validation is sharded and summed, dropout is seeded ``random_state + rank`` and only
         rank 0 writes checkpoints. See :mod:`crowdlearn.train.distributed` and docs/training.md.
+    check_every : int or None, default=None
+        Training steps between the host-side reads of the loss values (the non-finite check,
+        the per-batch history, ``on_batch_end``). None: every step on the CPU (where reading a
+        value costs nothing) and once per epoch on an accelerator (CUDA, MPS), so the inner loop
+        never waits for the device: the steps' values stay on the device until then, read in
+        one transfer. The check is as strict either way: the first non-finite batch is named in
+        the :class:`TrainingDivergedError` with its values and the model is reset to its state
+        after the last completed epoch; with a deferred check the steps after that batch have
+        run too (their optimizer moments are not restored). A callback overriding
+        ``on_batch_end`` and a distributed run read every step.
     """
 
     def __init__(
@@ -221,6 +232,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         sink: Callable[[str], Any] = print,
         distributed: bool = False,
+        check_every: int | None = None,
     ) -> None:
         check_number(epochs, "epochs", "Trainer", low=1, integer=True)
         check_number(batch_size, "batch_size", "Trainer", low=1, integer=True)
@@ -229,6 +241,7 @@ class Trainer:
         check_number(weight_decay, "weight_decay", "Trainer", low=0)
         check_number(mixup, "mixup", "Trainer", low=0)  # 0 disables it
         check_number(random_state, "random_state", "Trainer", low=0, integer=True)
+        check_number(check_every, "check_every", "Trainer", low=1, integer=True, allow_none=True)
         for name, value in (("lr", lr), ("confusion_lr", confusion_lr)):
             if value is not None and not (math.isfinite(value) and value <= MAX_LR):
                 raise ValueError(
@@ -246,6 +259,7 @@ class Trainer:
         if transform is not None and mixup > 0:
             raise ValueError("Trainer: give mixup > 0 or a transform, not both (InputMixup(alpha) is the mixup)")
         self.distributed = distributed
+        self.check_every = None if check_every is None else int(check_every)
         if distributed:
             dist_utils.init_from_env()
         self.device = resolve_device(device)
@@ -292,8 +306,9 @@ class Trainer:
         """Adam: the backbone's group (lr, weight decay), then the head's groups.
 
         A head group with ``"sparse": True`` (a :class:`~crowdlearn.nn.ConfusionMatrices`
-        head with ``sparse=True``, the default) is stepped by :class:`torch.optim.SparseAdam`
-        (lazy Adam: an annotator absent from the batch keeps its logits and moments), the
+        head with ``sparse=True``, the default) is stepped by :class:`~crowdlearn.train.optim.LazyAdam`
+        (Adam's update on the gradient's rows only: an annotator absent from the batch keeps its
+        logits and moments), the
         others by :class:`torch.optim.Adam`, through one
         :class:`~crowdlearn.train.optim.AdamWithSparse` (sparse groups last). In a distributed
         run the heads are made dense first (``head.sparse = False``; DDP averages dense
@@ -563,15 +578,67 @@ class Trainer:
         batches = item_batches(items, self.batch_size, generator=self.generator)
         if self._ddp is not None:
             batches = shard_batches(batches, dist_utils.rank(), dist_utils.world_size())
+        every = self._steps_between_checks(len(batches))
+        pending: list[tuple[int, dict[str, Tensor]]] = []
         for b, idx in enumerate(batches):
-            batch = make_batch(inputs, annotations, idx, self._targets).to(self.device)
-            parts = self.train_step(batch, epoch, b)
-            self.history.record_batch(parts)
-            for key, v in parts.items():
-                sums[key] = sums.get(key, 0.0) + v
-            self.notify("on_batch_end", b, parts)
+            batch = self.to_device(make_batch(inputs, annotations, idx, self._targets))
+            if every == 1:
+                self._record_step(b, self.train_step(batch, epoch, b), sums)
+                continue
+            pending.append((b, self.step_on_device(batch)))
+            if len(pending) >= every:
+                self._read_steps(pending, epoch, sums)
+        self._read_steps(pending, epoch, sums)
         for key, v in sums.items():
             self.history.record(f"train_{key}", v / len(batches))
+
+    def _steps_between_checks(self, n_batches: int) -> int:
+        """``check_every`` as it applies to this epoch (see the class docstring)."""
+        overridden = any(type(cb).on_batch_end is not Callback.on_batch_end for cb in self.callbacks)
+        if self._ddp is not None or overridden:
+            return 1
+        if self.check_every is not None:
+            return self.check_every
+        return 1 if self.device.type == "cpu" else max(n_batches, 1)
+
+    def _record_step(self, b: int, values: dict[str, float], sums: dict[str, float]) -> None:
+        self.history.record_batch(values)
+        for key, v in values.items():
+            sums[key] = sums.get(key, 0.0) + v
+        self.notify("on_batch_end", b, values)
+
+    def _read_steps(self, pending: list[tuple[int, dict[str, Tensor]]], epoch: int, sums: dict[str, float]) -> None:
+        """Read the device-held values of ``pending`` steps in one transfer, raise at the first
+        non-finite one (:class:`TrainingDivergedError`), else record them; empties ``pending``."""
+        if not pending:
+            return
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
+        flat = torch.cat([torch.stack([v.to(dtype) for v in parts.values()]) for _, parts in pending]).tolist()
+        start = 0
+        steps = list(pending)
+        pending.clear()
+        for b, parts in steps:
+            values = dict(zip(parts, flat[start : start + len(parts)], strict=True))
+            start += len(parts)
+            if not all(math.isfinite(v) for v in values.values()):
+                raise TrainingDivergedError(epoch, b, values)
+            self._record_step(b, values, sums)
+
+    def to_device(self, batch: Batch) -> Batch:
+        """``batch`` on the training device; on CUDA from pinned memory without blocking the host,
+        with the batch's distinct annotators computed on the host and attached
+        (:func:`crowdlearn.nn.functional.attach_unique`: the heads' gather then needs no
+        device synchronisation)."""
+        if self.device.type != "cuda":
+            return batch.to(self.device)
+        touched, inverse = torch.unique(batch.annotators, return_inverse=True)
+        out = batch.pin_memory().to(self.device, non_blocking=True)
+        CF.attach_unique(
+            out.annotators,
+            touched.pin_memory().to(self.device, non_blocking=True),
+            inverse.pin_memory().to(self.device, non_blocking=True),
+        )
+        return out
 
     def autocast(self) -> AbstractContextManager[Any]:
         """Mixed-precision context (CUDA with ``amp=True``) or a no-op."""
@@ -586,18 +653,38 @@ class Trainer:
         return x
 
     def train_step(self, batch: Batch, epoch: int, batch_index: int) -> dict[str, float]:
-        """Forward, loss, backward and optimizer step on one batch; returns the loss parts."""
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.transform is not None:
-            parts = self.transformed_loss(batch)
-        else:
-            parts = self.forward_loss(batch.x, lambda logits, rep: self.get_loss(logits, batch, rep))
+        """Forward, loss, backward and optimizer step on one batch; returns the loss parts.
+
+        Reads the values on the host and raises :class:`TrainingDivergedError` before the
+        backward pass when one is not finite (:meth:`step_on_device` defers that read).
+        """
+        parts = self.compute_loss(batch)
         values = {k: float(v.detach()) for k, v in parts.items()}
         if self._ddp is not None:
             values = self._sync_values(values, epoch, batch_index)
         elif not all(math.isfinite(v) for v in values.values()):
             raise TrainingDivergedError(epoch, batch_index, values)
-        loss = parts["loss"]
+        self.backward_step(parts["loss"])
+        return values
+
+    def step_on_device(self, batch: Batch) -> dict[str, Tensor]:
+        """:meth:`train_step` without reading the values: returns them detached, on the device.
+
+        The caller checks them (the trainer: every ``check_every`` steps, :meth:`run_epoch`).
+        """
+        parts = self.compute_loss(batch)
+        self.backward_step(parts["loss"])
+        return {k: v.detach() for k, v in parts.items()}
+
+    def compute_loss(self, batch: Batch) -> dict[str, Tensor]:
+        """Zero the gradients and return the loss parts of one training batch (scalar tensors)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.transform is not None:
+            return self.transformed_loss(batch)
+        return self.forward_loss(batch.x, lambda logits, rep: self.get_loss(logits, batch, rep))
+
+    def backward_step(self, loss: Tensor) -> None:
+        """Backward pass of ``loss`` and one optimizer step (through the gradient scaler with AMP)."""
         if self.scaler is not None:
             self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
             self.scaler.step(self.optimizer)
@@ -605,7 +692,6 @@ class Trainer:
         else:
             loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
-        return values
 
     def forward_loss(self, x: Tensor, loss_fn: LossFn) -> dict[str, Tensor]:
         """``loss_fn(logits, representation)`` of the model on ``x``: the model under
@@ -658,11 +744,12 @@ class Trainer:
         """
         if self._known is None:
             return self.criterion_loss(logits, batch, representation)
-        known = self._known[torch.from_numpy(batch.items)].to(logits.device)
-        rows = torch.nonzero(known >= 0).squeeze(1)
-        if rows.numel() == 0:
+        known = self._known[torch.from_numpy(batch.items)]  # on the host: no device synchronisation
+        host_rows = torch.nonzero(known >= 0).squeeze(1)
+        if host_rows.numel() == 0:
             return self.criterion_loss(logits, batch, representation)
-        cls = known.index_select(0, rows)
+        rows = host_rows.to(logits.device, non_blocking=True)
+        cls = known.index_select(0, host_rows).to(logits.device, non_blocking=True)
         logits = logits.float()
         fixed = torch.full((rows.numel(), logits.shape[1]), -GOLD_LOGIT_GAP, device=logits.device)
         fixed[torch.arange(rows.numel(), device=logits.device), cls] = 0.0
