@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from crowdlearn.compat.crowdkit import _frame
+from crowdlearn.compat.crowdkit.aggregation.base import BaseImageSegmentationAggregator
 
-__all__ = ["COLUMNS", "answer_weights", "segmentations_series", "split"]
+__all__ = ["COLUMNS", "IterativeSegmentation", "answer_weights", "segmentations_series", "split"]
 
 COLUMNS = ["task", "worker", "segmentation"]
 
@@ -68,3 +69,39 @@ def answer_weights(
             "worker with a known skill for every task or use a different 'on_missing_skill' value."
         )
     return data[~missing], w[~missing]
+
+
+_S = TypeVar("_S", bound="IterativeSegmentation")
+
+
+class IterativeSegmentation(BaseImageSegmentationAggregator):
+    """crowd-kit's iterative segmentation aggregators (EM, RASA) on the native class ``_native``.
+
+    Parameters
+    ----------
+    n_iter : int, default=10
+    tol : float, default=1e-5
+
+    Attributes
+    ----------
+    segmentations_ : Series
+        Boolean mask of each task (index ``task``, sorted; name ``agg_segmentation``).
+    loss_history_ : list of float
+        The loss history of the last task (as crowd-kit keeps it).
+    """
+
+    _native: ClassVar[Any]
+
+    def __init__(self, n_iter: int = 10, tol: float = 1e-5) -> None:
+        self.n_iter = n_iter
+        self.tol = tol
+        self.segmentations_: pd.Series | None = None
+        self.loss_history_: list[float] = []
+
+    def fit(self: _S, data: pd.DataFrame) -> _S:
+        """Aggregate each task of ``data`` (columns task, worker, segmentation)."""
+        masks, codes, tasks = split(data)
+        est = self._native(n_iter=self.n_iter, tol=self.tol).fit(masks, codes, n_tasks=len(tasks))
+        self.segmentations_ = segmentations_series(est.segmentations_, tasks)
+        self.loss_history_ = est.loss_histories_[-1] if est.loss_histories_ else []
+        return self
