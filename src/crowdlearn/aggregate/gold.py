@@ -8,21 +8,20 @@ import numpy as np
 import pandas as pd
 
 from crowdlearn.aggregate.base import (
-    BaseAggregator,
     FloatArray,
     IterationCallback,
     check_in,
     check_random_state,
     known_label_array,
 )
-from crowdlearn.aggregate.majority import TIE_BREAKS, _vote, vote_confusions
+from crowdlearn.aggregate.majority import TIE_BREAKS, _vote, _VoteAggregator
 from crowdlearn.annotations import Annotations
 from crowdlearn.quality import accuracy_on_aggregates
 
 __all__ = ["GoldMajorityVote"]
 
 
-class GoldMajorityVote(BaseAggregator):
+class GoldMajorityVote(_VoteAggregator):
     r"""Majority vote weighted by accuracy on gold (known-truth) items.
 
     ``skills_[m]`` is the share of annotator ``m``'s labels on gold items that equal the gold
@@ -42,7 +41,8 @@ class GoldMajorityVote(BaseAggregator):
     skills_ : ndarray of shape (n_annotators,)
         Accuracy of each annotator on the gold items.
     labels_, probas_, priors_, confusions_ : ndarray
-        As in :class:`~crowdlearn.aggregate.MajorityVote`, from the skill-weighted vote.
+        As in :class:`~crowdlearn.aggregate.MajorityVote`, from the skill-weighted vote
+        (``confusions_`` computed on first access).
 
     Examples
     --------
@@ -54,7 +54,6 @@ class GoldMajorityVote(BaseAggregator):
     """
 
     skills_: FloatArray
-    confusions_: FloatArray
 
     def __init__(self, *, tie_break: str = "random", random_state: int | np.random.Generator | None = 0) -> None:
         self.tie_break = tie_break
@@ -101,6 +100,7 @@ class GoldMajorityVote(BaseAggregator):
         return self
 
     def _fit(self, ann: Annotations) -> None:
+        self._forget_confusions()
         known = self.known_labels_
         skills = np.asarray(accuracy_on_aggregates(ann, known, by="annotator"), dtype=np.float64)
         missing = np.flatnonzero(np.isnan(skills))
@@ -112,4 +112,3 @@ class GoldMajorityVote(BaseAggregator):
             )
         self.skills_ = skills
         self.probas_, self.priors_, self.labels_ = _vote(ann, skills, self.tie_break, self.random_state, self._known)
-        self.confusions_ = vote_confusions(ann, self.probas_)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from crowdlearn.aggregate.base import BaseAggregator, FloatArray, check_in, check_number, check_random_state
-from crowdlearn.aggregate.majority import TIE_BREAKS, _vote, vote_confusions
+from crowdlearn.aggregate.base import FloatArray, check_in, check_number, check_random_state
+from crowdlearn.aggregate.majority import TIE_BREAKS, _vote, _VoteAggregator
 from crowdlearn.annotations import Annotations
 
 __all__ = ["ZeroBasedSkill"]
 
 
-class ZeroBasedSkill(BaseAggregator):
+class ZeroBasedSkill(_VoteAggregator):
     r"""Zero-Based Skill (ZBS): skill-weighted majority vote with skills learned by a decaying step.
 
     Skills start at :math:`s_m = 1/K + \varepsilon`. Iteration :math:`t = 1, \dots, T`: the
@@ -49,7 +49,8 @@ class ZeroBasedSkill(BaseAggregator):
     skills_ : ndarray of shape (n_annotators,)
         Learned skill of each annotator (annotators without labels keep the initial value).
     labels_, probas_, priors_, confusions_ : ndarray
-        As in :class:`~crowdlearn.aggregate.MajorityVote`, from the skill-weighted vote.
+        As in :class:`~crowdlearn.aggregate.MajorityVote`, from the skill-weighted vote
+        (``confusions_`` computed on first access).
 
     Examples
     --------
@@ -60,7 +61,6 @@ class ZeroBasedSkill(BaseAggregator):
     """
 
     skills_: FloatArray
-    confusions_: FloatArray
 
     def __init__(
         self,
@@ -92,6 +92,7 @@ class ZeroBasedSkill(BaseAggregator):
         check_random_state(self.random_state, "random_state", owner)
 
     def _fit(self, ann: Annotations) -> None:
+        self._forget_confusions()
         rng = (
             self.random_state
             if isinstance(self.random_state, np.random.Generator)
@@ -112,4 +113,3 @@ class ZeroBasedSkill(BaseAggregator):
             skills = skills + lr * (acc - skills)
         self.skills_ = skills
         self.probas_, self.priors_, self.labels_ = _vote(ann, skills, self.tie_break, rng, self._known)
-        self.confusions_ = vote_confusions(ann, self.probas_)
