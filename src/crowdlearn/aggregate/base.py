@@ -233,6 +233,36 @@ def normalise_columns(counts: FloatArray, smoothing: float) -> FloatArray:
     return out
 
 
+def shrink_counts(counts: FloatArray, smoothing: float, shrinkage: str = "uniform") -> FloatArray:
+    """Column-normalised confusions from expected counts and a Dirichlet prior of total ``K * smoothing``.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (n_annotators, K, K)
+        Expected counts, ``counts[m, i, j]`` = expected number of labels ``i`` of annotator
+        ``m`` on items of true class ``j``.
+    smoothing : float
+        Pseudo-count per cell (``"uniform"``); the same total, ``K * smoothing`` per column, for
+        ``"pooled"``.
+    shrinkage : {"uniform", "pooled"}
+        ``"uniform"``: ``(counts + s) / column sum`` (a symmetric Dirichlet). ``"pooled"``:
+        ``(counts + K s P) / column sum`` with ``P`` the pooled confusion (the counts summed
+        over annotators, columns normalised): an annotator with few items of class ``j`` is
+        pulled towards the crowd's confusion of ``j`` instead of towards uniform (partial
+        pooling). A column no annotator has mass in is uniform either way.
+
+    Returns
+    -------
+    ndarray of shape (n_annotators, K, K)
+        Columns sum to 1 (uniform where a column has no mass at all).
+    """
+    if shrinkage == "uniform" or smoothing == 0:
+        return normalise_columns(counts, smoothing)
+    K = counts.shape[-1]
+    pooled = normalise_columns(counts.sum(axis=0), 0.0)  # (K, K), empty columns uniform
+    return normalise_columns(counts + (K * smoothing) * pooled, 0.0)
+
+
 def safe_log(a: FloatArray) -> FloatArray:
     """Elementwise log with ``log(0) = -inf`` and no warning."""
     with np.errstate(divide="ignore"):

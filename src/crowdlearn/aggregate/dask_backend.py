@@ -70,6 +70,7 @@ from crowdlearn.aggregate.base import (
     is_dask_frame,
     posterior_from_log,
     safe_log,
+    shrink_counts,
     spmm,
 )
 from crowdlearn.annotations import Annotations, AnnotationsError
@@ -321,7 +322,16 @@ class _Model:
 class _DSModel(_Model):
     """Full confusions (M, K, K): counts ``X.T @ T`` reduced, columns normalised."""
 
-    shrinkage = "uniform"  # DawidSkene.shrinkage, set by _fit_em
+    def __init__(
+        self,
+        n_annotators: int,
+        n_classes: int,
+        smoothing: float,
+        fixed_priors: FloatArray | None,
+        shrinkage: str = "uniform",
+    ) -> None:
+        super().__init__(n_annotators, n_classes, smoothing, fixed_priors)
+        self.shrinkage = shrinkage  # DawidSkene.shrinkage
 
     def log_lik(self, part: _Part, params: Any) -> FloatArray:
         return spmm(part.X, safe_log(params).reshape(self.M * self.K, self.K))
@@ -330,8 +340,6 @@ class _DSModel(_Model):
         return [spmm(part.X.T, T)]
 
     def confusion_params(self, stats: list[FloatArray]) -> Any:
-        from crowdlearn.aggregate.dawid_skene import shrink_counts
-
         return shrink_counts(stats[0].reshape(self.M, self.K, self.K), self.smoothing, self.shrinkage)
 
 
@@ -726,9 +734,11 @@ def _fit_em(est: _DawidSkeneEM, runner: _Runner, M: int, K: int, classes: np.nda
 
     fixed = check_priors(est.priors, K, type(est).__name__)
     smoothing = float(est.smoothing)
-    model: _Model = (_DSModel if isinstance(est, DawidSkene) else _OneCoinModel)(M, K, smoothing, fixed)
-    if isinstance(est, DawidSkene) and isinstance(model, _DSModel):
-        model.shrinkage = str(est.shrinkage)
+    model: _Model = (
+        _DSModel(M, K, smoothing, fixed, str(est.shrinkage))
+        if isinstance(est, DawidSkene)
+        else _OneCoinModel(M, K, smoothing, fixed)
+    )
     history: list[float] = []
 
     def m_step(stats: list[Any]) -> tuple[Any, FloatArray]:

@@ -26,9 +26,9 @@ from crowdlearn.aggregate.base import (
     items_labelled,
     known_label_array,
     label_matrix,
-    normalise_columns,
     posterior_from_log,
     safe_log,
+    shrink_counts,
     spmm,
 )
 from crowdlearn.aggregate.spectral import SpectralError, spectral_confusions
@@ -95,36 +95,6 @@ def ds_m_step(
     K = posteriors.shape[1]
     counts = spmm(XT, posteriors).reshape(n_annotators, K, K)
     return shrink_counts(counts, smoothing, shrinkage)
-
-
-def shrink_counts(counts: FloatArray, smoothing: float, shrinkage: str = "uniform") -> FloatArray:
-    """Column-normalised confusions from expected counts and a Dirichlet prior of total ``K * smoothing``.
-
-    Parameters
-    ----------
-    counts : ndarray of shape (n_annotators, K, K)
-        Expected counts, ``counts[m, i, j]`` = expected number of labels ``i`` of annotator
-        ``m`` on items of true class ``j``.
-    smoothing : float
-        Pseudo-count per cell (``"uniform"``); the same total, ``K * smoothing`` per column, for
-        ``"pooled"``.
-    shrinkage : {"uniform", "pooled"}
-        ``"uniform"``: ``(counts + s) / column sum`` (a symmetric Dirichlet). ``"pooled"``:
-        ``(counts + K s P) / column sum`` with ``P`` the pooled confusion (the counts summed
-        over annotators, columns normalised): an annotator with few items of class ``j`` is
-        pulled towards the crowd's confusion of ``j`` instead of towards uniform (partial
-        pooling). A column no annotator has mass in is uniform either way.
-
-    Returns
-    -------
-    ndarray of shape (n_annotators, K, K)
-        Columns sum to 1 (uniform where a column has no mass at all).
-    """
-    if shrinkage == "uniform" or smoothing == 0:
-        return normalise_columns(counts, smoothing)
-    K = counts.shape[-1]
-    pooled = normalise_columns(counts.sum(axis=0), 0.0)  # (K, K), empty columns uniform
-    return normalise_columns(counts + (K * smoothing) * pooled, 0.0)
 
 
 class ConfusionBudgetError(MemoryError, ValueError):
