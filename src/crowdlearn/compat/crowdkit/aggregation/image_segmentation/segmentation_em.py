@@ -11,17 +11,8 @@ __all__ = ["SegmentationEM"]
 class SegmentationEM(IterativeSegmentation):
     """crowd-kit's ``SegmentationEM``: :class:`crowdlearn.aggregate.segmentation.SegmentationEM` per task.
 
-    Parameters
-    ----------
-    n_iter : int, default=10
-    tol : float, default=1e-5
-
-    Attributes
-    ----------
-    segmentations_ : Series
-        Boolean mask of each task (index ``task``, sorted; name ``agg_segmentation``).
-    loss_history_ : list of float
-        The loss history of the last task (as crowd-kit keeps it).
+    Parameters (``n_iter``, ``tol``) and attributes (``segmentations_``, ``loss_history_``): see
+    :class:`~crowdlearn.compat.crowdkit.aggregation.image_segmentation._masks.IterativeSegmentation`.
     """
 
     _native = _Native
