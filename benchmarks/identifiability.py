@@ -20,6 +20,9 @@ Part 2: machine annotators (15 scikit-learn classifiers trained on subsets of a 
 each prediction observed with probability 0.1) on MNIST and Fashion-MNIST with a LeNet backbone.
 Truth for the estimation error = each machine's empirical confusion on the training items.
 
+``--dense-heads`` builds every head with ``sparse=False`` (dense gradients and Adam over all
+annotators' parameters at every step) instead of the sparse default, to measure their difference.
+
 Run ``python benchmarks/identifiability.py --help``; the script prints markdown tables and the
 exact command that produced them.
 """
@@ -43,7 +46,7 @@ from crowdlearn import Annotations
 from crowdlearn.aggregate import DawidSkene, MajorityVote
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.metrics import accuracy, align_classes, confusion_estimation_error
-from crowdlearn.nn import LeNet
+from crowdlearn.nn import LeNet, confusion
 from crowdlearn.simulate import (
     SimulatedCrowd,
     ambiguous_posteriors,
@@ -301,8 +304,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--datasets", nargs="+", default=["MNIST", "Fashion-MNIST"])
     ap.add_argument("--methods2", nargs="+", default=["ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg", "mv", "ds"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--dense-heads",
+        action="store_true",
+        help="build every head with sparse=False (dense gradients and Adam), to compare with the sparse default",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    confusion.SPARSE_BY_DEFAULT = not args.dense_heads  # read when each head is built
     lines: list[str] = []
 
     def emit(s: str) -> None:

@@ -71,8 +71,13 @@ accuracy on each dataset and the mean over the datasets (the best mean in bold):
 that picks each method's default recipe. ``--kinds holdout`` trains only the runs of the crowd
 protocol.
 
+``--dense-heads`` builds every head with ``sparse=False`` (``crowdlearn.nn.confusion.SPARSE_BY_DEFAULT
+= False`` in each run: dense gradients and Adam over all annotators' parameters at every step), to
+measure the sparse heads' effect on results; those runs are cached apart from the default ones.
+
 Cache: every finished run is appended as one JSON line to ``--out DIR/runs.jsonl`` (key: dataset,
-method, grid point, seed, run kind, epochs); a rerun skips the runs already there, so an
+method, grid point, seed, run kind, epochs; runs with ``--dense-heads`` are read only by invocations
+with it); a rerun skips the runs already there, so an
 interrupted benchmark continues where it stopped. Failures other than divergence are reported
 and not cached (they run again next time). ``--table-only`` renders the tables from the cache
 without training. The tables, the command, the machine and the times are printed and written
@@ -110,7 +115,7 @@ import torch
 
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.io import atomic_write
-from crowdlearn.nn import MLP, available_methods, get_method
+from crowdlearn.nn import MLP, available_methods, confusion, get_method
 from crowdlearn.nn.registry import BASE_TRAINING, HeadContext, MethodSpec
 from crowdlearn.simulate import item_features, simulate_design
 from crowdlearn.train import Callback, TrainingDivergedError
@@ -256,6 +261,7 @@ class Task:
     seed: int
     kind: str
     epochs: int
+    heads: str = "sparse"  # "dense": every head built with sparse=False (``--dense-heads``)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -338,6 +344,7 @@ class EpochRecorder(Callback):
 def run_task(task: Task, root: str, device: str = "cpu") -> dict[str, Any]:
     """Train one run; returns its record (``{"error": ...}`` on a failure other than divergence)."""
     torch.set_num_threads(1)
+    confusion.SPARSE_BY_DEFAULT = task.heads == "sparse"  # read when each head is built
     start = time.perf_counter()
     split = get_split(task.dataset, task.seed, root)
     ann = split.ann if task.method != TRUTH else single_label_annotations(split.truth, split.ann)
@@ -410,6 +417,7 @@ def task_key(task: Task) -> dict[str, Any]:
         "seed": task.seed,
         "kind": task.kind,
         "epochs": task.epochs,
+        "heads": task.heads,
     }
 
 
@@ -432,8 +440,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 # ------------------------------------------------------------------ cache
-def read_cache(path: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Records by key (the first of duplicates); an unreadable line (an interrupted write) is skipped."""
+def read_cache(path: Path, heads: str = "sparse") -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Records by key (the first of duplicates) of the runs with these ``heads`` (records written
+    before that field existed count as "sparse", the default); an unreadable line (an
+    interrupted write) is skipped."""
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     if not path.exists():
         return out
@@ -443,7 +453,8 @@ def read_cache(path: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
                 continue
             try:
                 rec = json.loads(line)
-                out.setdefault(record_key(rec), rec)
+                if rec.get("heads", "sparse") == heads:
+                    out.setdefault(record_key(rec), rec)
             except (json.JSONDecodeError, KeyError, TypeError):
                 print(f"  {path}:{n}: unreadable line skipped", file=sys.stderr)
     return out
@@ -688,13 +699,14 @@ def build_tasks(
     seeds: Sequence[int],
     epochs: int,
     kinds: Sequence[str] = KINDS,
+    heads: str = "sparse",
 ) -> list[Task]:
     tasks = []
     for m, d in itertools.product(methods, datasets):  # method-major: an interrupted run leaves whole methods
         for params in grid_points(m, grid):
             for s, kind in itertools.product(seeds, kinds):
                 run_params = {k: v for k, v in params.items() if k != "epochs"}
-                tasks.append(Task(d, m, point_label(params), run_params, s, kind, point_epochs(params, epochs)))
+                tasks.append(Task(d, m, point_label(params), run_params, s, kind, point_epochs(params, epochs), heads))
     return tasks
 
 
@@ -779,6 +791,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--table-only", action="store_true", help="render the tables from the cache, train nothing")
+    parser.add_argument(
+        "--dense-heads",
+        action="store_true",
+        help="build every head with sparse=False (dense gradients and Adam over all annotators); cached apart",
+    )
     default_root = os.environ.get("CROWDLEARN_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument(
         "--root", default=default_root, help="data folder (default: $CROWDLEARN_DATA or ../shared/data)"
@@ -814,14 +831,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     kinds = [k for k in args.kinds.split(",") if k]
     if not kinds or any(k not in KINDS for k in kinds):
         parser.error(f"--kinds takes a comma-separated subset of {', '.join(KINDS)}, got {args.kinds!r}")
-    tasks = build_tasks(datasets, methods, args.grid, seeds, args.epochs, kinds)
-    cache = read_cache(cache_path)
+    heads = "dense" if args.dense_heads else "sparse"
+    tasks = build_tasks(datasets, methods, args.grid, seeds, args.epochs, kinds, heads)
+    cache = read_cache(cache_path, heads)
     todo = [t for t in tasks if t.key not in cache]
     failed = 0
     if not args.table_only:
         print(f"  {len(tasks)} runs, {len(tasks) - len(todo)} cached, {len(todo)} to train", file=sys.stderr)
         _, failed = execute(todo, cache_path, args.root, args.jobs, args.device)
-        cache = read_cache(cache_path)
+        cache = read_cache(cache_path, heads)
 
     points = {m: point_keys(m, args.grid, args.epochs) for m in methods}
     tables = [

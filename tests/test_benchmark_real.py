@@ -154,3 +154,38 @@ def test_cache_round_trip_and_table_only(real: Any, tmp_path: Path) -> None:
     assert ccem.split(" | ")[1:4] == ["45.0 ± 0.0", "50.0 ± 0.0", "35.0 ± 0.0"]
     assert "compute of the 8 cached runs" in text and "--table-only" in text
     assert json.loads(cache.read_text().splitlines()[0])["method"] == "ccem"  # the cache is left as it was
+
+
+def test_dense_head_runs_are_cached_apart_from_the_default_ones(real: Any, tmp_path: Path) -> None:
+    cache = tmp_path / "runs.jsonl"
+    base = {"dataset": "music", "method": "ccem", "point": A, "seed": 0, "epochs": 3, "seconds": 1.0, "kind": "full"}
+    real.append_record(cache, {**base, **full([0.5, 0.6, 0.6], [0.4, 0.5, 0.45])})  # no "heads": the default
+    real.append_record(cache, {**base, "heads": "dense", **full([0.5, 0.6, 0.6], [0.4, 0.5, 0.55])})
+    key = ("music", "ccem", A, 0, "full", 3)
+    assert real.read_cache(cache)[key]["test_acc"][-1] == 0.45
+    assert real.read_cache(cache, "dense")[key]["test_acc"][-1] == 0.55
+
+    tasks = real.build_tasks(["music"], ["ccem"], "none", [0], 3, ["full"], "dense")
+    assert [t.heads for t in tasks] == ["dense"] and real.task_key(tasks[0])["heads"] == "dense"
+    argv = ["--out", str(tmp_path), "--table-only", "--datasets", "music", "--methods", "ccem", "--kinds", "full"]
+    real.main([*argv, "--seeds", "1", "--epochs", "3", "--grid", "none", "--dense-heads"])
+    ccem = next(line for line in (tmp_path / "tables.md").read_text().splitlines() if line.startswith("| ccem "))
+    assert ccem.split(" | ")[1] == "55.0 ± 0.0"
+
+
+def test_run_task_builds_the_heads_the_task_names(real: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crowdlearn.nn import confusion
+
+    seen: list[bool] = []
+
+    def stop(*args: Any, **kwargs: Any) -> Any:
+        seen.append(confusion.SPARSE_BY_DEFAULT)
+        raise RuntimeError("stop before loading data")
+
+    monkeypatch.setattr(real, "get_split", stop)
+    monkeypatch.setattr(confusion, "SPARSE_BY_DEFAULT", True)
+    for heads in ("dense", "sparse"):
+        task = real.Task("music", "ccem", A, {}, 0, "full", 3, heads)
+        with pytest.raises(RuntimeError, match="stop before"):
+            real.run_task(task, "/nonexistent")
+    assert seen == [False, True]
