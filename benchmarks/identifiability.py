@@ -20,6 +20,11 @@ Part 2: machine annotators (15 scikit-learn classifiers trained on subsets of a 
 each prediction observed with probability 0.1) on MNIST and Fashion-MNIST with a LeNet backbone.
 Truth for the estimation error = each machine's empirical confusion on the training items.
 
+Every deep method trains with the library's base training values
+(``crowdlearn.nn.registry.BASE_TRAINING``: constant schedule, no mixup, ...) and the values set
+here, not with its default recipe (docs/training.md, "Default recipes"), so that every method takes
+the same steps and the tables do not move when a recipe changes.
+
 ``--dense-heads`` builds every head with ``sparse=False`` (dense gradients and Adam over all
 annotators' parameters at every step) instead of the sparse default, to measure their difference.
 
@@ -47,6 +52,7 @@ from crowdlearn.aggregate import DawidSkene, MajorityVote
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.metrics import accuracy, align_classes, confusion_estimation_error
 from crowdlearn.nn import LeNet, confusion
+from crowdlearn.nn.registry import BASE_TRAINING
 from crowdlearn.simulate import (
     SimulatedCrowd,
     ambiguous_posteriors,
@@ -130,11 +136,14 @@ def run_part1(args: argparse.Namespace, emit: Callable[[str], None]) -> None:
                                 method=method,  # type: ignore[arg-type]
                                 backbone=TypeTable(n_types, K_SYNTH),
                                 lam=LAMBDAS[method],
-                                epochs=args.epochs,
-                                lr=args.lr,
-                                batch_size=n_items,
-                                weight_decay=0.0,
-                                init="identity" if init == "identity" else random_init(n_annotators, seed),
+                                **{
+                                    **BASE_TRAINING,  # not the methods' recipes: the same steps for every method
+                                    "epochs": args.epochs,
+                                    "lr": args.lr,
+                                    "batch_size": n_items,
+                                    "weight_decay": 0.0,
+                                    "init": "identity" if init == "identity" else random_init(n_annotators, seed),
+                                },
                                 validation="none",
                                 device="cpu",
                                 random_state=seed,
@@ -224,6 +233,7 @@ def run_part2(args: argparse.Namespace, emit: Callable[[str], None]) -> None:
             for method in methods:
                 torch.manual_seed(seed)
                 common: dict[str, Any] = dict(
+                    BASE_TRAINING,  # not the methods' recipes: the same steps for every method
                     backbone=LeNet(10, in_channels=1),
                     epochs=args.epochs2,
                     lr=1e-3,
