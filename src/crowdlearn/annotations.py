@@ -8,16 +8,22 @@ annotator, counts) costs O(number of labels).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from crowdlearn._checks import show
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # imported on first use: integer arrays and integer CSVs need no pandas
+    from crowdlearn._lazy import lazy_module
+
+    pd = lazy_module("pandas")
 
 __all__ = [
     "Annotations",
@@ -383,7 +389,11 @@ class Annotations:
         an_idx, an_ids = _encode_column(annotators, annotator_ids, "annotator", where=where)
         if classes is None:
             # sort only the distinct labels (K log K) and remap the codes
-            lb_sub, lb_vals = _factorize(labels.values)
+            if labels.distinct and isinstance(labels.values, np.ndarray):
+                lb_vals: Any = labels.values  # already distinct: the factorize would be the identity
+                lb_sub = np.arange(len(lb_vals), dtype=np.int64)
+            else:
+                lb_sub, lb_vals = _factorize(labels.series())
             uniq = list(_id_array(lb_vals).tolist())
             try:
                 order = sorted(range(len(uniq)), key=uniq.__getitem__)
@@ -962,7 +972,14 @@ def _first_duplicate(rows: IntArray, keys: npt.NDArray[Any]) -> tuple[int, int]:
 
 def _all_int(values: np.ndarray[Any, Any]) -> bool:
     """True when every value is an integer (Python or numpy; bools are not), checked without a Python loop."""
-    return len(values) > 0 and pd.api.types.infer_dtype(values, skipna=False) == "integer"
+    if len(values) == 0:
+        return False
+    if values.dtype == object:
+        if isinstance(values[0], str):
+            return False  # one text is enough to say no (the ids of a text column)
+        if len(values) <= 1024 and all(type(v) is int for v in values.tolist()):
+            return True  # a few Python ints (the classes of integer labels): no pandas needed
+    return bool(pd.api.types.infer_dtype(values, skipna=False) == "integer")
 
 
 @dataclass(frozen=True)
@@ -973,9 +990,11 @@ class _Column:
     ----------
     codes : ndarray of int64 of shape (n_labels,)
         Index into ``values`` of each row.
-    values : Series of shape (n_values,)
+    values : Series or ndarray of shape (n_values,)
         The values, in order of first appearance (value ``u`` first occurs before value
-        ``u + 1``); not necessarily distinct (a reader may have normalised them).
+        ``u + 1``); not necessarily distinct (a reader may have normalised them). A reader of
+        integer files gives an ndarray (int64, or the integers' texts as objects) and then
+        ``distinct`` is True.
     distinct : bool
         Whether ``values`` are known to be distinct (then they are the ids as they are).
     ints : ndarray of int64 of shape (n_values,) or None
@@ -984,7 +1003,7 @@ class _Column:
     """
 
     codes: IntArray
-    values: pd.Series
+    values: pd.Series | np.ndarray[Any, Any]
     distinct: bool = False
     ints: npt.NDArray[np.int64] | None = None
 
@@ -1005,7 +1024,13 @@ class _Column:
 
     def value(self, row: int) -> Any:
         """The value of row ``row``."""
-        return self.values.iloc[int(self.codes[row])]
+        vals = self.values
+        u = int(self.codes[row])
+        return vals[u] if isinstance(vals, np.ndarray) else vals.iloc[u]
+
+    def series(self) -> pd.Series:
+        """The values as a Series."""
+        return self.values if not isinstance(self.values, np.ndarray) else pd.Series(self.values)
 
 
 def _encode_column(
@@ -1018,9 +1043,11 @@ def _encode_column(
     """:func:`_encode` on the column's values, then one ``take`` to every row."""
     if declared is None and column.distinct:
         vals = column.values
+        if isinstance(vals, np.ndarray):
+            return column.codes, _id_array(vals)
         return column.codes, _id_array(vals.to_numpy() if isinstance(vals.dtype, np.dtype) else vals.array)
     try:
-        sub, ids = _encode(column.values, declared, name, what, where)
+        sub, ids = _encode(column.series(), declared, name, what, where)
     except _UnknownValue as exc:
         row = column.first_row(exc.index)
         loc = (where or _Where(None, 0))(row)
@@ -1066,39 +1093,64 @@ def _encode(
     return codes.astype(np.int64), out_ids
 
 
-def _factorize_dense(values: npt.NDArray[np.integer[Any]]) -> tuple[IntArray, npt.NDArray[Any]] | None:
+def _factorize_dense(
+    values: npt.NDArray[np.integer[Any]] | Sequence[npt.NDArray[np.integer[Any]]],
+) -> tuple[IntArray, npt.NDArray[Any]] | None:
     """``pd.factorize(values)`` for integers spanning at most about twice their count, without hashing.
 
-    Returns codes (int64, shape (n,)) and the distinct values (shape (n_distinct,), the dtype of
-    ``values``) in order of first appearance, exactly as ``pd.factorize`` gives them; None when
-    the values span too wide a range for a table of that size (then hash them). The first row of
-    every value comes from one ``np.minimum.at`` into a table over the range, and the codes from
-    one gather: at 10M labels of 2M item ids about 4x faster than the hash table, whose random
-    probes into a table of distinct values dominate (ids 0..n-1, the common case, are the best one).
+    ``values``: one array, or the consecutive chunks of one (a pyarrow column's), never
+    concatenated. Returns codes (int64, shape (n,)) and the distinct values (shape
+    (n_distinct,), the dtype of ``values``) in order of first appearance, exactly as
+    ``pd.factorize`` gives them; None when the values span too wide a range for a table of that
+    size (then hash them). The first row of every value comes from ``np.minimum.at`` into a
+    table over the range, and the codes from one gather: at 10M labels of 2M item ids about 4x
+    faster than the hash table, whose random probes into a table of distinct values dominate
+    (ids 0..n-1, the common case, are the best one). Both passes go block by block, so the only
+    array of one entry per row that this allocates is the codes (fresh memory costs page faults).
     """
-    n = len(values)
+    parts = [values] if isinstance(values, np.ndarray) else [p for p in values if len(p)]
+    n = sum(len(p) for p in parts)
     if n == 0 or n >= np.iinfo(np.int32).max:
         return None
-    lo, hi = int(values.min()), int(values.max())
+    dtype = parts[0].dtype
+    lo, hi = min(int(p.min()) for p in parts), max(int(p.max()) for p in parts)
     span = hi - lo + 1
     if span > 2 * n + 65_536:
         return None
-    # the first-row table in int32 (ufunc.at is faster on it); the code table in int64, so that the
-    # gather writes the codes in their final type (no second (n,) array to fill)
-    if values.dtype == np.int64 and lo == 0:
-        offset = values
-    elif values.dtype.kind == "u":  # unsigned: subtract in their own type (no wrap: values >= lo)
-        offset = (values - values.dtype.type(lo)).astype(np.int64)
-    else:  # widen first: a narrow type could overflow
-        offset = values.astype(np.int64) - lo
-    first = np.full(span, n, dtype=np.int32)
-    np.minimum.at(first, offset, np.arange(n, dtype=np.int32))
-    is_first = np.zeros(n, dtype=bool)
-    is_first[first[first < n]] = True
-    rows = np.flatnonzero(is_first)  # the first row of each distinct value, in row order
+
+    def blocks() -> Iterator[tuple[int, npt.NDArray[np.integer[Any]]]]:
+        """(first row, offsets from lo) of blocks of at most 2**16 rows."""
+        start = 0
+        for part in parts:
+            for b in range(0, len(part), _BLOCK):
+                v = part[b : b + _BLOCK]
+                if v.dtype == np.int64 and lo == 0:
+                    yield start + b, v
+                elif v.dtype.kind == "u":  # unsigned: subtract in their own type (no wrap: values >= lo)
+                    yield start + b, (v - v.dtype.type(lo)).astype(np.int64)
+                else:  # widen first: a narrow type could overflow
+                    yield start + b, v.astype(np.int64) - lo
+            start += len(part)
+
+    first = np.full(span, n, dtype=np.int32)  # the first row of each value (n: absent)
+    for start, off in blocks():
+        np.minimum.at(first, off, np.arange(start, start + len(off), dtype=np.int32))
+    present = np.flatnonzero(first < n)
+    # the present offsets in order of their first row: one sort of (first row, offset) pairs
+    pair = (first[present].astype(np.int64) << 32) | present.astype(np.int64)
+    pair.sort()
+    ordered = pair & 0xFFFFFFFF
     table = np.empty(span, dtype=np.int64)
-    table[offset[rows]] = np.arange(len(rows), dtype=np.int64)
-    return table[offset], values[rows]
+    table[ordered] = np.arange(len(ordered), dtype=np.int64)
+    codes = np.empty(n, dtype=np.int64)
+    for start, off in blocks():
+        np.take(table, off, out=codes[start : start + len(off)])
+    distinct = ordered.astype(dtype) + dtype.type(lo)  # wraps back into range for narrow types
+    return codes, distinct
+
+
+#: Rows per block of the block-wise passes (small temporaries, reused by the allocator).
+_BLOCK = 1 << 16
 
 
 def _factorize(values: pd.Series) -> tuple[IntArray, Any]:
