@@ -285,7 +285,7 @@ class Annotations:
 
         # duplicates: key = item * n_annotators + annotator; the smallest repeated key is reported
         dropped = 0
-        found = _repeated_rows(_pair_key(it, an, na, ni)) if it.size > 1 else None
+        found = _repeated_pairs(it, an, na, ni)
         if found is not None:
             rows, keys = found
             if on_duplicate == "error":
@@ -405,7 +405,7 @@ class Annotations:
                 ) from exc
             rank = np.empty(len(order), dtype=np.int64)
             rank[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int64)
-            lb_idx = rank[lb_sub][labels.codes]
+            lb_idx = _remap(labels.codes, rank[lb_sub])
             cl = np.empty(len(order), dtype=object)
             cl[:] = [uniq[i] for i in order]
             if _all_int(cl):
@@ -413,7 +413,7 @@ class Annotations:
         else:
             lb_idx, cl = _encode_column(labels, classes, "label", what="declared classes", where=where)
         dropped = 0
-        found = _repeated_rows(_pair_key(it_idx, an_idx, len(an_ids), len(it_ids))) if len(it_idx) > 1 else None
+        found = _repeated_pairs(it_idx, an_idx, len(an_ids), len(it_ids))
         if found is not None:
             if on_duplicate == "error":
                 a, b = _first_duplicate(*found)
@@ -923,24 +923,69 @@ def _pair_key(
     return key
 
 
-def _repeated_rows(key: npt.NDArray[np.signedinteger[Any]]) -> tuple[IntArray, npt.NDArray[Any]] | None:
-    """Rows whose key occurs more than once (ascending) and their keys; None when all keys differ.
+def _repeated_pairs(
+    items: IntArray, annotators: IntArray, n_annotators: int, n_items: int
+) -> tuple[IntArray, npt.NDArray[Any]] | None:
+    """Rows whose (item, annotator) pair occurs more than once (ascending) and their pair keys
+    (:func:`_pair_key`); None when all pairs differ (the common case).
 
     The presence test sorts the keys without an index (numpy's SIMD sort: at 10M labels about 7x
     faster than a pandas hash table or a stable argsort, whose random memory access dominates),
-    and skips the sort when the keys are already in order (one comparison pass);
-    only the rows of repeated keys are then located, with a binary search over those keys, so
-    the exact first/last/error semantics below cost O(n_repeated log n_repeated) more.
+    in place (the key is this function's own array: no sorted copy, whose fresh memory costs
+    page faults), and skips the sort when the keys are already in order (a file written sorted
+    by item and annotator; tested on a prefix first, so shuffled input pays almost nothing for
+    it). Only when a pair repeats are the keys computed again and the rows of repeated keys
+    located, with a binary search over those keys, so the exact first/last/error semantics
+    below cost O(n_repeated log n_repeated) more.
     """
-    # input sorted by (item, annotator) (a file written in that order) needs no sort: one pass tells
-    s = key if bool((key[1:] >= key[:-1]).all()) else np.sort(key)
-    eq = s[1:] == s[:-1]
-    if not eq.any():
+    if len(items) < 2:
         return None
-    repeated = np.unique(s[1:][eq])
+    key = _pair_key(items, annotators, n_annotators, n_items)
+    if not _is_sorted(key):
+        key.sort()
+    if not _has_equal_neighbours(key):
+        return None
+    eq = key[1:] == key[:-1]
+    repeated = np.unique(key[1:][eq])
+    del eq
+    key = _pair_key(items, annotators, n_annotators, n_items)
     pos = np.minimum(np.searchsorted(repeated, key), len(repeated) - 1)
     rows = np.flatnonzero(repeated[pos] == key).astype(np.int64)
     return rows, key[rows]
+
+
+def _remap(codes: IntArray, table: IntArray) -> IntArray:
+    """``table[codes]``, written over ``codes`` block by block when it is a writeable int64 array.
+
+    The codes of a label column are the readers' own array, used once: remapping them in place
+    spares a fresh (n,) array (fresh memory costs page faults). The column's values no longer
+    match its codes afterwards (:meth:`Annotations._from_columns` reads no label value after it).
+    """
+    if codes.dtype != np.int64 or not codes.flags.writeable or not codes.flags.c_contiguous:
+        return table[codes]
+    for b in range(0, len(codes), _BLOCK):
+        block = codes[b : b + _BLOCK]
+        block[...] = table[block]
+    return codes
+
+
+def _neighbour_blocks(n: int, first: int = 0) -> Iterator[tuple[int, int]]:
+    """(b, e): compare ``key[b + 1 : e + 1]`` with ``key[b:e]``, blocks of 2**16 covering all n - 1 pairs."""
+    for b in range(first, n - 1, _BLOCK):
+        yield b, min(b + _BLOCK, n - 1)
+
+
+def _is_sorted(key: npt.NDArray[Any]) -> bool:
+    """Whether ``key`` is non-decreasing: a short prefix first, then block by block (no (n,) mask)."""
+    m = min(len(key) - 1, 4096)
+    if m > 0 and not bool((key[1 : m + 1] >= key[:m]).all()):
+        return False
+    return all(bool((key[b + 1 : e + 1] >= key[b:e]).all()) for b, e in _neighbour_blocks(len(key)))
+
+
+def _has_equal_neighbours(key: npt.NDArray[Any]) -> bool:
+    """Whether two consecutive entries are equal, block by block (no (n,) mask)."""
+    return any(bool((key[b + 1 : e + 1] == key[b:e]).any()) for b, e in _neighbour_blocks(len(key)))
 
 
 def _runs(rows: IntArray, keys: npt.NDArray[Any]) -> tuple[IntArray, npt.NDArray[np.bool_]]:
