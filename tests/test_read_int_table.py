@@ -188,3 +188,25 @@ def test_validate_of_an_integer_csv_imports_no_pandas_or_torch(tmp_path: Path) -
     # and a text file still reads (pandas imported on first use)
     path.write_text("item,annotator,label\na,w1,cat\n")
     assert _modules_after(f"import crowdlearn.io as c; c.read_annotations({str(path)!r})", tmp_path)["pandas"]
+
+
+def test_utf8_check_across_ascii_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ASCII chunks skip the decoder, but a character cut by a chunk boundary is still checked."""
+    chunk = 1 << 20
+    head = "item,annotator,label\n"
+    filler = "a,w1,1\n" * ((chunk - len(head)) // 7)
+    pad = "b" * (chunk - len(head) - len(filler) - 1)  # the item of the next row, up to the boundary
+    good = tmp_path / "good.csv"
+    good.write_bytes((head + filler + pad + "\u00e9,w1,0\n" + "c,w2,1\n" * 10).encode("utf-8"))
+    monkeypatch.setenv("CROWDLEARN_READER", "pyarrow")
+    assert read_annotations(good, on_duplicate="first").n_items == 3
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes((head + filler + pad).encode() + b"\xc3" + b",w1,0\n" + b"c,w2,1\n" * 10)
+    with pytest.raises(
+        AnnotationsError, match=r"line \d+: not UTF-8 text \(invalid continuation byte at byte 1048575\)"
+    ):
+        read_annotations(bad)
+    cut = tmp_path / "cut.csv"
+    cut.write_bytes((head + "a,w1,1\n").encode() + b"\xc3")
+    with pytest.raises(AnnotationsError, match=r"not UTF-8 text \(unexpected end of data"):
+        read_annotations(cut)

@@ -174,7 +174,10 @@ def _sniff_text(path: Path, fmt: str) -> _TextFacts:
         while True:
             chunk = fh.read(1 << 20)
             try:
-                decoder.decode(chunk, final=not chunk)
+                # ASCII is UTF-8: a chunk of it, with no character left open by the one before,
+                # needs no decoding (bytes.isascii is one fast pass, creating no text)
+                if not (chunk.isascii() and not decoder.getstate()[0]):
+                    decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
                 # the decoder may hold back up to 3 bytes of an incomplete character
                 pending = len(exc.object) - len(chunk)
