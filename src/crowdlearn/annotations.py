@@ -1181,16 +1181,26 @@ def _factorize_dense(
     for start, off in blocks():
         np.minimum.at(first, off, np.arange(start, start + len(off), dtype=np.int32))
     present = np.flatnonzero(first < n)
-    # the present offsets in order of their first row: one sort of (first row, offset) pairs
-    pair = (first[present].astype(np.int64) << 32) | present.astype(np.int64)
-    pair.sort()
-    ordered = pair & 0xFFFFFFFF
+    # the present offsets in order of their first row
+    if len(parts) == 1:  # mark the first rows, then read their values: no sort
+        is_first = np.zeros(n, dtype=bool)
+        is_first[first[present]] = True
+        rows = np.flatnonzero(is_first)
+        del is_first
+        distinct = parts[0][rows]
+        ordered = (distinct - dtype.type(lo)).astype(np.int64) if dtype.kind == "u" else distinct.astype(np.int64) - lo
+    else:  # rows spread over chunks: one sort of (first row, offset) pairs
+        pair = (first[present].astype(np.int64) << 32) | present
+        pair.sort()
+        ordered = pair & 0xFFFFFFFF
+        distinct = ordered.astype(dtype) + dtype.type(lo)  # wraps back into range for narrow types
+    del first, present
     table = np.empty(span, dtype=np.int64)
     table[ordered] = np.arange(len(ordered), dtype=np.int64)
     codes = np.empty(n, dtype=np.int64)
     for start, off in blocks():
-        np.take(table, off, out=codes[start : start + len(off)])
-    distinct = ordered.astype(dtype) + dtype.type(lo)  # wraps back into range for narrow types
+        # mode="clip": the offsets are in range, and "raise" would buffer every block of the output
+        np.take(table, off, out=codes[start : start + len(off)], mode="clip")
     return codes, distinct
 
 
