@@ -273,36 +273,48 @@ def scale(args: argparse.Namespace, tmp: Path) -> None:
 
 def best_of(repeats: int, run: Any) -> dict[str, Any]:
     """The fastest of ``repeats`` results of ``run()`` (a dict with "seconds"), or its first error."""
-    best: dict[str, Any] | None = None
+    return best_interleaved(repeats, {"only": run})["only"]
+
+
+def best_interleaved(repeats: int, runs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The fastest of ``repeats`` results of each ``runs[name]()``, the runs taking turns (A B A B ...),
+    so that a change in the machine's load hits every side alike; a side's first error is its result."""
+    best: dict[str, dict[str, Any]] = {}
     for _ in range(repeats):
-        r = run()
-        if "seconds" not in r:
-            return r
-        if best is None or r["seconds"] < best["seconds"]:
-            best = r
-    return best or {"error": "error"}
+        for name, run in runs.items():
+            if name in best and "seconds" not in best[name]:
+                continue
+            r = run()
+            if "seconds" not in r or name not in best or r["seconds"] < best[name]["seconds"]:
+                best[name] = r
+    return best
 
 
-def time_validate(csv: Path, src: Path, reader: str, repeats: int) -> dict[str, Any]:
-    """Wall and CPU time (user + system, all threads) of ``python -m crowdlearn validate CSV``,
-    interpreter start and imports included."""
+def compile_sources(src: Path) -> None:
+    """Write the bytecode of a crowdlearn source tree (``__pycache__``, as an installed package has).
+
+    Without it, and with ``PYTHONDONTWRITEBYTECODE`` set (as on this project's machine), every
+    child compiles every crowdlearn module it imports: 0.1-0.2 s of each ``validate``, not code's cost.
+    """
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src / "crowdlearn")], check=True)
+
+
+def time_validate(csv: Path, src: Path, reader: str) -> dict[str, Any]:
+    """Wall and CPU time (user + system, all threads) and minor page faults of one
+    ``python -m crowdlearn validate CSV``, interpreter start and imports included."""
     env = dict(os.environ, **THREAD_ENV, PYTHONPATH=str(src), CROWDLEARN_READER=reader)
-
-    def once() -> dict[str, Any]:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        res = subprocess.run(
-            [sys.executable, "-m", "crowdlearn", "validate", str(csv)], env=env, capture_output=True, text=True
-        )
-        seconds = time.perf_counter() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if res.returncode != 0:
-            print(f"warning: validate failed: {res.stderr.strip()[:300]}", file=sys.stderr)
-            return {"error": "error"}
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return {"seconds": seconds, "cpu_seconds": cpu}
-
-    return best_of(repeats, once)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    res = subprocess.run(
+        [sys.executable, "-m", "crowdlearn", "validate", str(csv)], env=env, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if res.returncode != 0:
+        print(f"warning: validate failed: {res.stderr.strip()[:300]}", file=sys.stderr)
+        return {"error": "error"}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": seconds, "cpu_seconds": cpu, "minflt": after.ru_minflt - before.ru_minflt}
 
 
 def ingest(args: argparse.Namespace, tmp: Path) -> None:
@@ -310,6 +322,8 @@ def ingest(args: argparse.Namespace, tmp: Path) -> None:
     import pandas as pd
 
     sides = [("ours", REPO / "src")] + ([("before", Path(args.before))] if args.before else [])
+    for _, src in sides:
+        compile_sources(src)
     rows: list[tuple[str, dict[str, dict[str, Any]]]] = []
 
     def case(label: str, n_labels: int, spec: str, ck_spec: str | None, ck_timeout: float | None = None) -> None:
@@ -317,9 +331,10 @@ def ingest(args: argparse.Namespace, tmp: Path) -> None:
         npz = tmp / f"ingest-{n_labels}.npz"
         if not npz.exists():
             save_npz(npz, items, annotators, labels, (n_labels // 5, 1000, 5))
-        res: dict[str, dict[str, Any]] = {}
-        for name, src in sides:
-            res[name] = best_of(args.repeats, lambda src=src: run_child("ours", npz, [spec], None, src)[0][spec])
+        res = best_interleaved(
+            args.repeats,
+            {name: (lambda src=src: run_child("ours", npz, [spec], None, src)[0][spec]) for name, src in sides},
+        )
         if ck_spec is not None and not args.no_crowdkit:
             res["crowdkit"] = best_of(
                 args.repeats, lambda: run_child("crowdkit", npz, [ck_spec], ck_timeout or args.timeout)[0][ck_spec]
@@ -348,13 +363,16 @@ def ingest(args: argparse.Namespace, tmp: Path) -> None:
     csv = tmp / "labels.csv"
     pd.DataFrame({"item": items, "annotator": annotators, "label": labels}).to_csv(csv, index=False)
     del items, annotators, labels
-    before_validate = time_validate(csv, Path(args.before), "pandas", args.repeats) if args.before else None
+    runs = {
+        f"{name} {reader}": (lambda src=src, reader=reader: time_validate(csv, src, reader))
+        for reader in ("pyarrow", "pandas")
+        for name, src in sides
+    }
+    best = best_interleaved(args.repeats, runs)
     for reader in ("pyarrow", "pandas"):
-        res = {"ours": time_validate(csv, REPO / "src", reader, args.repeats)}
-        if before_validate is not None:  # the code before had one (pandas) parser
-            res["before"] = before_validate
+        res = {name: best[f"{name} {reader}"] for name, _ in sides}
         rows.append((f"`crowdlearn validate` of a {n_csv:,}-line CSV (CROWDLEARN_READER={reader})", res))
-        print(f"done validate {reader}", file=sys.stderr)
+    print("done validate", file=sys.stderr)
     csv.unlink()
 
     def t(r: dict[str, Any] | None, key: str = "seconds") -> str:
@@ -384,6 +402,12 @@ def ingest(args: argparse.Namespace, tmp: Path) -> None:
         if not args.before:
             del cells[1]
         print(f"| {label} | " + " | ".join(cells) + f" | {ratio(o, c, 'seconds')} | {ratio(o, c, 'cpu_seconds')} |")
+    print("\nMinor page faults of the same runs (the timed span; a fault maps up to one 2 MB huge page):\n")
+    print("| case | " + " | ".join(f"{side} faults" for side in sides_head[:-1]) + " |")
+    print("|---|" + "---:|" * (len(sides_head) - 1))
+    for label, res in rows:
+        faults = [str(res.get(k, {}).get("minflt", "-")) for k in ("ours", "before")][: len(sides_head) - 1]
+        print(f"| {label} | " + " | ".join(faults) + " |")
 
 
 def main() -> None:

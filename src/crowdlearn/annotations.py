@@ -8,16 +8,22 @@ annotator, counts) costs O(number of labels).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from crowdlearn._checks import show
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # imported on first use: integer arrays and integer CSVs need no pandas
+    from crowdlearn._lazy import lazy_module
+
+    pd = lazy_module("pandas")
 
 __all__ = [
     "Annotations",
@@ -279,7 +285,7 @@ class Annotations:
 
         # duplicates: key = item * n_annotators + annotator; the smallest repeated key is reported
         dropped = 0
-        found = _repeated_rows(_pair_key(it, an, na, ni)) if it.size > 1 else None
+        found = _repeated_pairs(it, an, na, ni)
         if found is not None:
             rows, keys = found
             if on_duplicate == "error":
@@ -383,7 +389,11 @@ class Annotations:
         an_idx, an_ids = _encode_column(annotators, annotator_ids, "annotator", where=where)
         if classes is None:
             # sort only the distinct labels (K log K) and remap the codes
-            lb_sub, lb_vals = _factorize(labels.values)
+            if labels.distinct and isinstance(labels.values, np.ndarray):
+                lb_vals: Any = labels.values  # already distinct: the factorize would be the identity
+                lb_sub = np.arange(len(lb_vals), dtype=np.int64)
+            else:
+                lb_sub, lb_vals = _factorize(labels.series())
             uniq = list(_id_array(lb_vals).tolist())
             try:
                 order = sorted(range(len(uniq)), key=uniq.__getitem__)
@@ -395,7 +405,7 @@ class Annotations:
                 ) from exc
             rank = np.empty(len(order), dtype=np.int64)
             rank[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int64)
-            lb_idx = rank[lb_sub][labels.codes]
+            lb_idx = _remap(labels.codes, rank[lb_sub])
             cl = np.empty(len(order), dtype=object)
             cl[:] = [uniq[i] for i in order]
             if _all_int(cl):
@@ -403,7 +413,7 @@ class Annotations:
         else:
             lb_idx, cl = _encode_column(labels, classes, "label", what="declared classes", where=where)
         dropped = 0
-        found = _repeated_rows(_pair_key(it_idx, an_idx, len(an_ids), len(it_ids))) if len(it_idx) > 1 else None
+        found = _repeated_pairs(it_idx, an_idx, len(an_ids), len(it_ids))
         if found is not None:
             if on_duplicate == "error":
                 a, b = _first_duplicate(*found)
@@ -913,24 +923,69 @@ def _pair_key(
     return key
 
 
-def _repeated_rows(key: npt.NDArray[np.signedinteger[Any]]) -> tuple[IntArray, npt.NDArray[Any]] | None:
-    """Rows whose key occurs more than once (ascending) and their keys; None when all keys differ.
+def _repeated_pairs(
+    items: IntArray, annotators: IntArray, n_annotators: int, n_items: int
+) -> tuple[IntArray, npt.NDArray[Any]] | None:
+    """Rows whose (item, annotator) pair occurs more than once (ascending) and their pair keys
+    (:func:`_pair_key`); None when all pairs differ (the common case).
 
     The presence test sorts the keys without an index (numpy's SIMD sort: at 10M labels about 7x
     faster than a pandas hash table or a stable argsort, whose random memory access dominates),
-    and skips the sort when the keys are already in order (one comparison pass);
-    only the rows of repeated keys are then located, with a binary search over those keys, so
-    the exact first/last/error semantics below cost O(n_repeated log n_repeated) more.
+    in place (the key is this function's own array: no sorted copy, whose fresh memory costs
+    page faults), and skips the sort when the keys are already in order (a file written sorted
+    by item and annotator; tested on a prefix first, so shuffled input pays almost nothing for
+    it). Only when a pair repeats are the keys computed again and the rows of repeated keys
+    located, with a binary search over those keys, so the exact first/last/error semantics
+    below cost O(n_repeated log n_repeated) more.
     """
-    # input sorted by (item, annotator) (a file written in that order) needs no sort: one pass tells
-    s = key if bool((key[1:] >= key[:-1]).all()) else np.sort(key)
-    eq = s[1:] == s[:-1]
-    if not eq.any():
+    if len(items) < 2:
         return None
-    repeated = np.unique(s[1:][eq])
+    key = _pair_key(items, annotators, n_annotators, n_items)
+    if not _is_sorted(key):
+        key.sort()
+    if not _has_equal_neighbours(key):
+        return None
+    eq = key[1:] == key[:-1]
+    repeated = np.unique(key[1:][eq])
+    del eq
+    key = _pair_key(items, annotators, n_annotators, n_items)
     pos = np.minimum(np.searchsorted(repeated, key), len(repeated) - 1)
     rows = np.flatnonzero(repeated[pos] == key).astype(np.int64)
     return rows, key[rows]
+
+
+def _remap(codes: IntArray, table: IntArray) -> IntArray:
+    """``table[codes]``, written over ``codes`` block by block when it is a writeable int64 array.
+
+    The codes of a label column are the readers' own array, used once: remapping them in place
+    spares a fresh (n,) array (fresh memory costs page faults). The column's values no longer
+    match its codes afterwards (:meth:`Annotations._from_columns` reads no label value after it).
+    """
+    if codes.dtype != np.int64 or not codes.flags.writeable or not codes.flags.c_contiguous:
+        return table[codes]
+    for b in range(0, len(codes), _BLOCK):
+        block = codes[b : b + _BLOCK]
+        block[...] = table[block]
+    return codes
+
+
+def _neighbour_blocks(n: int, first: int = 0) -> Iterator[tuple[int, int]]:
+    """(b, e): compare ``key[b + 1 : e + 1]`` with ``key[b:e]``, blocks of 2**16 covering all n - 1 pairs."""
+    for b in range(first, n - 1, _BLOCK):
+        yield b, min(b + _BLOCK, n - 1)
+
+
+def _is_sorted(key: npt.NDArray[Any]) -> bool:
+    """Whether ``key`` is non-decreasing: a short prefix first, then block by block (no (n,) mask)."""
+    m = min(len(key) - 1, 4096)
+    if m > 0 and not bool((key[1 : m + 1] >= key[:m]).all()):
+        return False
+    return all(bool((key[b + 1 : e + 1] >= key[b:e]).all()) for b, e in _neighbour_blocks(len(key)))
+
+
+def _has_equal_neighbours(key: npt.NDArray[Any]) -> bool:
+    """Whether two consecutive entries are equal, block by block (no (n,) mask)."""
+    return any(bool((key[b + 1 : e + 1] == key[b:e]).any()) for b, e in _neighbour_blocks(len(key)))
 
 
 def _runs(rows: IntArray, keys: npt.NDArray[Any]) -> tuple[IntArray, npt.NDArray[np.bool_]]:
@@ -962,7 +1017,14 @@ def _first_duplicate(rows: IntArray, keys: npt.NDArray[Any]) -> tuple[int, int]:
 
 def _all_int(values: np.ndarray[Any, Any]) -> bool:
     """True when every value is an integer (Python or numpy; bools are not), checked without a Python loop."""
-    return len(values) > 0 and pd.api.types.infer_dtype(values, skipna=False) == "integer"
+    if len(values) == 0:
+        return False
+    if values.dtype == object:
+        if isinstance(values[0], str):
+            return False  # one text is enough to say no (the ids of a text column)
+        if len(values) <= 1024 and all(type(v) is int for v in values.tolist()):
+            return True  # a few Python ints (the classes of integer labels): no pandas needed
+    return bool(pd.api.types.infer_dtype(values, skipna=False) == "integer")
 
 
 @dataclass(frozen=True)
@@ -973,9 +1035,11 @@ class _Column:
     ----------
     codes : ndarray of int64 of shape (n_labels,)
         Index into ``values`` of each row.
-    values : Series of shape (n_values,)
+    values : Series or ndarray of shape (n_values,)
         The values, in order of first appearance (value ``u`` first occurs before value
-        ``u + 1``); not necessarily distinct (a reader may have normalised them).
+        ``u + 1``); not necessarily distinct (a reader may have normalised them). A reader of
+        integer files gives an ndarray (int64, or the integers' texts as objects) and then
+        ``distinct`` is True.
     distinct : bool
         Whether ``values`` are known to be distinct (then they are the ids as they are).
     ints : ndarray of int64 of shape (n_values,) or None
@@ -984,7 +1048,7 @@ class _Column:
     """
 
     codes: IntArray
-    values: pd.Series
+    values: pd.Series | np.ndarray[Any, Any]
     distinct: bool = False
     ints: npt.NDArray[np.int64] | None = None
 
@@ -1005,7 +1069,13 @@ class _Column:
 
     def value(self, row: int) -> Any:
         """The value of row ``row``."""
-        return self.values.iloc[int(self.codes[row])]
+        vals = self.values
+        u = int(self.codes[row])
+        return vals[u] if isinstance(vals, np.ndarray) else vals.iloc[u]
+
+    def series(self) -> pd.Series:
+        """The values as a Series."""
+        return self.values if not isinstance(self.values, np.ndarray) else pd.Series(self.values)
 
 
 def _encode_column(
@@ -1018,9 +1088,11 @@ def _encode_column(
     """:func:`_encode` on the column's values, then one ``take`` to every row."""
     if declared is None and column.distinct:
         vals = column.values
+        if isinstance(vals, np.ndarray):
+            return column.codes, _id_array(vals)
         return column.codes, _id_array(vals.to_numpy() if isinstance(vals.dtype, np.dtype) else vals.array)
     try:
-        sub, ids = _encode(column.values, declared, name, what, where)
+        sub, ids = _encode(column.series(), declared, name, what, where)
     except _UnknownValue as exc:
         row = column.first_row(exc.index)
         loc = (where or _Where(None, 0))(row)
@@ -1066,39 +1138,74 @@ def _encode(
     return codes.astype(np.int64), out_ids
 
 
-def _factorize_dense(values: npt.NDArray[np.integer[Any]]) -> tuple[IntArray, npt.NDArray[Any]] | None:
+def _factorize_dense(
+    values: npt.NDArray[np.integer[Any]] | Sequence[npt.NDArray[np.integer[Any]]],
+) -> tuple[IntArray, npt.NDArray[Any]] | None:
     """``pd.factorize(values)`` for integers spanning at most about twice their count, without hashing.
 
-    Returns codes (int64, shape (n,)) and the distinct values (shape (n_distinct,), the dtype of
-    ``values``) in order of first appearance, exactly as ``pd.factorize`` gives them; None when
-    the values span too wide a range for a table of that size (then hash them). The first row of
-    every value comes from one ``np.minimum.at`` into a table over the range, and the codes from
-    one gather: at 10M labels of 2M item ids about 4x faster than the hash table, whose random
-    probes into a table of distinct values dominate (ids 0..n-1, the common case, are the best one).
+    ``values``: one array, or the consecutive chunks of one (a pyarrow column's), never
+    concatenated. Returns codes (int64, shape (n,)) and the distinct values (shape
+    (n_distinct,), the dtype of ``values``) in order of first appearance, exactly as
+    ``pd.factorize`` gives them; None when the values span too wide a range for a table of that
+    size (then hash them). The first row of every value comes from ``np.minimum.at`` into a
+    table over the range, and the codes from one gather: at 10M labels of 2M item ids about 4x
+    faster than the hash table, whose random probes into a table of distinct values dominate
+    (ids 0..n-1, the common case, are the best one). Both passes go block by block, so the only
+    array of one entry per row that this allocates is the codes (fresh memory costs page faults).
     """
-    n = len(values)
+    parts = [values] if isinstance(values, np.ndarray) else [p for p in values if len(p)]
+    n = sum(len(p) for p in parts)
     if n == 0 or n >= np.iinfo(np.int32).max:
         return None
-    lo, hi = int(values.min()), int(values.max())
+    dtype = parts[0].dtype
+    lo, hi = min(int(p.min()) for p in parts), max(int(p.max()) for p in parts)
     span = hi - lo + 1
     if span > 2 * n + 65_536:
         return None
-    # the first-row table in int32 (ufunc.at is faster on it); the code table in int64, so that the
-    # gather writes the codes in their final type (no second (n,) array to fill)
-    if values.dtype == np.int64 and lo == 0:
-        offset = values
-    elif values.dtype.kind == "u":  # unsigned: subtract in their own type (no wrap: values >= lo)
-        offset = (values - values.dtype.type(lo)).astype(np.int64)
-    else:  # widen first: a narrow type could overflow
-        offset = values.astype(np.int64) - lo
-    first = np.full(span, n, dtype=np.int32)
-    np.minimum.at(first, offset, np.arange(n, dtype=np.int32))
-    is_first = np.zeros(n, dtype=bool)
-    is_first[first[first < n]] = True
-    rows = np.flatnonzero(is_first)  # the first row of each distinct value, in row order
+
+    def blocks() -> Iterator[tuple[int, npt.NDArray[np.integer[Any]]]]:
+        """(first row, offsets from lo) of blocks of at most 2**16 rows."""
+        start = 0
+        for part in parts:
+            for b in range(0, len(part), _BLOCK):
+                v = part[b : b + _BLOCK]
+                if v.dtype == np.int64 and lo == 0:
+                    yield start + b, v
+                elif v.dtype.kind == "u":  # unsigned: subtract in their own type (no wrap: values >= lo)
+                    yield start + b, (v - v.dtype.type(lo)).astype(np.int64)
+                else:  # widen first: a narrow type could overflow
+                    yield start + b, v.astype(np.int64) - lo
+            start += len(part)
+
+    first = np.full(span, n, dtype=np.int32)  # the first row of each value (n: absent)
+    for start, off in blocks():
+        np.minimum.at(first, off, np.arange(start, start + len(off), dtype=np.int32))
+    present = np.flatnonzero(first < n)
+    # the present offsets in order of their first row
+    if len(parts) == 1:  # mark the first rows, then read their values: no sort
+        is_first = np.zeros(n, dtype=bool)
+        is_first[first[present]] = True
+        rows = np.flatnonzero(is_first)
+        del is_first
+        distinct = parts[0][rows]
+        ordered = (distinct - dtype.type(lo)).astype(np.int64) if dtype.kind == "u" else distinct.astype(np.int64) - lo
+    else:  # rows spread over chunks: one sort of (first row, offset) pairs
+        pair = (first[present].astype(np.int64) << 32) | present
+        pair.sort()
+        ordered = pair & 0xFFFFFFFF
+        distinct = ordered.astype(dtype) + dtype.type(lo)  # wraps back into range for narrow types
+    del first, present
     table = np.empty(span, dtype=np.int64)
-    table[offset[rows]] = np.arange(len(rows), dtype=np.int64)
-    return table[offset], values[rows]
+    table[ordered] = np.arange(len(ordered), dtype=np.int64)
+    codes = np.empty(n, dtype=np.int64)
+    for start, off in blocks():
+        # mode="clip": the offsets are in range, and "raise" would buffer every block of the output
+        np.take(table, off, out=codes[start : start + len(off)], mode="clip")
+    return codes, distinct
+
+
+#: Rows per block of the block-wise passes (small temporaries, reused by the allocator).
+_BLOCK = 1 << 16
 
 
 def _factorize(values: pd.Series) -> tuple[IntArray, Any]:

@@ -32,15 +32,22 @@ import re
 import stat
 import tempfile
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from crowdlearn._checks import show
-from crowdlearn.annotations import Annotations, AnnotationsError, OnDuplicate, _Column, _Where
+from crowdlearn.annotations import Annotations, AnnotationsError, OnDuplicate, _Column, _factorize_dense, _Where
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # imported on first use: a CSV of integer ids is read without pandas (crowdlearn validate)
+    from crowdlearn._lazy import lazy_module
+
+    pd = lazy_module("pandas")
 
 __all__ = [
     "FORMATS",
@@ -123,13 +130,26 @@ def _check_file(path: Path) -> None:
 ENCODING = "utf-8-sig"
 
 
-def _sniff_text(path: Path, fmt: str) -> bool:
+@dataclass(frozen=True)
+class _TextFacts:
+    """What one pass over a text file found (:func:`_sniff_text`)."""
+
+    quoted: bool  # a double quote somewhere (only then can a value span lines)
+    newlines: int  # b"\n" bytes
+    carriage_return: bool  # a b"\r" somewhere
+    first_line_end: int  # offset just past the first b"\n" (-1: none)
+    x_in_first_line: bool  # b"x" or b"X" before first_line_end (a hexadecimal 0x... can only be there)
+    x_after_first_line: bool  # b"x" or b"X" after it
+    size: int  # bytes
+
+
+def _sniff_text(path: Path, fmt: str) -> _TextFacts:
     """Reject binary content and text that is not UTF-8 in a file whose format is text.
 
     The whole file is decoded once, incrementally, so an undecodable byte is reported with its
     line and byte offset (``file, line 3: not UTF-8 text (invalid start byte at byte 33)``)
     before any parsing. A UTF-8 byte-order mark is accepted (and skipped by the readers).
-    Returns whether the file holds a double quote (only then can a value span lines).
+    Returns what the pass saw (:class:`_TextFacts`: quotes, newlines, ...).
     """
     with path.open("rb") as fh:
         head = fh.read(8192)
@@ -149,12 +169,15 @@ def _sniff_text(path: Path, fmt: str) -> bool:
     if kind is not None:
         raise AnnotationsError(f"{path}: the extension says {fmt} text but the file holds {kind}")
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, lines, quoted = 0, 0, False
+    offset, lines, quoted, cr, first_end, x_first, x_rest = 0, 0, False, False, -1, False, False
     with path.open("rb") as fh:
         while True:
             chunk = fh.read(1 << 20)
             try:
-                decoder.decode(chunk, final=not chunk)
+                # ASCII is UTF-8: a chunk of it, with no character left open by the one before,
+                # needs no decoding (bytes.isascii is one fast pass, creating no text)
+                if not (chunk.isascii() and not decoder.getstate()[0]):
+                    decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
                 # the decoder may hold back up to 3 bytes of an incomplete character
                 pending = len(exc.object) - len(chunk)
@@ -164,10 +187,19 @@ def _sniff_text(path: Path, fmt: str) -> bool:
                     f"{path}, line {line}: not UTF-8 text ({exc.reason} at byte {at}); save the file as UTF-8"
                 ) from None
             if not chunk:
-                return quoted
+                return _TextFacts(quoted, lines, cr, first_end, x_first, x_rest, offset)
+            rest = chunk
+            if first_end < 0:
+                nl = chunk.find(b"\n")
+                head_part, rest = (chunk, b"") if nl < 0 else (chunk[: nl + 1], chunk[nl + 1 :])
+                x_first = x_first or b"x" in head_part or b"X" in head_part
+                if nl >= 0:
+                    first_end = offset + nl + 1
+            x_rest = x_rest or b"x" in rest or b"X" in rest
             offset += len(chunk)
             lines += chunk.count(b"\n")
             quoted = quoted or b'"' in chunk
+            cr = cr or b"\r" in chunk
 
 
 Ids = Literal["str", "int"]
@@ -242,8 +274,6 @@ def _canonical_int_column(values: pd.Series) -> _Column | None:
         return None
     import pyarrow as pa
     import pyarrow.compute as pc
-
-    from crowdlearn.annotations import _factorize_dense
 
     try:
         ints = pc.cast(arr, pa.int64()).to_numpy()
@@ -425,7 +455,8 @@ def _normalise_classes(classes: Sequence[Hashable] | None) -> list[Hashable] | N
     """Declared classes as labels are read: integer-looking -> int, other numbers -> float."""
     if classes is None:
         return None
-    if isinstance(classes, (str, bytes)) or not isinstance(classes, (Sequence, np.ndarray, pd.Index)):
+    listed = isinstance(classes, (Sequence, np.ndarray)) or isinstance(classes, pd.Index)
+    if isinstance(classes, (str, bytes)) or not listed:
         raise AnnotationsError(f"classes= must be a list of class ids, got {show(classes)}")
     out: list[Hashable] = []
     for c in classes:
@@ -527,10 +558,10 @@ def from_frame(
             continue
         if what == "label":
             norm = _normalise_labels(
-                raw.values, source, first_line, str(col), declared=declared is not None, rows=raw.first_row
+                raw.series(), source, first_line, str(col), declared=declared is not None, rows=raw.first_row
             )
         else:
-            norm = _normalise_ids(raw.values, what, source, first_line, str(col), ids, rows=raw.first_row)
+            norm = _normalise_ids(raw.series(), what, source, first_line, str(col), ids, rows=raw.first_row)
         columns.append(_Column(raw.codes, norm.reset_index(drop=True)))
     return Annotations._from_columns(
         *columns,
@@ -542,17 +573,25 @@ def from_frame(
     )
 
 
-def _read_delimited(path: Path, fmt: str, header: bool, sep: str | None) -> tuple[pd.DataFrame, int]:
+def _arrow_reader(separator: str) -> bool:
+    """Whether pyarrow's CSV reader may parse (one-character separator, CROWDLEARN_READER not pandas)."""
+    return len(separator) == 1 and os.environ.get("CROWDLEARN_READER", "").lower() != "pandas"
+
+
+def _read_delimited(
+    path: Path, fmt: str, header: bool, sep: str | None, facts: _TextFacts | None = None
+) -> tuple[pd.DataFrame, int]:
     """Every field as text (empty fields ``""``), columns named by the header or numbered 0, 1, ...
 
     Parsed by pyarrow's multi-threaded CSV reader when pyarrow is installed and the separator is
     one character, else (or with ``CROWDLEARN_READER=pandas``) by pandas'. The two give the same
     table; anything pyarrow's reader rejects or would read differently (a ragged row, a
     repeated or empty column name) is read again by pandas, so errors are pandas' in both cases.
+    ``facts``: the file's :func:`_sniff_text` (run here when not given).
     """
-    quoted = _sniff_text(path, fmt)
+    quoted = (facts or _sniff_text(path, fmt)).quoted
     separator = sep if sep is not None else _SEPARATORS[fmt]
-    if len(separator) == 1 and os.environ.get("CROWDLEARN_READER", "").lower() != "pandas":
+    if _arrow_reader(separator):
         df = _read_delimited_arrow(path, separator, header, quoted)
         if df is not None:
             return df, 2 if header else 1
@@ -614,6 +653,187 @@ def _read_delimited_arrow(path: Path, separator: str, header: bool, quoted: bool
     mapper = {pa.string(): text}.get if isinstance(text, pd.api.extensions.ExtensionDtype) else None
     return pd.DataFrame(
         {(name if header else i): table.column(i).to_pandas(types_mapper=mapper) for i, name in enumerate(names)}
+    )
+
+
+#: Bytes a separator may not be for :func:`_read_int_table` (they can be part of an integer's text).
+_NOT_SEPARATORS = frozenset('0123456789-+xX \r\n"')
+
+#: 10**p for p = 1..18: the decimal digits of |v| are 1 + the number of these <= |v|.
+_POWERS_OF_TEN = np.array([10**p for p in range(1, 19)], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _IntTable:
+    """A delimited file whose every field is the canonical text of an integer (:func:`_read_int_table`).
+
+    Attributes
+    ----------
+    names : list of str
+        The header's column names (``header=True``), else ``[]``.
+    columns : list of _Column
+        One per column: codes (int64, shape (n_rows,)) into its distinct integers (int64, in
+        order of first appearance; ``ints`` holds them too).
+    first_rows : ndarray of int64 of shape (min(n_rows, 50), n_columns)
+        The first rows' integers (for the shape check of :func:`_check_shape`).
+    """
+
+    names: list[str]
+    columns: list[_Column]
+    first_rows: npt.NDArray[np.int64]
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.columns[0].codes)
+
+
+def _decimal_length(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Length of ``str(v)`` for each integer (int64 minimum excluded by the caller)."""
+    digits = np.searchsorted(_POWERS_OF_TEN, np.abs(values), side="right") + 1
+    return digits.astype(np.int64) + (values < 0)
+
+
+def _read_int_table(path: Path, separator: str, header: bool, facts: _TextFacts) -> _IntTable | None:
+    """A delimited file of integers only, parsed straight to int64 by pyarrow; None for any other file.
+
+    Reading every field as text and checking it (what :func:`from_frame` does) costs most of a
+    large file's time; a file of integer ids and labels, the common case, is read as integers
+    instead, and shown to hold only their canonical texts (``0``, ``42``, ``-7``: what the text
+    path checks) without looking at the text again:
+
+    * pyarrow's int64 conversion accepts a field only if it is an integer, possibly written
+      with leading zeros, surrounding spaces, quotes, ``-0`` or in hexadecimal (``0x1F``);
+    * with no ``x``/``X`` in the data (no hexadecimal), each of those other spellings is longer
+      than ``str(v)`` of its value ``v``, so every field is at least as long as ``str(v)``;
+    * with no quote and no ``\r`` in the file, the data bytes are exactly the fields, one
+      separator between fields and one ``\n`` per row (the last one optional; an empty line
+      would be one more byte);
+    * so the file's size equals the header, separators, newlines and the sum of ``len(str(v))``
+      over the fields exactly when every field is the canonical text of its integer.
+
+    Anything else (text, floats, empty fields, ragged rows, quotes, ``\r\n`` line ends, a
+    byte-order mark without header, a repeated or empty column name) returns None and the file
+    is read as text, with the messages of that path. ``CROWDLEARN_READER=pandas`` or a missing
+    pyarrow also return None.
+    """
+    if facts.quoted or facts.carriage_return or not _arrow_reader(separator) or separator in _NOT_SEPARATORS:
+        return None
+    if facts.x_after_first_line or (not header and facts.x_in_first_line):
+        return None
+    if header and facts.first_line_end < 0:
+        return None  # a header without a newline: no data rows
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    parse = pacsv.ParseOptions(delimiter=separator, newlines_in_values=False)
+    read = pacsv.ReadOptions(autogenerate_column_names=not header)
+    try:
+        with pacsv.open_csv(path, read_options=read, parse_options=parse) as reader:
+            schema = reader.schema  # the types pyarrow infers from the first block
+        names = list(schema.names)
+        if header and (len(set(names)) != len(names) or "" in names):
+            return None
+        if not all(pa.types.is_integer(t) for t in schema.types):
+            return None  # text or floats in the first block: no full parse as integers
+        table = pacsv.read_csv(
+            path,
+            read_options=read,
+            parse_options=parse,
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.int64()),
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None  # a field that is not an integer, a ragged row: the text path says what is wrong
+    n_rows, n_cols = table.num_rows, table.num_columns
+    if n_rows == 0:
+        return None
+    data_newlines = facts.newlines - (1 if header else 0)
+    with path.open("rb") as fh:
+        fh.seek(facts.size - 1)
+        terminated = fh.read(1) == b"\n"
+    if data_newlines != (n_rows if terminated else n_rows - 1):
+        return None  # an empty line (or a stray newline): not the simple layout
+    text_bytes = facts.size - (facts.first_line_end if header else 0) - n_rows * (n_cols - 1) - data_newlines
+    columns: list[_Column] = []
+    canonical_bytes = 0
+    for i in range(n_cols):
+        # the column's chunks as they are (pyarrow's memory, already written): no concatenated copy
+        # (through the buffer protocol: pyarrow's to_numpy imports pandas); no nulls, so no bitmap
+        chunks = [
+            np.frombuffer(c.buffers()[1], dtype=np.int64, count=len(c), offset=8 * c.offset)
+            for c in table.column(i).chunks
+        ]
+        dense = _factorize_dense(chunks)
+        if dense is None:
+            raw, uniques = pd.factorize(np.concatenate(chunks), sort=False)
+            codes, distinct = raw.astype(np.int64, copy=False), np.asarray(uniques, dtype=np.int64)
+        else:
+            codes, distinct = dense[0], np.asarray(dense[1], dtype=np.int64)
+        if len(distinct) and int(distinct.min()) == np.iinfo(np.int64).min:
+            return None  # its abs() overflows; the text path handles it
+        counts = np.bincount(codes, minlength=len(distinct))
+        canonical_bytes += int(np.dot(_decimal_length(distinct), counts))
+        columns.append(_Column(codes, distinct, distinct=True, ints=distinct))
+    if canonical_bytes != text_bytes:
+        return None  # some field is longer than its integer's text: a sign, zero, space or quote
+    first = np.column_stack([c.ints[c.codes[:50]] for c in columns if c.ints is not None])
+    return _IntTable(names if header else [], columns, first)
+
+
+def _int_texts(values: npt.NDArray[np.int64]) -> np.ndarray[Any, Any]:
+    """``str(v)`` of each integer, as an object array of Python strings.
+
+    (``map(str)`` over the Python ints: in a fresh process as fast as pyarrow's cast to text
+    and its ``to_pylist``; its ``to_numpy`` would be faster but imports pandas.)
+    """
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(map(str, values.tolist()))
+    return out
+
+
+def _from_int_table(
+    table: _IntTable,
+    *,
+    item_col: str | int | None,
+    annotator_col: str | int | None,
+    label_col: str | int | None,
+    classes: Sequence[Hashable] | None,
+    on_duplicate: OnDuplicate,
+    source: str,
+    first_line: int,
+    ids: Ids,
+) -> Annotations:
+    """:func:`from_frame` for a table of canonical integer texts: the same Annotations, without pandas.
+
+    Item and annotator ids are the texts (``ids="str"``) or the integers (``ids="int"``) and
+    labels the integers, as :func:`from_frame` gives them for these texts.
+    """
+    cols: list[Any] = list(table.names) if table.names else list(range(len(table.columns)))
+    picked = [
+        _pick_column(cols, item_col, ITEM_COLUMNS, "item", source),
+        _pick_column(cols, annotator_col, ANNOTATOR_COLUMNS, "annotator", source),
+        _pick_column(cols, label_col, LABEL_COLUMNS, "label", source),
+    ]
+    declared = _normalise_classes(classes)
+    columns = []
+    for col, what in zip(picked, ("item", "annotator", "label")):
+        raw = table.columns[cols.index(col)]
+        assert raw.ints is not None
+        text = what != "label" and ids == "str"
+        columns.append(_Column(raw.codes, _int_texts(raw.ints) if text else raw.ints, distinct=True))
+    return Annotations._from_columns(
+        *columns,
+        classes=declared,
+        item_ids=None,
+        annotator_ids=None,
+        on_duplicate=on_duplicate,
+        where=_Where(source, first_line),
     )
 
 
@@ -723,7 +943,28 @@ def read_annotations(
         df, first = _read_jsonl(p), 1
     else:
         hdr = header if header is not None else fmt != "txt"
-        df, first = _read_delimited(p, fmt, hdr, sep)
+        facts = _sniff_text(p, fmt)
+        ints = _read_int_table(p, sep if sep is not None else _SEPARATORS[fmt], hdr, facts)
+        if ints is not None:
+            if item_col is None and annotator_col is None and label_col is None:
+                names = ints.names if hdr else [str(i) for i in range(len(ints.columns))]
+                _check_shape(names, [str(v) for v in ints.first_rows.ravel().tolist()], p, fmt, hdr, sep)
+            if not hdr:
+                item_col = 0 if item_col is None else item_col
+                annotator_col = 1 if annotator_col is None else annotator_col
+                label_col = 2 if label_col is None else label_col
+            return _from_int_table(
+                ints,
+                item_col=item_col,
+                annotator_col=annotator_col,
+                label_col=label_col,
+                classes=classes,
+                on_duplicate=on_duplicate,
+                source=str(p),
+                first_line=2 if hdr else 1,
+                ids=ids,
+            )
+        df, first = _read_delimited(p, fmt, hdr, sep, facts)
         if item_col is None and annotator_col is None and label_col is None:
             _check_long_shape(df, p, fmt, hdr, sep)
         if not hdr:
@@ -758,7 +999,16 @@ def _first_line(path: Path) -> str:
 
 
 def _check_long_shape(df: pd.DataFrame, path: Path, fmt: str, header: bool, sep: str | None) -> None:
+    """:func:`_check_shape` of a table read as text (its column names and first 50 rows)."""
+    cells = [str(v) for v in df.head(50).to_numpy().ravel().tolist()]
+    _check_shape([str(c) for c in df.columns], cells, path, fmt, header, sep)
+
+
+def _check_shape(names: list[str], cells: list[str], path: Path, fmt: str, header: bool, sep: str | None) -> None:
     """Catch the long read of a file that is not a long table, before any column is dropped.
+
+    ``names``: the column names (``"0"``, ``"1"``, ... without header); ``cells``: the first
+    rows' fields as text, row by row.
 
     * A wide items x annotators table (many columns of numbers, no item/annotator/label
       header): the error says ``format='wide-txt'`` (or wide-csv / wide-tsv).
@@ -766,13 +1016,11 @@ def _check_long_shape(df: pd.DataFrame, path: Path, fmt: str, header: bool, sep:
     * A headerless table with more than 3 columns: which 3 are item, annotator and label is
       not guessed (the other columns would be silently ignored).
     """
-    n = len(df.columns)
-    names = [str(c) for c in df.columns]
+    n = len(names)
     known = {*ITEM_COLUMNS, *ANNOTATOR_COLUMNS, *LABEL_COLUMNS}
     if header and any(c.strip().lower() in known for c in names):
         return
-    sample = df.head(50)
-    cells = [*(names if header else []), *(str(v) for v in sample.to_numpy().ravel().tolist())]
+    cells = [*(names if header else []), *cells]
     numeric = all(_NUMBER_CELL.fullmatch(c) for c in cells)
     if n >= 4 and numeric:
         raise AnnotationsError(

@@ -68,7 +68,8 @@ def _vote(
     del cell, w
     few = 0 < K <= 8  # K column passes are much faster than numpy's row-wise broadcasting for few columns
     if weights is None and few:
-        total = counts[:, 0].copy()  # exact integers: any order of the additions gives the same sums
+        # exact integers (below 2**53) in float64: any order of the additions gives the same sums
+        total = counts[:, 0].astype(np.float64)
         for k in range(1, K):
             total += counts[:, k]
     else:
@@ -76,12 +77,15 @@ def _vote(
     labelled = total > 0
     all_labelled = bool(labelled.all())
     denom = np.asarray(total if all_labelled else np.where(labelled, total, 1), dtype=np.float64)
+    del total
+    # the probabilities overwrite the counts (same shape, 8-byte items, read and written element
+    # by element in place): no second (N, K) array, whose fresh memory costs page faults
+    probas: FloatArray = counts.view(np.float64)  # a view of itself when weighted (float64 counts)
     if few:
-        probas = np.empty((N, K), dtype=np.float64)
         for k in range(K):
             np.divide(counts[:, k], denom, out=probas[:, k])
     else:
-        probas = np.divide(counts, denom[:, None], dtype=np.float64)
+        np.divide(counts, denom[:, None], out=probas)
     del counts
     clamp_rows(probas, known)
     if known is not None:
@@ -114,7 +118,7 @@ def vote_labels(scores: FloatArray, tie_break: str, rng: np.random.Generator, rt
         return np.zeros(N, dtype=np.int64)
     mx = row_max(scores)
     tied = scores >= (mx - rtol * np.maximum(1.0, np.abs(mx)))[:, None]
-    labels: IntArray = np.argmax(tied, axis=1).astype(np.int64)
+    labels: IntArray = np.argmax(tied, axis=1).astype(np.int64, copy=False)
     if tie_break == "first" or K == 1:
         return labels
     if K <= 8:  # column passes (a count of at most 8 fits int8)
