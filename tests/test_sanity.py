@@ -50,11 +50,18 @@ def _three(n: int = 300) -> tuple[np.ndarray, Annotations, np.ndarray, np.ndarra
     return x, crowd.annotations, y, conf
 
 
+#: TraceReg's weight in the deliberately broken runs: 100 times the default (0.01), since the
+#: trace term is averaged over the labels (at lam 0.3 this crowd still trains: 99% right)
+BROKEN_LAM = 1.0
+
+
 def _flip_fit(**params: object) -> CrowdClassifier:
-    """TraceReg whose confusions move fast: the trace penalty drives every annotator below the
-    diagonal before the classifier learns, which then learns the flipped classes."""
+    """TraceReg whose confusions move fast under an over-weighted trace: the penalty drives every
+    annotator below the diagonal before the classifier learns, which then learns the flipped classes."""
     x, ann, _ = _binary()
-    return CrowdClassifier(method="tracereg", confusion_lr=0.1, epochs=30, device="cpu", **params).fit(x, ann)  # type: ignore[arg-type]
+    return CrowdClassifier(method="tracereg", lam=BROKEN_LAM, confusion_lr=0.1, epochs=30, device="cpu", **params).fit(
+        x, ann
+    )  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- check_model
@@ -154,7 +161,9 @@ def test_flip_on_tfidf_text_features() -> None:
     ]
     tfidf = TfidfVectorizer().fit_transform(docs).toarray().astype(np.float32)
     with pytest.warns(FlippedClassesWarning):
-        clf = CrowdClassifier(method="tracereg", confusion_lr=0.1, epochs=30, device="cpu").fit(tfidf, ann)
+        clf = CrowdClassifier(method="tracereg", lam=BROKEN_LAM, confusion_lr=0.1, epochs=30, device="cpu").fit(
+            tfidf, ann
+        )
     assert clf.flipped_ and np.mean(clf.predict(tfidf) == y) < 0.2
 
 
@@ -244,7 +253,8 @@ def _files(tmp_path: Path, x: np.ndarray, ann: Annotations) -> list[str]:
 
 def test_cli_flipped_model_exits_3_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     x, ann, _ = _binary()
-    args = [*_files(tmp_path, x, ann), "--method", "tracereg", "--confusion-lr", "0.1", "--epochs", "30"]
+    args = [*_files(tmp_path, x, ann), "--method", "tracereg", "--lam", str(BROKEN_LAM), "--confusion-lr", "0.1"]
+    args += ["--epochs", "30"]
     res = runner.invoke(app, [*args, "--predictions", str(tmp_path / "p.csv"), "--quiet"])
     assert res.exit_code == UNTRUSTED_MODEL_EXIT == 3, res.output
     lines = res.output.strip().splitlines()

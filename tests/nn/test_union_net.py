@@ -215,7 +215,8 @@ def test_union_loss_refuses_other_heads_and_batches_it_cannot_use() -> None:
     with pytest.raises(ValueError, match="no observed labels"):
         UnionLoss()(model, logits, batch.replace(rows=empty, annotators=empty, labels=empty))
     parts = UnionLoss([TraceRegularizer(0.5)])(model, logits, batch)
-    trace = float(torch.diagonal(model.head.confusions(), dim1=1, dim2=2).sum().detach())
+    # a head without batch_confusions(): the mean of the M annotators' traces
+    trace = float(torch.diagonal(model.head.confusions(), dim1=1, dim2=2).sum().detach()) / M
     np.testing.assert_allclose(float(parts["reg"].detach()), 0.5 * trace, atol=1e-10)
     np.testing.assert_allclose(
         float(parts["loss"].detach()), float(UnionLoss()(model, logits, batch)["loss"].detach()) + 0.5 * trace

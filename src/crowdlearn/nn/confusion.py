@@ -88,12 +88,13 @@ class ConfusionMatrices(nn.Module):
     from a batch are not touched by its step). A batch holding every annotator gives a dense
     gradient (the same step, without index operations). The training loss
     (:meth:`label_log_probs`) is one autograd node with a hand-written backward
-    (:func:`crowdlearn.nn.functional.label_log_probs_of_touched`). The regularizers over all annotators
-    (GeoCrowdNet(W)'s ``W^T W``, TraceReg's trace sum) then read cached sums whose value is
-    exact and whose gradient reaches the batch's annotators only (:meth:`volume_gram`,
-    :meth:`trace_sum`). ``sparse=False`` gives dense gradients, dense Adam (which moves every
-    annotator at every step through its momentum) and the regularizers over all ``M``
-    annotators at every step, ``O(M K^2)``: the formulation before the sparse path.
+    (:func:`crowdlearn.nn.functional.label_log_probs_of_touched`). A regularizer over all annotators
+    (GeoCrowdNet(W)'s ``W^T W``) then reads a cached sum whose value is exact and whose gradient
+    reaches the batch's annotators only (:meth:`volume_gram`; :meth:`trace_sum` likewise);
+    TraceReg's term is over the batch's annotators on either path (:meth:`batch_confusions`).
+    ``sparse=False`` gives dense gradients, dense Adam (which moves every annotator at every step
+    through its momentum) and GeoCrowdNet(W)'s term over all ``M`` annotators at every step,
+    ``O(M K^2)``: the formulation before the sparse path.
 
     Parameters
     ----------
@@ -141,6 +142,8 @@ class ConfusionMatrices(nn.Module):
         self.logits = nn.Parameter(torch.empty(self.n_annotators, self.n_classes, self.n_classes))
         #: (distinct annotators (U,), their log confusions (U, K, K)) of the last forward
         self._touched: tuple[Tensor, Tensor] | None = None
+        #: each label's position in ``_touched[0]`` (E,), of the last forward
+        self._inverse: Tensor | None = None
         self._cache: _ConfusionCache | None = None
         self.reset_parameters(init=init, scale=scale, smoothing=smoothing)
 
@@ -241,7 +244,7 @@ class ConfusionMatrices(nn.Module):
         out, log_conf = CF.label_log_probs_of_touched(
             self.logits, log_probs, touched, inverse, labels, sparse_grad=sparse
         )  # (E,), (U, K, K)
-        self._touched = (touched, log_conf)
+        self._touched, self._inverse = (touched, log_conf), inverse
         return out
 
     def _gather(self, annotators: Tensor) -> tuple[Tensor, Tensor]:
@@ -253,7 +256,7 @@ class ConfusionMatrices(nn.Module):
         log_conf = CF.log_confusions(
             CF.gather_rows(self.logits, touched, sparse_grad=sparse, distinct=True)
         )  # (U, K, K)
-        self._touched = (touched, log_conf)
+        self._touched, self._inverse = (touched, log_conf), inverse
         return log_conf, inverse
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -275,7 +278,7 @@ class ConfusionMatrices(nn.Module):
         ``logits`` in place outside an optimizer step.
         """
         self._cache = None
-        self._touched = None
+        self._touched = self._inverse = None
 
     def forget_sums(self) -> None:
         """Drop the cached sums only (the next :meth:`volume_gram` / :meth:`trace_sum` rebuilds
@@ -328,6 +331,26 @@ class ConfusionMatrices(nn.Module):
         out: Tensor = _WithGramGradient.apply(log_conf, cache.gram)  # type: ignore[no-untyped-call]
         return out
 
+    def batch_confusions(self) -> tuple[Tensor, Tensor]:
+        """The last forward's ``U`` distinct annotators' confusions and their shares of its labels.
+
+        What :class:`~crowdlearn.nn.TraceRegularizer` weighs each annotator's trace by: ``O(U K^2)``,
+        whatever ``M``; the gradient reaches those annotators' logits only (sparse with
+        ``sparse=True``, through the forward's autograd node).
+
+        Returns
+        -------
+        confusions : Tensor of shape (U, K, K)
+            ``A_u`` of the forward's distinct annotators (sorted by index), differentiable.
+        shares : Tensor of shape (U,)
+            ``n_u / E``: annotator ``u``'s number of the forward's ``E`` labels over ``E``
+            (sums to 1; no gradient).
+        """
+        touched, log_conf = self._last_touched()
+        assert self._inverse is not None
+        counts = torch.bincount(self._inverse, minlength=touched.numel())
+        return log_conf.exp(), counts.to(log_conf.dtype) / self._inverse.numel()
+
     def trace_sum(self) -> Tensor:
         """``sum_m trace(A_m)`` over all ``M`` annotators (scalar, float64), cached as
         :meth:`volume_gram` is: exact value, gradient through the last forward's annotators."""
@@ -343,7 +366,7 @@ class ConfusionMatrices(nn.Module):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_touched"] = None  # holds part of a graph; not copied
+        state["_touched"] = state["_inverse"] = None  # holds part of a graph; not copied
         state["_cache"] = None
         return state
 

@@ -480,13 +480,19 @@ def logdet_volume_w(confusions: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor
     return _ridge_logdet(gram, eps)
 
 
-def trace_regularizer(confusions: Tensor) -> Tensor:
-    """``sum_m trace(A_m)`` (TraceReg, Tanno et al., CVPR 2019: loss = CCEM + lambda * this).
+def trace_regularizer(confusions: Tensor, weights: Tensor | None = None) -> Tensor:
+    """``sum_m w_m trace(A_m)``, TraceReg's term (Tanno et al., CVPR 2019: loss = CCEM + lambda * this).
+
+    :class:`~crowdlearn.nn.TraceRegularizer` passes the batch's annotators with ``w_m`` their
+    shares of the batch's labels (``n_m / E``), so the term is the mean over the batch's labels
+    of the trace of each label's annotator (see there for why).
 
     Parameters
     ----------
     confusions : Tensor of shape (M, K, K)
         Column-stochastic confusion matrices.
+    weights : Tensor of shape (M,), optional
+        ``w_m``; None: every weight 1 (the plain sum over the ``M`` matrices).
 
     Returns
     -------
@@ -495,4 +501,9 @@ def trace_regularizer(confusions: Tensor) -> Tensor:
     """
     if confusions.ndim != 3 or confusions.shape[1] != confusions.shape[2]:
         raise ValueError(f"confusions must have shape (M, K, K), got {tuple(confusions.shape)}")
-    return torch.diagonal(confusions, dim1=1, dim2=2).sum()
+    traces = torch.diagonal(confusions, dim1=1, dim2=2).sum(dim=1)  # (M,)
+    if weights is None:
+        return traces.sum()
+    if weights.shape != traces.shape:
+        raise ValueError(f"weights must have shape ({traces.shape[0]},), got {tuple(weights.shape)}")
+    return (weights.to(traces.dtype) * traces).sum()

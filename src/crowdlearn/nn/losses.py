@@ -109,7 +109,7 @@ def _confusions(model: CrowdModel) -> Tensor:
 
 
 def _cached(model: CrowdModel, what: str) -> Tensor | None:
-    """The head's cached sum ``what`` (``volume_gram`` or ``trace_sum``) when it is sparse and
+    """The head's cached sum ``what`` (``volume_gram``) when it is sparse and
     has had a forward pass (exact value, gradient through the batch's annotators), else None.
 
     A batch holding every annotator takes the sum over all ``M`` instead (None here): exact as
@@ -169,20 +169,38 @@ class LogDetVolumeW(_LogDetRegularizer):
 
 
 class TraceRegularizer(Regularizer):
-    """TraceReg's term ``sum_m trace(A_m)`` (Tanno et al., CVPR 2019).
+    """TraceReg's term (Tanno et al., CVPR 2019): each label's annotator's ``trace(A_m)``, averaged
+    over the batch's labels.
 
-    With a sparse head the sum is the head's cached
-    :meth:`~crowdlearn.nn.ConfusionMatrices.trace_sum` (the same value; the gradient reaches the
-    batch's annotators only); otherwise it is formed from all ``M`` confusions at every step.
+    ``term = (1/E) sum_e trace(A_{m_e}) = sum_u (n_u / E) trace(A_u)`` over the batch's ``E``
+    labels, ``n_u`` of them from annotator ``u``: the loss is ``(1/E) sum_e [-log P(y_e | x_e,
+    m_e) + lam * trace(A_{m_e})]``, so every annotator's trace is weighed against its own
+    likelihood at the ratio ``lam`` whatever the number of annotators ``M``. When every
+    annotator labels every item (Tanno et al.'s design) this is ``lam`` times the mean of the
+    ``M`` traces: their objective ``sum_m [CE_m + lam * trace(A_m)]`` (``CE_m`` the mean
+    cross-entropy of annotator ``m``'s labels) divided by ``M``. A plain sum over
+    all ``M`` (what this term was before) pulls each annotator by ``lam`` against a likelihood
+    weight of about ``1/M`` (its share of the labels), so the pull grows with ``M``: on a crowd of
+    300 annotators with 30 labels each it drove every diagonal to about 0.03 and the classifier
+    to the flipped classes (docs/benchmarks.md, "Sanity checks on every method at its defaults").
+
+    Cost ``O(U K^2)`` for the batch's ``U`` distinct annotators, whatever ``M``; the gradient
+    reaches those annotators only. With a head that records them
+    (:meth:`~crowdlearn.nn.ConfusionMatrices.batch_confusions`, the sparse and the dense
+    formulation alike) the term uses the last forward's annotators; with another head that has
+    ``confusions()`` (M, K, K) it is the mean of all ``M`` traces (equal when every annotator gives
+    the batch as many labels). The value lies in ``[0, K]``.
     """
 
     name = "trace"
 
     def __call__(self, model: CrowdModel, logits: Tensor) -> Tensor:
-        total = _cached(model, "trace_sum")
-        if total is not None:
-            return total.to(torch.float32)
-        return CF.trace_regularizer(_confusions(model))
+        batch = getattr(model.head, "batch_confusions", None)
+        if callable(batch):
+            confusions, shares = batch()
+            return CF.trace_regularizer(confusions, shares).to(torch.float32)
+        confusions = _confusions(model)
+        return CF.trace_regularizer(confusions) / confusions.shape[0]
 
 
 class RegularizedLoss(nn.Module):
@@ -321,7 +339,7 @@ class GeoCrowdNetWLoss(CrowdLoss):
 
 
 class TraceRegLoss(CrowdLoss):
-    """TraceReg (Tanno et al., CVPR 2019): ``CCEM + lam * sum_m trace(A_m)``."""
+    """TraceReg (Tanno et al., CVPR 2019): ``CCEM + lam * (1/E) sum_e trace(A_{m_e})`` (a :class:`TraceRegularizer`)."""
 
     def __init__(self, lam: float = 0.0) -> None:
         super().__init__(lam, regularizers=[TraceRegularizer(lam)])

@@ -102,7 +102,7 @@ SPECS: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         "tracereg",
-        "CCEM ``+ lam * sum_m trace(A_m)``",
+        "CCEM ``+ lam * (1/E) sum_e trace(A_{m_e})``: each label's annotator's trace, averaged over the batch's labels",
         _confusion_head,
         regularizers=(_trace,),
         params=(_LAM,),
