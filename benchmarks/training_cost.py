@@ -246,7 +246,9 @@ def main() -> None:
         big_epoch()
         return
     print("command: python benchmarks/training_cost.py " + " ".join(sys.argv[1:]))
-    print(f"torch {torch.__version__}, 1 thread, load average {' '.join(f'{x:.2f}' for x in _load())}")
+    print(
+        f"commit {_commit()}, torch {torch.__version__}, 1 thread, load average {' '.join(f'{x:.2f}' for x in _load())}"
+    )
     if args.big:
         print("| items | annotators | labels | epoch (s) | peak RSS (GiB) | RSS after data (GiB) | data (s) |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -256,6 +258,21 @@ def main() -> None:
     else:
         core_table(args.ms, args.epochs, args.repeats, not args.no_reference)
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in _load())}")
+
+
+def _commit() -> str:
+    """The checkout's commit (short hash, ``+`` when the tree has changes), or ``?``."""
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True
+        )
+    except OSError:
+        return "?"
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "") if head.returncode == 0 else "?"
 
 
 def _load() -> tuple[float, float, float]:

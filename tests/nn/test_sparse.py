@@ -286,6 +286,30 @@ def test_label_log_probs_with_a_regularizer_on_the_same_gather(sparse: bool) -> 
     torch.testing.assert_close(grads[1], head.logits.grad, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_label_log_probs_with_every_annotator_in_the_batch(sparse: bool) -> None:
+    """A batch holding all M annotators takes the logits without a gather and gives a dense
+    gradient (the rows' own): values and gradients are the dense formulation's, with a
+    regularizer on the second output too."""
+    head = _heads(sparse)[0]
+    gen = torch.Generator().manual_seed(5)
+    annotators = torch.tensor([3, 0, 3, 6, 5, 1, 2, 4, 6])  # every one of the M = 7
+    labels = torch.tensor([2, 0, 1, 1, 2, 0, 1, 2, 0])
+    log_probs = torch.log_softmax(torch.randn(9, K, generator=gen), dim=1).requires_grad_(True)
+    got = head.label_log_probs(log_probs, annotators, labels)
+    _, log_conf = head._touched
+    assert log_conf.shape == (M, K, K)
+    (got.sum() + 0.7 * torch.diagonal(log_conf.exp(), dim1=1, dim2=2).sum()).backward()
+    assert not head.logits.grad.is_sparse
+    grads = (log_probs.grad.clone(), head.logits.grad.clone())
+    log_probs.grad, head.logits.grad = None, None
+    want = _dense_forward(head, log_probs, annotators).gather(1, labels.unsqueeze(1)).squeeze(1)
+    (want.sum() + 0.7 * CF.trace_regularizer(head.confusions())).backward()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(grads[0], log_probs.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads[1], head.logits.grad, rtol=1e-5, atol=1e-7)
+
+
 def test_cached_regularizers_gradients_equal_the_dense_ones_on_the_touched_rows() -> None:
     for reg_cls, dense in (
         (LogDetVolumeW, lambda h: -CF.logdet_volume_w(h.confusions())),

@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from crowdlearn.nn import functional as CF  # noqa: E402
+from crowdlearn.train import optim  # noqa: E402
 from crowdlearn.train.optim import AdamWithSparse, LazyAdam  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -111,3 +112,30 @@ def test_adam_with_sparse_state_round_trip_and_schedule() -> None:
     assert twin.sparse is not None and twin.sparse.param_groups[0]["lr"] == 0.02
     with pytest.raises(ValueError, match="cannot have weight decay"):
         AdamWithSparse([], [{"params": [p], "weight_decay": 0.1}])
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_the_fused_kernel_equals_the_unfused_rule(dense: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fused step (the default on the CPU) and the op-by-op rule: the same moments, the
+    same parameter up to rounding, on sparse row gradients and on dense ones."""
+    torch.manual_seed(0)
+    init = torch.randn(M, K, K)
+    params, opts = [], []
+    for fused in (True, False):
+        monkeypatch.setattr(optim, "USE_FUSED", fused)
+        p = torch.nn.Parameter(init.clone())
+        opt = LazyAdam([p], lr=0.05)
+        for step in range(12):
+            rows = list(range(M)) if dense else [step % M, (3 * step + 1) % M]
+            rows = sorted(set(rows))
+            if dense:
+                opt.zero_grad(set_to_none=True)
+                (p * _grads(step, rows)).sum().backward()
+                opt.step()
+            else:
+                _sparse_step(opt, p, rows, _grads(step, rows))
+        params.append(p)
+        opts.append(opt)
+    torch.testing.assert_close(params[0].detach(), params[1].detach(), rtol=1e-6, atol=1e-7)
+    for name in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(opts[0].state[params[0]][name], opts[1].state[params[1]][name], rtol=1e-6, atol=1e-9)

@@ -267,21 +267,27 @@ def label_log_probs_of_touched(
 
 
 class _LabelLogProbs(torch.autograd.Function):
-    """See :func:`label_log_probs_of_touched`."""
+    """See :func:`label_log_probs_of_touched`.
+
+    When ``touched`` holds every row (``U == M``: sorted and distinct, so ``arange(M)``) the
+    logits are used without the gather and their gradient is the rows' gradient itself (no
+    scatter into zeros)."""
 
     @staticmethod
     def forward(
         ctx: Any, logits: Tensor, log_probs: Tensor, touched: Tensor, inverse: Tensor, labels: Tensor, sparse: bool
     ) -> tuple[Tensor, Tensor]:
         k = logits.shape[1]
-        log_conf = torch.log_softmax(logits.index_select(0, touched), dim=1)  # (U, K, K)
-        flat = inverse * k + labels  # (E,): row (u, y) of log_conf viewed as (U K, K)
-        joint = log_conf.reshape(-1, k).index_select(0, flat) + log_probs  # (E, K)
+        every = touched.numel() == logits.shape[0]
+        log_conf = torch.log_softmax(logits if every else logits.index_select(0, touched), dim=1)  # (U, K, K)
+        flat = torch.add(labels, inverse, alpha=k)  # (E,): row (u, y) of log_conf viewed as (U K, K)
+        joint = log_conf.view(-1, k).index_select(0, flat).add_(log_probs)  # (E, K)
         out = torch.logsumexp(joint, dim=1)
         ctx.save_for_backward(log_conf, joint, out, touched, flat)
         ctx.shape = logits.shape
-        ctx.sparse = sparse
-        ctx.weight = logits if sparse else None
+        ctx.every = every
+        ctx.sparse = sparse and not every
+        ctx.weight = logits if ctx.sparse else None
         ctx.set_materialize_grads(False)
         return out, log_conf
 
@@ -291,17 +297,20 @@ class _LabelLogProbs(torch.autograd.Function):
         log_conf, joint, out, touched, flat = ctx.saved_tensors
         u, k = log_conf.shape[0], log_conf.shape[1]
         if g_out is not None:
-            w = torch.exp(joint - out.unsqueeze(1)).mul_(g_out.unsqueeze(1))  # (E, K)
+            w = (joint - out.unsqueeze(1)).exp_().mul_(g_out.unsqueeze(1))  # (E, K)
             big_g = torch.zeros((u * k, k), dtype=w.dtype, device=w.device).index_add_(0, flat, w).view(u, k, k)
             if g_conf is not None:
                 big_g.add_(g_conf)
         else:
             w = None
             big_g = g_conf if g_conf is not None else torch.zeros_like(log_conf)
-        grad_rows = big_g - log_conf.exp().mul_(big_g.sum(dim=1, keepdim=True))  # (U, K, K)
+        # the log-softmax's backward over the rows, G - A * G.sum(dim=1), in one kernel
+        grad_rows = torch._log_softmax_backward_data(big_g, log_conf, 1, log_conf.dtype)  # (U, K, K)
         grad_logits: Tensor | None = None
         if ctx.needs_input_grad[0]:
-            if ctx.sparse:
+            if ctx.every:
+                grad_logits = grad_rows
+            elif ctx.sparse:
                 grad_logits = torch.sparse_coo_tensor(
                     touched.unsqueeze(0), grad_rows, ctx.shape, check_invariants=False, is_coalesced=True
                 )

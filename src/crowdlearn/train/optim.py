@@ -21,7 +21,7 @@ from torch import Tensor
 
 from crowdlearn.nn.functional import distinct_rows
 
-__all__ = ["AdamWithSparse", "LazyAdam"]
+__all__ = ["USE_FUSED", "AdamWithSparse", "LazyAdam"]
 
 
 class LazyAdam(torch.optim.Optimizer):
@@ -47,6 +47,12 @@ class LazyAdam(torch.optim.Optimizer):
     coalesced first). A dense gradient is taken as every row touched (Adam's step). No weight decay, no
     AMSGrad.
 
+    On the CPU the update runs as one fused kernel (:func:`torch._fused_adam_`, what
+    ``torch.optim.Adam(fused=True)`` runs) on the gathered rows (or on the whole parameter for a
+    dense gradient) instead of seven elementwise operations: the moments are those of the rule
+    above, the parameter can differ from the unfused rule by rounding. :data:`USE_FUSED` = False
+    selects the unfused rule.
+
     Parameters
     ----------
     params : iterable of Tensor or of dict
@@ -70,13 +76,18 @@ class LazyAdam(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._step_groups()
+        return loss
+
+    def _step_groups(self) -> None:
+        """The step of every parameter with a gradient, without the hooks of :meth:`step`
+        (:class:`AdamWithSparse` calls it from its own, hooked, step)."""
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, eps = float(group["lr"]), float(group["eps"])
             for p in group["params"]:
                 if p.grad is not None:
                     self._step_param(p, p.grad, lr, beta1, beta2, eps)
-        return loss
 
     def _step_param(self, p: Tensor, grad: Tensor, lr: float, beta1: float, beta2: float, eps: float) -> None:
         state = self.state[p]
@@ -84,12 +95,17 @@ class LazyAdam(torch.optim.Optimizer):
             state["step"] = torch.tensor(0.0)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["step"] += 1
-        t = float(state["step"])
-        step_size = lr / (1.0 - beta1**t)
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
+        step_t: Tensor = state["step"]
+        step_t += 1
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        fused = _fused_ok(p, exp_avg, exp_avg_sq, step_t)
         if not grad.is_sparse:  # every row has a gradient: Adam's step
+            if fused:
+                _fused_adam(p, grad.contiguous(), exp_avg, exp_avg_sq, step_t, lr, beta1, beta2, eps)
+                return
+            t = float(step_t)
+            step_size = lr / (1.0 - beta1**t)
+            bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
             exp_avg.lerp_(grad, 1.0 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
@@ -104,12 +120,73 @@ class LazyAdam(torch.optim.Optimizer):
             grad = grad.coalesce()
             rows = grad._indices()[0]
         g = grad._values()  # (U, ...)
-        m = exp_avg.index_select(0, rows).lerp_(g, 1.0 - beta1)
-        v = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        m = exp_avg.index_select(0, rows)
+        v = exp_avg_sq.index_select(0, rows)
+        if fused:  # the rows gathered, one fused Adam kernel on them, written back
+            w = p.index_select(0, rows)
+            _fused_adam(w, g.contiguous(), m, v, step_t, lr, beta1, beta2, eps)
+            p.index_copy_(0, rows, w)
+            exp_avg.index_copy_(0, rows, m)
+            exp_avg_sq.index_copy_(0, rows, v)
+            return
+        t = float(step_t)
+        step_size = lr / (1.0 - beta1**t)
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
+        m.lerp_(g, 1.0 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
         exp_avg.index_copy_(0, rows, m)
         exp_avg_sq.index_copy_(0, rows, v)
         denom = v.sqrt_().div_(bias_correction2_sqrt).add_(eps)
         p.index_copy_(0, rows, p.index_select(0, rows).addcdiv_(m, denom, value=-step_size))
+
+
+#: devices where :func:`torch._fused_adam_` runs (CPU since torch 2.4, CUDA)
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _fused_ok(p: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: Tensor) -> bool:
+    """Whether the fused Adam kernel applies: torch has it, a CPU or CUDA float parameter whose
+    moments share its device and dtype, and a step count on its device (on CUDA the count is a
+    host tensor: the unfused rule runs there)."""
+    return (
+        USE_FUSED
+        and hasattr(torch, "_fused_adam_")
+        and p.device.type in _FUSED_DEVICES
+        and p.dtype in (torch.float32, torch.float64)
+        and exp_avg.dtype == exp_avg_sq.dtype == p.dtype
+        and exp_avg.device == exp_avg_sq.device == p.device
+        and exp_avg.is_contiguous()
+        and exp_avg_sq.is_contiguous()
+        and p.is_contiguous()
+        and step.dtype == torch.float32
+        and step.device == p.device
+    )
+
+
+def _fused_adam(
+    p: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    step: Tensor,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+) -> None:
+    """Adam's update of ``p`` and its moments in place, one kernel (:func:`torch._fused_adam_`,
+    what ``torch.optim.Adam(fused=True)`` runs; ``step`` already counts this step). The moments
+    are those of the unfused rule; the parameter can differ from it by rounding (the kernel
+    evaluates ``lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)`` in another order)."""
+    torch._fused_adam_(  # type: ignore[attr-defined]
+        [p], [grad], [exp_avg], [exp_avg_sq], [], [step],
+        lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False,
+    )  # fmt: skip
+
+
+#: Use the fused Adam kernel for :class:`LazyAdam` where it applies (set False for the op-by-op
+#: rule, e.g. to compare the two; the results differ by rounding only).
+USE_FUSED = True
 
 
 class AdamWithSparse(torch.optim.Optimizer):
@@ -171,5 +248,5 @@ class AdamWithSparse(torch.optim.Optimizer):
                 loss = closure()
         self.dense.step()
         if self.sparse is not None:
-            self.sparse.step()
+            self.sparse._step_groups()
         return loss
