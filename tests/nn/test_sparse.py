@@ -118,7 +118,7 @@ def test_sparse_step_leaves_absent_annotators_and_their_moments_untouched(regula
     assert moved == {True: False, False: True}  # dense Adam's momentum moves the absent ones
 
 
-def test_cached_gram_and_trace_equal_the_dense_sums_after_steps(tmp_path) -> None:
+def test_cached_gram_equals_the_dense_sum_after_steps(tmp_path) -> None:
     model = _model(M, True)
     loss = CrowdLoss(regularizers=[LogDetVolumeW(0.5), TraceRegularizer(0.1)])
     trainer = Trainer(model, loss, lr=0.1, device="cpu", sink=lambda s: None)
@@ -131,7 +131,6 @@ def test_cached_gram_and_trace_equal_the_dense_sums_after_steps(tmp_path) -> Non
         assert (head._cache is None) == (step in (4, 5))
         conf = head.confusions().detach().double()
         torch.testing.assert_close(head.volume_gram().detach(), torch.einsum("mij,mik->jk", conf, conf))
-        torch.testing.assert_close(head.trace_sum().detach(), torch.diagonal(conf, dim1=1, dim2=2).sum())
     # a loaded state replaces every annotator's logits: the cache must follow
     other = _model(M, True)
     with torch.no_grad():

@@ -25,11 +25,10 @@ SPARSE_BY_DEFAULT = True
 
 @dataclass
 class _ConfusionCache:
-    """Every annotator's confusions as last computed, their Gram sum and trace sum (float64)."""
+    """Every annotator's confusions as last computed and their Gram sum (float64)."""
 
     conf: Tensor  # (M, K, K)
     gram: Tensor  # (K, K): sum_m conf_m^T conf_m
-    trace: Tensor  # (): sum_m trace(conf_m)
     pending: Tensor | None = None  # annotators an optimizer step may have changed since
 
 
@@ -53,25 +52,6 @@ class _WithGramGradient(torch.autograd.Function):
         return g_a.mul_(a).to(log_conf.dtype), None
 
 
-class _WithTraceGradient(torch.autograd.Function):
-    """``trace`` (scalar) as the value and the gradient of ``sum_u trace(A_u)`` toward
-    ``log_conf`` (U, K, K): ``g A_u[i, i]`` on the diagonals, 0 elsewhere."""
-
-    @staticmethod
-    def forward(ctx: Any, log_conf: Tensor, trace: Tensor) -> Tensor:
-        ctx.save_for_backward(log_conf)
-        return trace.clone()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable  # type: ignore[misc]
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (log_conf,) = ctx.saved_tensors
-        out = torch.zeros_like(log_conf)
-        diag = torch.diagonal(log_conf, dim1=1, dim2=2)
-        torch.diagonal(out, dim1=1, dim2=2).copy_(diag.exp().mul_(grad.to(log_conf.dtype)))
-        return out, None
-
-
 class ConfusionMatrices(nn.Module):
     """``M`` column-stochastic ``K x K`` confusion matrices, one per annotator.
 
@@ -90,7 +70,7 @@ class ConfusionMatrices(nn.Module):
     (:meth:`label_log_probs`) is one autograd node with a hand-written backward
     (:func:`crowdlearn.nn.functional.label_log_probs_of_touched`). A regularizer over all annotators
     (GeoCrowdNet(W)'s ``W^T W``) then reads a cached sum whose value is exact and whose gradient
-    reaches the batch's annotators only (:meth:`volume_gram`; :meth:`trace_sum` likewise);
+    reaches the batch's annotators only (:meth:`volume_gram`);
     TraceReg's term is over the batch's annotators on either path (:meth:`batch_confusions`).
     ``sparse=False`` gives dense gradients, dense Adam (which moves every annotator at every step
     through its momentum) and GeoCrowdNet(W)'s term over all ``M`` annotators at every step,
@@ -272,7 +252,7 @@ class ConfusionMatrices(nn.Module):
         return [{"params": [self.logits], "lr": float(lr), "weight_decay": 0.0, "sparse": self.sparse, "base_lr": None}]
 
     def invalidate_cache(self) -> None:
-        """Forget the cached confusions behind :meth:`volume_gram` and :meth:`trace_sum`.
+        """Forget the cached confusions behind :meth:`volume_gram`.
 
         Called on (re)initialization and when a state dict is loaded; call it after editing
         ``logits`` in place outside an optimizer step.
@@ -281,8 +261,8 @@ class ConfusionMatrices(nn.Module):
         self._touched = self._inverse = None
 
     def forget_sums(self) -> None:
-        """Drop the cached sums only (the next :meth:`volume_gram` / :meth:`trace_sum` rebuilds
-        them, ``O(M K^3)``): what a step that moves every annotator needs."""
+        """Drop the cached sum only (the next :meth:`volume_gram` rebuilds it, ``O(M K^3)``): what a
+        step that moves every annotator needs."""
         self._cache = None
 
     def _synced_cache(self) -> _ConfusionCache:
@@ -292,9 +272,7 @@ class ConfusionMatrices(nn.Module):
         with torch.no_grad():
             if cache is None or cache.conf.device != self.logits.device:
                 conf = torch.softmax(self.logits.detach(), dim=1).double()
-                gram = CF.gram_sum(conf)
-                trace = torch.diagonal(conf, dim1=1, dim2=2).sum()
-                cache = self._cache = _ConfusionCache(conf, gram, trace)
+                cache = self._cache = _ConfusionCache(conf, CF.gram_sum(conf))
             elif cache.pending is not None:
                 ids = cache.pending
                 new = torch.softmax(self.logits.detach().index_select(0, ids), dim=1).double()
@@ -304,7 +282,6 @@ class ConfusionMatrices(nn.Module):
                     -1, self.n_classes
                 )
                 cache.gram += 0.5 * (cross + cross.transpose(0, 1))
-                cache.trace += torch.diagonal(new, dim1=1, dim2=2).sum() - torch.diagonal(old, dim1=1, dim2=2).sum()
                 cache.conf.index_copy_(0, ids, new)
             cache.pending = None
         return cache
@@ -350,15 +327,6 @@ class ConfusionMatrices(nn.Module):
         assert self._inverse is not None
         counts = torch.bincount(self._inverse, minlength=touched.numel())
         return log_conf.exp(), counts.to(log_conf.dtype) / self._inverse.numel()
-
-    def trace_sum(self) -> Tensor:
-        """``sum_m trace(A_m)`` over all ``M`` annotators (scalar, float64), cached as
-        :meth:`volume_gram` is: exact value, gradient through the last forward's annotators."""
-        touched, log_conf = self._last_touched()
-        cache = self._synced_cache()
-        cache.pending = touched
-        out: Tensor = _WithTraceGradient.apply(log_conf, cache.trace)  # type: ignore[no-untyped-call]
-        return out
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self.invalidate_cache()
