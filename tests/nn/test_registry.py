@@ -185,10 +185,10 @@ def test_cli_method_param_errors_name_the_flag(toy: MethodSpec, tmp_path: Path) 
 def test_builtins_are_registered_with_their_declared_parameters() -> None:
     assert available_methods()[: len(METHODS)] == METHODS
     assert [f"crowdlayer-{k}" for k in CROWDLAYER_KINDS] == [m for m in METHODS if m.startswith("crowdlayer-")]
-    assert get_method("geocrowdnet-f").param_names == ("lam", "eps")
+    assert get_method("geocrowdnet-f").param_names == ("lam", "eps", "pool")
     assert get_method("geocrowdnet-f").params[1].default == DEFAULT_RIDGE
-    assert get_method("tracereg").param_names == ("lam",)
-    assert get_method("ccem").param_names == () and get_method("crowdlayer-vb").inits == ("identity",)
+    assert get_method("tracereg").param_names == ("lam", "pool")
+    assert get_method("ccem").param_names == ("pool",) and get_method("crowdlayer-vb").inits == ("identity",)
     doc = CrowdClassifier.__doc__ or ""
     assert "{method_table}" not in doc and "{method_choices}" not in doc and "{lam_usage}" not in doc
     for name in METHODS:
