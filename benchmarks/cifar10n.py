@@ -13,8 +13,9 @@ The reference row ``truth`` trains ``method="ce"`` on the clean labels (once per
 seed, shown in the table of every protocol with that backbone).
 
 Methods: ``--methods core`` (default) = mv-train, ds-train, crowdlayer-mw, ccem, geocrowdnet-f,
-geocrowdnet-w; ``--methods all`` = every registered method; or a comma-separated list. ``truth``
-is always added.
+geocrowdnet-w; ``--methods all`` = every registered method; or a comma-separated list, where
+``NAME:key=value[,key=value]`` is a variant with those ``method_params`` (``ccem:pool=1``: CCEM
+with partially pooled confusions). ``truth`` is always added.
 
 Profiles:
 - CPU (default): ``SmallResNet(width=8, blocks=1)`` behind ``ImageBackbone`` (CIFAR
@@ -22,6 +23,9 @@ Profiles:
   ``default_rng(14)``) and ``--n-test 1000`` test images (``default_rng(15)``), ``--epochs 3``,
   batch 128, Adam lr 1e-3, weight decay 1e-4, constant schedule, identity init, crop + flip
   augmentation (``augment="crop-flip"``), seeds 0..2, one torch thread per worker process.
+  ``--recipe``: lr 1e-2, cosine schedule, batch 64, no weight decay (``CPU_RECIPE``, the training
+  values of the default recipe of CCEM, GeoCrowdNet, CrowdLayer MW and mv-train) for every
+  method; ``--init recipe``: each method's recipe init (DS for CCEM and GeoCrowdNet), else identity.
 - ``--device cuda --full``: all 50,000 training and 10,000 test images; protocol ``b`` with the
   CIFAR ResNet-18 (as the Annot-Mix paper) and protocol ``a`` with the CIFAR ResNet-34 (as the
   CCC paper); batch 256, Adam lr 2e-3 with a cosine schedule, weight decay 5e-4, crop + flip,
@@ -45,6 +49,7 @@ Other modes:
 
 Run:  PYTHONPATH=src python benchmarks/cifar10n.py --out DIR [--methods core|all|a,b]
       [--protocols a,b,c] [--seeds 3] [--epochs 3] [--n-train 3000] [--n-test 1000] [--jobs 2]
+      [--recipe] [--init identity|ds|recipe]
       [--device cuda --full] [--pipeline] [--prepare-carry DIR] [--table-only]
 """
 
