@@ -64,7 +64,14 @@ def run(args: tuple[str, str, int, int, str]) -> dict[str, Any]:
     method, training, extra = CONFIGS[name]
     x, ann, truth, x_test, y_test = get_data(protocol, 3000, 1000, root)
     if extra.get("one"):
-        ann = Annotations(ann.items, np.zeros_like(ann.annotators), ann.labels, n_items=ann.n_items, n_annotators=1)
+        ann = Annotations(
+            ann.items,
+            np.zeros_like(ann.annotators),
+            ann.labels,
+            n_items=ann.n_items,
+            n_annotators=1,
+            n_classes=ann.n_classes,
+        )
     torch.manual_seed(seed)
     start = time.perf_counter()
     clf = CrowdClassifier(

@@ -222,14 +222,14 @@ def test_method_params_are_checked_by_the_spec(toy: MethodSpec) -> None:
 
 def test_top_level_lam_and_eps_map_onto_the_method_params() -> None:
     clf = CrowdClassifier(method="geocrowdnet-f", lam=0.2, eps=1e-4)
-    assert clf._method_params() == {"lam": 0.2, "eps": 1e-4}
+    assert clf._method_params() == {"lam": 0.2, "eps": 1e-4, "pool": 0.0}
     crit = clf._make_criterion()
     assert crit.lam == 0.2 and crit.regularizers[0].weight == 0.2 and crit.regularizers[0].eps == 1e-4
     over = CrowdClassifier(method="geocrowdnet-f", method_params={"lam": 0.3})
-    assert over._method_params() == {"lam": 0.3, "eps": DEFAULT_RIDGE}
+    assert over._method_params() == {"lam": 0.3, "eps": DEFAULT_RIDGE, "pool": 0.0}
     with pytest.raises(ValueError, match=r"lam=0.2 and method_params\['lam'\]=0.3 disagree"):
         CrowdClassifier(method="geocrowdnet-f", lam=0.2, method_params={"lam": 0.3})._validate_params()
-    with pytest.raises(ValueError, match=r"not a parameter of method 'ccem' \(its parameters: none\)"):
+    with pytest.raises(ValueError, match=r"not a parameter of method 'ccem' \(its parameters: pool\)"):
         CrowdClassifier(method="ccem", method_params={"lam": 0.3})._validate_params()
 
 
