@@ -13,8 +13,9 @@ The reference row ``truth`` trains ``method="ce"`` on the clean labels (once per
 seed, shown in the table of every protocol with that backbone).
 
 Methods: ``--methods core`` (default) = mv-train, ds-train, crowdlayer-mw, ccem, geocrowdnet-f,
-geocrowdnet-w; ``--methods all`` = every registered method; or a comma-separated list. ``truth``
-is always added.
+geocrowdnet-w; ``--methods all`` = every registered method; or a comma-separated list, where
+``NAME:key=value[,key=value]`` is a variant with those ``method_params`` (``ccem:pool=1``: CCEM
+with partially pooled confusions). ``truth`` is always added.
 
 Profiles:
 - CPU (default): ``SmallResNet(width=8, blocks=1)`` behind ``ImageBackbone`` (CIFAR
@@ -22,6 +23,9 @@ Profiles:
   ``default_rng(14)``) and ``--n-test 1000`` test images (``default_rng(15)``), ``--epochs 3``,
   batch 128, Adam lr 1e-3, weight decay 1e-4, constant schedule, identity init, crop + flip
   augmentation (``augment="crop-flip"``), seeds 0..2, one torch thread per worker process.
+  ``--recipe``: lr 1e-2, cosine schedule, batch 64, no weight decay (``CPU_RECIPE``, the training
+  values of the default recipe of CCEM, GeoCrowdNet, CrowdLayer MW and mv-train) for every
+  method; ``--init recipe``: each method's recipe init (DS for CCEM and GeoCrowdNet), else identity.
 - ``--device cuda --full``: all 50,000 training and 10,000 test images; protocol ``b`` with the
   CIFAR ResNet-18 (as the Annot-Mix paper) and protocol ``a`` with the CIFAR ResNet-34 (as the
   CCC paper); batch 256, Adam lr 2e-3 with a cosine schedule, weight decay 5e-4, crop + flip,
@@ -45,6 +49,7 @@ Other modes:
 
 Run:  PYTHONPATH=src python benchmarks/cifar10n.py --out DIR [--methods core|all|a,b]
       [--protocols a,b,c] [--seeds 3] [--epochs 3] [--n-train 3000] [--n-test 1000] [--jobs 2]
+      [--recipe] [--init identity|ds|recipe]
       [--device cuda --full] [--pipeline] [--prepare-carry DIR] [--table-only]
 """
 
@@ -70,7 +75,7 @@ from crowdlearn.annotations import Annotations
 from crowdlearn.datasets import load_cifar10n
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.io import atomic_write
-from crowdlearn.nn import ImageBackbone, SmallResNet, available_methods, resnet18, resnet34
+from crowdlearn.nn import ImageBackbone, SmallResNet, available_methods, get_method, resnet18, resnet34
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real import EpochRecorder, Task, execute, fit_record, read_cache, run_params  # the structure of benchmarks/real.py
@@ -90,6 +95,9 @@ N_TRAIN, N_TEST = 50000, 10000
 #: the CPU profile (see the module docstring)
 CPU = {"backbone": "small-resnet", "width": 8, "n_train": 3000, "n_test": 1000, "epochs": 3, "batch_size": 128}
 CPU_TRAINING = {"lr": 1e-3, "batch_size": 128, "weight_decay": 1e-4, "schedule": "constant"}
+#: ``--recipe``: the training values of the default recipe that CCEM, GeoCrowdNet(F)/(W), CrowdLayer MW
+#: and mv-train share (crowdlearn.nn.methods._recipes.COSINE_RECIPE, without its 50 epochs), for every method
+CPU_RECIPE = {"lr": 1e-2, "batch_size": 64, "weight_decay": 0.0, "schedule": "cosine"}
 #: the GPU profile: protocol -> backbone, and the epochs each gets (from the estimate of gpu_estimate)
 GPU_BACKBONES = {"b": "resnet18", "a": "resnet34"}
 GPU_EPOCHS = {"b": 15, "a": 8}
@@ -172,6 +180,19 @@ def make_body(name: str, width: int, n_classes: int) -> torch.nn.Module:
 
 
 # ------------------------------------------------------------------ one run
+def split_variant(name: str) -> tuple[str, dict[str, float]]:
+    """``"ccem:pool=3"`` -> ``("ccem", {"pool": 3.0})``: a registered method with some of its
+    ``method_params`` (comma-separated ``key=value`` after a colon); a plain name has none."""
+    method, _, rest = name.partition(":")
+    params: dict[str, float] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"method variant {name!r}: expected NAME:key=value[,key=value]")
+        params[key] = float(value)
+    return method, params
+
+
 def run_task(task: Task, root: str, device: str = "cpu") -> dict[str, Any]:
     """Train one run; returns its record (``{"error": ...}`` on a failure other than divergence)."""
     p = task.params
@@ -188,8 +209,13 @@ def run_task(task: Task, root: str, device: str = "cpu") -> dict[str, Any]:
     torch.manual_seed(task.seed)
     backbone = ImageBackbone(make_body(p["backbone"], int(p.get("width", 16)), ann.n_classes))
     cuda = device.startswith("cuda")
+    method, method_params = split_variant("ce" if task.method == TRUTH else task.method)
+    training = dict(p["training"])
+    if training.get("init") == "recipe":  # each method's own recipe init (DS for CCEM, GeoCrowdNet), else identity
+        training["init"] = get_method(method).recipe.get("init", "identity")
     clf = CrowdClassifier(
-        method="ce" if task.method == TRUTH else task.method,
+        method=method,
+        method_params=method_params or None,
         backbone=backbone,
         augment="crop-flip",
         epochs=task.epochs,
@@ -199,7 +225,7 @@ def run_task(task: Task, root: str, device: str = "cpu") -> dict[str, Any]:
         device=device,
         amp="bfloat16" if cuda else False,
         channels_last=cuda,
-        **run_params(p["training"]),
+        **run_params(training),
     )
     return fit_record(
         task,
@@ -223,7 +249,9 @@ def profile_point(params: Mapping[str, Any]) -> str:
     width = f"-w{params['width']}" if params["backbone"] == "small-resnet" else ""
     return (
         f"{params['backbone']}{width} n={params['n_train']}/{params['n_test']} bs={t['batch_size']} "
-        f"lr={t['lr']:g} {t['schedule']}" + (f" init={t['init']}" if "init" in t else "")
+        f"lr={t['lr']:g} {t['schedule']}"
+        + (f" wd={t['weight_decay']:g}" if t["weight_decay"] != CPU_TRAINING["weight_decay"] else "")
+        + (f" init={t['init']}" if "init" in t else "")
     )
 
 
@@ -452,7 +480,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-train", type=int, default=None, help="training images (default 3000; --full: 50000)")
     parser.add_argument("--n-test", type=int, default=None, help="test images (default 1000; --full: 10000)")
     parser.add_argument(
-        "--init", choices=["identity", "ds"], default=None, help="initial confusions (default: identity, the base)"
+        "--init",
+        choices=["identity", "ds", "recipe"],
+        default=None,
+        help="initial confusions (default: identity, the base; recipe: each method's recipe init, else identity)",
+    )
+    parser.add_argument(
+        "--recipe",
+        action="store_true",
+        help="CPU profile: lr 1e-2, cosine, batch 64, no weight decay (CPU_RECIPE) for every method",
     )
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (CPU: one torch thread each)")
     parser.add_argument("--device", default="cpu")
@@ -485,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         methods = list(known)
     else:
         methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in methods if m not in known]
+    unknown = [m for m in methods if split_variant(m)[0] not in known]
     if not methods or unknown:
         parser.error(f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: core, all, {', '.join(known)}")
     n_seeds = args.seeds or (1 if args.full else 3)
@@ -508,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "n_train": CPU["n_train"],
                 "n_test": CPU["n_test"],
                 "epochs": CPU["epochs"],
-                "training": dict(CPU_TRAINING),
+                "training": dict(CPU_RECIPE if args.recipe else CPU_TRAINING),
             }
         for key, value in (("epochs", args.epochs), ("n_train", args.n_train), ("n_test", args.n_test)):
             if value is not None:

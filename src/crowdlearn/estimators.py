@@ -939,6 +939,10 @@ class CrowdClassifier(ParamsMixin):
         (or the spec's own criterion, given those regularizers)."""
         params, spec = self._method_params(), self._spec()
         regularizers = [make(params) for make in spec.regularizers]
+        if float(params.get("pool", 0.0)) > 0.0:  # the head factory built a PooledConfusionMatrices
+            from crowdlearn.nn.heads.pooled import ConfusionPooling
+
+            regularizers.append(ConfusionPooling(float(params["pool"])))
         if spec.make_criterion is not None:
             return spec.make_criterion(params, regularizers)
         return CrowdLoss(params.get("lam"), regularizers=regularizers)

@@ -185,10 +185,10 @@ def test_cli_method_param_errors_name_the_flag(toy: MethodSpec, tmp_path: Path) 
 def test_builtins_are_registered_with_their_declared_parameters() -> None:
     assert available_methods()[: len(METHODS)] == METHODS
     assert [f"crowdlayer-{k}" for k in CROWDLAYER_KINDS] == [m for m in METHODS if m.startswith("crowdlayer-")]
-    assert get_method("geocrowdnet-f").param_names == ("lam", "eps")
+    assert get_method("geocrowdnet-f").param_names == ("lam", "eps", "pool")
     assert get_method("geocrowdnet-f").params[1].default == DEFAULT_RIDGE
-    assert get_method("tracereg").param_names == ("lam",)
-    assert get_method("ccem").param_names == () and get_method("crowdlayer-vb").inits == ("identity",)
+    assert get_method("tracereg").param_names == ("lam", "pool")
+    assert get_method("ccem").param_names == ("pool",) and get_method("crowdlayer-vb").inits == ("identity",)
     doc = CrowdClassifier.__doc__ or ""
     assert "{method_table}" not in doc and "{method_choices}" not in doc and "{lam_usage}" not in doc
     for name in METHODS:
@@ -222,14 +222,14 @@ def test_method_params_are_checked_by_the_spec(toy: MethodSpec) -> None:
 
 def test_top_level_lam_and_eps_map_onto_the_method_params() -> None:
     clf = CrowdClassifier(method="geocrowdnet-f", lam=0.2, eps=1e-4)
-    assert clf._method_params() == {"lam": 0.2, "eps": 1e-4}
+    assert clf._method_params() == {"lam": 0.2, "eps": 1e-4, "pool": 0.0}
     crit = clf._make_criterion()
     assert crit.lam == 0.2 and crit.regularizers[0].weight == 0.2 and crit.regularizers[0].eps == 1e-4
     over = CrowdClassifier(method="geocrowdnet-f", method_params={"lam": 0.3})
-    assert over._method_params() == {"lam": 0.3, "eps": DEFAULT_RIDGE}
+    assert over._method_params() == {"lam": 0.3, "eps": DEFAULT_RIDGE, "pool": 0.0}
     with pytest.raises(ValueError, match=r"lam=0.2 and method_params\['lam'\]=0.3 disagree"):
         CrowdClassifier(method="geocrowdnet-f", lam=0.2, method_params={"lam": 0.3})._validate_params()
-    with pytest.raises(ValueError, match=r"not a parameter of method 'ccem' \(its parameters: none\)"):
+    with pytest.raises(ValueError, match=r"not a parameter of method 'ccem' \(its parameters: pool\)"):
         CrowdClassifier(method="ccem", method_params={"lam": 0.3})._validate_params()
 
 

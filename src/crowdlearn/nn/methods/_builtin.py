@@ -21,11 +21,26 @@ __all__ = ["SPECS"]
 _ICLR23 = "Ibrahim, Nguyen & Fu, ICLR 2023, arXiv 2306.03288"
 _LAM = MethodParam("lam", 0.01, "regularization weight", low=0.0, top_level=True)
 _EPS = MethodParam("eps", DEFAULT_RIDGE, "ridge of the log-determinant", low=0.0, strict=True, top_level=True)
+#: partial pooling of the confusions: shared logits + per-annotator deviations under a Gaussian
+#: prior worth about ``pool`` labels (crowdlearn.nn.heads.pooled); 0: off (per-annotator logits)
+_POOL = MethodParam(
+    "pool",
+    0.0,
+    "partial pooling: each annotator's deviation from the crowd's shared logits, prior of ~pool labels",
+    low=0.0,
+)
 
 
 def _confusion_head(ctx: HeadContext) -> nn.Module:
     from crowdlearn.nn.confusion import ConfusionMatrices
 
+    if float(ctx.params.get("pool", 0.0)) > 0.0:  # the ConfusionPooling regularizer is added by the estimator
+        from crowdlearn.nn.heads.pooled import PooledConfusionMatrices
+
+        counts = None if ctx.annotations is None else ctx.annotations.annotator_counts
+        return PooledConfusionMatrices(
+            ctx.n_annotators, ctx.n_classes, label_counts=counts, init=ctx.init, scale=float(ctx.init_scale)
+        )
     return ConfusionMatrices(ctx.n_annotators, ctx.n_classes, init=ctx.init, scale=float(ctx.init_scale))
 
 
@@ -73,6 +88,7 @@ SPECS: tuple[MethodSpec, ...] = (
         "ccem",
         "coupled cross-entropy ``-(1/|S|) sum log (A_m f(x_n))_y`` over the observed labels",
         _confusion_head,
+        params=(_POOL,),
         refines_confusions=True,
         known_labels="clamp",
         recipe=COSINE_DS_RECIPE,
@@ -83,7 +99,7 @@ SPECS: tuple[MethodSpec, ...] = (
         "CCEM ``- lam * log det(F F^T + eps I)``, ``F`` (K, B) the batch predictions",
         _confusion_head,
         regularizers=(_logdet_f,),
-        params=(_LAM, _EPS),
+        params=(_LAM, _EPS, _POOL),
         refines_confusions=True,
         known_labels="clamp",
         recipe=COSINE_DS_RECIPE,
@@ -94,7 +110,7 @@ SPECS: tuple[MethodSpec, ...] = (
         "CCEM ``- lam * log det(W^T W + eps I)``, ``W`` (MK, K) the stacked ``A_m``",
         _confusion_head,
         regularizers=(_logdet_w,),
-        params=(_LAM, _EPS),
+        params=(_LAM, _EPS, _POOL),
         refines_confusions=True,
         known_labels="clamp",
         recipe=COSINE_DS_RECIPE,
@@ -105,7 +121,7 @@ SPECS: tuple[MethodSpec, ...] = (
         "CCEM ``+ lam * (1/E) sum_e trace(A_{m_e})``: each label's annotator's trace, averaged over the batch's labels",
         _confusion_head,
         regularizers=(_trace,),
-        params=(_LAM,),
+        params=(_LAM, _POOL),
         refines_confusions=True,
         known_labels="clamp",
         recipe=FAST_DS_MIXUP_RECIPE,
