@@ -205,33 +205,46 @@ class ConfusionMatrices(nn.Module):
         -------
         Tensor of shape (E,)
         """
+        self._check_labels(log_probs, annotators, labels)
+        touched, inverse = self._batch_annotators(annotators)
+        out, log_conf = CF.label_log_probs_of_touched(
+            self.logits, log_probs, touched, inverse, labels, sparse_grad=self._sparse_rows(touched)
+        )  # (E,), (U, K, K)
+        self._touched, self._inverse = (touched, log_conf), inverse
+        return out
+
+    @staticmethod
+    def _check_labels(log_probs: Tensor, annotators: Tensor, labels: Tensor) -> None:
+        """ValueError unless ``log_probs`` is (E, K) and ``annotators`` and ``labels`` are (E,)."""
         if labels.shape != annotators.shape or log_probs.shape[:1] != annotators.shape:
             raise ValueError(
                 f"log_probs (E, K), annotators (E,) and labels (E,) must agree, got {tuple(log_probs.shape)}, "
                 f"{tuple(annotators.shape)} and {tuple(labels.shape)}"
             )
+
+    @staticmethod
+    def _batch_annotators(annotators: Tensor) -> tuple[Tensor, Tensor]:
+        """The batch's distinct annotators (U,), sorted, and each label's position among them (E,)."""
         if annotators.ndim != 1:
             raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
-        touched, inverse = CF.unique_annotators(annotators)
-        # every annotator in the batch: a dense gradient, which the lazy optimizer steps as Adam
-        # (the same update as the sparse one with every row, without the index operations)
-        sparse = (
+        return CF.unique_annotators(annotators)
+
+    def _sparse_rows(self, touched: Tensor) -> bool:
+        """Whether the gradient of the batch's rows ``touched`` (U,) is sparse in the training loss.
+
+        A batch holding every annotator gets a dense gradient, which the lazy optimizer steps as
+        Adam (the same update as the sparse one with every row, without the index operations).
+        """
+        return (
             self.sparse
             and torch.is_grad_enabled()
             and self.logits.requires_grad
             and touched.numel() < self.n_annotators
         )
-        out, log_conf = CF.label_log_probs_of_touched(
-            self.logits, log_probs, touched, inverse, labels, sparse_grad=sparse
-        )  # (E,), (U, K, K)
-        self._touched, self._inverse = (touched, log_conf), inverse
-        return out
 
     def _gather(self, annotators: Tensor) -> tuple[Tensor, Tensor]:
         """Log confusions of the distinct annotators (U, K, K) and each label's row among them (E,)."""
-        if annotators.ndim != 1:
-            raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
-        touched, inverse = CF.unique_annotators(annotators)
+        touched, inverse = self._batch_annotators(annotators)
         sparse = self.sparse and torch.is_grad_enabled() and self.logits.requires_grad
         log_conf = CF.log_confusions(
             CF.gather_rows(self.logits, touched, sparse_grad=sparse, distinct=True)

@@ -141,16 +141,8 @@ class PooledConfusionMatrices(ConfusionMatrices):
     def _rows(self, annotators: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The batch's distinct annotators (U,), each label's position among them (E,) and their
         deviations (U, K, K) (a sparse gradient unless every annotator is in the batch)."""
-        if annotators.ndim != 1:
-            raise ValueError(f"annotators must be 1-d, got shape {tuple(annotators.shape)}")
-        touched, inverse = CF.unique_annotators(annotators)
-        sparse = (
-            self.sparse
-            and torch.is_grad_enabled()
-            and self.logits.requires_grad
-            and touched.numel() < self.n_annotators
-        )
-        dev = CF.gather_rows(self.logits, touched, sparse_grad=sparse, distinct=True)
+        touched, inverse = self._batch_annotators(annotators)
+        dev = CF.gather_rows(self.logits, touched, sparse_grad=self._sparse_rows(touched), distinct=True)
         counts = torch.bincount(inverse, minlength=touched.numel()).to(torch.float32)
         weights = counts / (float(annotators.numel()) * self.label_counts.index_select(0, touched))
         self._pool = (dev, weights)
@@ -177,11 +169,7 @@ class PooledConfusionMatrices(ConfusionMatrices):
         log_probs : Tensor of shape (E, K)
         annotators, labels : Tensor of int64 of shape (E,)
         """
-        if labels.shape != annotators.shape or log_probs.shape[:1] != annotators.shape:
-            raise ValueError(
-                f"log_probs (E, K), annotators (E,) and labels (E,) must agree, got {tuple(log_probs.shape)}, "
-                f"{tuple(annotators.shape)} and {tuple(labels.shape)}"
-            )
+        self._check_labels(log_probs, annotators, labels)
         touched, inverse, dev = self._rows(annotators)
         rows = self.shared + dev  # (U, K, K): the batch's annotators' logits
         local = torch.arange(touched.numel(), device=touched.device)
