@@ -20,7 +20,9 @@ Per (dataset, method, seed), with ``random_state=seed`` for every fit and for th
 - ``clean-validation tuning``: the (point, epoch) of the full runs with the best validation accuracy
   (ties: the first point in grid order, then the earliest epoch); its test accuracy.
 - ``holdout search`` and ``kfold search``: ``CrowdSearchCV(criterion="holdout")`` (10% of each
-  annotator's labels held out) and ``CrowdSearchCV(criterion="kfold", cv=--cv)``, no truth used.
+  annotator's labels held out) and ``CrowdSearchCV(criterion="kfold", cv=--cv)``, no truth used;
+  ``holdout-items`` and ``kfold-items``: the same over whole items (10% of the items, or ``--cv``
+  folds of items, with all their labels held out).
   Their refit (the picked point on all labels, stopped after ``refit_epochs_`` epochs, schedules
   over ``epochs``) is the picked point's full run up to that epoch: the same seeded computation
   (tests/test_model_selection.py pins refit == a plain fit), so the test accuracy is read from the
@@ -66,12 +68,15 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "geocrowdnet-f": {"lr": [1e-3, 1e-2], "init": ["identity", "ds"]},
     "annot-mix": {"lr": [1e-3, 1e-2], "schedule": [None, "cosine"]},
 }
-COLUMNS = ("default_last", "clean", "holdout", "kfold", "kfold_ensemble")
+CRITERIA = ("holdout", "kfold", "holdout-items", "kfold-items")
+COLUMNS = ("default_last", "clean", *CRITERIA, "kfold_ensemble")
 HEADERS = {
     "default_last": "default, last epoch",
     "clean": "clean-validation tuning",
     "holdout": "holdout search",
     "kfold": "kfold search",
+    "holdout-items": "holdout-items search",
+    "kfold-items": "kfold-items search",
     "kfold_ensemble": "kfold top-2 ensemble",
 }
 
@@ -123,7 +128,7 @@ def run_one(dataset: str, method: str, seed: int, epochs: int, cv: int, root: st
         out["default_last"] = acc(0, len(test_proba[0]) - 1)
         out["clean"] = acc(ci, ce)
         out["clean_pick"] = f"{label(points[ci])} @ {ce + 1}"
-        for crit in ("holdout", "kfold"):
+        for crit in CRITERIA:
             ens = 2 if crit == "kfold" else None
             search = CrowdSearchCV(base, grid, criterion=crit, cv=cv, refit=False, random_state=seed)
             search.fit(split.x_train, split.ann)
@@ -162,8 +167,9 @@ def render(records: list[dict[str, Any]], datasets: list[str], methods: list[str
     lines = [
         "| dataset | method | seeds | "
         + " | ".join(HEADERS[c] for c in COLUMNS)
-        + " | holdout − clean | kfold − clean |",
-        "|---|---|---:|" + "---:|" * (len(COLUMNS) + 2),
+        + "".join(f" | {c} − clean" for c in CRITERIA)
+        + " |",
+        "|---|---|---:|" + "---:|" * (len(COLUMNS) + len(CRITERIA)),
     ]
     picks = []
     for d in datasets:
@@ -172,18 +178,20 @@ def render(records: list[dict[str, Any]], datasets: list[str], methods: list[str
             if not recs:
                 continue
             diffs = []
-            for c in ("holdout", "kfold"):
+            for c in CRITERIA:
                 delta = [r[c] - r["clean"] for r in recs]
                 diffs.append(f"{100 * statistics.mean(delta):+.1f}")
             lines.append(
                 f"| {d} | {m} | {len(recs)} | "
                 + " | ".join(cell([r[c] for r in recs]) for c in COLUMNS)
-                + f" | {diffs[0]} | {diffs[1]} |"
+                + "".join(f" | {d}" for d in diffs)
+                + " |"
             )
             for r in recs:
                 picks.append(
-                    f"- {d}, {m}, seed {r['seed']}: clean {r['clean_pick']}; holdout {r['holdout_pick']}; "
-                    f"kfold {r['kfold_pick']} ({r['cpu_seconds']} CPU s)"
+                    f"- {d}, {m}, seed {r['seed']}: clean {r['clean_pick']}; "
+                    + "; ".join(f"{c} {r[f'{c}_pick']}" for c in CRITERIA)
+                    + f" ({r['cpu_seconds']} CPU s)"
                 )
     return "\n".join(lines) + "\n\nPicks (grid point @ epochs):\n" + "\n".join(picks) + "\n"
 

@@ -184,6 +184,52 @@ def test_split_kfold_rejects_a_bad_number_of_folds(bad: object) -> None:
         ann.split_kfold(bad)  # type: ignore[arg-type]
 
 
+def test_split_holdout_by_item_moves_every_label_of_the_held_items(rng: np.random.Generator) -> None:
+    n_items = 200
+    items = np.repeat(np.arange(n_items), 3)
+    annotators = (items + np.tile([0, 1, 2], n_items)) % 8  # three distinct annotators per item
+    ann = Annotations(items, annotators, rng.integers(0, 3, len(items)), n_items=n_items + 5)
+    train, held = ann.split_holdout(0.2, random_state=4, by="item")
+    assert train.n_items == held.n_items == ann.n_items and train.n_annotators == ann.n_annotators
+    assert train.concat(held).same_content(ann)
+    held_items = np.flatnonzero(held.item_counts)
+    assert len(held_items) == 40  # floor(0.2 * 200 labelled items); the 5 unlabelled ones never count
+    assert (held.item_counts[held_items] == 3).all()  # all of an item's labels, never part of them
+    assert (train.item_counts[held_items] == 0).all()
+    assert np.flatnonzero(train.item_counts).size == 160
+    again, _ = ann.split_holdout(0.2, random_state=4, by="item")
+    assert again == train
+    other, _ = ann.split_holdout(0.2, random_state=5, by="item")
+    assert other != train
+    with pytest.raises(AnnotationsError, match="min_keep applies to by='annotator' only"):
+        ann.split_holdout(0.2, by="item", min_keep=2)
+    with pytest.raises(AnnotationsError, match="by must be 'annotator' or 'item', got 'items'"):
+        ann.split_holdout(0.2, by="items")  # type: ignore[arg-type]
+
+
+def test_split_kfold_by_item_never_splits_an_item(rng: np.random.Generator) -> None:
+    n_items = 100
+    per_item = rng.integers(1, 5, n_items)
+    items = np.repeat(np.arange(n_items), per_item)
+    rank = np.arange(len(items)) - np.repeat(np.cumsum(per_item) - per_item, per_item)  # 0.. within an item
+    ann = Annotations(items, (items + rank) % 6, rng.integers(0, 3, len(items)))
+    folds = ann.split_kfold(3, random_state=1, by="item")
+    assert len(folds) == 3
+    owner = np.zeros(n_items, dtype=np.int64)
+    for train, held in folds:
+        assert train.concat(held).same_content(ann)
+        mine = held.item_counts > 0
+        assert (held.item_counts[mine] == ann.item_counts[mine]).all()  # whole items
+        assert (train.item_counts[mine] == 0).all()
+        owner[mine] += 1
+    assert (owner == 1).all()  # every item held out in exactly one fold
+    sizes = [int((h.item_counts > 0).sum()) for _, h in folds]
+    assert max(sizes) - min(sizes) <= 1
+    assert ann.kfold_items(3, random_state=1).tolist() == ann.kfold_items(3, random_state=1).tolist()
+    with pytest.raises(AnnotationsError, match="n_splits must be an integer >= 2"):
+        ann.kfold_items(1)
+
+
 def test_concat_matches_ids() -> None:
     a = Annotations.from_ids(["x", "y"], ["w1", "w2"], ["p", "q"])
     b = Annotations.from_ids(["y", "z"], ["w1", "w3"], ["q", "r"])

@@ -95,6 +95,19 @@ def test_method_params_table_and_method_as_a_grid_key(crowd) -> None:
     assert "method_params.lam" in res.stdout and "4 grid points" in res.stdout
 
 
+@pytest.mark.parametrize(("criterion", "over"), [("holdout-items", "one held-out split"), ("kfold-items", "2 folds")])
+def test_the_item_criteria_run_from_the_command_line(crowd, criterion: str, over: str) -> None:
+    grid = write(crowd, f'lr = [1e-6, 1e-2]\n[search]\ncriterion = "{criterion}"\ncv = 2\n')
+    res = runner.invoke(app, args(crowd, grid))
+    assert res.exit_code == 0, res.output
+    assert f"search ({criterion}): best grid point" in res.stdout and over in res.stdout
+    ann = read_annotations(crowd["labels"])
+    ids, X = read_features(crowd["features"])
+    X_items, _ = align_features(ann, ids, X)
+    search = CrowdSearchCV(CrowdClassifier(epochs=4), {"lr": [1e-6, 1e-2]}, criterion=criterion, cv=2).fit(X_items, ann)  # type: ignore[arg-type]
+    assert f"score {search.best_score_:.4f}" in res.stdout
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -106,7 +119,10 @@ def test_method_params_table_and_method_as_a_grid_key(crowd) -> None:
         ("lr = [-1.0]\n", "grid.toml: grid point 1 of 1 (lr=-1.0): The 'lr' parameter of CrowdClassifier must be"),
         ("[method_params]\nalpha = [1.0]\n", "grid.toml: grid point 1 of 1 (method_params.alpha=1.0):"),
         ("validation = ['none']\n", "grid.toml: validation: 'validation' cannot be searched"),
-        ("lr = [1e-3]\n[search]\ncriterion = 'truth'\n", "grid.toml: [search] criterion must be holdout or kfold"),
+        (
+            "lr = [1e-3]\n[search]\ncriterion = 'truth'\n",
+            "grid.toml: [search] criterion must be one of holdout, kfold, holdout-items, kfold-items",
+        ),
         ("lr = [1e-3]\n[search]\nfolds = 3\n", "grid.toml: [search] key 'folds' is unknown"),
         ("[search]\ncv = 3\n", "grid.toml: the grid has no keys"),
     ],
@@ -127,7 +143,7 @@ def test_a_bad_grid_file_exits_1_with_one_line_and_writes_nothing(crowd, text: s
     ("extra", "message"),
     [
         (["--lr", "0.01"], "grid.toml: key lr and --lr both set lr; give it once"),
-        (["--criterion", "best"], "--criterion must be holdout or kfold, got 'best'"),
+        (["--criterion", "best"], "--criterion must be one of holdout, kfold, holdout-items, kfold-items, got 'best'"),
         (["--cv", "1"], "--cv must be an integer >= 2, got 1"),
         (["--validation", "none"], "--validation does not apply with --search"),
     ],

@@ -174,6 +174,29 @@ def test_the_holdout_score_is_the_estimators_own_held_out_nll(crowd) -> None:
         search.predict(x)
 
 
+def test_the_item_criteria_score_whole_held_out_items(crowd) -> None:
+    """``holdout-items`` is the NLL of the labels of items the fit never saw (all their labels held out)."""
+    from crowdlearn.model_selection import HeldOutNLL
+
+    x, _, ann = crowd
+    search = CrowdSearchCV(base(), {"lr": [1e-2]}, criterion="holdout-items", random_state=3, refit=False).fit(x, ann)
+    assert search.n_splits_ == 1
+    train, held = ann.split_holdout(0.1, random_state=3, by="item")
+    assert (train.item_counts[held.item_counts > 0] == 0).all()
+    rec = HeldOutNLL(x, held)
+    clf = base(validation="none", random_state=0, callbacks=[rec]).fit(x, train)
+    np.testing.assert_array_equal(clf.annotator_counts_, train.annotator_counts)  # the held items' labels unseen
+    assert search.best_score_ == pytest.approx(-min(rec.losses_), rel=1e-6)
+    assert search.cv_results_["split0_best_epoch"][0] == int(np.argmin(rec.losses_))
+    # the label-level split of the same fraction scores other labels
+    label_level = CrowdSearchCV(base(), {"lr": [1e-2]}, criterion="holdout", random_state=3, refit=False).fit(x, ann)
+    assert label_level.best_score_ != search.best_score_
+    kf = CrowdSearchCV(base(), {"lr": [1e-2]}, criterion="kfold-items", cv=3, random_state=3, refit=False).fit(x, ann)
+    assert kf.n_splits_ == 3
+    scores = [kf.cv_results_[f"split{f}_test_score"][0] for f in range(3)]
+    assert all(np.isfinite(scores)) and kf.best_score_ == pytest.approx(float(np.mean(scores)))
+
+
 def test_the_ensemble_averages_the_probabilities_of_the_top_points(crowd) -> None:
     x, _, ann = crowd
     grid = {"lr": [1e-7, 1e-2, 3e-2]}

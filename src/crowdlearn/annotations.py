@@ -682,18 +682,31 @@ class Annotations:
         return self._with(self.items[pos], self.annotators[pos], self.labels[pos])
 
     def split_holdout(
-        self, fraction: float = 0.1, *, random_state: int | np.random.Generator | None = 0, min_keep: int = 1
+        self,
+        fraction: float = 0.1,
+        *,
+        random_state: int | np.random.Generator | None = 0,
+        min_keep: int = 1,
+        by: Literal["annotator", "item"] = "annotator",
     ) -> tuple[Annotations, Annotations]:
-        """Hold out a fraction of each annotator's labels (seeded), e.g. for crowd-only validation.
+        """Hold out a fraction of each annotator's labels, or of the items (seeded), e.g. for
+        crowd-only validation.
 
         Parameters
         ----------
         fraction : float in [0, 1)
-            Share of each annotator's labels moved to the held-out part (rounded down).
+            ``by="annotator"``: share of each annotator's labels moved to the held-out part
+            (rounded down). ``by="item"``: share of the labelled items (rounded down) whose labels,
+            all of them, move to the held-out part.
         random_state : int, Generator or None, default=0
             Seed (or generator) of the random choice.
         min_keep : int, default=1
-            Each annotator keeps at least this many labels in the training part.
+            ``by="annotator"`` only: each annotator keeps at least this many labels in the
+            training part.
+        by : {"annotator", "item"}, default="annotator"
+            ``"item"`` holds out whole items: a model trained on the training part has never seen
+            a held-out item's labels, so the held-out labels score how it generalises to new
+            items (``"annotator"`` scores new labels of items it trained on).
 
         Returns
         -------
@@ -703,6 +716,17 @@ class Annotations:
         if not 0.0 <= fraction < 1.0:
             raise AnnotationsError(f"fraction must be in [0, 1), got {show(fraction)}")
         rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+        if by == "item":
+            if min_keep != 1:
+                raise AnnotationsError(f"min_keep applies to by='annotator' only, got min_keep={show(min_keep)}")
+            labelled = np.flatnonzero(self.item_counts > 0)
+            n_out = int(np.floor(len(labelled) * fraction))
+            out_items = np.zeros(self.n_items, dtype=bool)
+            out_items[rng.permutation(labelled)[:n_out]] = True
+            held_items = out_items[self.items]
+            return self.subset_labels(~held_items), self.subset_labels(held_items)
+        if by != "annotator":
+            raise AnnotationsError(f"by must be 'annotator' or 'item', got {show(by)}")
         counts = self.annotator_counts
         n_out = np.minimum(np.floor(counts * fraction).astype(np.int64), np.maximum(counts - min_keep, 0))
         # random rank of each label within its annotator: sort by (annotator, random key)
@@ -747,15 +771,11 @@ class Annotations:
         folds: IntArray = ((rank + offset[self.annotators]) % k).astype(np.int64)
         return folds
 
-    def split_kfold(
-        self, n_splits: int = 5, *, random_state: int | np.random.Generator | None = 0
-    ) -> list[tuple[Annotations, Annotations]]:
-        """K-fold over each annotator's labels: ``n_splits`` (train, held-out) pairs.
+    def kfold_items(self, n_splits: int = 5, *, random_state: int | np.random.Generator | None = 0) -> IntArray:
+        """The fold of every label by its item: the labelled items, in a random order, dealt to
+        ``n_splits`` folds in turn (seeded), and each label in its item's fold.
 
-        Fold ``f`` holds out the labels that :meth:`kfold_labels` puts in fold ``f`` and trains
-        on the others, so every label is held out exactly once over the folds and never twice.
-        An annotator with fewer than ``n_splits`` labels is absent from the held-out part of
-        some folds; one with a single label has no training label in the fold that holds it out.
+        The folds' item counts differ by at most one; an item's labels are never split between folds.
 
         Parameters
         ----------
@@ -764,11 +784,52 @@ class Annotations:
 
         Returns
         -------
+        ndarray of int64 of shape (n_labels,)
+            Fold ``0..n_splits-1`` of each label (in label order).
+        """
+        if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
+            raise AnnotationsError(f"n_splits must be an integer >= 2, got {show(n_splits)}")
+        rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+        labelled = rng.permutation(np.flatnonzero(self.item_counts > 0))
+        item_fold = np.zeros(self.n_items, dtype=np.int64)
+        item_fold[labelled] = np.arange(len(labelled), dtype=np.int64) % int(n_splits)
+        folds: IntArray = item_fold[self.items]
+        return folds
+
+    def split_kfold(
+        self,
+        n_splits: int = 5,
+        *,
+        random_state: int | np.random.Generator | None = 0,
+        by: Literal["annotator", "item"] = "annotator",
+    ) -> list[tuple[Annotations, Annotations]]:
+        """K-fold over each annotator's labels, or over the items: ``n_splits`` (train, held-out) pairs.
+
+        Fold ``f`` holds out the labels that :meth:`kfold_labels` (``by="annotator"``) or
+        :meth:`kfold_items` (``by="item"``: whole items) puts in fold ``f`` and trains on the
+        others, so every label is held out exactly once over the folds and never twice. With
+        ``by="annotator"`` an annotator with fewer than ``n_splits`` labels is absent from the
+        held-out part of some folds; one with a single label has no training label in the fold
+        that holds it out.
+
+        Parameters
+        ----------
+        n_splits : int >= 2, default=5
+        random_state : int, Generator or None, default=0
+        by : {"annotator", "item"}, default="annotator"
+
+        Returns
+        -------
         list of (train, held_out) Annotations
             ``n_splits`` pairs, each with the index spaces and ids of ``self``; within a pair
             they hold every label exactly once.
         """
-        folds = self.kfold_labels(n_splits, random_state=random_state)
+        if by == "annotator":
+            folds = self.kfold_labels(n_splits, random_state=random_state)
+        elif by == "item":
+            folds = self.kfold_items(n_splits, random_state=random_state)
+        else:
+            raise AnnotationsError(f"by must be 'annotator' or 'item', got {show(by)}")
         return [(self.subset_labels(folds != f), self.subset_labels(folds == f)) for f in range(int(n_splits))]
 
     def concat(self, *others: Annotations, on_duplicate: OnDuplicate = "error") -> Annotations:

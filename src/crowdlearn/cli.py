@@ -654,12 +654,16 @@ def _toml_key(key: str) -> str:
     return key.replace("method_params__", "method_params.", 1)
 
 
+#: The named criteria of ``--search`` (``CrowdSearchCV(criterion=...)``; cli imports no model_selection).
+SEARCH_CRITERIA = ("holdout", "kfold", "holdout-items", "kfold-items")
+
+
 def read_search_grid(path: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     """The grid and the ``[search]`` table of a ``--search`` TOML file (checked; exit 1 naming the file).
 
     The file's top-level keys are CrowdClassifier parameters mapping to lists of values; a
     ``[method_params]`` table maps method parameter names to lists; a ``[search]`` table may set
-    ``criterion`` ("holdout" or "kfold") and ``cv`` (an integer >= 2).
+    ``criterion`` ("holdout", "kfold", "holdout-items" or "kfold-items") and ``cv`` (an integer >= 2).
     """
     if sys.version_info >= (3, 11):
         import tomllib
@@ -758,9 +762,12 @@ def train(
         "docs/training.md) and write the best point refit on all labels",
     ),
     criterion: str | None = typer.Option(
-        None, "--criterion", help="with --search: holdout (default) or kfold (held-out crowd-label NLL)"
+        None,
+        "--criterion",
+        help="with --search: holdout (default), kfold, holdout-items or kfold-items (held-out crowd-label NLL; "
+        "-items holds out whole items)",
     ),
-    cv: int | None = typer.Option(None, "--cv", help="with --search --criterion kfold: folds (default 5)"),
+    cv: int | None = typer.Option(None, "--cv", help="with --search and a kfold criterion: folds (default 5)"),
     search_results: Path | None = typer.Option(
         None, "--search-results", help="with --search: CSV of every grid point's scores (cv_results_)"
     ),
@@ -1063,8 +1070,11 @@ def _search_options(
             fail(f"{flag} {value} and {search} [search] {name} = {show(in_file)} disagree; give one", code=2)
         chosen = value if value is not None else in_file if in_file is not None else default
         where = flag if value is not None else f"{search}: [search] {name}"
-        if name == "criterion" and chosen not in ("holdout", "kfold"):
-            fail(f"{where} must be holdout or kfold, got {show(chosen)}", code=2 if value is not None else 1)
+        if name == "criterion" and chosen not in SEARCH_CRITERIA:
+            fail(
+                f"{where} must be one of {', '.join(SEARCH_CRITERIA)}, got {show(chosen)}",
+                code=2 if value is not None else 1,
+            )
         if name == "cv" and (isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 2):
             fail(f"{where} must be an integer >= 2, got {show(chosen)}", code=2 if value is not None else 1)
         out[name] = chosen
@@ -1106,7 +1116,7 @@ def _search_summary(searcher: Any) -> str:
     point = ", ".join(f"{_toml_key(k)}={show(v)}" for k, v in searcher.best_params_.items())
     n = len(searcher.cv_results_["params"])
     crit = searcher.criterion
-    over = "one held-out split" if crit == "holdout" else f"{searcher.n_splits_} folds"
+    over = "one held-out split" if crit.startswith("holdout") else f"{searcher.n_splits_} folds"
     return (
         f"search ({crit}): best grid point {searcher.best_index_ + 1} of {n} ({point}), "
         f"score {searcher.best_score_:.4f} "

@@ -24,6 +24,12 @@ Criteria (``CrowdSearchCV(criterion=...)``; scores are ``-NLL``: higher is bette
   (:meth:`~crowdlearn.Annotations.split_kfold`); ``cv`` fits, fit ``f`` trained on the other
   folds and scored on fold ``f``: ``score_f = -min_e NLL_f(e)``; the point's score is the mean
   over the folds, ``(1 / cv) * sum_f score_f``.
+- ``"holdout-items"`` and ``"kfold-items"``: the same over whole items
+  (``split_holdout(holdout_fraction, by="item")``, ``split_kfold(cv, by="item")``): every label of
+  a held-out item is held out, so the fit never sees those items' labels and ``H`` scores how the
+  model predicts the crowd on new items. With ``"holdout"``/``"kfold"`` a held-out label's item
+  keeps its other labels in training, and a model that fits those items' labels closely (through
+  the classifier or the confusions) is rewarded for it.
 - a callable ``criterion(estimator, X, held_out) -> float`` (higher is better): called on each
   fold's estimator, trained on the fold's training labels for all its ``epochs``, with the
   fold's held-out :class:`~crowdlearn.Annotations`; the k-fold splits are used.
@@ -68,8 +74,18 @@ __all__ = [
     "fit_seed_ensemble",
 ]
 
-#: A criterion: ``"holdout"``, ``"kfold"`` or ``criterion(estimator, X, held_out) -> float``.
-Criterion = Literal["holdout", "kfold"] | Callable[[CrowdClassifier, Any, Annotations], float]
+#: A criterion: ``"holdout"``, ``"kfold"``, ``"holdout-items"``, ``"kfold-items"`` or
+#: ``criterion(estimator, X, held_out) -> float``.
+Criterion = (
+    Literal["holdout", "kfold", "holdout-items", "kfold-items"] | Callable[[CrowdClassifier, Any, Annotations], float]
+)
+#: The named criteria: (one split or ``cv`` folds, held-out unit of :meth:`Annotations.split_holdout`).
+_CRITERIA: dict[str, tuple[bool, Literal["annotator", "item"]]] = {
+    "holdout": (True, "annotator"),
+    "kfold": (False, "annotator"),
+    "holdout-items": (True, "item"),
+    "kfold-items": (False, "item"),
+}
 #: Parameters the search sets itself or that cannot vary between its fits.
 FORBIDDEN_GRID_KEYS: dict[str, str] = {
     "validation": "the search selects the epochs by its criterion",
@@ -390,12 +406,15 @@ class CrowdSearchCV:
         the search sets ``validation="none"`` and selects epochs by its criterion.
     param_grid : dict of str to list, or list of such dicts
         See :func:`expand_param_grid` (``method`` and ``method_params__<name>`` included).
-    criterion : {"holdout", "kfold"} or callable, default="holdout"
+    criterion : {"holdout", "kfold", "holdout-items", "kfold-items"} or callable, default="holdout"
         ``"holdout"``: one split of ``estimator.holdout_fraction`` of each annotator's labels;
-        ``"kfold"``: ``cv`` folds of each annotator's labels; a callable
-        ``criterion(estimator, X, held_out) -> float``, higher is better, on the ``cv`` folds.
+        ``"kfold"``: ``cv`` folds of each annotator's labels; ``"holdout-items"`` /
+        ``"kfold-items"``: the same over whole items (all labels of a held-out item held out);
+        a callable ``criterion(estimator, X, held_out) -> float``, higher is better, on the
+        ``cv`` folds of each annotator's labels.
     cv : int, default=5
-        Folds of ``"kfold"`` and of a callable criterion (>= 2); not used by ``"holdout"``.
+        Folds of the k-fold criteria and of a callable criterion (>= 2); not used by the
+        one-split ones.
     refit : bool, default=True
         Refit the best point on all labels (``best_estimator_``).
     ensemble : int or None, default=None
@@ -433,7 +452,7 @@ class CrowdSearchCV:
     ensemble_indices_ : list of int
         Their grid indices (empty without ``ensemble``).
     n_splits_ : int
-        Splits per point (1 for ``"holdout"``).
+        Splits per point (1 for ``"holdout"`` and ``"holdout-items"``).
     classes_ : ndarray of shape (n_classes,)
 
     Examples
@@ -505,8 +524,9 @@ class CrowdSearchCV:
         if not isinstance(self.estimator, CrowdClassifier):
             raise param_error(c, "estimator", "a CrowdClassifier", type(self.estimator).__name__)
         crit = self.criterion
-        if not (callable(crit) or crit in ("holdout", "kfold")):
-            raise param_error(c, "criterion", "'holdout', 'kfold' or a callable(estimator, X, held_out)", crit)
+        if not (callable(crit) or (isinstance(crit, str) and crit in _CRITERIA)):
+            expected = "'holdout', 'kfold', 'holdout-items', 'kfold-items' or a callable(estimator, X, held_out)"
+            raise param_error(c, "criterion", expected, crit)
         if isinstance(self.cv, bool) or not isinstance(self.cv, (int, np.integer)) or self.cv < 2:
             raise param_error(c, "cv", "an int >= 2", self.cv)
         if not isinstance(self.refit, bool):
@@ -535,21 +555,23 @@ class CrowdSearchCV:
         """The (train, held-out) splits of each point (shared by the points with the same fraction)."""
         cache: dict[float, list[tuple[Annotations, Annotations]]] = {}
         out = []
+        one_split, by = _CRITERIA[self.criterion] if isinstance(self.criterion, str) else (False, "annotator")
         for i, point in enumerate(points):
-            if self.criterion == "holdout":
+            if one_split:
                 fraction = float(_configured(self.estimator, point).holdout_fraction)
                 if fraction not in cache:
-                    train, held = annotations.split_holdout(fraction, random_state=int(self.random_state))
+                    train, held = annotations.split_holdout(fraction, random_state=int(self.random_state), by=by)
                     if held.n_labels == 0:
+                        few = "annotators have too few" if by == "annotator" else "too few labelled items"
                         raise ValueError(
-                            f"holdout_fraction={show(fraction)} holds out no labels (annotators have too few); "
-                            "raise it or use criterion='kfold'"
+                            f"holdout_fraction={show(fraction)} holds out no labels ({few}); "
+                            f"raise it or use criterion={str(self.criterion).replace('holdout', 'kfold')!r}"
                         )
                     cache[fraction] = [(train, held)]
                 out.append(cache[fraction])
             else:
                 if i == 0:
-                    folds = annotations.split_kfold(int(self.cv), random_state=int(self.random_state))
+                    folds = annotations.split_kfold(int(self.cv), random_state=int(self.random_state), by=by)
                     for f, (train, held) in enumerate(folds):
                         if held.n_labels == 0 or train.n_labels == 0:
                             raise ValueError(
