@@ -152,8 +152,9 @@ def test_a_cosine_refit_follows_the_point_s_schedule(crowd) -> None:
     from crowdlearn.model_selection import StopAfter
 
     x, _, ann = crowd
-    search = CrowdSearchCV(base(epochs=8, schedule="cosine"), {"lr": [1e-2, 3e-2]}).fit(x, ann)
+    search = CrowdSearchCV(base(epochs=8, schedule="cosine"), {"lr": [1e-2, 3e-2]}, criterion="holdout").fit(x, ann)
     n = search.refit_epochs_
+    assert 1 < n < 8  # a shorter cosine fit differs from epoch 2 on (its first epoch runs at the same lr)
     stopped = base(epochs=8, schedule="cosine", validation="none", callbacks=[StopAfter(n)], **search.best_params_)
     stopped.fit(x, ann)
     np.testing.assert_allclose(search.predict_proba(x), stopped.predict_proba(x), rtol=1e-6, atol=1e-7)
@@ -172,6 +173,14 @@ def test_the_holdout_score_is_the_estimators_own_held_out_nll(crowd) -> None:
     assert search.cv_results_["split0_best_epoch"][0] == clf.best_epoch_
     with pytest.raises(NotFittedError):
         search.predict(x)
+
+
+def test_the_default_search_is_kfold_over_three_folds(crowd) -> None:
+    x, _, ann = crowd
+    search = CrowdSearchCV(base(), {"lr": [1e-2]}, refit=False).fit(x, ann)
+    assert search.criterion == "kfold" and search.n_splits_ == 3
+    again = CrowdSearchCV(base(), {"lr": [1e-2]}, criterion="kfold", cv=3, refit=False).fit(x, ann)
+    assert search.best_score_ == again.best_score_
 
 
 def test_the_item_criteria_score_whole_held_out_items(crowd) -> None:

@@ -764,10 +764,10 @@ def train(
     criterion: str | None = typer.Option(
         None,
         "--criterion",
-        help="with --search: holdout (default), kfold, holdout-items or kfold-items (held-out crowd-label NLL; "
+        help="with --search: kfold (default), holdout, holdout-items or kfold-items (held-out crowd-label NLL; "
         "-items holds out whole items)",
     ),
-    cv: int | None = typer.Option(None, "--cv", help="with --search and a kfold criterion: folds (default 5)"),
+    cv: int | None = typer.Option(None, "--cv", help="with --search and a kfold criterion: folds (default 3)"),
     search_results: Path | None = typer.Option(
         None, "--search-results", help="with --search: CSV of every grid point's scores (cv_results_)"
     ),
@@ -1061,8 +1061,8 @@ def _search_options(
             )
     out: dict[str, Any] = {}
     choices: tuple[tuple[str, str, Any, Any], ...] = (
-        ("criterion", "--criterion", criterion, "holdout"),
-        ("cv", "--cv", cv, 5),
+        ("criterion", "--criterion", criterion, "kfold"),
+        ("cv", "--cv", cv, 3),
     )
     for name, flag, value, default in choices:
         in_file = settings.get(name)
