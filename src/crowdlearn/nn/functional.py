@@ -266,12 +266,29 @@ def label_log_probs_of_touched(
     return out, log_conf
 
 
+#: From this many entries of the batch's rows (``U K^2``) on, :func:`label_log_probs_of_touched`
+#: keeps ``A`` for a backward without ``exp`` and without a dense ``G`` (see ``_LabelLogProbs``);
+#: below it one ``log_softmax`` and its one-kernel backward cost less (fewer dispatched
+#: operations). Chosen from CPU micro-timings (docs/benchmarks.md, "Training cost ...").
+_BIG_ROWS = 8192
+
+
 class _LabelLogProbs(torch.autograd.Function):
     """See :func:`label_log_probs_of_touched`.
 
     When ``touched`` holds every row (``U == M``: sorted and distinct, so ``arange(M)``) the
     logits are used without the gather and their gradient is the rows' gradient itself (no
-    scatter into zeros)."""
+    scatter into zeros).
+
+    From :data:`_BIG_ROWS` entries (``U K^2``) on, the forward keeps ``A`` (U, K, K) from its
+    log-softmax (written out: max, ``exp``, sum, divide), so the backward needs no ``exp`` over
+    the rows and no dense ``G``: ``G`` is nonzero on the labels' rows ``(u, y_e)`` only, so
+    ``d P = -A * S + scatter(g q)`` with ``S[u] = sum_{e: inverse_e = u} g[e] q[e]`` (U, K), one
+    product over the rows plus an ``(E, K)`` scatter-add (the log-softmax backward over the
+    rows, ``G - A * G.sum(dim=1)``, without materialising ``G``). Below it, where the number of
+    dispatched operations costs more than the passes over the rows, the forward is one
+    ``log_softmax`` and the backward scatters ``g q`` into a dense ``G`` and runs the
+    log-softmax backward in one kernel. The two agree to rounding."""
 
     @staticmethod
     def forward(
@@ -279,11 +296,22 @@ class _LabelLogProbs(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         k = logits.shape[1]
         every = touched.numel() == logits.shape[0]
-        log_conf = torch.log_softmax(logits if every else logits.index_select(0, touched), dim=1)  # (U, K, K)
+        rows = logits if every else logits.index_select(0, touched)  # (U, K, K)
+        big = rows.numel() >= _BIG_ROWS
+        if big:
+            top = rows.amax(dim=1, keepdim=True)  # (U, 1, K): the log-softmax over the rows, stabilised
+            conf = (rows - top).exp_()  # (U, K, K), unnormalised
+            total = conf.sum(dim=1, keepdim=True)  # (U, 1, K)
+            conf.div_(total)  # A
+            log_conf = rows - total.log_().add_(top)  # (U, K, K)
+        else:
+            log_conf = torch.log_softmax(rows, dim=1)  # (U, K, K)
         flat = torch.add(labels, inverse, alpha=k)  # (E,): row (u, y) of log_conf viewed as (U K, K)
         joint = log_conf.view(-1, k).index_select(0, flat).add_(log_probs)  # (E, K)
         out = torch.logsumexp(joint, dim=1)
-        ctx.save_for_backward(log_conf, joint, out, touched, flat)
+        # A (big) or log A (small): what the backward needs
+        ctx.save_for_backward(conf if big else log_conf, joint, out, touched, inverse, flat)
+        ctx.big = big
         ctx.shape = logits.shape
         ctx.every = every
         ctx.sparse = sparse and not every
@@ -294,18 +322,32 @@ class _LabelLogProbs(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable  # type: ignore[misc]
     def backward(ctx: Any, g_out: Tensor | None, g_conf: Tensor | None) -> tuple[Tensor | None, ...]:
-        log_conf, joint, out, touched, flat = ctx.saved_tensors
-        u, k = log_conf.shape[0], log_conf.shape[1]
-        if g_out is not None:
-            w = (joint - out.unsqueeze(1)).exp_().mul_(g_out.unsqueeze(1))  # (E, K)
-            big_g = torch.zeros((u * k, k), dtype=w.dtype, device=w.device).index_add_(0, flat, w).view(u, k, k)
+        conf, joint, out, touched, inverse, flat = ctx.saved_tensors
+        u, k = conf.shape[0], conf.shape[1]
+        w: Tensor | None = None
+        if not ctx.big:  # conf is log A here
+            if g_out is not None:
+                w = (joint - out.unsqueeze(1)).exp_().mul_(g_out.unsqueeze(1))  # (E, K)
+                big_g = torch.zeros((u * k, k), dtype=w.dtype, device=w.device).index_add_(0, flat, w).view(u, k, k)
+                if g_conf is not None:
+                    big_g.add_(g_conf)
+            else:
+                big_g = g_conf if g_conf is not None else torch.zeros_like(conf)
+            # the log-softmax's backward over the rows, G - A * G.sum(dim=1), in one kernel
+            grad_rows = torch._log_softmax_backward_data(big_g, conf, 1, conf.dtype)  # (U, K, K)
+        elif g_out is not None:
+            w = (joint - out.unsqueeze(1)).exp_().mul_(g_out.unsqueeze(1))  # (E, K): g[e] q[e]
+            col = torch.zeros((u, k), dtype=w.dtype, device=w.device).index_add_(0, inverse, w)  # (U, K)
             if g_conf is not None:
-                big_g.add_(g_conf)
+                col.add_(g_conf.sum(dim=1))
+                grad_rows = torch.addcmul(g_conf, conf, col.unsqueeze(1), value=-1.0)  # (U, K, K)
+            else:
+                grad_rows = conf * col.neg_().unsqueeze(1)
+            grad_rows.view(-1, k).index_add_(0, flat, w)
+        elif g_conf is not None:
+            grad_rows = torch.addcmul(g_conf, conf, g_conf.sum(dim=1, keepdim=True), value=-1.0)
         else:
-            w = None
-            big_g = g_conf if g_conf is not None else torch.zeros_like(log_conf)
-        # the log-softmax's backward over the rows, G - A * G.sum(dim=1), in one kernel
-        grad_rows = torch._log_softmax_backward_data(big_g, log_conf, 1, log_conf.dtype)  # (U, K, K)
+            grad_rows = torch.zeros_like(conf)
         grad_logits: Tensor | None = None
         if ctx.needs_input_grad[0]:
             if ctx.every:
