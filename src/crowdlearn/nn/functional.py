@@ -451,13 +451,34 @@ def _ridge_logdet(gram: Tensor, eps: float) -> Tensor:
     float32 value)."""
     if eps <= 0:
         raise ValueError(f"eps must be > 0 so the log-determinant stays finite, got {eps!r}")
-    k = gram.shape[-1]
-    out_dtype = gram.dtype if gram.dtype in (torch.float32, torch.float64) else torch.float32
     with _full_precision(gram):
-        g = gram.to(torch.float64) + eps * torch.eye(k, dtype=torch.float64, device=gram.device)
-        sign, logabsdet = torch.linalg.slogdet(g)
-    # gram + eps*I is symmetric positive definite; a non-positive sign means the input was not finite
-    return torch.where(sign > 0, logabsdet, torch.full_like(logabsdet, float("nan"))).to(out_dtype)
+        out: Tensor = _RidgeLogDet.apply(gram, float(eps))  # type: ignore[no-untyped-call]
+    return out
+
+
+class _RidgeLogDet(torch.autograd.Function):
+    """``log det(gram + eps I)`` of a symmetric ``K x K`` matrix as one autograd node: a Cholesky
+    factorization ``L`` in float64, ``2 sum log diag L``, and the gradient
+    ``(gram + eps I)^{-1}`` from ``L`` (:func:`torch.cholesky_inverse`). NaN when the matrix is
+    not positive definite (``gram + eps I`` is for a finite Gram matrix; a non-finite input
+    gives NaN). No double backward."""
+
+    @staticmethod
+    def forward(ctx: Any, gram: Tensor, eps: float) -> Tensor:
+        g = gram.to(torch.float64, copy=True)
+        g.diagonal().add_(eps)
+        chol, info = torch.linalg.cholesky_ex(g)
+        value = chol.diagonal().log().sum().mul_(2.0)
+        value = torch.where(info == 0, value, torch.full_like(value, float("nan")))
+        ctx.save_for_backward(chol)
+        ctx.dtype = gram.dtype
+        return value.to(gram.dtype if gram.dtype in (torch.float32, torch.float64) else torch.float32)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # type: ignore[misc]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (chol,) = ctx.saved_tensors
+        return torch.cholesky_inverse(chol).mul_(grad.to(torch.float64)).to(ctx.dtype), None
 
 
 def logdet_gram(gram: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor:
