@@ -351,3 +351,40 @@ def test_heads_use_the_distinct_annotators_attached_to_the_batch() -> None:
     other = CF.attach_unique(annotators.clone(), torch.tensor([1]), torch.zeros(4, dtype=torch.int64))
     got = head.label_log_probs(log_probs, other, labels)
     torch.testing.assert_close(got, head.label_log_probs(log_probs, torch.ones(4, dtype=torch.int64), labels))
+
+
+@pytest.mark.parametrize("reg_name", ["trace", "logdet_w"])
+def test_regularizers_on_the_label_likelihoods_confusions_equal_the_dense_gradients(
+    reg_name: str, rows_path: str
+) -> None:
+    """TraceReg's and GeoCrowdNet(W)'s terms read the touched annotators' ``A`` that the label
+    likelihood formed (big batches) or ``exp(log A)``: CCEM + term, values and gradients of the
+    touched rows, equal the dense formulation's through autograd."""
+    head = _heads(True)[0]
+    model = CrowdModel(torch.nn.Linear(D, K), head)
+    gen = torch.Generator().manual_seed(6)
+    annotators = torch.tensor([2, 6, 2, 0, 6])
+    labels = torch.tensor([1, 0, 2, 2, 1])
+    log_probs = torch.log_softmax(torch.randn(5, K, generator=gen), dim=1)
+    reg = TraceRegularizer(0.7) if reg_name == "trace" else LogDetVolumeW(0.7)
+    if reg_name == "logdet_w":  # the cache's first build (every annotator, exact)
+        head.label_log_probs(log_probs, annotators, labels)
+        reg(model, torch.zeros(5, K))
+    nll = head.label_log_probs(log_probs, annotators, labels).sum()
+    assert (head._conf is not None) == (rows_path == "big")
+    term = reg(model, torch.zeros(5, K))
+    (nll + 0.7 * term).backward()
+    got = head.logits.grad.to_dense()
+    head.logits.grad = None
+    conf = head.confusions()
+    want_nll = _dense_forward(head, log_probs, annotators).gather(1, labels.unsqueeze(1)).squeeze(1).sum()
+    if reg_name == "trace":
+        want_term = CF.trace_regularizer(conf[annotators]) / annotators.numel()
+    else:
+        want_term = -CF.logdet_volume_w(conf)
+    (want_nll + 0.7 * want_term).backward()
+    torch.testing.assert_close(term, want_term.to(term.dtype), rtol=1e-6, atol=1e-6)
+    touched = torch.tensor([0, 2, 6])
+    torch.testing.assert_close(
+        got.index_select(0, touched), head.logits.grad.index_select(0, touched), rtol=1e-5, atol=1e-6
+    )

@@ -29,10 +29,12 @@ __all__ = [
     "Reduction",
     "annotator_log_probs",
     "attach_unique",
+    "column_softmax",
     "coupled_cross_entropy",
     "distinct_rows",
     "gather_rows",
     "gram_sum",
+    "label_log_probs_and_confusions",
     "label_log_probs_of_touched",
     "log_confusions",
     "logdet_gram",
@@ -262,8 +264,37 @@ def label_log_probs_of_touched(
     log_conf : Tensor of shape (U, K, K)
         ``log A`` of the touched annotators (differentiable: a regularizer may use it).
     """
-    out, log_conf = _LabelLogProbs.apply(logits, log_probs, touched, inverse, labels, sparse_grad)  # type: ignore[no-untyped-call]
+    out, log_conf, _ = _LabelLogProbs.apply(logits, log_probs, touched, inverse, labels, sparse_grad)  # type: ignore[no-untyped-call]
     return out, log_conf
+
+
+def label_log_probs_and_confusions(
+    logits: Tensor,
+    log_probs: Tensor,
+    touched: Tensor,
+    inverse: Tensor,
+    labels: Tensor,
+    *,
+    sparse_grad: bool = False,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """:func:`label_log_probs_of_touched` plus ``A = exp(log A)`` of the touched annotators (U, K, K),
+    differentiable, when the forward formed it anyway (from :data:`_BIG_ROWS` row entries on),
+    else None (take ``log_conf.exp()``): a regularizer on ``A`` (TraceReg's trace,
+    GeoCrowdNet(W)'s Gram) then needs no ``exp`` pass over the rows. Same parameters."""
+    out, log_conf, conf = _LabelLogProbs.apply(logits, log_probs, touched, inverse, labels, sparse_grad)  # type: ignore[no-untyped-call]
+    return out, log_conf, conf
+
+
+def column_softmax(logits: Tensor) -> Tensor:
+    """``softmax(logits, dim=1)`` of confusion logits (U, K, K) -> (U, K, K), no gradient needed.
+
+    From :data:`_BIG_ROWS` entries on written out (max, ``exp``, sum, divide: fewer passes over
+    the rows than torch's CPU kernel over a strided dimension of size ``K``); below it
+    :func:`torch.softmax`. The two agree to rounding."""
+    if logits.numel() < _BIG_ROWS:
+        return torch.softmax(logits, dim=1)
+    conf = (logits - logits.amax(dim=1, keepdim=True)).exp_()
+    return conf.div_(conf.sum(dim=1, keepdim=True))
 
 
 #: From this many entries of the batch's rows (``U K^2``) on, :func:`label_log_probs_of_touched`
@@ -293,7 +324,7 @@ class _LabelLogProbs(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any, logits: Tensor, log_probs: Tensor, touched: Tensor, inverse: Tensor, labels: Tensor, sparse: bool
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         k = logits.shape[1]
         every = touched.numel() == logits.shape[0]
         rows = logits if every else logits.index_select(0, touched)  # (U, K, K)
@@ -317,14 +348,18 @@ class _LabelLogProbs(torch.autograd.Function):
         ctx.sparse = sparse and not every
         ctx.weight = logits if ctx.sparse else None
         ctx.set_materialize_grads(False)
-        return out, log_conf
+        return out, log_conf, (conf if big else None)
 
     @staticmethod
     @torch.autograd.function.once_differentiable  # type: ignore[misc]
-    def backward(ctx: Any, g_out: Tensor | None, g_conf: Tensor | None) -> tuple[Tensor | None, ...]:
+    def backward(
+        ctx: Any, g_out: Tensor | None, g_conf: Tensor | None, g_a: Tensor | None = None
+    ) -> tuple[Tensor | None, ...]:
         conf, joint, out, touched, inverse, flat = ctx.saved_tensors
         u, k = conf.shape[0], conf.shape[1]
         w: Tensor | None = None
+        if g_a is not None:  # the third output A (big only): d log A = g_a * A
+            g_conf = torch.addcmul(g_conf, g_a, conf) if g_conf is not None else g_a * conf
         if not ctx.big:  # conf is log A here
             if g_out is not None:
                 w = (joint - out.unsqueeze(1)).exp_().mul_(g_out.unsqueeze(1))  # (E, K)
