@@ -33,6 +33,7 @@ __all__ = [
     "coupled_cross_entropy",
     "distinct_rows",
     "gather_rows",
+    "gathered_values",
     "gram_sum",
     "label_log_probs_and_confusions",
     "label_log_probs_of_touched",
@@ -133,6 +134,43 @@ _ROWS_ATTR = "_crowdlearn_distinct_rows"
 
 def _mark_distinct(weight: Tensor, rows: Tensor) -> None:
     setattr(weight, _ROWS_ATTR, rows)
+
+
+#: the attribute of a parameter holding the rows its last sparse label likelihood gathered
+#: (see gathered_values)
+_GATHERED_ATTR = "_crowdlearn_gathered"
+
+
+def _mark_gathered(weight: Tensor, index: Tensor, values: Tensor) -> None:
+    setattr(weight, _GATHERED_ATTR, (index, values, weight._version))
+
+
+def gathered_values(weight: Tensor, rows: Tensor) -> Tensor | None:
+    """``weight[rows]`` (U, ...) as :func:`label_log_probs_of_touched` gathered it in the forward, or None.
+
+    The forward records its gathered rows on the parameter (with a sparse gradient only); a
+    lazy optimizer may take them instead of gathering the same rows again when ``rows`` is the
+    very index the forward used (the sparse gradient's indices share its storage) and
+    ``weight`` has not been modified in place since (its version counter). The record is
+    consumed (removed) by the call; the caller may write to the returned tensor.
+
+    Parameters
+    ----------
+    weight : Tensor of shape (M, ...)
+    rows : Tensor of int64 of shape (U,)
+
+    Returns
+    -------
+    Tensor of shape (U, ...) or None
+    """
+    known = weight.__dict__.pop(_GATHERED_ATTR, None)
+    if known is None:
+        return None
+    index, values, version = known
+    if index.numel() != rows.numel() or index.data_ptr() != rows.data_ptr() or weight._version != version:
+        return None
+    out: Tensor = values
+    return out
 
 
 def distinct_rows(weight: Tensor, grad: Tensor) -> Tensor | None:
@@ -328,6 +366,8 @@ class _LabelLogProbs(torch.autograd.Function):
         k = logits.shape[1]
         every = touched.numel() == logits.shape[0]
         rows = logits if every else logits.index_select(0, touched)  # (U, K, K)
+        if sparse and not every:  # for the lazy optimizer's step (not read again here)
+            _mark_gathered(logits, touched, rows)
         big = rows.numel() >= _BIG_ROWS
         if big:
             top = rows.amax(dim=1, keepdim=True)  # (U, 1, K): the log-softmax over the rows, stabilised
