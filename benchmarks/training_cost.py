@@ -21,6 +21,11 @@ bandwidth).
 ``--registry`` adds every registered method through ``CrowdClassifier`` (its recipe's defaults
 but ``batch_size=128`` and ``mixup=0`` for all, so every method takes the same steps on the same
 batches, and ``validation="none"``), each relative to ``method="ce"`` timed the same way.
+``--interleaved R`` is for a loaded (shared) machine: per ``M`` it builds one trainer per core
+method (sparse heads) and CE once, then runs ``R`` rounds, each one epoch of every method in
+turn (CE first), so CE and each method are timed minutes, not a whole table, apart; it prints, per
+method, the median over the rounds of the round's ratio (method / that round's CE) and the ratio
+of the best epochs (min over rounds). The first round warms up and is not counted.
 ``--big`` runs one CCEM epoch at 1M items, 10,000 annotators and 5M labels in a fresh process
 and prints its time and peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of
 that process: data, model and training together).
@@ -30,6 +35,7 @@ Usage::
     python benchmarks/training_cost.py                          # the core methods, M = 10 ... 10,000
     python benchmarks/training_cost.py --registry --ms 10 10000 # every registered method
     python benchmarks/training_cost.py --big                    # the 1M-item epoch
+    python benchmarks/training_cost.py --interleaved 7 --ms 10 10000  # ratios on a loaded machine
 """
 
 from __future__ import annotations
@@ -178,6 +184,34 @@ def core_table(ms: list[int], epochs: int, repeats: int, reference: bool) -> Non
         print(f"| {m:,} | {ce:.2f} | " + " | ".join(cells) + " |", flush=True)
 
 
+def interleaved_table(ms: list[int], rounds: int) -> None:
+    """Median per-round ratio and best-epoch ratio to CE, every method's epochs interleaved with CE's."""
+    names = [n for n, (kind, _) in CORE.items() if kind == "conf"]
+    print("| M | CE (s, best epoch) | " + " | ".join(f"{n} median / best" for n in names) + " |")
+    print("|---:|---:|" + "---:|" * len(names))
+    for m in ms:
+        X, ann = make_data(2_000 if SMALL else 20_000, m, PER_ITEM)
+        timers: dict[str, EpochTimer] = {}
+        trainers: dict[str, Trainer] = {}
+        for name in ["ce", *names]:
+            torch.manual_seed(0)
+            head = IdentityHead(m, K) if name == "ce" else make_head("conf", m, True)
+            regs = [] if name == "ce" else CORE[name][1]()
+            timers[name] = EpochTimer()
+            model = CrowdModel(MLP(D, K, hidden=(128,)), head)
+            trainers[name] = Trainer(
+                model, CrowdLoss(regularizers=regs), epochs=1, batch_size=BATCH, device="cpu",
+                callbacks=[timers[name]], sink=lambda s: None,
+            )  # fmt: skip
+        for _ in range(rounds + 1):  # the first round warms up
+            for trainer in trainers.values():
+                trainer.fit(X, ann)
+        times = {name: np.array(t.times[1:]) for name, t in timers.items()}
+        ce = times["ce"]
+        cells = [f"{np.median(times[n] / ce):.2f} / {times[n].min() / ce.min():.2f}" for n in names]
+        print(f"| {m:,} | {ce.min():.3f} | " + " | ".join(cells) + " |", flush=True)
+
+
 def registry_table(ms: list[int], epochs: int, repeats: int) -> None:
     from crowdlearn.estimators import CrowdClassifier
     from crowdlearn.nn.registry import available_methods
@@ -238,6 +272,13 @@ def main() -> None:
     parser.add_argument("--registry", action="store_true", help="every registered method via CrowdClassifier")
     parser.add_argument("--big", action="store_true", help="one epoch at 1M items (in a fresh process)")
     parser.add_argument("--small", action="store_true", help="2,000 items instead of 20,000 (a smoke run)")
+    parser.add_argument(
+        "--interleaved",
+        type=int,
+        default=0,
+        metavar="R",
+        help="R rounds of one epoch per core method, interleaved with CE (loaded machines)",
+    )
     parser.add_argument("--_big-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -255,6 +296,8 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--_big-child"], check=True)
     elif args.registry:
         registry_table(args.ms, args.epochs, args.repeats)
+    elif args.interleaved:
+        interleaved_table(args.ms, args.interleaved)
     else:
         core_table(args.ms, args.epochs, args.repeats, not args.no_reference)
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in _load())}")

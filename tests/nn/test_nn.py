@@ -153,6 +153,30 @@ def test_logdet_w_finite_on_identical_rank_one_confusions() -> None:
     assert float(logits.grad.abs().sum()) > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ridge_logdet_node_equals_slogdet_through_autograd(dtype: torch.dtype) -> None:
+    """The log-determinants' one autograd node (Cholesky, gradient from its inverse) gives
+    slogdet's value and gradient, for F's batch Gram and W's stacked confusions."""
+    gen = torch.Generator().manual_seed(3)
+    for make, mats in (
+        (CF.logdet_volume_f, torch.randn(9, 4, generator=gen, dtype=torch.float64)),
+        (CF.logdet_volume_w, torch.randn(5, 4, 4, generator=gen, dtype=torch.float64)),
+    ):
+        logits = mats.to(dtype).requires_grad_(True)
+        got = make(logits.softmax(-1 if mats.ndim == 2 else 1))
+        assert got.dtype == dtype
+        got.backward()
+        grad = logits.grad.clone()
+        logits.grad = None
+        a = logits.softmax(-1 if mats.ndim == 2 else 1).to(torch.float64)
+        flat = a if mats.ndim == 2 else a.reshape(-1, 4)
+        want = torch.linalg.slogdet(flat.transpose(0, 1) @ flat + 1e-6 * torch.eye(4, dtype=torch.float64))[1]
+        want.backward()
+        tol = 1e-5 if dtype == torch.float32 else 1e-10
+        torch.testing.assert_close(got.double(), want.detach(), rtol=tol, atol=tol)
+        torch.testing.assert_close(grad.double(), logits.grad.double(), rtol=tol, atol=tol)
+
+
 def test_nan_input_is_not_hidden() -> None:
     probs = torch.tensor([[float("nan"), 0.5], [0.5, 0.5]])
     assert not torch.isfinite(CF.logdet_volume_f(probs))

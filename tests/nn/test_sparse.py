@@ -24,6 +24,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 M, K, D = 7, 3, 4
 
 
+@pytest.fixture(params=["small", "big"])
+def rows_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both forms of the label likelihood's log-softmax over the rows: one ``log_softmax`` with a
+    dense ``G`` in the backward (below ``_BIG_ROWS`` entries), and ``A`` kept for the backward
+    (from ``_BIG_ROWS`` on; forced here with a threshold of 0)."""
+    if request.param == "big":
+        monkeypatch.setattr(CF, "_BIG_ROWS", 0)
+    return str(request.param)
+
+
 def _dense_forward(head: torch.nn.Module, log_probs: torch.Tensor, annotators: torch.Tensor) -> torch.Tensor:
     """The formulation before the gather: every annotator's matrices, indexed per label."""
     if isinstance(head, ConfusionMatrices):
@@ -95,7 +105,9 @@ def _batch(annotators: list[int], seed: int) -> Batch:
 
 
 @pytest.mark.parametrize("regularizer", [None, "logdet_w", "trace"])
-def test_sparse_step_leaves_absent_annotators_and_their_moments_untouched(regularizer: str | None) -> None:
+def test_sparse_step_leaves_absent_annotators_and_their_moments_untouched(
+    regularizer: str | None, rows_path: str
+) -> None:
     regs = {"logdet_w": [LogDetVolumeW(0.1)], "trace": [TraceRegularizer(0.1)], None: []}[regularizer]
     moved = {}
     for sparse in (True, False):
@@ -245,7 +257,7 @@ def test_a_sparse_layer_inside_a_head_without_groups_is_made_dense() -> None:
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_label_log_probs_is_the_forward_at_the_labels(sparse: bool) -> None:
+def test_label_log_probs_is_the_forward_at_the_labels(sparse: bool, rows_path: str) -> None:
     head = _heads(sparse)[0]
     gen = torch.Generator().manual_seed(2)
     annotators = torch.tensor([3, 0, 3, 6, 6])
@@ -263,7 +275,7 @@ def test_label_log_probs_is_the_forward_at_the_labels(sparse: bool) -> None:
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_label_log_probs_with_a_regularizer_on_the_same_gather(sparse: bool) -> None:
+def test_label_log_probs_with_a_regularizer_on_the_same_gather(sparse: bool, rows_path: str) -> None:
     """The fused label log-likelihood's second output (the touched log confusions) carries a
     regularizer's gradient too: CCEM + lam * trace over the touched annotators, against autograd."""
     head = _heads(sparse)[0]
@@ -286,7 +298,7 @@ def test_label_log_probs_with_a_regularizer_on_the_same_gather(sparse: bool) -> 
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_label_log_probs_with_every_annotator_in_the_batch(sparse: bool) -> None:
+def test_label_log_probs_with_every_annotator_in_the_batch(sparse: bool, rows_path: str) -> None:
     """A batch holding all M annotators takes the logits without a gather and gives a dense
     gradient (the rows' own): values and gradients are the dense formulation's, with a
     regularizer on the second output too."""
@@ -339,3 +351,40 @@ def test_heads_use_the_distinct_annotators_attached_to_the_batch() -> None:
     other = CF.attach_unique(annotators.clone(), torch.tensor([1]), torch.zeros(4, dtype=torch.int64))
     got = head.label_log_probs(log_probs, other, labels)
     torch.testing.assert_close(got, head.label_log_probs(log_probs, torch.ones(4, dtype=torch.int64), labels))
+
+
+@pytest.mark.parametrize("reg_name", ["trace", "logdet_w"])
+def test_regularizers_on_the_label_likelihoods_confusions_equal_the_dense_gradients(
+    reg_name: str, rows_path: str
+) -> None:
+    """TraceReg's and GeoCrowdNet(W)'s terms read the touched annotators' ``A`` that the label
+    likelihood formed (big batches) or ``exp(log A)``: CCEM + term, values and gradients of the
+    touched rows, equal the dense formulation's through autograd."""
+    head = _heads(True)[0]
+    model = CrowdModel(torch.nn.Linear(D, K), head)
+    gen = torch.Generator().manual_seed(6)
+    annotators = torch.tensor([2, 6, 2, 0, 6])
+    labels = torch.tensor([1, 0, 2, 2, 1])
+    log_probs = torch.log_softmax(torch.randn(5, K, generator=gen), dim=1)
+    reg = TraceRegularizer(0.7) if reg_name == "trace" else LogDetVolumeW(0.7)
+    if reg_name == "logdet_w":  # the cache's first build (every annotator, exact)
+        head.label_log_probs(log_probs, annotators, labels)
+        reg(model, torch.zeros(5, K))
+    nll = head.label_log_probs(log_probs, annotators, labels).sum()
+    assert (head._conf is not None) == (rows_path == "big")
+    term = reg(model, torch.zeros(5, K))
+    (nll + 0.7 * term).backward()
+    got = head.logits.grad.to_dense()
+    head.logits.grad = None
+    conf = head.confusions()
+    want_nll = _dense_forward(head, log_probs, annotators).gather(1, labels.unsqueeze(1)).squeeze(1).sum()
+    if reg_name == "trace":
+        want_term = CF.trace_regularizer(conf[annotators]) / annotators.numel()
+    else:
+        want_term = -CF.logdet_volume_w(conf)
+    (want_nll + 0.7 * want_term).backward()
+    torch.testing.assert_close(term, want_term.to(term.dtype), rtol=1e-6, atol=1e-6)
+    touched = torch.tensor([0, 2, 6])
+    torch.testing.assert_close(
+        got.index_select(0, touched), head.logits.grad.index_select(0, touched), rtol=1e-5, atol=1e-6
+    )

@@ -139,3 +139,46 @@ def test_the_fused_kernel_equals_the_unfused_rule(dense: bool, monkeypatch: pyte
     torch.testing.assert_close(params[0].detach(), params[1].detach(), rtol=1e-6, atol=1e-7)
     for name in ("exp_avg", "exp_avg_sq"):
         torch.testing.assert_close(opts[0].state[params[0]][name], opts[1].state[params[1]][name], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("edited", [False, True])
+def test_the_forwards_gathered_rows_step_as_a_fresh_gather(
+    fused: bool, edited: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LazyAdam takes the rows the label likelihood gathered in the forward (no second gather):
+    the step is bit-identical to one that gathers them again, absent rows and their moments stay
+    bit-identical, and a parameter edited in place after the forward is gathered afresh."""
+    monkeypatch.setattr(optim, "USE_FUSED", fused)
+    touched = torch.tensor([1, 4])
+    inverse = torch.tensor([0, 1, 1, 0])
+    labels = torch.tensor([2, 0, 1, 1])
+    log_probs = torch.log_softmax(torch.randn(4, K, generator=torch.Generator().manual_seed(3)), dim=1)
+    results = []
+    for keep_record in (True, False):
+        torch.manual_seed(0)
+        p = torch.nn.Parameter(torch.randn(M, K, K))
+        opt = LazyAdam([p], lr=0.1)
+        for _ in range(2):
+            opt.zero_grad(set_to_none=True)
+            out, _ = CF.label_log_probs_of_touched(p, log_probs, touched, inverse, labels, sparse_grad=True)
+            out.sum().backward()
+            assert CF._GATHERED_ATTR in p.__dict__  # the forward's record
+            if edited:
+                with torch.no_grad():
+                    p.mul_(1.5)  # after the forward: the record is stale
+            if not keep_record:
+                p.__dict__.pop(CF._GATHERED_ATTR, None)
+            before = p.detach().clone(), {k: v.clone() for k, v in opt.state[p].items()} if opt.state[p] else None
+            opt.step()
+            assert CF._GATHERED_ATTR not in p.__dict__  # consumed
+            absent = torch.tensor([0, 2, 3, 5])
+            assert torch.equal(p.detach().index_select(0, absent), before[0].index_select(0, absent))
+            if before[1] is not None:
+                for name in ("exp_avg", "exp_avg_sq"):
+                    assert torch.equal(
+                        opt.state[p][name].index_select(0, absent), before[1][name].index_select(0, absent)
+                    )
+        results.append((p.detach().clone(), opt.state[p]["exp_avg"].clone(), opt.state[p]["exp_avg_sq"].clone()))
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)

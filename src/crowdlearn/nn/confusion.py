@@ -33,23 +33,22 @@ class _ConfusionCache:
 
 
 class _WithGramGradient(torch.autograd.Function):
-    """``gram`` (K, K) as the value and the gradient of ``sum_u A_u^T A_u`` (``A = exp(log_conf)``,
-    (U, K, K)) toward ``log_conf``: ``dA_u = A_u (G + G^T)``, times ``A_u`` for the exp (float64,
-    one product; the cached value needs no forward product)."""
+    """``gram`` (K, K) as the value and the gradient of ``sum_u A_u^T A_u`` toward ``A`` (U, K, K):
+    ``dA_u = A_u (G + G^T)`` (float64, one product; the cached value needs no forward product)."""
 
     @staticmethod
-    def forward(ctx: Any, log_conf: Tensor, gram: Tensor) -> Tensor:
-        ctx.save_for_backward(log_conf)
+    def forward(ctx: Any, conf: Tensor, gram: Tensor) -> Tensor:
+        ctx.save_for_backward(conf)
         return gram.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable  # type: ignore[misc]
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (log_conf,) = ctx.saved_tensors
-        a = log_conf.exp().double()
+        (conf,) = ctx.saved_tensors
+        a = conf.double()
         k = a.shape[-1]
         g_a = (a.reshape(-1, k) @ (grad + grad.transpose(0, 1))).view_as(a)
-        return g_a.mul_(a).to(log_conf.dtype), None
+        return g_a.to(conf.dtype), None
 
 
 class ConfusionMatrices(nn.Module):
@@ -124,6 +123,8 @@ class ConfusionMatrices(nn.Module):
         self._touched: tuple[Tensor, Tensor] | None = None
         #: each label's position in ``_touched[0]`` (E,), of the last forward
         self._inverse: Tensor | None = None
+        #: (log A, A) of the touched annotators when the label likelihood formed ``A`` (big batches)
+        self._conf: tuple[Tensor, Tensor] | None = None
         self._cache: _ConfusionCache | None = None
         self.reset_parameters(init=init, scale=scale, smoothing=smoothing)
 
@@ -207,10 +208,11 @@ class ConfusionMatrices(nn.Module):
         """
         self._check_labels(log_probs, annotators, labels)
         touched, inverse = self._batch_annotators(annotators)
-        out, log_conf = CF.label_log_probs_of_touched(
+        out, log_conf, conf = CF.label_log_probs_and_confusions(
             self.logits, log_probs, touched, inverse, labels, sparse_grad=self._sparse_rows(touched)
-        )  # (E,), (U, K, K)
+        )  # (E,), (U, K, K), (U, K, K) or None
         self._touched, self._inverse = (touched, log_conf), inverse
+        self._conf = None if conf is None else (log_conf, conf)
         return out
 
     @staticmethod
@@ -272,6 +274,7 @@ class ConfusionMatrices(nn.Module):
         """
         self._cache = None
         self._touched = self._inverse = None
+        self._conf = None
 
     def forget_sums(self) -> None:
         """Drop the cached sum only (the next :meth:`volume_gram` rebuilds it, ``O(M K^3)``): what a
@@ -284,11 +287,11 @@ class ConfusionMatrices(nn.Module):
         cache = self._cache
         with torch.no_grad():
             if cache is None or cache.conf.device != self.logits.device:
-                conf = torch.softmax(self.logits.detach(), dim=1).double()
+                conf = CF.column_softmax(self.logits.detach()).double()
                 cache = self._cache = _ConfusionCache(conf, CF.gram_sum(conf))
             elif cache.pending is not None:
                 ids = cache.pending
-                new = torch.softmax(self.logits.detach().index_select(0, ids), dim=1).double()
+                new = CF.column_softmax(self.logits.detach().index_select(0, ids)).double()
                 old = cache.conf.index_select(0, ids)
                 # sum n^T n - o^T o over the rows, as the symmetric part of one product (n - o)^T (n + o)
                 cross = (new - old).reshape(-1, self.n_classes).transpose(0, 1) @ (new + old).reshape(
@@ -304,6 +307,14 @@ class ConfusionMatrices(nn.Module):
             raise RuntimeError("ConfusionMatrices: no forward pass yet; the batch's annotators are unknown")
         return self._touched
 
+    def _touched_confusions(self, log_conf: Tensor) -> Tensor:
+        """``A = exp(log_conf)`` (U, K, K) of the last forward, differentiable: the one its label
+        likelihood formed when it did (the same forward: ``log_conf`` is its output), else ``exp``."""
+        known: tuple[Tensor, Tensor] | None = getattr(self, "_conf", None)  # absent on a head pickled before it
+        if known is not None and known[0] is log_conf:
+            return known[1]
+        return log_conf.exp()
+
     def volume_gram(self) -> Tensor:
         """``W^T W = sum_m A_m^T A_m`` over all ``M`` annotators, shape (K, K), float64.
 
@@ -318,7 +329,7 @@ class ConfusionMatrices(nn.Module):
         touched, log_conf = self._last_touched()
         cache = self._synced_cache()
         cache.pending = touched
-        out: Tensor = _WithGramGradient.apply(log_conf, cache.gram)  # type: ignore[no-untyped-call]
+        out: Tensor = _WithGramGradient.apply(self._touched_confusions(log_conf), cache.gram)  # type: ignore[no-untyped-call]
         return out
 
     def batch_confusions(self) -> tuple[Tensor, Tensor]:
@@ -339,7 +350,7 @@ class ConfusionMatrices(nn.Module):
         touched, log_conf = self._last_touched()
         assert self._inverse is not None
         counts = torch.bincount(self._inverse, minlength=touched.numel())
-        return log_conf.exp(), counts.to(log_conf.dtype) / self._inverse.numel()
+        return self._touched_confusions(log_conf), counts.to(log_conf.dtype) / self._inverse.numel()
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self.invalidate_cache()
@@ -347,7 +358,7 @@ class ConfusionMatrices(nn.Module):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_touched"] = state["_inverse"] = None  # holds part of a graph; not copied
+        state["_touched"] = state["_inverse"] = state["_conf"] = None  # holds part of a graph; not copied
         state["_cache"] = None
         return state
 

@@ -29,10 +29,13 @@ __all__ = [
     "Reduction",
     "annotator_log_probs",
     "attach_unique",
+    "column_softmax",
     "coupled_cross_entropy",
     "distinct_rows",
     "gather_rows",
+    "gathered_values",
     "gram_sum",
+    "label_log_probs_and_confusions",
     "label_log_probs_of_touched",
     "log_confusions",
     "logdet_gram",
@@ -131,6 +134,43 @@ _ROWS_ATTR = "_crowdlearn_distinct_rows"
 
 def _mark_distinct(weight: Tensor, rows: Tensor) -> None:
     setattr(weight, _ROWS_ATTR, rows)
+
+
+#: the attribute of a parameter holding the rows its last sparse label likelihood gathered
+#: (see gathered_values)
+_GATHERED_ATTR = "_crowdlearn_gathered"
+
+
+def _mark_gathered(weight: Tensor, index: Tensor, values: Tensor) -> None:
+    setattr(weight, _GATHERED_ATTR, (index, values, weight._version))
+
+
+def gathered_values(weight: Tensor, rows: Tensor) -> Tensor | None:
+    """``weight[rows]`` (U, ...) as :func:`label_log_probs_of_touched` gathered it in the forward, or None.
+
+    The forward records its gathered rows on the parameter (with a sparse gradient only); a
+    lazy optimizer may take them instead of gathering the same rows again when ``rows`` is the
+    very index the forward used (the sparse gradient's indices share its storage) and
+    ``weight`` has not been modified in place since (its version counter). The record is
+    consumed (removed) by the call; the caller may write to the returned tensor.
+
+    Parameters
+    ----------
+    weight : Tensor of shape (M, ...)
+    rows : Tensor of int64 of shape (U,)
+
+    Returns
+    -------
+    Tensor of shape (U, ...) or None
+    """
+    known = weight.__dict__.pop(_GATHERED_ATTR, None)
+    if known is None:
+        return None
+    index, values, version = known
+    if index.numel() != rows.numel() or index.data_ptr() != rows.data_ptr() or weight._version != version:
+        return None
+    out: Tensor = values
+    return out
 
 
 def distinct_rows(weight: Tensor, grad: Tensor) -> Tensor | None:
@@ -262,8 +302,44 @@ def label_log_probs_of_touched(
     log_conf : Tensor of shape (U, K, K)
         ``log A`` of the touched annotators (differentiable: a regularizer may use it).
     """
-    out, log_conf = _LabelLogProbs.apply(logits, log_probs, touched, inverse, labels, sparse_grad)  # type: ignore[no-untyped-call]
+    out, log_conf, _ = _LabelLogProbs.apply(logits, log_probs, touched, inverse, labels, sparse_grad)  # type: ignore[no-untyped-call]
     return out, log_conf
+
+
+def label_log_probs_and_confusions(
+    logits: Tensor,
+    log_probs: Tensor,
+    touched: Tensor,
+    inverse: Tensor,
+    labels: Tensor,
+    *,
+    sparse_grad: bool = False,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """:func:`label_log_probs_of_touched` plus ``A = exp(log A)`` of the touched annotators (U, K, K),
+    differentiable, when the forward formed it anyway (from :data:`_BIG_ROWS` row entries on),
+    else None (take ``log_conf.exp()``): a regularizer on ``A`` (TraceReg's trace,
+    GeoCrowdNet(W)'s Gram) then needs no ``exp`` pass over the rows. Same parameters."""
+    out, log_conf, conf = _LabelLogProbs.apply(logits, log_probs, touched, inverse, labels, sparse_grad)  # type: ignore[no-untyped-call]
+    return out, log_conf, conf
+
+
+def column_softmax(logits: Tensor) -> Tensor:
+    """``softmax(logits, dim=1)`` of confusion logits (U, K, K) -> (U, K, K), no gradient needed.
+
+    From :data:`_BIG_ROWS` entries on written out (max, ``exp``, sum, divide: fewer passes over
+    the rows than torch's CPU kernel over a strided dimension of size ``K``); below it
+    :func:`torch.softmax`. The two agree to rounding."""
+    if logits.numel() < _BIG_ROWS:
+        return torch.softmax(logits, dim=1)
+    conf = (logits - logits.amax(dim=1, keepdim=True)).exp_()
+    return conf.div_(conf.sum(dim=1, keepdim=True))
+
+
+#: From this many entries of the batch's rows (``U K^2``) on, :func:`label_log_probs_of_touched`
+#: keeps ``A`` for a backward without ``exp`` and without a dense ``G`` (see ``_LabelLogProbs``);
+#: below it one ``log_softmax`` and its one-kernel backward cost less (fewer dispatched
+#: operations). Chosen from CPU micro-timings (docs/benchmarks.md, "Training cost ...").
+_BIG_ROWS = 8192
 
 
 class _LabelLogProbs(torch.autograd.Function):
@@ -271,41 +347,82 @@ class _LabelLogProbs(torch.autograd.Function):
 
     When ``touched`` holds every row (``U == M``: sorted and distinct, so ``arange(M)``) the
     logits are used without the gather and their gradient is the rows' gradient itself (no
-    scatter into zeros)."""
+    scatter into zeros).
+
+    From :data:`_BIG_ROWS` entries (``U K^2``) on, the forward keeps ``A`` (U, K, K) from its
+    log-softmax (written out: max, ``exp``, sum, divide), so the backward needs no ``exp`` over
+    the rows and no dense ``G``: ``G`` is nonzero on the labels' rows ``(u, y_e)`` only, so
+    ``d P = -A * S + scatter(g q)`` with ``S[u] = sum_{e: inverse_e = u} g[e] q[e]`` (U, K), one
+    product over the rows plus an ``(E, K)`` scatter-add (the log-softmax backward over the
+    rows, ``G - A * G.sum(dim=1)``, without materialising ``G``). Below it, where the number of
+    dispatched operations costs more than the passes over the rows, the forward is one
+    ``log_softmax`` and the backward scatters ``g q`` into a dense ``G`` and runs the
+    log-softmax backward in one kernel. The two agree to rounding."""
 
     @staticmethod
     def forward(
         ctx: Any, logits: Tensor, log_probs: Tensor, touched: Tensor, inverse: Tensor, labels: Tensor, sparse: bool
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         k = logits.shape[1]
         every = touched.numel() == logits.shape[0]
-        log_conf = torch.log_softmax(logits if every else logits.index_select(0, touched), dim=1)  # (U, K, K)
+        rows = logits if every else logits.index_select(0, touched)  # (U, K, K)
+        if sparse and not every:  # for the lazy optimizer's step (not read again here)
+            _mark_gathered(logits, touched, rows)
+        big = rows.numel() >= _BIG_ROWS
+        if big:
+            top = rows.amax(dim=1, keepdim=True)  # (U, 1, K): the log-softmax over the rows, stabilised
+            conf = (rows - top).exp_()  # (U, K, K), unnormalised
+            total = conf.sum(dim=1, keepdim=True)  # (U, 1, K)
+            conf.div_(total)  # A
+            log_conf = rows - total.log_().add_(top)  # (U, K, K)
+        else:
+            log_conf = torch.log_softmax(rows, dim=1)  # (U, K, K)
         flat = torch.add(labels, inverse, alpha=k)  # (E,): row (u, y) of log_conf viewed as (U K, K)
         joint = log_conf.view(-1, k).index_select(0, flat).add_(log_probs)  # (E, K)
         out = torch.logsumexp(joint, dim=1)
-        ctx.save_for_backward(log_conf, joint, out, touched, flat)
+        # A (big) or log A (small): what the backward needs
+        ctx.save_for_backward(conf if big else log_conf, joint, out, touched, inverse, flat)
+        ctx.big = big
         ctx.shape = logits.shape
         ctx.every = every
         ctx.sparse = sparse and not every
         ctx.weight = logits if ctx.sparse else None
         ctx.set_materialize_grads(False)
-        return out, log_conf
+        return out, log_conf, (conf if big else None)
 
     @staticmethod
     @torch.autograd.function.once_differentiable  # type: ignore[misc]
-    def backward(ctx: Any, g_out: Tensor | None, g_conf: Tensor | None) -> tuple[Tensor | None, ...]:
-        log_conf, joint, out, touched, flat = ctx.saved_tensors
-        u, k = log_conf.shape[0], log_conf.shape[1]
-        if g_out is not None:
-            w = (joint - out.unsqueeze(1)).exp_().mul_(g_out.unsqueeze(1))  # (E, K)
-            big_g = torch.zeros((u * k, k), dtype=w.dtype, device=w.device).index_add_(0, flat, w).view(u, k, k)
+    def backward(
+        ctx: Any, g_out: Tensor | None, g_conf: Tensor | None, g_a: Tensor | None = None
+    ) -> tuple[Tensor | None, ...]:
+        conf, joint, out, touched, inverse, flat = ctx.saved_tensors
+        u, k = conf.shape[0], conf.shape[1]
+        w: Tensor | None = None
+        if g_a is not None:  # the third output A (big only): d log A = g_a * A
+            g_conf = torch.addcmul(g_conf, g_a, conf) if g_conf is not None else g_a * conf
+        if not ctx.big:  # conf is log A here
+            if g_out is not None:
+                w = (joint - out.unsqueeze(1)).exp_().mul_(g_out.unsqueeze(1))  # (E, K)
+                big_g = torch.zeros((u * k, k), dtype=w.dtype, device=w.device).index_add_(0, flat, w).view(u, k, k)
+                if g_conf is not None:
+                    big_g.add_(g_conf)
+            else:
+                big_g = g_conf if g_conf is not None else torch.zeros_like(conf)
+            # the log-softmax's backward over the rows, G - A * G.sum(dim=1), in one kernel
+            grad_rows = torch._log_softmax_backward_data(big_g, conf, 1, conf.dtype)  # (U, K, K)
+        elif g_out is not None:
+            w = (joint - out.unsqueeze(1)).exp_().mul_(g_out.unsqueeze(1))  # (E, K): g[e] q[e]
+            col = torch.zeros((u, k), dtype=w.dtype, device=w.device).index_add_(0, inverse, w)  # (U, K)
             if g_conf is not None:
-                big_g.add_(g_conf)
+                col.add_(g_conf.sum(dim=1))
+                grad_rows = torch.addcmul(g_conf, conf, col.unsqueeze(1), value=-1.0)  # (U, K, K)
+            else:
+                grad_rows = conf * col.neg_().unsqueeze(1)
+            grad_rows.view(-1, k).index_add_(0, flat, w)
+        elif g_conf is not None:
+            grad_rows = torch.addcmul(g_conf, conf, g_conf.sum(dim=1, keepdim=True), value=-1.0)
         else:
-            w = None
-            big_g = g_conf if g_conf is not None else torch.zeros_like(log_conf)
-        # the log-softmax's backward over the rows, G - A * G.sum(dim=1), in one kernel
-        grad_rows = torch._log_softmax_backward_data(big_g, log_conf, 1, log_conf.dtype)  # (U, K, K)
+            grad_rows = torch.zeros_like(conf)
         grad_logits: Tensor | None = None
         if ctx.needs_input_grad[0]:
             if ctx.every:
@@ -409,13 +526,34 @@ def _ridge_logdet(gram: Tensor, eps: float) -> Tensor:
     float32 value)."""
     if eps <= 0:
         raise ValueError(f"eps must be > 0 so the log-determinant stays finite, got {eps!r}")
-    k = gram.shape[-1]
-    out_dtype = gram.dtype if gram.dtype in (torch.float32, torch.float64) else torch.float32
     with _full_precision(gram):
-        g = gram.to(torch.float64) + eps * torch.eye(k, dtype=torch.float64, device=gram.device)
-        sign, logabsdet = torch.linalg.slogdet(g)
-    # gram + eps*I is symmetric positive definite; a non-positive sign means the input was not finite
-    return torch.where(sign > 0, logabsdet, torch.full_like(logabsdet, float("nan"))).to(out_dtype)
+        out: Tensor = _RidgeLogDet.apply(gram, float(eps))  # type: ignore[no-untyped-call]
+    return out
+
+
+class _RidgeLogDet(torch.autograd.Function):
+    """``log det(gram + eps I)`` of a symmetric ``K x K`` matrix as one autograd node: a Cholesky
+    factorization ``L`` in float64, ``2 sum log diag L``, and the gradient
+    ``(gram + eps I)^{-1}`` from ``L`` (:func:`torch.cholesky_inverse`). NaN when the matrix is
+    not positive definite (``gram + eps I`` is for a finite Gram matrix; a non-finite input
+    gives NaN). No double backward."""
+
+    @staticmethod
+    def forward(ctx: Any, gram: Tensor, eps: float) -> Tensor:
+        g = gram.to(torch.float64, copy=True)
+        g.diagonal().add_(eps)
+        chol, info = torch.linalg.cholesky_ex(g)
+        value = chol.diagonal().log().sum().mul_(2.0)
+        value = torch.where(info == 0, value, torch.full_like(value, float("nan")))
+        ctx.save_for_backward(chol)
+        ctx.dtype = gram.dtype
+        return value.to(gram.dtype if gram.dtype in (torch.float32, torch.float64) else torch.float32)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # type: ignore[misc]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (chol,) = ctx.saved_tensors
+        return torch.cholesky_inverse(chol).mul_(grad.to(torch.float64)).to(ctx.dtype), None
 
 
 def logdet_gram(gram: Tensor, *, eps: float = DEFAULT_RIDGE) -> Tensor:

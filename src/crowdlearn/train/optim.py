@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from crowdlearn.nn.functional import distinct_rows
+from crowdlearn.nn.functional import distinct_rows, gathered_values
 
 __all__ = ["USE_FUSED", "AdamWithSparse", "LazyAdam"]
 
@@ -44,8 +44,10 @@ class LazyAdam(torch.optim.Optimizer):
     other); the gradient's rows are not sorted again when the gradient says it is coalesced
     or comes from :func:`crowdlearn.nn.functional.gather_rows` with ``distinct=True``
     (:func:`crowdlearn.nn.functional.distinct_rows`); a gradient summed from several gathers is
-    coalesced first). A dense gradient is taken as every row touched (Adam's step). No weight decay, no
-    AMSGrad.
+    coalesced first). The rows' values are those the label likelihood gathered in the forward
+    when it recorded them and the parameter is unchanged since
+    (:func:`crowdlearn.nn.functional.gathered_values`), else gathered here. A dense gradient is
+    taken as every row touched (Adam's step). No weight decay, no AMSGrad.
 
     On the CPU the update runs as one fused kernel (:func:`torch._fused_adam_`, what
     ``torch.optim.Adam(fused=True)`` runs) on the gathered rows (or on the whole parameter for a
@@ -122,8 +124,9 @@ class LazyAdam(torch.optim.Optimizer):
         g = grad._values()  # (U, ...)
         m = exp_avg.index_select(0, rows)
         v = exp_avg_sq.index_select(0, rows)
-        if fused:  # the rows gathered, one fused Adam kernel on them, written back
-            w = p.index_select(0, rows)
+        if fused:  # the rows gathered (or as the forward gathered them), one fused Adam kernel, written back
+            known = gathered_values(p, rows)
+            w = known if known is not None else p.index_select(0, rows)
             _fused_adam(w, g.contiguous(), m, v, step_t, lr, beta1, beta2, eps)
             p.index_copy_(0, rows, w)
             exp_avg.index_copy_(0, rows, m)
@@ -137,7 +140,9 @@ class LazyAdam(torch.optim.Optimizer):
         exp_avg.index_copy_(0, rows, m)
         exp_avg_sq.index_copy_(0, rows, v)
         denom = v.sqrt_().div_(bias_correction2_sqrt).add_(eps)
-        p.index_copy_(0, rows, p.index_select(0, rows).addcdiv_(m, denom, value=-step_size))
+        known = gathered_values(p, rows)
+        w = known if known is not None else p.index_select(0, rows)
+        p.index_copy_(0, rows, w.addcdiv_(m, denom, value=-step_size))
 
 
 #: devices where :func:`torch._fused_adam_` runs (CPU since torch 2.4, CUDA)
