@@ -26,6 +26,9 @@ Profiles:
   ``--recipe``: lr 1e-2, cosine schedule, batch 64, no weight decay (``CPU_RECIPE``, the training
   values of the default recipe of CCEM, GeoCrowdNet, CrowdLayer MW and mv-train) for every
   method; ``--init recipe``: each method's recipe init (DS for CCEM and GeoCrowdNet), else identity.
+  ``--width`` (SmallResNet width), ``--augment none`` (train on the raw images; part of the cache
+  key). The memorisation profile of docs/benchmarks.md ("CPU profile in the memorisation regime"):
+  ``--recipe --init recipe --augment none --width 8 --n-train 1000 --epochs 40``.
 - ``--device cuda --full``: all 50,000 training and 10,000 test images; protocol ``b`` with the
   CIFAR ResNet-18 (as the Annot-Mix paper) and protocol ``a`` with the CIFAR ResNet-34 (as the
   CCC paper); batch 256, Adam lr 2e-3 with a cosine schedule, weight decay 5e-4, crop + flip,
@@ -34,7 +37,11 @@ Profiles:
   a measurement.
 Runs are ordered seed-major (every method of seed 0 first), so a partial table has whole rows.
 Every run reports the test accuracy after its last epoch ("last"; no model selection) and its
-wall time.
+wall time; ``--eval-last`` evaluates after the last epoch only (not after every epoch);
+``--train-acc`` also records the accuracy on the training images (eval mode, no augmentation)
+against the labels the run fits (the majority vote of its crowd labels; the clean labels for
+``truth``) and against the clean labels, shown as a last column of the tables. Neither changes
+the training, so neither is part of the cache key.
 
 Cache and output: as benchmarks/real.py (it reuses its Task, cache and worker pool): every
 finished run is one JSON line of ``--out DIR/runs.jsonl``; a rerun skips the runs there;
@@ -49,7 +56,8 @@ Other modes:
 
 Run:  PYTHONPATH=src python benchmarks/cifar10n.py --out DIR [--methods core|all|a,b]
       [--protocols a,b,c] [--seeds 3] [--epochs 3] [--n-train 3000] [--n-test 1000] [--jobs 2]
-      [--recipe] [--init identity|ds|recipe]
+      [--recipe] [--init identity|ds|recipe] [--width 8] [--augment crop-flip|none]
+      [--train-acc] [--eval-last]
       [--device cuda --full] [--pipeline] [--prepare-carry DIR] [--table-only]
 """
 
