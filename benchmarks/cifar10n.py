@@ -26,6 +26,9 @@ Profiles:
   ``--recipe``: lr 1e-2, cosine schedule, batch 64, no weight decay (``CPU_RECIPE``, the training
   values of the default recipe of CCEM, GeoCrowdNet, CrowdLayer MW and mv-train) for every
   method; ``--init recipe``: each method's recipe init (DS for CCEM and GeoCrowdNet), else identity.
+  ``--width`` (SmallResNet width), ``--augment none`` (train on the raw images; part of the cache
+  key). The memorisation profile of docs/benchmarks.md ("CPU profile in the memorisation regime"):
+  ``--recipe --init recipe --augment none --width 8 --n-train 1000 --epochs 40``.
 - ``--device cuda --full``: all 50,000 training and 10,000 test images; protocol ``b`` with the
   CIFAR ResNet-18 (as the Annot-Mix paper) and protocol ``a`` with the CIFAR ResNet-34 (as the
   CCC paper); batch 256, Adam lr 2e-3 with a cosine schedule, weight decay 5e-4, crop + flip,
@@ -34,7 +37,11 @@ Profiles:
   a measurement.
 Runs are ordered seed-major (every method of seed 0 first), so a partial table has whole rows.
 Every run reports the test accuracy after its last epoch ("last"; no model selection) and its
-wall time.
+wall time; ``--eval-last`` evaluates after the last epoch only (not after every epoch);
+``--train-acc`` also records the accuracy on the training images (eval mode, no augmentation)
+against the labels the run fits (the majority vote of its crowd labels; the clean labels for
+``truth``) and against the clean labels, shown as a last column of the tables. Neither changes
+the training, so neither is part of the cache key.
 
 Cache and output: as benchmarks/real.py (it reuses its Task, cache and worker pool): every
 finished run is one JSON line of ``--out DIR/runs.jsonl``; a rerun skips the runs there;
@@ -49,7 +56,8 @@ Other modes:
 
 Run:  PYTHONPATH=src python benchmarks/cifar10n.py --out DIR [--methods core|all|a,b]
       [--protocols a,b,c] [--seeds 3] [--epochs 3] [--n-train 3000] [--n-test 1000] [--jobs 2]
-      [--recipe] [--init identity|ds|recipe]
+      [--recipe] [--init identity|ds|recipe] [--width 8] [--augment crop-flip|none]
+      [--train-acc] [--eval-last]
       [--device cuda --full] [--pipeline] [--prepare-carry DIR] [--table-only]
 """
 
@@ -180,6 +188,54 @@ def make_body(name: str, width: int, n_classes: int) -> torch.nn.Module:
 
 
 # ------------------------------------------------------------------ one run
+class FitRecorder(EpochRecorder):
+    """:class:`EpochRecorder` (test accuracy after every epoch) with two options.
+
+    ``train=(x_train, y_clean, y_fit)`` (``--train-acc``): also the accuracy on the training
+    images (eval mode, no augmentation) against their clean labels (``train_acc_clean_``) and
+    against the labels the run fits (``train_acc_fit_``: the majority vote of the crowd labels,
+    as mv-train's targets; the clean labels for ``truth``). ``last_only=True`` (``--eval-last``):
+    evaluate after the last epoch only (``epoch == trainer.epochs - 1``), so each list holds one
+    value. Either way the training itself is unchanged (eval-mode passes only).
+    """
+
+    def __init__(
+        self,
+        x_test: Any,
+        y_test: np.ndarray,
+        train: tuple[Any, np.ndarray, np.ndarray] | None = None,
+        last_only: bool = False,
+    ):
+        super().__init__(None, None, x_test, y_test)
+        if train is not None and not len(train[0]) == len(train[1]) == len(train[2]):
+            raise ValueError(
+                f"x_train, y_clean and y_fit differ in length: {len(train[0])}, {len(train[1])}, {len(train[2])}"
+            )
+        self.train, self.last_only = train, last_only
+
+    def on_train_begin(self, trainer: Any) -> None:
+        super().on_train_begin(trainer)
+        self.train_acc_clean_: list[float] = []
+        self.train_acc_fit_: list[float] = []
+
+    def on_epoch_end(self, trainer: Any, epoch: int) -> None:
+        if self.last_only and epoch != trainer.epochs - 1:
+            return
+        super().on_epoch_end(trainer, epoch)
+        if self.train is not None:
+            x_train, y_clean, y_fit = self.train
+            pred = trainer.predict_logits(x_train).argmax(1).numpy()
+            self.train_acc_clean_.append(float((pred == np.asarray(y_clean)).mean()))
+            self.train_acc_fit_.append(float((pred == np.asarray(y_fit)).mean()))
+
+
+def vote_labels(ann: Annotations, seed: int) -> np.ndarray:
+    """The majority vote of ``ann`` (ties broken as mv-train breaks them, ``random_state=seed``), (n_items,)."""
+    from crowdlearn.aggregate import MajorityVote
+
+    return np.asarray(MajorityVote(random_state=seed).fit(ann).labels_, dtype=np.int64)
+
+
 def split_variant(name: str) -> tuple[str, dict[str, float]]:
     """``"ccem:pool=3"`` -> ``("ccem", {"pool": 3.0})``: a registered method with some of its
     ``method_params`` (comma-separated ``key=value`` after a colon); a plain name has none."""
@@ -205,7 +261,10 @@ def run_task(task: Task, root: str, device: str = "cpu") -> dict[str, Any]:
     )
     if task.method == TRUTH:
         ann = clean_annotations(truth, ann.n_classes)
-    rec = EpochRecorder(None, None, x_test, y_test)  # type: ignore[arg-type]
+    train = None
+    if p.get("train_acc"):
+        train = (x_train, truth, truth if task.method == TRUTH else vote_labels(ann, task.seed))
+    rec = FitRecorder(x_test, y_test, train, last_only=bool(p.get("eval_last")))
     torch.manual_seed(task.seed)
     backbone = ImageBackbone(make_body(p["backbone"], int(p.get("width", 16)), ann.n_classes))
     cuda = device.startswith("cuda")
@@ -217,7 +276,7 @@ def run_task(task: Task, root: str, device: str = "cpu") -> dict[str, Any]:
         method=method,
         method_params=method_params or None,
         backbone=backbone,
-        augment="crop-flip",
+        augment=None if p.get("augment") == "none" else p.get("augment", "crop-flip"),
         epochs=task.epochs,
         validation="none",
         callbacks=[rec],
@@ -233,12 +292,19 @@ def run_task(task: Task, root: str, device: str = "cpu") -> dict[str, Any]:
         x_train,
         ann,
         start,
-        lambda: {
-            "params": {k: v for k, v in p.items() if k != "training"} | {"training": dict(p["training"])},
-            "val_acc": None,
-            "valid_loss": None,
-            "test_acc": rec.test_acc_,
-        },
+        lambda: (
+            {
+                "params": {k: v for k, v in p.items() if k != "training"} | {"training": dict(p["training"])},
+                "val_acc": None,
+                "valid_loss": None,
+                "test_acc": rec.test_acc_,
+            }
+            | (
+                {"train_acc_clean": rec.train_acc_clean_, "train_acc_fit": rec.train_acc_fit_}
+                if train is not None
+                else {}
+            )
+        ),
     )
 
 
@@ -247,11 +313,13 @@ def profile_point(params: Mapping[str, Any]) -> str:
     """The cache key of a profile: backbone, width, items, test items, batch, lr, schedule."""
     t = params["training"]
     width = f"-w{params['width']}" if params["backbone"] == "small-resnet" else ""
+    augment = params.get("augment", "crop-flip")
     return (
         f"{params['backbone']}{width} n={params['n_train']}/{params['n_test']} bs={t['batch_size']} "
         f"lr={t['lr']:g} {t['schedule']}"
         + (f" wd={t['weight_decay']:g}" if t["weight_decay"] != CPU_TRAINING["weight_decay"] else "")
         + (f" init={t['init']}" if "init" in t else "")
+        + (f" augment={augment}" if augment != "crop-flip" else "")
     )
 
 
@@ -292,16 +360,27 @@ def render_table(protocol: str, methods: Sequence[str], tasks: Sequence[Task], c
     point, epochs = mine[0].point, mine[0].epochs
     truth = [t for t in tasks if t.method == TRUTH and t.point == point and t.epochs == epochs]
     seeds = sorted({t.seed for t in mine})
+    fitted = any(cache[t.key].get("train_acc_fit") for t in (*mine, *truth) if t.key in cache)
+    extra = " training acc. % on its fit labels / clean labels (last epoch, mean) |" if fitted else ""
     lines = [
         f"#### CIFAR-10N {PROTOCOL_TITLES[protocol]}: {point}, {epochs} epochs",
         "",
-        "| method | test acc. % (last epoch), mean ± sd | seeds done | s per run (mean) | anchor |",
-        "|---|---:|---:|---:|---|",
+        f"| method | test acc. % (last epoch), mean ± sd | seeds done | s per run (mean) | anchor | per seed |{extra}",
+        "|---|---:|---:|---:|---|---|" + ("---:|" if fitted else ""),
     ]
     for method in (*methods, TRUTH):
         runs = [cache[t.key] for t in (truth if method == TRUTH else mine) if t.method == method and t.key in cache]
         acc = [r["test_acc"][-1] for r in runs if r["test_acc"]]
         secs = [r["seconds"] for r in runs]
+        per_seed = ", ".join(f"{100 * a:.1f}" for a in acc) or "-"
+        if fitted:
+            fit = [r["train_acc_fit"][-1] for r in runs if r.get("train_acc_fit")]
+            clean = [r["train_acc_clean"][-1] for r in runs if r.get("train_acc_clean")]
+            per_seed += (
+                f" | {100 * statistics.fmean(fit):.1f} / {100 * statistics.fmean(clean):.1f} |" if fit else " | - |"
+            )
+        else:
+            per_seed += " |"
         dagger = " †" if any(r["diverged"] is not None for r in runs) else ""
         anchor = "-"
         if protocol == "b" and method in ANCHORS_B:
@@ -310,9 +389,10 @@ def render_table(protocol: str, methods: Sequence[str], tasks: Sequence[Task], c
             anchor = f"{ANCHORS_A[method]} (CCC, R34)"
         shown = f"{method} (clean labels)" if method == TRUTH else method
         lines.append(
-            f"| {shown} | {_cell(acc)}{dagger} | {len(runs)}/{len(seeds)} | {statistics.fmean(secs):.0f} | {anchor} |"
+            f"| {shown} | {_cell(acc)}{dagger} | {len(runs)}/{len(seeds)} | {statistics.fmean(secs):.0f} | {anchor} | "
+            + per_seed
             if secs
-            else f"| {shown} | - | 0/{len(seeds)} | - | {anchor} |"
+            else f"| {shown} | - | 0/{len(seeds)} | - | {anchor} | " + per_seed
         )
     return "\n".join(lines)
 
@@ -468,6 +548,47 @@ def prepare_carry(root: str, dest: str) -> list[Path]:
 
 
 # ------------------------------------------------------------------ main
+def make_profile(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Protocol -> the run parameters of the chosen profile (CPU or ``--full``), with the
+    command line's overrides (``--width``, ``--epochs``, ``--n-train``, ``--n-test``, ``--init``,
+    ``--recipe``, ``--train-acc``)."""
+    profile: dict[str, dict[str, Any]] = {}
+    for protocol in PROTOCOLS:
+        if args.full:
+            params: dict[str, Any] = {
+                "backbone": GPU_BACKBONES.get(protocol, "resnet18"),
+                "n_train": N_TRAIN,
+                "n_test": N_TEST,
+                "epochs": GPU_EPOCHS.get(protocol, GPU_EPOCHS["b"]),
+                "training": dict(GPU_TRAINING),
+                "gpu": True,
+            }
+        else:
+            params = {
+                "backbone": CPU["backbone"],
+                "width": CPU["width"],
+                "n_train": CPU["n_train"],
+                "n_test": CPU["n_test"],
+                "epochs": CPU["epochs"],
+                "training": dict(CPU_RECIPE if args.recipe else CPU_TRAINING),
+            }
+        if args.width is not None and not args.full:
+            params["width"] = int(args.width)
+        for key, value in (("epochs", args.epochs), ("n_train", args.n_train), ("n_test", args.n_test)):
+            if value is not None:
+                params[key] = int(value)
+        if args.init is not None:
+            params["training"]["init"] = args.init
+        if args.augment is not None:
+            params["augment"] = args.augment
+        if args.train_acc:  # recorded only: not part of the cache key, the training is the same
+            params["train_acc"] = True
+        if args.eval_last:  # likewise
+            params["eval_last"] = True
+        profile[protocol] = params
+    return profile
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="benchmarks/cifar10n.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -478,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; --full: 1)")
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     parser.add_argument("--n-train", type=int, default=None, help="training images (default 3000; --full: 50000)")
+    parser.add_argument("--width", type=int, default=None, help="CPU profile: SmallResNet width (default 8)")
     parser.add_argument("--n-test", type=int, default=None, help="test images (default 1000; --full: 10000)")
     parser.add_argument(
         "--init",
@@ -489,6 +611,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--recipe",
         action="store_true",
         help="CPU profile: lr 1e-2, cosine, batch 64, no weight decay (CPU_RECIPE) for every method",
+    )
+    parser.add_argument(
+        "--train-acc",
+        action="store_true",
+        help="also record the accuracy on the training images per epoch (against the fit and the clean labels)",
+    )
+    parser.add_argument(
+        "--augment",
+        choices=["crop-flip", "none"],
+        default=None,
+        help="training augmentation (default crop-flip; none: the raw images, part of the cache key)",
+    )
+    parser.add_argument(
+        "--eval-last",
+        action="store_true",
+        help="evaluate after the last epoch only (the table's value), not after every epoch",
     )
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (CPU: one torch thread each)")
     parser.add_argument("--device", default="cpu")
@@ -526,32 +664,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: core, all, {', '.join(known)}")
     n_seeds = args.seeds or (1 if args.full else 3)
 
-    profile: dict[str, dict[str, Any]] = {}
-    for protocol in PROTOCOLS:
-        if args.full:
-            params: dict[str, Any] = {
-                "backbone": GPU_BACKBONES.get(protocol, "resnet18"),
-                "n_train": N_TRAIN,
-                "n_test": N_TEST,
-                "epochs": GPU_EPOCHS.get(protocol, GPU_EPOCHS["b"]),
-                "training": dict(GPU_TRAINING),
-                "gpu": True,
-            }
-        else:
-            params = {
-                "backbone": CPU["backbone"],
-                "width": CPU["width"],
-                "n_train": CPU["n_train"],
-                "n_test": CPU["n_test"],
-                "epochs": CPU["epochs"],
-                "training": dict(CPU_RECIPE if args.recipe else CPU_TRAINING),
-            }
-        for key, value in (("epochs", args.epochs), ("n_train", args.n_train), ("n_test", args.n_test)):
-            if value is not None:
-                params[key] = int(value)
-        if args.init is not None:
-            params["training"]["init"] = args.init
-        profile[protocol] = params
+    profile = make_profile(args)
 
     if args.pipeline:
         print(pipeline(args, profile["a"]))
