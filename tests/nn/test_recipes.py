@@ -10,7 +10,13 @@ import pytest
 from crowdlearn import Annotations
 from crowdlearn.estimators import CrowdClassifier
 from crowdlearn.nn import get_method
-from crowdlearn.nn.methods._recipes import COSINE_DS_RECIPE, COSINE_RECIPE, FAST_DS_MIXUP_RECIPE, FAST_MIXUP_RECIPE
+from crowdlearn.nn.methods._recipes import (
+    COSINE_DS_RECIPE,
+    COSINE_RECIPE,
+    FAST_DS_MIXUP_RECIPE,
+    FAST_MIXUP_RECIPE,
+    SLOW_DS_CLR_RECIPE,
+)
 from crowdlearn.nn.registry import BASE_TRAINING, MethodSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,9 +58,16 @@ def test_recipe_is_checked_and_frozen() -> None:
         spec.recipe["lr"] = 2.0  # type: ignore[index]
 
 
-@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w", "union-net-b"])
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-w", "union-net-b"])
 def test_the_measured_methods_carry_the_cosine_ds_recipe(method: str) -> None:
     assert dict(get_method(method).recipe) == COSINE_DS_RECIPE
+
+
+def test_geocrowdnet_f_carries_the_slow_ds_clr_recipe() -> None:
+    # the winner of benchmarks/real.py --grid defaults for GeoCrowdNet(F) (docs/benchmarks.md,
+    # "Default recipes"): the base lr with a 10x confusion step, DS init, input mixup
+    assert dict(get_method("geocrowdnet-f").recipe) == SLOW_DS_CLR_RECIPE
+    assert SLOW_DS_CLR_RECIPE == {"lr": 1e-3, "confusion_lr": 1e-2, "init": "ds", "mixup": 0.2}
 
 
 def test_tracereg_carries_the_fast_ds_mixup_recipe() -> None:
@@ -80,7 +93,7 @@ def test_the_cosine_recipe_without_ds(method: str) -> None:
 def test_estimator_uses_the_recipe_where_a_parameter_is_none(tmp_path: Path) -> None:
     X, ann = _crowd()
     clf = CrowdClassifier(method="geocrowdnet-f", epochs=3, validation="none").fit(X, ann)
-    expected = {**BASE_TRAINING, **COSINE_DS_RECIPE, "epochs": 3}
+    expected = {**BASE_TRAINING, **SLOW_DS_CLR_RECIPE, "epochs": 3}
     assert clf.training_params_ == expected
     assert len(clf.history_.epochs) == 3
     assert clf.get_params()["lr"] is None  # the parameter stays as given (scikit-learn's clone contract)

@@ -8,7 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from crowdlearn.nn.methods._recipes import COSINE_DS_RECIPE, COSINE_RECIPE, FAST_DS_MIXUP_RECIPE, FAST_MIXUP_RECIPE
+from crowdlearn.nn.methods._recipes import (
+    COSINE_DS_RECIPE,
+    COSINE_RECIPE,
+    FAST_DS_MIXUP_RECIPE,
+    FAST_MIXUP_RECIPE,
+    SLOW_DS_CLR_RECIPE,
+)
 from crowdlearn.nn.registry import DEFAULT_RIDGE, HeadContext, MethodParam, MethodSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,7 +108,7 @@ SPECS: tuple[MethodSpec, ...] = (
         params=(_LAM, _EPS, _POOL),
         refines_confusions=True,
         known_labels="clamp",
-        recipe=COSINE_DS_RECIPE,
+        recipe=SLOW_DS_CLR_RECIPE,
         citation=_ICLR23,
     ),
     MethodSpec(
