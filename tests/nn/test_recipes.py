@@ -90,6 +90,18 @@ def test_the_cosine_recipe_without_ds(method: str) -> None:
     assert "init" not in COSINE_RECIPE  # CrowdLayer accepts only the identity init
 
 
+def test_gold_labels_with_geocrowdnet_f_defaults_ask_for_mixup_0() -> None:
+    """Its recipe's input mixup cannot be combined with clamped gold labels: a one-line error naming
+    the fix, and the fix works (docs/active.md)."""
+    X, ann = _crowd()
+    known = np.full(ann.n_items, -1)
+    known[:5] = 0
+    with pytest.raises(ValueError, match="train with mixup=0"):
+        CrowdClassifier(method="geocrowdnet-f", epochs=1, validation="none").fit(X, ann, known_labels=known)
+    clf = CrowdClassifier(method="geocrowdnet-f", epochs=1, validation="none", mixup=0.0)
+    assert clf.fit(X, ann, known_labels=known).training_params_["mixup"] == 0.0
+
+
 def test_estimator_uses_the_recipe_where_a_parameter_is_none(tmp_path: Path) -> None:
     X, ann = _crowd()
     clf = CrowdClassifier(method="geocrowdnet-f", epochs=3, validation="none").fit(X, ann)
