@@ -58,15 +58,16 @@ def test_recipe_is_checked_and_frozen() -> None:
         spec.recipe["lr"] = 2.0  # type: ignore[index]
 
 
-@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-w", "union-net-b"])
+@pytest.mark.parametrize("method", ["geocrowdnet-w", "union-net-b"])
 def test_the_measured_methods_carry_the_cosine_ds_recipe(method: str) -> None:
     assert dict(get_method(method).recipe) == COSINE_DS_RECIPE
 
 
-def test_geocrowdnet_f_carries_the_slow_ds_clr_recipe() -> None:
-    # the winner of benchmarks/real.py --grid defaults for GeoCrowdNet(F) (docs/benchmarks.md,
-    # "Default recipes"): the base lr with a 10x confusion step, DS init, input mixup
-    assert dict(get_method("geocrowdnet-f").recipe) == SLOW_DS_CLR_RECIPE
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f"])
+def test_ccem_and_geocrowdnet_f_carry_the_slow_ds_clr_recipe(method: str) -> None:
+    # the winner of benchmarks/real.py --grid defaults for CCEM and GeoCrowdNet(F) (docs/benchmarks.md,
+    # "Default recipes", "Widened candidates"): the base lr with a 10x confusion step, DS init, input mixup
+    assert dict(get_method(method).recipe) == SLOW_DS_CLR_RECIPE
     assert SLOW_DS_CLR_RECIPE == {"lr": 1e-3, "confusion_lr": 1e-2, "init": "ds", "mixup": 0.2}
 
 
@@ -90,15 +91,16 @@ def test_the_cosine_recipe_without_ds(method: str) -> None:
     assert "init" not in COSINE_RECIPE  # CrowdLayer accepts only the identity init
 
 
-def test_gold_labels_with_geocrowdnet_f_defaults_ask_for_mixup_0() -> None:
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f"])
+def test_gold_labels_at_the_slow_ds_clr_recipe_ask_for_mixup_0(method: str) -> None:
     """Its recipe's input mixup cannot be combined with clamped gold labels: a one-line error naming
     the fix, and the fix works (docs/active.md)."""
     X, ann = _crowd()
     known = np.full(ann.n_items, -1)
     known[:5] = 0
     with pytest.raises(ValueError, match="train with mixup=0"):
-        CrowdClassifier(method="geocrowdnet-f", epochs=1, validation="none").fit(X, ann, known_labels=known)
-    clf = CrowdClassifier(method="geocrowdnet-f", epochs=1, validation="none", mixup=0.0)
+        CrowdClassifier(method=method, epochs=1, validation="none").fit(X, ann, known_labels=known)
+    clf = CrowdClassifier(method=method, epochs=1, validation="none", mixup=0.0)
     assert clf.fit(X, ann, known_labels=known).training_params_["mixup"] == 0.0
 
 
@@ -121,7 +123,7 @@ def test_a_given_value_wins_over_the_recipe() -> None:
     ).fit(X, ann)
     assert clf.training_params_ == {
         **BASE_TRAINING,
-        **COSINE_DS_RECIPE,
+        **SLOW_DS_CLR_RECIPE,
         "epochs": 2,
         "lr": 3e-3,
         "init": "identity",
@@ -133,10 +135,10 @@ def test_the_recipe_changes_the_fit() -> None:
     """Leaving a parameter at None is not the same fit as giving the base value (the recipe acts)."""
     X, ann = _crowd()
     recipe = CrowdClassifier(method="ccem", epochs=2, validation="none").fit(X, ann)
-    base = CrowdClassifier(
-        method="ccem", epochs=2, validation="none", **{k: v for k, v in BASE_TRAINING.items() if k != "epochs"}
-    ).fit(X, ann)
-    assert base.training_params_ == {**BASE_TRAINING, "epochs": 2}
+    # confusion_lr given as the base lr: None would leave CCEM's recipe's 1e-2
+    given = {**{k: v for k, v in BASE_TRAINING.items() if k != "epochs"}, "confusion_lr": BASE_TRAINING["lr"]}
+    base = CrowdClassifier(method="ccem", epochs=2, validation="none", **given).fit(X, ann)
+    assert base.training_params_ == {**BASE_TRAINING, "epochs": 2, "confusion_lr": BASE_TRAINING["lr"]}
     assert not np.allclose(recipe.predict_proba(X), base.predict_proba(X))
 
 

@@ -97,7 +97,7 @@ SPECS: tuple[MethodSpec, ...] = (
         params=(_POOL,),
         refines_confusions=True,
         known_labels="clamp",
-        recipe=COSINE_DS_RECIPE,
+        recipe=SLOW_DS_CLR_RECIPE,
         citation=_ICLR23,
     ),
     MethodSpec(
