@@ -58,14 +58,14 @@ def test_recipe_is_checked_and_frozen() -> None:
         spec.recipe["lr"] = 2.0  # type: ignore[index]
 
 
-@pytest.mark.parametrize("method", ["geocrowdnet-w", "union-net-b"])
+@pytest.mark.parametrize("method", ["union-net-b"])
 def test_the_measured_methods_carry_the_cosine_ds_recipe(method: str) -> None:
     assert dict(get_method(method).recipe) == COSINE_DS_RECIPE
 
 
-@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f"])
-def test_ccem_and_geocrowdnet_f_carry_the_slow_ds_clr_recipe(method: str) -> None:
-    # the winner of benchmarks/real.py --grid defaults for CCEM and GeoCrowdNet(F) (docs/benchmarks.md,
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w"])
+def test_ccem_and_geocrowdnet_carry_the_slow_ds_clr_recipe(method: str) -> None:
+    # the winner of benchmarks/real.py --grid defaults for CCEM and GeoCrowdNet(F), (W) (docs/benchmarks.md,
     # "Default recipes", "Widened candidates"): the base lr with a 10x confusion step, DS init, input mixup
     assert dict(get_method(method).recipe) == SLOW_DS_CLR_RECIPE
     assert SLOW_DS_CLR_RECIPE == {"lr": 1e-3, "confusion_lr": 1e-2, "init": "ds", "mixup": 0.2}
@@ -91,7 +91,7 @@ def test_the_cosine_recipe_without_ds(method: str) -> None:
     assert "init" not in COSINE_RECIPE  # CrowdLayer accepts only the identity init
 
 
-@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f"])
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w"])
 def test_gold_labels_at_the_slow_ds_clr_recipe_ask_for_mixup_0(method: str) -> None:
     """Its recipe's input mixup cannot be combined with clamped gold labels: a one-line error naming
     the fix, and the fix works (docs/active.md)."""

@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from crowdlearn.nn.methods._recipes import (
-    COSINE_DS_RECIPE,
     COSINE_RECIPE,
     FAST_DS_MIXUP_RECIPE,
     FAST_MIXUP_RECIPE,
@@ -119,7 +118,7 @@ SPECS: tuple[MethodSpec, ...] = (
         params=(_LAM, _EPS, _POOL),
         refines_confusions=True,
         known_labels="clamp",
-        recipe=COSINE_DS_RECIPE,
+        recipe=SLOW_DS_CLR_RECIPE,
         citation=_ICLR23,
     ),
     MethodSpec(

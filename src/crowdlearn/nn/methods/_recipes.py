@@ -22,7 +22,7 @@ __all__ = ["COSINE_DS_RECIPE", "COSINE_RECIPE", "FAST_DS_MIXUP_RECIPE", "FAST_MI
 #: Adam at 1e-2 with a cosine schedule over 50 epochs, batch 64, no weight decay: CrowdLayer MW and
 #: VW, CrowdAR, mv-train (heads without a DS init).
 COSINE_RECIPE: dict[str, Any] = {"lr": 1e-2, "schedule": "cosine", "epochs": 50, "batch_size": 64, "weight_decay": 0.0}
-#: The same, confusions started at a smoothed Dawid-Skene's: GeoCrowdNet(W), Union-Net B.
+#: The same, confusions started at a smoothed Dawid-Skene's: Union-Net B.
 COSINE_DS_RECIPE: dict[str, Any] = {**COSINE_RECIPE, "init": "ds"}
 #: Adam at 1e-2 (constant) with input mixup 0.2, the other values the base ones: MaDL, CoNAL,
 #: CrowdLayer VB.
@@ -31,5 +31,5 @@ FAST_MIXUP_RECIPE: dict[str, Any] = {"lr": 1e-2, "mixup": 0.2}
 FAST_DS_MIXUP_RECIPE: dict[str, Any] = {**FAST_MIXUP_RECIPE, "init": "ds"}
 #: Adam at 1e-3 for the backbone and 1e-2 for the confusions, DS-initialised confusions, input
 #: mixup 0.2, the other values the base ones (100 epochs, batch 128, weight decay 1e-4, constant
-#: schedule): CCEM and GeoCrowdNet(F).
+#: schedule): CCEM, GeoCrowdNet(F) and GeoCrowdNet(W).
 SLOW_DS_CLR_RECIPE: dict[str, Any] = {"lr": 1e-3, "confusion_lr": 1e-2, "init": "ds", "mixup": 0.2}
