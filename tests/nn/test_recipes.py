@@ -9,7 +9,7 @@ import pytest
 
 from crowdlearn import Annotations
 from crowdlearn.estimators import CrowdClassifier
-from crowdlearn.nn import get_method
+from crowdlearn.nn import available_methods, get_method
 from crowdlearn.nn.methods._recipes import (
     COSINE_DS_RECIPE,
     COSINE_RECIPE,
@@ -63,16 +63,17 @@ def test_the_measured_methods_carry_the_cosine_ds_recipe(method: str) -> None:
     assert dict(get_method(method).recipe) == COSINE_DS_RECIPE
 
 
-@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w"])
-def test_ccem_and_geocrowdnet_carry_the_slow_ds_clr_recipe(method: str) -> None:
-    # the winner of benchmarks/real.py --grid defaults for CCEM and GeoCrowdNet(F), (W) (docs/benchmarks.md,
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg"])
+def test_ccem_geocrowdnet_and_tracereg_carry_the_slow_ds_clr_recipe(method: str) -> None:
+    # the winner of benchmarks/real.py --grid defaults for CCEM, GeoCrowdNet(F)/(W), TraceReg (docs/benchmarks.md,
     # "Default recipes", "Widened candidates"): the base lr with a 10x confusion step, DS init, input mixup
     assert dict(get_method(method).recipe) == SLOW_DS_CLR_RECIPE
     assert SLOW_DS_CLR_RECIPE == {"lr": 1e-3, "confusion_lr": 1e-2, "init": "ds", "mixup": 0.2}
 
 
-def test_tracereg_carries_the_fast_ds_mixup_recipe() -> None:
-    assert dict(get_method("tracereg").recipe) == FAST_DS_MIXUP_RECIPE
+def test_no_method_keeps_the_fast_ds_mixup_recipe() -> None:
+    # TraceReg's first-round recipe; the second round picked slow-ds-clr for it
+    assert all(dict(get_method(m).recipe) != FAST_DS_MIXUP_RECIPE for m in available_methods())
 
 
 @pytest.mark.parametrize("method", ["madl", "conal", "crowdlayer-vb"])

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from crowdlearn.nn.methods._recipes import (
     COSINE_RECIPE,
-    FAST_DS_MIXUP_RECIPE,
     FAST_MIXUP_RECIPE,
     SLOW_DS_CLR_RECIPE,
 )
@@ -129,7 +128,7 @@ SPECS: tuple[MethodSpec, ...] = (
         params=(_LAM, _POOL),
         refines_confusions=True,
         known_labels="clamp",
-        recipe=FAST_DS_MIXUP_RECIPE,
+        recipe=SLOW_DS_CLR_RECIPE,
         citation="Tanno et al., CVPR 2019",
     ),
     MethodSpec(
