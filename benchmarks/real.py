@@ -42,8 +42,12 @@ default point and the training recipe of the Annot-Mix/MaDL code (lr 1e-2, cosin
 64, no weight decay, DS init where it applies; run with ``--epochs 50`` as they do); ``defaults``:
 the candidate default recipes of ``RECIPES`` (issue #12): ``base`` (the base training values),
 ``fast-ds-mixup`` (lr 1e-2, DS init, input mixup 0.2: the best Music row of benchmarks/music.py),
-``cosine`` (the Annot-Mix/MaDL code's recipe with DS init, 50 epochs); DS init only where the head
-depends on it, input mixup only for methods without their own batch transform. A point may set
+``cosine`` (the Annot-Mix/MaDL code's recipe with DS init, 50 epochs), ``slow-ds-clr`` (lr 1e-3, confusion
+lr 1e-2, DS init, input mixup 0.2, 100 epochs, the base batch 128 and weight decay 1e-4: the best
+LabelMe rows of benchmarks/music.py); for a method that declares ``lam``, each of them also with
+every value of ``LAMS`` (0.2; ``--lams``), the recipe alone keeping the method's own default. DS
+init only where the head depends on it, input mixup only for methods without their own batch
+transform. A point may set
 its own ``epochs`` (it replaces ``--epochs``). Grid points name every training value they change;
 the others are the base values of ``crowdlearn.nn.registry.BASE_TRAINING`` (so the tables do not
 move when a method's recipe changes).
@@ -84,7 +88,7 @@ without training. The tables, the command, the machine and the times are printed
 atomically to ``DIR/tables.md``.
 
 Run:  PYTHONPATH=src python benchmarks/real.py --out DIR [--datasets music-am,music,labelme]
-      [--methods a,b,c] [--grid none|small|recipe|defaults] [--seeds 10] [--epochs 100]
+      [--methods a,b,c] [--grid none|small|recipe|defaults] [--recipes a,b] [--lams 0.2] [--seeds 10] [--epochs 100]
       [--kinds full,holdout] [--jobs 2] [--table-only]
 """
 
@@ -146,7 +150,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     "base": {},  # CrowdClassifier's defaults (lr 1e-3, identity init, batch 128, wd 1e-4, 100 epochs)
     "fast-ds-mixup": {"lr": 1e-2, "init": "ds", "mixup": 0.2},  # the best Music row of benchmarks/music.py
     "cosine": {**RECIPE_POINT, "init": "ds", "epochs": 50},  # the Annot-Mix/MaDL code's recipe
+    #: the GeoCrowdNet code's slow backbone with a 10x faster confusion step (benchmarks/music.py's
+    #: best LabelMe rows), with input mixup 0.2 and DS init; batch, weight decay, schedule: the base ones
+    "slow-ds-clr": {"lr": 1e-3, "confusion_lr": 1e-2, "init": "ds", "mixup": 0.2, "epochs": 100},
 }
+#: grid ``defaults``, the lambda dimension: for a method that declares ``lam``, every recipe also with
+#: each of these values (the recipe alone keeps the method's own default; a ``--lams`` subset may be given)
+LAMS: list[float] = [0.2]
 AM_HIDDEN = (256, 128)
 AM_N_VAL = 100
 HOLDOUT_FRACTION = 0.1
@@ -237,6 +247,7 @@ def grid_points(method: str, grid: str) -> list[dict[str, Any]]:
         return [dict(DEFAULT_POINT), {**RECIPE_POINT, "init": inits[-1]}]
     if grid == "defaults":
         own_transform = get_method(name).make_transform is not None
+        lams = LAMS if "lam" in get_method(name).param_names else ()
         points = []
         for recipe_name, recipe in RECIPES.items():
             point = dict(recipe)
@@ -245,8 +256,10 @@ def grid_points(method: str, grid: str) -> list[dict[str, Any]]:
             if own_transform:
                 point.pop("mixup", None)
             point = point if point else dict(DEFAULT_POINT)
-            RECIPE_OF[(method, point_label(point))] = recipe_name
-            points.append(point)
+            for lam in (None, *lams):  # None: the method's own lam
+                lam_point = point if lam is None else {**point, "lam": lam}
+                RECIPE_OF[(method, point_label(lam_point))] = recipe_name + ("" if lam is None else f" lam={lam:g}")
+                points.append(lam_point)
         return points
     return [{"lr": lr, "init": init} for lr, init in itertools.product(LRS, inits)]
 
@@ -783,6 +796,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help=f"with --grid defaults: a comma-separated subset of the candidates ({', '.join(RECIPES)}); default all",
     )
+    parser.add_argument(
+        "--lams",
+        default=None,
+        help=f"with --grid defaults: the extra lam values of the methods that declare lam "
+        f"(comma-separated; default {','.join(f'{v:g}' for v in LAMS)}; 'none': only their own default)",
+    )
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
     parser.add_argument(
         "--kinds", default=",".join(KINDS), help="run kinds: full (last/clean protocols), holdout (crowd protocol)"
@@ -820,6 +839,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         for name in [r for r in RECIPES if r not in chosen]:
             del RECIPES[name]  # grid_points and the recipe table read RECIPES
+    if args.lams is not None:
+        if args.grid != "defaults":
+            parser.error("--lams applies only with --grid defaults")
+        try:
+            lams = () if args.lams == "none" else tuple(float(v) for v in args.lams.split(",") if v)
+        except ValueError:
+            parser.error(f"--lams takes comma-separated numbers or 'none', got {args.lams!r}")
+        if (args.lams != "none" and not lams) or any(not (math.isfinite(v) and v >= 0) for v in lams):
+            parser.error(f"--lams takes comma-separated finite numbers >= 0 or 'none', got {args.lams!r}")
+        LAMS[:] = lams  # grid_points reads LAMS
     _check_default_point()
     torch.set_num_threads(1)
 

@@ -111,6 +111,26 @@ def test_grid_points(real: Any) -> None:
     assert real.point_label(real.DEFAULT_POINT) == A
 
 
+def test_defaults_grid_has_every_recipe_and_a_lam_dimension_where_declared(real: Any) -> None:
+    names = list(real.RECIPES)
+    assert names[:3] == ["base", "fast-ds-mixup", "cosine"] and "slow-ds-clr" in names
+    f = real.grid_points("geocrowdnet-f", "defaults")  # declares lam: each recipe alone, then with lam 0.2
+    assert len(f) == 2 * len(names)
+    assert [p.get("lam") for p in f[:2]] == [None, 0.2] and f[0] == real.DEFAULT_POINT
+    slow = f[2 * names.index("slow-ds-clr")]
+    assert slow == {"lr": 1e-3, "confusion_lr": 1e-2, "init": "ds", "mixup": 0.2, "epochs": 100}
+    assert real.RECIPE_OF[("geocrowdnet-f", real.point_label(slow))] == "slow-ds-clr"
+    assert real.RECIPE_OF[("geocrowdnet-f", real.point_label({**slow, "lam": 0.2}))] == "slow-ds-clr lam=0.2"
+    run = real.run_params({**slow, "lam": 0.2})  # lam reaches CrowdClassifier as its top-level parameter
+    assert (run["lam"], run["confusion_lr"], run["batch_size"], run["weight_decay"]) == (0.2, 1e-2, 128, 1e-4)
+    assert "epochs" not in run and real.point_epochs(slow, 7) == 100
+    ccem = real.grid_points("ccem", "defaults")  # no lam: the recipes alone
+    assert len(ccem) == len(names) and all("lam" not in p for p in ccem)
+    # CrowdLayer's head ignores the init; Annot-Mix mixes its own records: no input mixup
+    assert {p.get("init") for p in real.grid_points("crowdlayer-mw", "defaults")} == {"identity"}
+    assert all("mixup" not in p for p in real.grid_points("annot-mix", "defaults"))
+
+
 def test_render_table_shows_cells_picks_published_numbers_and_notes(real: Any) -> None:
     sel = real.Selected(A, 0.6, [0.5, 0.7], [3, 5], diverged=1)
     rows = [

@@ -35,7 +35,8 @@ def test_exploding_held_out_nll_is_divergence_naming_epoch_and_checkpoint(tmp_pa
     from crowdlearn.train import TrainingDivergedError
 
     x, ann = _data()
-    clf = CrowdClassifier(method="ccem", epochs=10, lr=1e6, checkpoint_dir=str(tmp_path / "ck"))
+    # both learning rates: CCEM's default recipe sets its own confusion_lr, which lr leaves
+    clf = CrowdClassifier(method="ccem", epochs=10, lr=1e6, confusion_lr=1e6, checkpoint_dir=str(tmp_path / "ck"))
     with pytest.raises(TrainingDivergedError) as info:
         clf.fit(x, ann)
     err = info.value
@@ -110,7 +111,8 @@ def test_cli_lr_1e6_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     x, ann = _data()
     labels, feats = _files(tmp_path, x, ann)
     args = ["train", str(labels), "-x", str(feats), "--out", str(tmp_path / "m.safetensors"), "--epochs", "5"]
-    res = runner.invoke(app, [*args, "--lr", "1e6", "--predictions", str(tmp_path / "p.csv")])
+    # both learning rates: the default recipe (GeoCrowdNet(F)'s) sets its own confusion_lr, which --lr leaves
+    res = runner.invoke(app, [*args, "--lr", "1e6", "--confusion-lr", "1e6", "--predictions", str(tmp_path / "p.csv")])
     assert res.exit_code == 1, res.output
     assert "training diverged: held-out loss" in res.output and "after epoch 0 exceeds" in res.output
     assert "Nothing was written." in res.output and "Traceback" not in res.output

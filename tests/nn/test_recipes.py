@@ -9,8 +9,14 @@ import pytest
 
 from crowdlearn import Annotations
 from crowdlearn.estimators import CrowdClassifier
-from crowdlearn.nn import get_method
-from crowdlearn.nn.methods._recipes import COSINE_DS_RECIPE, COSINE_RECIPE, FAST_DS_MIXUP_RECIPE, FAST_MIXUP_RECIPE
+from crowdlearn.nn import available_methods, get_method
+from crowdlearn.nn.methods._recipes import (
+    COSINE_DS_RECIPE,
+    COSINE_RECIPE,
+    FAST_DS_MIXUP_RECIPE,
+    FAST_MIXUP_RECIPE,
+    SLOW_DS_CLR_RECIPE,
+)
 from crowdlearn.nn.registry import BASE_TRAINING, MethodSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -52,13 +58,22 @@ def test_recipe_is_checked_and_frozen() -> None:
         spec.recipe["lr"] = 2.0  # type: ignore[index]
 
 
-@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w", "union-net-b"])
+@pytest.mark.parametrize("method", ["union-net-b"])
 def test_the_measured_methods_carry_the_cosine_ds_recipe(method: str) -> None:
     assert dict(get_method(method).recipe) == COSINE_DS_RECIPE
 
 
-def test_tracereg_carries_the_fast_ds_mixup_recipe() -> None:
-    assert dict(get_method("tracereg").recipe) == FAST_DS_MIXUP_RECIPE
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg"])
+def test_ccem_geocrowdnet_and_tracereg_carry_the_slow_ds_clr_recipe(method: str) -> None:
+    # the winner of benchmarks/real.py --grid defaults for CCEM, GeoCrowdNet(F)/(W), TraceReg (docs/benchmarks.md,
+    # "Default recipes", "Widened candidates"): the base lr with a 10x confusion step, DS init, input mixup
+    assert dict(get_method(method).recipe) == SLOW_DS_CLR_RECIPE
+    assert SLOW_DS_CLR_RECIPE == {"lr": 1e-3, "confusion_lr": 1e-2, "init": "ds", "mixup": 0.2}
+
+
+def test_no_method_keeps_the_fast_ds_mixup_recipe() -> None:
+    # TraceReg's first-round recipe; the second round picked slow-ds-clr for it
+    assert all(dict(get_method(m).recipe) != FAST_DS_MIXUP_RECIPE for m in available_methods())
 
 
 @pytest.mark.parametrize("method", ["madl", "conal", "crowdlayer-vb"])
@@ -77,10 +92,23 @@ def test_the_cosine_recipe_without_ds(method: str) -> None:
     assert "init" not in COSINE_RECIPE  # CrowdLayer accepts only the identity init
 
 
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w"])
+def test_gold_labels_at_the_slow_ds_clr_recipe_ask_for_mixup_0(method: str) -> None:
+    """Its recipe's input mixup cannot be combined with clamped gold labels: a one-line error naming
+    the fix, and the fix works (docs/active.md)."""
+    X, ann = _crowd()
+    known = np.full(ann.n_items, -1)
+    known[:5] = 0
+    with pytest.raises(ValueError, match="train with mixup=0"):
+        CrowdClassifier(method=method, epochs=1, validation="none").fit(X, ann, known_labels=known)
+    clf = CrowdClassifier(method=method, epochs=1, validation="none", mixup=0.0)
+    assert clf.fit(X, ann, known_labels=known).training_params_["mixup"] == 0.0
+
+
 def test_estimator_uses_the_recipe_where_a_parameter_is_none(tmp_path: Path) -> None:
     X, ann = _crowd()
     clf = CrowdClassifier(method="geocrowdnet-f", epochs=3, validation="none").fit(X, ann)
-    expected = {**BASE_TRAINING, **COSINE_DS_RECIPE, "epochs": 3}
+    expected = {**BASE_TRAINING, **SLOW_DS_CLR_RECIPE, "epochs": 3}
     assert clf.training_params_ == expected
     assert len(clf.history_.epochs) == 3
     assert clf.get_params()["lr"] is None  # the parameter stays as given (scikit-learn's clone contract)
@@ -96,7 +124,7 @@ def test_a_given_value_wins_over_the_recipe() -> None:
     ).fit(X, ann)
     assert clf.training_params_ == {
         **BASE_TRAINING,
-        **COSINE_DS_RECIPE,
+        **SLOW_DS_CLR_RECIPE,
         "epochs": 2,
         "lr": 3e-3,
         "init": "identity",
@@ -108,10 +136,10 @@ def test_the_recipe_changes_the_fit() -> None:
     """Leaving a parameter at None is not the same fit as giving the base value (the recipe acts)."""
     X, ann = _crowd()
     recipe = CrowdClassifier(method="ccem", epochs=2, validation="none").fit(X, ann)
-    base = CrowdClassifier(
-        method="ccem", epochs=2, validation="none", **{k: v for k, v in BASE_TRAINING.items() if k != "epochs"}
-    ).fit(X, ann)
-    assert base.training_params_ == {**BASE_TRAINING, "epochs": 2}
+    # confusion_lr given as the base lr: None would leave CCEM's recipe's 1e-2
+    given = {**{k: v for k, v in BASE_TRAINING.items() if k != "epochs"}, "confusion_lr": BASE_TRAINING["lr"]}
+    base = CrowdClassifier(method="ccem", epochs=2, validation="none", **given).fit(X, ann)
+    assert base.training_params_ == {**BASE_TRAINING, "epochs": 2, "confusion_lr": BASE_TRAINING["lr"]}
     assert not np.allclose(recipe.predict_proba(X), base.predict_proba(X))
 
 

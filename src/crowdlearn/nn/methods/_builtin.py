@@ -8,7 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from crowdlearn.nn.methods._recipes import COSINE_DS_RECIPE, COSINE_RECIPE, FAST_DS_MIXUP_RECIPE, FAST_MIXUP_RECIPE
+from crowdlearn.nn.methods._recipes import (
+    COSINE_RECIPE,
+    FAST_MIXUP_RECIPE,
+    SLOW_DS_CLR_RECIPE,
+)
 from crowdlearn.nn.registry import DEFAULT_RIDGE, HeadContext, MethodParam, MethodSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,7 +95,7 @@ SPECS: tuple[MethodSpec, ...] = (
         params=(_POOL,),
         refines_confusions=True,
         known_labels="clamp",
-        recipe=COSINE_DS_RECIPE,
+        recipe=SLOW_DS_CLR_RECIPE,
         citation=_ICLR23,
     ),
     MethodSpec(
@@ -102,7 +106,7 @@ SPECS: tuple[MethodSpec, ...] = (
         params=(_LAM, _EPS, _POOL),
         refines_confusions=True,
         known_labels="clamp",
-        recipe=COSINE_DS_RECIPE,
+        recipe=SLOW_DS_CLR_RECIPE,
         citation=_ICLR23,
     ),
     MethodSpec(
@@ -113,7 +117,7 @@ SPECS: tuple[MethodSpec, ...] = (
         params=(_LAM, _EPS, _POOL),
         refines_confusions=True,
         known_labels="clamp",
-        recipe=COSINE_DS_RECIPE,
+        recipe=SLOW_DS_CLR_RECIPE,
         citation=_ICLR23,
     ),
     MethodSpec(
@@ -124,7 +128,7 @@ SPECS: tuple[MethodSpec, ...] = (
         params=(_LAM, _POOL),
         refines_confusions=True,
         known_labels="clamp",
-        recipe=FAST_DS_MIXUP_RECIPE,
+        recipe=SLOW_DS_CLR_RECIPE,
         citation="Tanno et al., CVPR 2019",
     ),
     MethodSpec(
