@@ -115,7 +115,8 @@ def part_gold(seeds: int, epochs: int, design: str) -> None:
                     acc = float("nan")
                 rows.setdefault(name, [[] for _ in golds])[golds.index(n_gold)].append(acc)
             for method in ("ccem", "geocrowdnet-f"):
-                # mixup=0: gold labels cannot be combined with mixup (CCEM's, F's and W's recipes have 0.2)
+                # mixup=0 for every column: a fit with gold labels trains without the recipe's mixup 0.2, so the
+                # runs without gold must too (like for like)
                 clf = CrowdClassifier(method=method, epochs=epochs, validation="none", random_state=seed, mixup=0.0)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

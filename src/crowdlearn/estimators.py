@@ -424,7 +424,9 @@ class CrowdClassifier(ParamsMixin):
         Ridge of the log-determinants (the methods declaring ``eps``).
     mixup : float or None, default=None
         Mixup on the crowd labels (``Beta(mixup, mixup)`` mixing weights; 0 disables it; None:
-        the recipe's, else 0): each training batch feeds convex combinations of pairs of its
+        the recipe's, else 0; a fit with gold labels, ``fit(..., known_labels=...)``, takes no
+        mixup from the recipe, since the two exclude each other, and a ``mixup > 0`` given here
+        with gold labels is an error): each training batch feeds convex combinations of pairs of its
         items, and every observed label of both items counts with its item's weight (see
         :class:`~crowdlearn.train.Trainer`). Requires inputs that can be added (feature arrays,
         image tensors); it acts as a regularizer of the classifier against label noise.
@@ -711,8 +713,12 @@ class CrowdClassifier(ParamsMixin):
 
     def _training(self) -> dict[str, Any]:
         """The training parameters of a fit: each one set here, else the method's recipe, else the
-        library's base value (:meth:`MethodSpec.training`)."""
-        return self._spec().training({k: getattr(self, k) for k in BASE_TRAINING})
+        library's base value (:meth:`MethodSpec.training`). A fit with gold labels does not take a
+        recipe's mixup (the two exclude each other; a ``mixup`` set here still raises)."""
+        out = self._spec().training({k: getattr(self, k) for k in BASE_TRAINING})
+        if self.mixup is None and getattr(self, "_gold_fit", False):
+            out["mixup"] = 0.0
+        return out
 
     def _shown_training(self) -> dict[str, Any]:
         """:meth:`_training` with an init array shown as "array" (JSON-able)."""
@@ -1157,6 +1163,7 @@ class CrowdClassifier(ParamsMixin):
         inputs = self._check_X(X, annotations.n_items, "X", "y" if from_array else None)
         self.annotator_features_ = self._check_annotator_features(annotator_features, m)
         known = self._check_known_labels(known_labels, annotations)
+        self._gold_fit = known is not None  # a recipe's mixup is off with gold labels (see _training)
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val (validation items with true labels), or neither")
         mode = self.validation

@@ -92,17 +92,23 @@ def test_the_cosine_recipe_without_ds(method: str) -> None:
     assert "init" not in COSINE_RECIPE  # CrowdLayer accepts only the identity init
 
 
-@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w"])
-def test_gold_labels_at_the_slow_ds_clr_recipe_ask_for_mixup_0(method: str) -> None:
-    """Its recipe's input mixup cannot be combined with clamped gold labels: a one-line error naming
-    the fix, and the fix works (docs/active.md)."""
+@pytest.mark.parametrize("method", ["ccem", "geocrowdnet-f", "geocrowdnet-w", "tracereg"])
+def test_gold_labels_turn_the_recipe_s_mixup_off(method: str) -> None:
+    """The recipe's input mixup cannot be combined with clamped gold labels: a fit with gold labels
+    at the defaults trains without it (and says so in training_params_); a fit without gold keeps
+    it; a mixup the user sets with gold labels is still a one-line error naming the fix."""
     X, ann = _crowd()
     known = np.full(ann.n_items, -1)
     known[:5] = 0
+    assert get_method(method).recipe["mixup"] > 0
+    gold = CrowdClassifier(method=method, epochs=1, validation="none").fit(X, ann, known_labels=known)
+    assert gold.training_params_["mixup"] == 0.0 and gold.known_labels_[:5].tolist() == [0] * 5
+    explicit = CrowdClassifier(method=method, epochs=1, validation="none", mixup=0.0).fit(X, ann, known_labels=known)
+    np.testing.assert_allclose(gold.predict_proba(X), explicit.predict_proba(X), rtol=1e-6, atol=1e-7)
+    plain = CrowdClassifier(method=method, epochs=1, validation="none").fit(X, ann)
+    assert plain.training_params_["mixup"] == get_method(method).recipe["mixup"]
     with pytest.raises(ValueError, match="train with mixup=0"):
-        CrowdClassifier(method=method, epochs=1, validation="none").fit(X, ann, known_labels=known)
-    clf = CrowdClassifier(method=method, epochs=1, validation="none", mixup=0.0)
-    assert clf.fit(X, ann, known_labels=known).training_params_["mixup"] == 0.0
+        CrowdClassifier(method=method, epochs=1, validation="none", mixup=0.2).fit(X, ann, known_labels=known)
 
 
 def test_estimator_uses_the_recipe_where_a_parameter_is_none(tmp_path: Path) -> None:
