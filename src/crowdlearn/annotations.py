@@ -45,6 +45,18 @@ class AnnotationsError(ValueError):
     """
 
 
+def _as_rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
+    """A given generator, or a new one seeded by ``random_state``."""
+    return random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+
+
+def _folds_and_rng(n_splits: Any, random_state: int | np.random.Generator | None) -> tuple[int, np.random.Generator]:
+    """``n_splits`` checked (an integer >= 2) and the generator of a k-fold split."""
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
+        raise AnnotationsError(f"n_splits must be an integer >= 2, got {show(n_splits)}")
+    return int(n_splits), _as_rng(random_state)
+
+
 def _as_index_array(values: npt.ArrayLike, name: str) -> IntArray:
     arr = np.asarray(values)
     if arr.ndim != 1:
@@ -715,7 +727,7 @@ class Annotations:
         """
         if not 0.0 <= fraction < 1.0:
             raise AnnotationsError(f"fraction must be in [0, 1), got {show(fraction)}")
-        rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+        rng = _as_rng(random_state)
         if by == "item":
             if min_keep != 1:
                 raise AnnotationsError(f"min_keep applies to by='annotator' only, got min_keep={show(min_keep)}")
@@ -757,10 +769,7 @@ class Annotations:
         ndarray of int64 of shape (n_labels,)
             Fold ``0..n_splits-1`` of each label (in label order).
         """
-        if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
-            raise AnnotationsError(f"n_splits must be an integer >= 2, got {show(n_splits)}")
-        k = int(n_splits)
-        rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+        k, rng = _folds_and_rng(n_splits, random_state)
         counts = self.annotator_counts
         key = rng.random(self.n_labels)
         offset = rng.integers(0, k, size=self.n_annotators)
@@ -787,12 +796,10 @@ class Annotations:
         ndarray of int64 of shape (n_labels,)
             Fold ``0..n_splits-1`` of each label (in label order).
         """
-        if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
-            raise AnnotationsError(f"n_splits must be an integer >= 2, got {show(n_splits)}")
-        rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+        k, rng = _folds_and_rng(n_splits, random_state)
         labelled = rng.permutation(np.flatnonzero(self.item_counts > 0))
         item_fold = np.zeros(self.n_items, dtype=np.int64)
-        item_fold[labelled] = np.arange(len(labelled), dtype=np.int64) % int(n_splits)
+        item_fold[labelled] = np.arange(len(labelled), dtype=np.int64) % k
         folds: IntArray = item_fold[self.items]
         return folds
 
