@@ -166,13 +166,18 @@ class ConfusionMatrices(nn.Module):
                 raise ValueError("initial confusions contain zeros; pass smoothing > 0 to take their log")
             self.logits.copy_(torch.log(smoothed).to(self.logits.dtype))
 
+    def annotator_logits(self) -> Tensor:
+        """Every annotator's confusion logits, shape (M, K, K): ``logits`` (a subclass may
+        compose them from other parameters)."""
+        return self.logits
+
     def log_confusions(self) -> Tensor:
         """``log A``, shape (M, K, K)."""
-        return CF.log_confusions(self.logits)
+        return CF.log_confusions(self.annotator_logits())
 
     def confusions(self) -> Tensor:
         """``A``, shape (M, K, K); columns sum to 1."""
-        return torch.softmax(self.logits, dim=1)
+        return torch.softmax(self.annotator_logits(), dim=1)
 
     def forward(self, log_probs: Tensor, annotators: Tensor) -> Tensor:
         """Log distribution of each observed annotator's label.

@@ -130,14 +130,6 @@ class PooledConfusionMatrices(ConfusionMatrices):
         """``S + D_m``, shape (M, K, K)."""
         return self.shared + self.logits
 
-    def log_confusions(self) -> Tensor:
-        """``log A``, shape (M, K, K)."""
-        return CF.log_confusions(self.annotator_logits())
-
-    def confusions(self) -> Tensor:
-        """``A``, shape (M, K, K); columns sum to 1."""
-        return torch.softmax(self.annotator_logits(), dim=1)
-
     def _rows(self, annotators: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The batch's distinct annotators (U,), each label's position among them (E,) and their
         deviations (U, K, K) (a sparse gradient unless every annotator is in the batch)."""
