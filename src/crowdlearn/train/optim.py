@@ -102,16 +102,7 @@ class LazyAdam(torch.optim.Optimizer):
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         fused = _fused_ok(p, exp_avg, exp_avg_sq, step_t)
         if not grad.is_sparse:  # every row has a gradient: Adam's step
-            if fused:
-                _fused_adam(p, grad.contiguous(), exp_avg, exp_avg_sq, step_t, lr, beta1, beta2, eps)
-                return
-            t = float(step_t)
-            step_size = lr / (1.0 - beta1**t)
-            bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
-            exp_avg.lerp_(grad, 1.0 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-            p.addcdiv_(exp_avg, denom, value=-step_size)
+            _adam_update(p, grad, exp_avg, exp_avg_sq, step_t, lr, beta1, beta2, eps, fused)
             return
         if grad.sparse_dim() != 1:
             raise ValueError(
@@ -124,29 +115,44 @@ class LazyAdam(torch.optim.Optimizer):
         g = grad._values()  # (U, ...)
         m = exp_avg.index_select(0, rows)
         v = exp_avg_sq.index_select(0, rows)
-        if fused:  # the rows gathered (or as the forward gathered them), one fused Adam kernel, written back
-            known = gathered_values(p, rows)
-            w = known if known is not None else p.index_select(0, rows)
-            _fused_adam(w, g.contiguous(), m, v, step_t, lr, beta1, beta2, eps)
-            p.index_copy_(0, rows, w)
-            exp_avg.index_copy_(0, rows, m)
-            exp_avg_sq.index_copy_(0, rows, v)
-            return
-        t = float(step_t)
-        step_size = lr / (1.0 - beta1**t)
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
-        m.lerp_(g, 1.0 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-        exp_avg.index_copy_(0, rows, m)
-        exp_avg_sq.index_copy_(0, rows, v)
-        denom = v.sqrt_().div_(bias_correction2_sqrt).add_(eps)
+        # the rows gathered (or as the forward gathered them), Adam's step on them, written back
         known = gathered_values(p, rows)
         w = known if known is not None else p.index_select(0, rows)
-        p.index_copy_(0, rows, w.addcdiv_(m, denom, value=-step_size))
+        _adam_update(w, g, m, v, step_t, lr, beta1, beta2, eps, fused)
+        p.index_copy_(0, rows, w)
+        exp_avg.index_copy_(0, rows, m)
+        exp_avg_sq.index_copy_(0, rows, v)
 
 
 #: devices where :func:`torch._fused_adam_` runs (CPU since torch 2.4, CUDA)
 _FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _adam_update(
+    w: Tensor,
+    g: Tensor,
+    m: Tensor,
+    v: Tensor,
+    step: Tensor,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    fused: bool,
+) -> None:
+    """Adam's update of ``w`` with gradient ``g`` and moments ``m``, ``v`` (all one shape), in
+    place, at the (already incremented) step count ``step``: the fused kernel where ``fused``,
+    else torch's op-by-op rule (bias-corrected step size, ``sqrt(v) / sqrt(1 - beta2^t) + eps``)."""
+    if fused:
+        _fused_adam(w, g.contiguous(), m, v, step, lr, beta1, beta2, eps)
+        return
+    t = float(step)
+    step_size = lr / (1.0 - beta1**t)
+    bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
+    m.lerp_(g, 1.0 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+    denom = (v.sqrt() / bias_correction2_sqrt).add_(eps)
+    w.addcdiv_(m, denom, value=-step_size)
 
 
 def _fused_ok(p: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: Tensor) -> bool:
