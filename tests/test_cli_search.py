@@ -95,6 +95,14 @@ def test_method_params_table_and_method_as_a_grid_key(crowd) -> None:
     assert "method_params.lam" in res.stdout and "4 grid points" in res.stdout
 
 
+def test_the_cli_names_every_criterion_of_the_search() -> None:
+    # cli keeps its own tuple (importing crowdlearn.model_selection would import torch at start-up)
+    from crowdlearn.cli import SEARCH_CRITERIA
+    from crowdlearn.model_selection import _CRITERIA
+
+    assert SEARCH_CRITERIA == tuple(_CRITERIA)
+
+
 @pytest.mark.parametrize(("criterion", "over"), [("holdout-items", "one held-out split"), ("kfold-items", "2 folds")])
 def test_the_item_criteria_run_from_the_command_line(crowd, criterion: str, over: str) -> None:
     grid = write(crowd, f'lr = [1e-6, 1e-2]\n[search]\ncriterion = "{criterion}"\ncv = 2\n')
